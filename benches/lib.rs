@@ -1,0 +1,59 @@
+//! Helpers shared by the benchmarks: realistic inputs and a small timing loop that prints
+//! throughput. Benchmarks run with `cargo bench -p winnerr-benches`; under `cargo test` they run a
+//! few iterations only, to prove they still work.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+/// Whether the binary was started by `cargo bench` (which passes `--bench`), not `cargo test`.
+pub fn is_bench_run() -> bool {
+    std::env::args().any(|arg| arg == "--bench")
+}
+
+/// Throughput of one measured case.
+#[derive(Debug, Clone, Copy)]
+pub struct Throughput {
+    pub items_per_second: f64,
+}
+
+/// Runs `f` over `inputs` repeatedly for about `duration` (at least once through), in `rounds`
+/// rounds, and returns the best round's items per second.
+pub fn measure<T>(
+    inputs: &[T],
+    duration: Duration,
+    rounds: usize,
+    mut f: impl FnMut(&T),
+) -> Throughput {
+    let mut best: f64 = 0.0;
+    for _ in 0..rounds.max(1) {
+        let started = Instant::now();
+        let mut items = 0u64;
+        loop {
+            for input in inputs {
+                f(black_box(input));
+            }
+            items += inputs.len() as u64;
+            if started.elapsed() >= duration / rounds.max(1) as u32 {
+                break;
+            }
+        }
+        best = best.max(items as f64 / started.elapsed().as_secs_f64());
+    }
+    Throughput {
+        items_per_second: best,
+    }
+}
+
+/// A short description of the machine, for the record.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpu}, {cores} cores available")
+}

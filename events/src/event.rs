@@ -1,0 +1,242 @@
+//! Call events: what leaves the voice stage and travels on the bus to every other stage.
+//!
+//! The wire form is JSON: an [`Envelope`] with the event's fields flattened in and its kind under
+//! `"type"`. `v` is the schema version; readers accept events of any version and map a `type` they
+//! do not know to [`Event::Unknown`], so producers can add kinds without breaking consumers.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ids::{CallId, LeadId, OrgId, UserId};
+
+/// Version of the envelope and event schema that this build writes.
+pub const SCHEMA_VERSION: u16 = 1;
+
+/// Unique id of one event, time-ordered (UUIDv7), so consumers can drop redeliveries.
+pub type EventId = Uuid;
+
+/// One track of a call: `inbound` is the caller (customer), `outbound` the agent's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Track {
+    Inbound,
+    Outbound,
+}
+
+impl Track {
+    pub const ALL: [Track; 2] = [Track::Inbound, Track::Outbound];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Track::Inbound => "inbound",
+            Track::Outbound => "outbound",
+        }
+    }
+
+    /// Dense index, for per-track arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Who a call belongs to: carried by every event of the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallContext {
+    pub org_id: OrgId,
+    pub call_id: CallId,
+    pub agent_id: Option<UserId>,
+    pub lead_id: Option<LeadId>,
+}
+
+/// An event with the identity of the call it belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub v: u16,
+    pub id: EventId,
+    pub org_id: OrgId,
+    pub call_id: CallId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<UserId>,
+    /// Wall-clock time the event was produced, milliseconds since the Unix epoch.
+    pub ts_ms: u64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+impl Envelope {
+    /// Wraps `event` for the call `ctx`, stamping a fresh id and the current time.
+    pub fn new(ctx: &CallContext, event: Event) -> Self {
+        Self {
+            v: SCHEMA_VERSION,
+            id: Uuid::now_v7(),
+            org_id: ctx.org_id.clone(),
+            call_id: ctx.call_id.clone(),
+            agent_id: ctx.agent_id.clone(),
+            ts_ms: now_ms(),
+            event,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The kinds of call event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    CallStarted(CallStarted),
+    AudioActivity(AudioActivity),
+    Dtmf(Dtmf),
+    CallEnded(CallEnded),
+    /// A kind this build does not know (written by a newer producer); skip it.
+    #[serde(other)]
+    Unknown,
+}
+
+impl Event {
+    /// The `type` name, for logs and metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::CallStarted(_) => "call_started",
+            Event::AudioActivity(_) => "audio_activity",
+            Event::Dtmf(_) => "dtmf",
+            Event::CallEnded(_) => "call_ended",
+            Event::Unknown => "unknown",
+        }
+    }
+}
+
+/// Audio format of a stream as its source announced it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaFormat {
+    pub encoding: String,
+    pub sample_rate: u32,
+    pub channels: u16,
+}
+
+/// A call's media stream began.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallStarted {
+    pub stream_sid: String,
+    pub account_sid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead_id: Option<LeadId>,
+    pub tracks: Vec<Track>,
+    pub media_format: MediaFormat,
+}
+
+/// Whether someone is speaking on a track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivityState {
+    Speaking,
+    Silent,
+}
+
+/// Speech started or stopped on one track.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioActivity {
+    pub track: Track,
+    pub state: ActivityState,
+    /// When the change happened, on the call's clock (ms from the stream's start).
+    pub at_ms: u64,
+    /// For `silent`: how long the speech that just ended lasted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spoken_ms: Option<u64>,
+}
+
+/// A key pressed on the phone's keypad.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dtmf {
+    pub track: Track,
+    pub digit: char,
+}
+
+/// How a call's stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The source said the stream stopped (Twilio `stop`).
+    Completed,
+    /// The connection dropped without a stop.
+    Abandoned,
+    /// The server closed the stream because of bad input.
+    Rejected,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// What a stream delivered, counted over its whole life.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamStats {
+    /// Media frames accepted, per track (inbound, outbound).
+    pub frames: [u64; 2],
+    /// Sequence numbers that never arrived.
+    pub missing: u64,
+    /// Frames that arrived after later audio had already been passed on, and were dropped.
+    pub late: u64,
+    /// Frames that could not be decoded, and were skipped.
+    pub bad_frames: u64,
+    /// Frames dropped because the voice stage could not keep up.
+    pub dropped: u64,
+}
+
+/// A call's media stream ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallEnded {
+    pub reason: EndReason,
+    /// Length of the audio received, on the call's clock.
+    pub duration_ms: u64,
+    pub stats: StreamStats,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> CallContext {
+        CallContext {
+            org_id: OrgId::parse("acme").unwrap(),
+            call_id: CallId::parse("CA1").unwrap(),
+            agent_id: Some(UserId::parse("u1").unwrap()),
+            lead_id: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_with_the_type_flattened() {
+        let env = Envelope::new(
+            &ctx(),
+            Event::Dtmf(Dtmf {
+                track: Track::Inbound,
+                digit: '5',
+            }),
+        );
+        let json = serde_json::to_value(&env).unwrap();
+        assert_eq!(json["type"], "dtmf");
+        assert_eq!(json["digit"], "5");
+        assert_eq!(json["org_id"], "acme");
+        let back: Envelope = serde_json::from_value(json).unwrap();
+        assert_eq!(back, env);
+    }
+
+    #[test]
+    fn a_newer_event_kind_reads_as_unknown() {
+        let env = Envelope::new(&ctx(), Event::Unknown);
+        let mut json = serde_json::to_value(&env).unwrap();
+        json["type"] = "hologram".into();
+        json["v"] = 7.into();
+        json["extra"] = "ignored".into();
+        let back: Envelope = serde_json::from_value(json).unwrap();
+        assert_eq!(back.event, Event::Unknown);
+        assert_eq!(back.v, 7);
+    }
+}

@@ -1,0 +1,19 @@
+//! The contract between Winnerr's stages: identifiers, call events and feed messages (serde,
+//! versioned), the audio handed from ingest to voice inside one process, and the [`Bus`] that
+//! carries events between stages.
+
+pub mod audio;
+pub mod bus;
+pub mod event;
+pub mod feed;
+pub mod ids;
+mod metrics;
+
+pub use audio::{AudioFrame, CallAudio, CallInput};
+pub use bus::{Bus, BusError, Delivery, InProcessBus, Subscription};
+pub use event::{
+    ActivityState, AudioActivity, CallContext, CallEnded, CallStarted, Dtmf, EndReason, Envelope,
+    Event, EventId, MediaFormat, SCHEMA_VERSION, StreamStats, Track,
+};
+pub use feed::{FEED_PROTOCOL_VERSION, FeedMessage};
+pub use ids::{CallId, InvalidId, LeadId, OrgId, Role, UserId};

@@ -1,0 +1,13 @@
+//! The gateway: where people and dashboards meet the engine. Authenticated WebSocket feeds of
+//! each organization's live events, Prometheus `/metrics`, health and readiness.
+
+pub mod auth;
+mod feed;
+mod health;
+mod metrics;
+pub mod rooms;
+mod server;
+pub mod telemetry;
+
+pub use auth::{Auth, AuthError, Claims};
+pub use server::{FEED_PATH, Gateway, GatewayConfig};

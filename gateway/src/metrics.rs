@@ -1,0 +1,59 @@
+//! Every metric the gateway records, defined in one place.
+
+use std::sync::Once;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+
+const FEED_CONNECTIONS: &str = "winnerr_gateway_feed_connections";
+const FEED_MESSAGES: &str = "winnerr_gateway_feed_messages_total";
+const FEED_DROPPED: &str = "winnerr_gateway_feed_dropped_total";
+const FEED_DELIVERY_SECONDS: &str = "winnerr_gateway_feed_delivery_seconds";
+const ROOMS: &str = "winnerr_gateway_rooms";
+const AUTH_FAILURES: &str = "winnerr_gateway_auth_failures_total";
+
+pub(crate) fn describe() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        describe_gauge!(FEED_CONNECTIONS, "Feed WebSocket clients connected now");
+        describe_counter!(FEED_MESSAGES, "Event messages sent to feed clients");
+        describe_counter!(
+            FEED_DROPPED,
+            "Event messages dropped for feed clients that fell behind"
+        );
+        describe_histogram!(
+            FEED_DELIVERY_SECONDS,
+            metrics::Unit::Seconds,
+            "Delay from an event's creation to its delivery to a feed client"
+        );
+        describe_gauge!(ROOMS, "Organization rooms with at least one feed client");
+        describe_counter!(
+            AUTH_FAILURES,
+            "Requests refused for a missing, expired or invalid token"
+        );
+    });
+}
+
+pub(crate) fn feed_connected() {
+    gauge!(FEED_CONNECTIONS).increment(1.0);
+}
+
+pub(crate) fn feed_disconnected() {
+    gauge!(FEED_CONNECTIONS).decrement(1.0);
+}
+
+pub(crate) fn feed_sent(delay_seconds: f64) {
+    counter!(FEED_MESSAGES).increment(1);
+    histogram!(FEED_DELIVERY_SECONDS).record(delay_seconds);
+}
+
+pub(crate) fn feed_dropped(count: u64) {
+    counter!(FEED_DROPPED).increment(count);
+}
+
+pub(crate) fn rooms(count: usize) {
+    gauge!(ROOMS).set(count as f64);
+}
+
+pub(crate) fn auth_failed(reason: &'static str) {
+    counter!(AUTH_FAILURES, "reason" => reason).increment(1);
+}

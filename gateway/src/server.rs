@@ -1,0 +1,85 @@
+//! The gateway's state and routes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+use winnerr_events::Bus;
+
+use crate::auth::Auth;
+use crate::rooms::Rooms;
+use crate::{feed, health, metrics, telemetry};
+
+/// Path of the live feed WebSocket.
+pub const FEED_PATH: &str = "/feed";
+
+/// Settings of the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// HS256 secret of the bearer tokens.
+    pub jwt_secret: String,
+    /// Messages a feed client may fall behind before it loses the oldest.
+    pub feed_buffer: usize,
+}
+
+/// The gateway of this process; cheap to clone.
+#[derive(Clone)]
+pub struct Gateway(Arc<Inner>);
+
+struct Inner {
+    auth: Auth,
+    rooms: Arc<Rooms>,
+    ready: AtomicBool,
+    shutdown: CancellationToken,
+}
+
+impl Gateway {
+    /// Starts pumping `bus` events into the organization rooms until `shutdown`.
+    pub fn new(config: &GatewayConfig, bus: &dyn Bus, shutdown: CancellationToken) -> Self {
+        metrics::describe();
+        let rooms = Arc::new(Rooms::new(config.feed_buffer));
+        rooms.spawn_pump(bus, shutdown.clone());
+        Self(Arc::new(Inner {
+            auth: Auth::new(config.jwt_secret.as_bytes()),
+            rooms,
+            ready: AtomicBool::new(false),
+            shutdown,
+        }))
+    }
+
+    /// Feed, metrics and health routes.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route(FEED_PATH, get(feed::upgrade))
+            .route(
+                "/metrics",
+                get(|| async { telemetry::prometheus().render() }),
+            )
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
+            .with_state(self.clone())
+    }
+
+    pub fn auth(&self) -> &Auth {
+        &self.0.auth
+    }
+
+    pub(crate) fn rooms(&self) -> &Rooms {
+        &self.0.rooms
+    }
+
+    pub(crate) fn shutdown(&self) -> &CancellationToken {
+        &self.0.shutdown
+    }
+
+    /// Says whether `/readyz` should report ready.
+    pub fn set_ready(&self, ready: bool) {
+        self.0.ready.store(ready, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.ready.load(Ordering::SeqCst) && !self.0.shutdown.is_cancelled()
+    }
+}

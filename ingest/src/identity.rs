@@ -1,0 +1,141 @@
+//! Who a stream belongs to. The TwiML webhook puts the organization, agent and lead into the
+//! stream's `<Parameter>`s together with a signature bound to the call, so a stream's identity
+//! cannot be forged or replayed onto another call by whoever can open a WebSocket.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use winnerr_events::{InvalidId, LeadId, OrgId, UserId};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Names of the custom parameters that carry the identity.
+pub const PARAM_ORG: &str = "org";
+pub const PARAM_AGENT: &str = "agent";
+pub const PARAM_LEAD: &str = "lead";
+pub const PARAM_SIGNATURE: &str = "sig";
+
+/// The verified owner of a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamIdentity {
+    pub org_id: OrgId,
+    pub agent_id: Option<UserId>,
+    pub lead_id: Option<LeadId>,
+}
+
+/// Why a stream's identity was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("custom parameter `{0}` is missing")]
+    Missing(&'static str),
+    #[error(transparent)]
+    InvalidId(#[from] InvalidId),
+    #[error("identity signature does not match")]
+    BadSignature,
+}
+
+impl StreamIdentity {
+    fn mac(&self, key: &str, call_sid: &str) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC accepts any key");
+        let field = |id: Option<&str>| id.unwrap_or("").to_owned();
+        let agent = field(self.agent_id.as_ref().map(UserId::as_str));
+        let lead = field(self.lead_id.as_ref().map(LeadId::as_str));
+        // Ids cannot contain '\n', so the fields cannot be shifted into one another.
+        for part in ["v1", call_sid, self.org_id.as_str(), &agent, &lead] {
+            mac.update(part.as_bytes());
+            mac.update(b"\n");
+        }
+        mac
+    }
+
+    /// The custom parameters (identity and signature) for a stream of call `call_sid`.
+    pub fn to_parameters(&self, key: &str, call_sid: &str) -> BTreeMap<String, String> {
+        let mut params = BTreeMap::new();
+        params.insert(PARAM_ORG.to_owned(), self.org_id.to_string());
+        if let Some(agent) = &self.agent_id {
+            params.insert(PARAM_AGENT.to_owned(), agent.to_string());
+        }
+        if let Some(lead) = &self.lead_id {
+            params.insert(PARAM_LEAD.to_owned(), lead.to_string());
+        }
+        let signature = URL_SAFE_NO_PAD.encode(self.mac(key, call_sid).finalize().into_bytes());
+        params.insert(PARAM_SIGNATURE.to_owned(), signature);
+        params
+    }
+
+    /// Reads and checks the identity in a stream's custom parameters.
+    pub fn from_parameters(
+        params: &BTreeMap<String, String>,
+        key: &str,
+        call_sid: &str,
+    ) -> Result<Self, IdentityError> {
+        let org = params
+            .get(PARAM_ORG)
+            .ok_or(IdentityError::Missing(PARAM_ORG))?;
+        let identity = StreamIdentity {
+            org_id: OrgId::parse(org)?,
+            agent_id: params.get(PARAM_AGENT).map(UserId::parse).transpose()?,
+            lead_id: params.get(PARAM_LEAD).map(LeadId::parse).transpose()?,
+        };
+        let signature = params
+            .get(PARAM_SIGNATURE)
+            .ok_or(IdentityError::Missing(PARAM_SIGNATURE))?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| IdentityError::BadSignature)?;
+        identity
+            .mac(key, call_sid)
+            .verify_slice(&signature)
+            .map_err(|_| IdentityError::BadSignature)?;
+        Ok(identity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> StreamIdentity {
+        StreamIdentity {
+            org_id: OrgId::parse("acme").unwrap(),
+            agent_id: Some(UserId::parse("agent-7").unwrap()),
+            lead_id: None,
+        }
+    }
+
+    #[test]
+    fn signed_parameters_verify_for_their_call_only() {
+        let params = identity().to_parameters("k", "CA1");
+        assert_eq!(
+            StreamIdentity::from_parameters(&params, "k", "CA1").unwrap(),
+            identity()
+        );
+        assert!(matches!(
+            StreamIdentity::from_parameters(&params, "k", "CA2"),
+            Err(IdentityError::BadSignature)
+        ));
+        assert!(StreamIdentity::from_parameters(&params, "other key", "CA1").is_err());
+    }
+
+    #[test]
+    fn a_changed_organization_or_missing_signature_is_refused() {
+        let mut params = identity().to_parameters("k", "CA1");
+        params.insert(PARAM_ORG.into(), "evil".into());
+        assert!(matches!(
+            StreamIdentity::from_parameters(&params, "k", "CA1"),
+            Err(IdentityError::BadSignature)
+        ));
+        params.remove(PARAM_SIGNATURE);
+        assert!(matches!(
+            StreamIdentity::from_parameters(&params, "k", "CA1"),
+            Err(IdentityError::Missing("sig"))
+        ));
+        assert!(matches!(
+            StreamIdentity::from_parameters(&BTreeMap::new(), "k", "CA1"),
+            Err(IdentityError::Missing("org"))
+        ));
+    }
+}

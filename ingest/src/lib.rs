@@ -1,0 +1,22 @@
+//! Twilio ingest: the Media Streams WebSocket and the TwiML voice webhook, as axum routes.
+//!
+//! A stream is checked (signature, signed identity), decoded (base64, mu-law) and ordered per
+//! track, and handed to the voice stage as a [`winnerr_events::CallAudio`] through a bounded
+//! channel; ingest never calls the voice stage itself.
+
+pub mod identity;
+mod metrics;
+pub mod mulaw;
+pub mod protocol;
+pub mod routes;
+pub mod session;
+pub mod signature;
+pub mod simulator;
+pub mod stream;
+pub mod twiml;
+
+pub use identity::StreamIdentity;
+pub use routes::{Ingest, IngestConfig, STREAM_PATH, SendError, VOICE_PATH};
+pub use simulator::{CallScript, Pace, PlayReport, Simulator};
+pub use stream::{Refusal, StreamCommand};
+pub use twiml::Dial;

@@ -1,0 +1,84 @@
+//! Every metric the ingest stage records, defined in one place (names, units, help text) and
+//! called from the hot path as one line.
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use std::sync::Once;
+use std::time::Duration;
+
+const STREAMS_STARTED: &str = "winnerr_ingest_streams_started_total";
+const STREAMS_ENDED: &str = "winnerr_ingest_streams_ended_total";
+const STREAMS_LIVE: &str = "winnerr_ingest_streams_live";
+const MESSAGES: &str = "winnerr_ingest_messages_total";
+const FRAMES: &str = "winnerr_ingest_frames_total";
+const FRAMES_DROPPED: &str = "winnerr_ingest_frames_dropped_total";
+const SEQUENCE_GAPS: &str = "winnerr_ingest_sequence_missing_total";
+const BAD_INPUT: &str = "winnerr_ingest_bad_input_total";
+const MARKS: &str = "winnerr_ingest_marks_total";
+const MESSAGE_SECONDS: &str = "winnerr_ingest_message_duration_seconds";
+const WEBHOOKS: &str = "winnerr_ingest_webhooks_total";
+
+pub(crate) fn describe() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        describe_counter!(STREAMS_STARTED, "Twilio media streams that passed `start`");
+        describe_counter!(STREAMS_ENDED, "Twilio media streams that ended, by reason");
+        describe_gauge!(STREAMS_LIVE, "Twilio media streams live now");
+        describe_counter!(MESSAGES, "Twilio messages received, by event (unknown included)");
+        describe_counter!(FRAMES, "Media frames decoded and accepted, by track");
+        describe_counter!(FRAMES_DROPPED, "Decoded media frames dropped (late, backpressure), by reason");
+        describe_counter!(SEQUENCE_GAPS, "Sequence numbers that never arrived");
+        describe_counter!(
+            BAD_INPUT,
+            "Bad input, by reason and by action (closed the stream, skipped the message, refused the request)"
+        );
+        describe_counter!(MARKS, "Mark echoes from Twilio, by whether they matched a sent mark");
+        describe_histogram!(
+            MESSAGE_SECONDS,
+            metrics::Unit::Seconds,
+            "Time to parse and handle one Twilio message"
+        );
+        describe_counter!(WEBHOOKS, "TwiML voice webhooks answered, by outcome");
+    });
+}
+
+pub(crate) fn stream_started() {
+    counter!(STREAMS_STARTED).increment(1);
+    gauge!(STREAMS_LIVE).increment(1.0);
+}
+
+pub(crate) fn stream_ended(reason: &'static str) {
+    counter!(STREAMS_ENDED, "reason" => reason).increment(1);
+    gauge!(STREAMS_LIVE).decrement(1.0);
+}
+
+pub(crate) fn message(event: &'static str) {
+    counter!(MESSAGES, "event" => event).increment(1);
+}
+
+pub(crate) fn frame(track: &'static str) {
+    counter!(FRAMES, "track" => track).increment(1);
+}
+
+pub(crate) fn frame_dropped(reason: &'static str) {
+    counter!(FRAMES_DROPPED, "reason" => reason).increment(1);
+}
+
+pub(crate) fn sequence_missing(count: u64) {
+    counter!(SEQUENCE_GAPS).increment(count);
+}
+
+pub(crate) fn bad_input(reason: &'static str, action: &'static str) {
+    counter!(BAD_INPUT, "reason" => reason, "action" => action).increment(1);
+}
+
+pub(crate) fn mark(result: &'static str) {
+    counter!(MARKS, "result" => result).increment(1);
+}
+
+pub(crate) fn message_handled(elapsed: Duration) {
+    histogram!(MESSAGE_SECONDS).record(elapsed.as_secs_f64());
+}
+
+pub(crate) fn webhook(outcome: &'static str) {
+    counter!(WEBHOOKS, "outcome" => outcome).increment(1);
+}

@@ -1,0 +1,303 @@
+//! The ingest service as axum routes: the Twilio Media Streams WebSocket (`/twilio/stream`) and
+//! the TwiML voice webhook (`/twilio/voice`), both checked with `X-Twilio-Signature`; plus the
+//! handle through which the rest of the process talks to live streams.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{OriginalUri, Query, State};
+use axum::http::header::{CONTENT_TYPE, HOST};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use dashmap::DashMap;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+use winnerr_events::{CallAudio, LeadId, OrgId, UserId};
+
+use crate::identity::StreamIdentity;
+use crate::stream::{self, StreamCommand};
+use crate::twiml::{self, Dial};
+use crate::{metrics, signature};
+
+/// Path of the Media Streams WebSocket.
+pub const STREAM_PATH: &str = "/twilio/stream";
+/// Path of the TwiML voice webhook.
+pub const VOICE_PATH: &str = "/twilio/voice";
+
+/// Settings of the ingest stage.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// The Twilio account's auth token: checks `X-Twilio-Signature` and signs stream identities.
+    pub auth_token: String,
+    /// Check `X-Twilio-Signature`; switch off only for local development.
+    pub verify_signatures: bool,
+    /// The URL Twilio reaches this server at (e.g. `https://voice.example.com`), used to check
+    /// signatures behind a proxy and to build the stream URL. Without it, the `Host` header is
+    /// used with plain `http`/`ws`.
+    pub public_url: Option<String>,
+    /// Largest text frame accepted from Twilio, in bytes.
+    pub max_message_bytes: usize,
+    /// Depth of each call's queue towards the voice stage (frames; full means drop newest).
+    pub call_queue: usize,
+    /// What the voice webhook connects the call to after starting the stream.
+    pub dial: Dial,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            auth_token: String::new(),
+            verify_signatures: true,
+            public_url: None,
+            max_message_bytes: 64 * 1024,
+            call_queue: 500,
+            dial: Dial::Agent,
+        }
+    }
+}
+
+/// Why a command could not reach a stream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("no live stream {0:?}")]
+    NotLive(String),
+    #[error("stream {0:?} has too many commands queued")]
+    Busy(String),
+}
+
+/// The ingest stage of this process; cheap to clone.
+#[derive(Clone)]
+pub struct Ingest(Arc<Inner>);
+
+struct Inner {
+    config: IngestConfig,
+    calls: mpsc::Sender<CallAudio>,
+    streams: DashMap<String, mpsc::Sender<StreamCommand>>,
+    shutdown: CancellationToken,
+}
+
+impl Ingest {
+    /// New calls go to `calls` (the voice stage); `shutdown` ends every live stream.
+    pub fn new(
+        config: IngestConfig,
+        calls: mpsc::Sender<CallAudio>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        metrics::describe();
+        Self(Arc::new(Inner {
+            config,
+            calls,
+            streams: DashMap::new(),
+            shutdown,
+        }))
+    }
+
+    /// The routes to mount on the HTTP server.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route(STREAM_PATH, get(stream_upgrade))
+            .route(VOICE_PATH, post(voice_webhook))
+            .with_state(self.clone())
+    }
+
+    pub fn config(&self) -> &IngestConfig {
+        &self.0.config
+    }
+
+    pub(crate) fn calls(&self) -> &mpsc::Sender<CallAudio> {
+        &self.0.calls
+    }
+
+    pub(crate) fn shutdown(&self) -> &CancellationToken {
+        &self.0.shutdown
+    }
+
+    pub(crate) fn register(&self, stream_sid: String, commands: mpsc::Sender<StreamCommand>) {
+        self.0.streams.insert(stream_sid, commands);
+    }
+
+    pub(crate) fn unregister(&self, stream_sid: &str) {
+        self.0.streams.remove(stream_sid);
+    }
+
+    /// Streams live in this process now.
+    pub fn live_streams(&self) -> usize {
+        self.0.streams.len()
+    }
+
+    /// Sends audio, a mark or a clear to the live stream `stream_sid`.
+    pub fn send(&self, stream_sid: &str, command: StreamCommand) -> Result<(), SendError> {
+        let sender = self
+            .0
+            .streams
+            .get(stream_sid)
+            .map(|entry| entry.value().clone())
+            .ok_or_else(|| SendError::NotLive(stream_sid.to_owned()))?;
+        sender.try_send(command).map_err(|err| match err {
+            mpsc::error::TrySendError::Full(_) => SendError::Busy(stream_sid.to_owned()),
+            mpsc::error::TrySendError::Closed(_) => SendError::NotLive(stream_sid.to_owned()),
+        })
+    }
+
+    /// The public base URL of this server for a request, as Twilio sees it.
+    fn base_url(&self, headers: &HeaderMap) -> Option<String> {
+        match &self.0.config.public_url {
+            Some(url) => Some(url.trim_end_matches('/').to_owned()),
+            None => Some(format!("http://{}", headers.get(HOST)?.to_str().ok()?)),
+        }
+    }
+
+    /// Refuses a request whose `X-Twilio-Signature` is missing or wrong (unless checks are off).
+    fn check_signature(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        params: &[(String, String)],
+        websocket: bool,
+    ) -> Result<(), Forbidden> {
+        if !self.0.config.verify_signatures {
+            return Ok(());
+        }
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let base = self.base_url(headers).unwrap_or_default();
+        let url = if websocket {
+            websocket_url(&base)
+        } else {
+            base
+        } + path;
+        let signature = headers
+            .get("x-twilio-signature")
+            .and_then(|v| v.to_str().ok());
+        match signature {
+            Some(signature)
+                if signature::verify(&self.0.config.auth_token, &url, params, signature) =>
+            {
+                Ok(())
+            }
+            found => {
+                let reason = if found.is_some() {
+                    "bad_signature"
+                } else {
+                    "missing_signature"
+                };
+                metrics::bad_input(reason, "refused");
+                warn!(%url, reason, "Twilio request refused");
+                Err(Forbidden)
+            }
+        }
+    }
+}
+
+/// A request refused for its `X-Twilio-Signature`.
+struct Forbidden;
+
+impl IntoResponse for Forbidden {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::FORBIDDEN,
+            "invalid or missing X-Twilio-Signature\n",
+        )
+            .into_response()
+    }
+}
+
+/// The `ws`/`wss` form of an `http`/`https` URL.
+pub fn websocket_url(url: &str) -> String {
+    if let Some(rest) = url.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        url.to_owned()
+    }
+}
+
+async fn stream_upgrade(
+    State(ingest): State<Ingest>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if let Err(refused) = ingest.check_signature(&headers, &uri, &[], true) {
+        return refused.into_response();
+    }
+    // The protocol limit is enforced per message (close 1009); this is only the hard ceiling.
+    let ceiling = (ingest.config().max_message_bytes * 4).max(1 << 20);
+    upgrade
+        .max_message_size(ceiling)
+        .on_upgrade(move |socket| stream::serve(socket, ingest))
+}
+
+/// Who the call is for, set in the webhook URL configured at Twilio (which Twilio signs).
+#[derive(Debug, Deserialize)]
+struct VoiceQuery {
+    org: Option<String>,
+    agent: Option<String>,
+    lead: Option<String>,
+}
+
+async fn voice_webhook(
+    State(ingest): State<Ingest>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Query(query): Query<VoiceQuery>,
+    body: Bytes,
+) -> Response {
+    let Ok(params) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
+        metrics::webhook("bad_request");
+        return (StatusCode::BAD_REQUEST, "body is not form-encoded\n").into_response();
+    };
+    if let Err(refused) = ingest.check_signature(&headers, &uri, &params, false) {
+        metrics::webhook("forbidden");
+        return refused.into_response();
+    }
+    let identity = (|| -> Result<(StreamIdentity, String), String> {
+        let org = query
+            .org
+            .as_deref()
+            .ok_or("query parameter `org` is required")?;
+        let identity = StreamIdentity {
+            org_id: OrgId::parse(org).map_err(|e| e.to_string())?,
+            agent_id: query
+                .agent
+                .as_deref()
+                .map(UserId::parse)
+                .transpose()
+                .map_err(|e| e.to_string())?,
+            lead_id: query
+                .lead
+                .as_deref()
+                .map(LeadId::parse)
+                .transpose()
+                .map_err(|e| e.to_string())?,
+        };
+        let call_sid = params
+            .iter()
+            .find(|(name, _)| name == "CallSid")
+            .map(|(_, value)| value.clone())
+            .ok_or("form parameter `CallSid` is required")?;
+        Ok((identity, call_sid))
+    })();
+    let (identity, call_sid) = match identity {
+        Ok(found) => found,
+        Err(error) => {
+            metrics::webhook("bad_request");
+            warn!(%error, "voice webhook refused");
+            return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response();
+        }
+    };
+    let parameters: BTreeMap<String, String> =
+        identity.to_parameters(&ingest.config().auth_token, &call_sid);
+    let base = ingest.base_url(&headers).unwrap_or_default();
+    let stream_url = websocket_url(&base) + STREAM_PATH;
+    let agent = identity.agent_id.as_ref().map(UserId::as_str);
+    let xml = twiml::stream_then_dial(&stream_url, &parameters, &ingest.config().dial, agent);
+    metrics::webhook("ok");
+    ([(CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response()
+}

@@ -1,0 +1,109 @@
+//! TwiML answers for the voice webhook: start a bidirectional-capable media stream of both
+//! tracks carrying the call's signed identity, then connect the call.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::str::FromStr;
+
+use quick_xml::escape::escape;
+
+/// Where the webhook connects a call after starting its stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dial {
+    /// The agent's Twilio Client (softphone) identity, from the webhook's `agent` parameter.
+    Agent,
+    /// A fixed phone number (E.164).
+    Number(String),
+    /// Do not connect; the stream runs while the caller stays on the line.
+    Nothing,
+}
+
+impl FromStr for Dial {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, String> {
+        match value {
+            "agent" => Ok(Dial::Agent),
+            "none" => Ok(Dial::Nothing),
+            number
+                if number.starts_with('+')
+                    && number.len() > 4
+                    && number[1..].bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                Ok(Dial::Number(number.to_owned()))
+            }
+            other => Err(format!(
+                "dial target {other:?} is not `agent`, `none` or an E.164 number"
+            )),
+        }
+    }
+}
+
+/// `<Start><Stream>` of both tracks with `parameters`, then the dial.
+pub fn stream_then_dial(
+    stream_url: &str,
+    parameters: &BTreeMap<String, String>,
+    dial: &Dial,
+    agent: Option<&str>,
+) -> String {
+    let mut xml =
+        String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response>\n  <Start>\n");
+    let _ = writeln!(
+        xml,
+        "    <Stream url=\"{}\" track=\"both_tracks\">",
+        escape(stream_url)
+    );
+    for (name, value) in parameters {
+        let _ = writeln!(
+            xml,
+            "      <Parameter name=\"{}\" value=\"{}\"/>",
+            escape(name.as_str()),
+            escape(value.as_str())
+        );
+    }
+    xml.push_str("    </Stream>\n  </Start>\n");
+    match (dial, agent) {
+        (Dial::Agent, Some(agent)) => {
+            let _ = writeln!(xml, "  <Dial><Client>{}</Client></Dial>", escape(agent));
+        }
+        (Dial::Number(number), _) => {
+            let _ = writeln!(xml, "  <Dial>{}</Dial>", escape(number.as_str()));
+        }
+        // No agent to ring, or no dialing: keep the caller on the line for the stream.
+        (Dial::Agent, None) | (Dial::Nothing, _) => xml.push_str("  <Pause length=\"3600\"/>\n"),
+    }
+    xml.push_str("</Response>\n");
+    xml
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_a_stream_of_both_tracks_with_escaped_parameters() {
+        let params = BTreeMap::from([("org".to_string(), "a&b".to_string())]);
+        let xml = stream_then_dial("wss://h/twilio/stream", &params, &Dial::Agent, Some("u1"));
+        assert!(xml.contains("<Stream url=\"wss://h/twilio/stream\" track=\"both_tracks\">"));
+        assert!(xml.contains("<Parameter name=\"org\" value=\"a&amp;b\"/>"));
+        assert!(xml.contains("<Dial><Client>u1</Client></Dial>"));
+        let xml = stream_then_dial(
+            "wss://h/s",
+            &params,
+            &Dial::Number("+15551234567".into()),
+            None,
+        );
+        assert!(xml.contains("<Dial>+15551234567</Dial>"));
+        assert!(stream_then_dial("wss://h/s", &params, &Dial::Agent, None).contains("<Pause"));
+    }
+
+    #[test]
+    fn dial_targets_parse() {
+        assert_eq!("agent".parse::<Dial>(), Ok(Dial::Agent));
+        assert_eq!("none".parse::<Dial>(), Ok(Dial::Nothing));
+        assert_eq!(
+            "+15551234567".parse::<Dial>(),
+            Ok(Dial::Number("+15551234567".into()))
+        );
+        assert!("5551234".parse::<Dial>().is_err());
+    }
+}

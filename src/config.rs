@@ -1,0 +1,119 @@
+//! Configuration, read in one place: command-line flags, each with an environment variable and
+//! an embedded default that runs the whole engine on one machine with no setup.
+
+use std::net::SocketAddr;
+
+use clap::{Args, ValueEnum};
+use winnerr_ingest::Dial;
+
+/// The JWT secret used when none is configured: fine for a laptop, refused nowhere, warned about.
+pub const DEV_JWT_SECRET: &str = "winnerr-dev-jwt-secret";
+/// The Twilio auth token used when none is configured.
+pub const DEV_TWILIO_AUTH_TOKEN: &str = "winnerr-dev-twilio-auth-token";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings of `winnerr serve`.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address the HTTP/WebSocket server listens on.
+    #[arg(long, env = "WINNERR_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// HS256 secret that signs and checks the bearer tokens of feeds and APIs.
+    #[arg(long, env = "WINNERR_JWT_SECRET", default_value = DEV_JWT_SECRET, hide_default_value = true)]
+    pub jwt_secret: String,
+
+    /// Twilio account auth token: checks X-Twilio-Signature and signs stream identities.
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", default_value = DEV_TWILIO_AUTH_TOKEN, hide_default_value = true)]
+    pub twilio_auth_token: String,
+
+    /// Skip X-Twilio-Signature checks (local development only).
+    #[arg(long, env = "TWILIO_INSECURE_SKIP_SIGNATURE")]
+    pub twilio_insecure_skip_signature: bool,
+
+    /// Public URL Twilio reaches this server at, e.g. https://voice.example.com (for signatures
+    /// behind a proxy and the stream URL in TwiML). Default: the request's Host header.
+    #[arg(long, env = "WINNERR_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// What the voice webhook connects a call to: `agent` (the agent's Twilio Client), `none`,
+    /// or an E.164 number.
+    #[arg(long, env = "TWILIO_DIAL", default_value = "agent", value_parser = parse_dial)]
+    pub twilio_dial: Dial,
+
+    /// Largest Twilio WebSocket message accepted, in bytes (bigger ones close the stream, 1009).
+    #[arg(long, env = "WINNERR_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Frames a call may queue towards the voice stage before the newest are dropped.
+    #[arg(long, env = "WINNERR_CALL_QUEUE", default_value_t = 500)]
+    pub call_queue: usize,
+
+    /// Messages a feed client may fall behind before it loses the oldest.
+    #[arg(long, env = "WINNERR_FEED_BUFFER", default_value_t = 1024)]
+    pub feed_buffer: usize,
+
+    /// Events the in-process bus buffers for its slowest subscriber.
+    #[arg(long, env = "WINNERR_BUS_CAPACITY", default_value_t = 8192)]
+    pub bus_capacity: usize,
+
+    /// Log format.
+    #[arg(long, env = "WINNERR_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+fn parse_dial(value: &str) -> Result<Dial, String> {
+    value.parse()
+}
+
+impl Config {
+    /// The embedded defaults, listening on `listen` (port 0 picks a free port).
+    pub fn local(listen: SocketAddr) -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            config: Config,
+        }
+        let mut config = Defaults::parse_from(["winnerr"]).config;
+        config.listen = listen;
+        config
+    }
+
+    /// Problems that should stop the server from starting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.jwt_secret.len() < 16 {
+            return Err("WINNERR_JWT_SECRET must be at least 16 bytes".into());
+        }
+        if self.twilio_auth_token.is_empty() {
+            return Err("TWILIO_AUTH_TOKEN must not be empty".into());
+        }
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(format!(
+                    "WINNERR_PUBLIC_URL {url:?} must start with https:// or http://"
+                ));
+            }
+        }
+        if self.max_message_bytes < 1024
+            || self.call_queue == 0
+            || self.feed_buffer == 0
+            || self.bus_capacity == 0
+        {
+            return Err(
+                "buffer sizes must be positive (and the message limit at least 1024)".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether secrets are still the development defaults.
+    pub fn uses_dev_secrets(&self) -> bool {
+        self.jwt_secret == DEV_JWT_SECRET || self.twilio_auth_token == DEV_TWILIO_AUTH_TOKEN
+    }
+}

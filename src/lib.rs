@@ -1,0 +1,10 @@
+//! The Winnerr engine as a library: configuration and the wiring of every stage into one
+//! process. The `winnerr` binary and the integration tests both start it from here.
+
+pub mod config;
+pub mod demo;
+pub mod startup;
+pub mod watch;
+
+pub use config::Config;
+pub use startup::App;

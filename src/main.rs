@@ -1,0 +1,247 @@
+//! `winnerr`: serve the engine, simulate a Twilio call, watch a feed, mint a development token.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use winnerr::config::{Config, DEV_JWT_SECRET, DEV_TWILIO_AUTH_TOKEN, LogFormat};
+use winnerr::{App, demo, watch};
+use winnerr_events::{LeadId, OrgId, Role, Track, UserId};
+use winnerr_gateway::Auth;
+use winnerr_ingest::simulator::load_wav_8k;
+use winnerr_ingest::{CallScript, Pace, Simulator, StreamIdentity};
+
+#[derive(Parser)]
+#[command(
+    name = "winnerr",
+    version,
+    about = "Real-time communications and AI engine of the Winnerr CRM"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the engine (every role in one process).
+    Serve {
+        #[command(flatten)]
+        config: Config,
+        /// Also play a demo call into this server in a loop, and print how to watch it.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Stream WAV audio into a server as a Twilio Media Stream.
+    Simulate(SimulateArgs),
+    /// Print an organization's live events.
+    Watch {
+        /// Feed URL.
+        #[arg(long, default_value = "ws://127.0.0.1:8080/feed")]
+        url: String,
+        /// Bearer token (see `winnerr token`).
+        #[arg(long, env = "WINNERR_TOKEN")]
+        token: String,
+    },
+    /// Mint a bearer token (for development and tests).
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// Stream URL of the server.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/twilio/stream")]
+    url: String,
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", default_value = DEV_TWILIO_AUTH_TOKEN, hide_default_value = true)]
+    auth_token: String,
+    /// The caller's audio (any WAV; converted to 8 kHz mu-law).
+    #[arg(long)]
+    inbound: PathBuf,
+    /// The agent's audio, as a second track.
+    #[arg(long)]
+    outbound: Option<PathBuf>,
+    #[arg(long, default_value = demo::DEMO_ORG)]
+    org: String,
+    #[arg(long)]
+    agent: Option<String>,
+    #[arg(long)]
+    lead: Option<String>,
+    /// Keys to press, as MS:DIGIT or MS:DIGIT:outbound (repeatable), e.g. 1500:5
+    #[arg(long)]
+    dtmf: Vec<String>,
+    /// Send as fast as possible instead of in real time.
+    #[arg(long)]
+    fast: bool,
+    /// End by dropping the connection instead of sending `stop`.
+    #[arg(long)]
+    no_stop: bool,
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    #[arg(long, default_value = demo::DEMO_ORG)]
+    org: String,
+    #[arg(long, default_value = "manager-1")]
+    user: String,
+    /// agent, manager or admin
+    #[arg(long, default_value = "manager")]
+    role: Role,
+    #[arg(long, default_value_t = 12)]
+    hours: u64,
+    #[arg(long, env = "WINNERR_JWT_SECRET", default_value = DEV_JWT_SECRET, hide_default_value = true)]
+    jwt_secret: String,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Serve { config, demo } => serve(config, demo).await,
+        Command::Simulate(args) => {
+            init_logs(LogFormat::Text);
+            simulate(args).await
+        }
+        Command::Watch { url, token } => watch::run(&url, &token).await,
+        Command::Token(args) => {
+            let auth = Auth::new(args.jwt_secret.as_bytes());
+            let org = OrgId::parse(&args.org)?;
+            let user = UserId::parse(&args.user)?;
+            println!(
+                "{}",
+                auth.issue(
+                    &user,
+                    &org,
+                    args.role,
+                    Duration::from_secs(args.hours * 3600)
+                )
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config, with_demo: bool) -> anyhow::Result<()> {
+    init_logs(config.log_format);
+    let app = App::start(&config).await?;
+    let stop = app.shutdown_token();
+    if with_demo {
+        let org = OrgId::parse(demo::DEMO_ORG)?;
+        let manager = UserId::parse("manager-1")?;
+        let token = app.gateway.auth().issue(
+            &manager,
+            &org,
+            Role::Manager,
+            Duration::from_secs(12 * 3600),
+        );
+        println!(
+            "\nWinnerr is serving on {http} with a demo call playing in a loop.\n\n\
+             Watch organization {org}'s live feed (in another terminal):\n  \
+             cargo run -q -- watch --url {feed} --token {token}\n\n\
+             or connect any WebSocket client to {feed}?access_token={token}\n\
+             Metrics: {http}/metrics   Health: {http}/healthz   Ready: {http}/readyz\n",
+            http = app.http_url(),
+            feed = app.feed_url(),
+        );
+        tokio::spawn(demo::run_loop(
+            app.stream_url(),
+            config.twilio_auth_token.clone(),
+            stop.clone(),
+        ));
+    }
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested");
+        stop.cancel();
+    });
+    app.wait().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn parse_dtmf(spec: &str) -> anyhow::Result<(u64, Track, char)> {
+    let mut parts = spec.split(':');
+    let at = parts
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .with_context(|| format!("DTMF {spec:?}: bad time"))?;
+    let digit = parts
+        .next()
+        .and_then(|d| d.chars().next())
+        .with_context(|| format!("DTMF {spec:?}: no digit"))?;
+    let track = match parts.next() {
+        None | Some("inbound") => Track::Inbound,
+        Some("outbound") => Track::Outbound,
+        Some(other) => bail!("DTMF {spec:?}: unknown track {other:?}"),
+    };
+    Ok((at, track, digit))
+}
+
+async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    let identity = StreamIdentity {
+        org_id: OrgId::parse(&args.org)?,
+        agent_id: args.agent.as_deref().map(UserId::parse).transpose()?,
+        lead_id: args.lead.as_deref().map(LeadId::parse).transpose()?,
+    };
+    let mut script = CallScript::new(identity, load_wav_8k(&args.inbound)?);
+    script.outbound = args.outbound.as_deref().map(load_wav_8k).transpose()?;
+    script.dtmf = args
+        .dtmf
+        .iter()
+        .map(|spec| parse_dtmf(spec))
+        .collect::<anyhow::Result<_>>()?;
+    script.pace = if args.fast {
+        Pace::Fast
+    } else {
+        Pace::RealTime
+    };
+    script.send_stop = !args.no_stop;
+    println!(
+        "streaming call {} ({} frames per track) to {}",
+        script.call_sid,
+        script.frames(),
+        args.url
+    );
+    let simulator = Simulator::new(args.url, args.auth_token);
+    let report = simulator
+        .play(&script, |message| {
+            println!(
+                "server sent: {}",
+                serde_json::to_string(message).unwrap_or_default()
+            )
+        })
+        .await?;
+    println!("sent {} media frames", report.frames_sent);
+    match report.close {
+        Some((code, reason)) => println!("server closed the stream: {code} {reason}"),
+        None if script.send_stop => println!("server did not close the stream"),
+        None => println!("dropped the connection without stop"),
+    }
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! Builds the whole engine from a [`Config`] and runs it until shutdown: the bus, the voice
+//! stage, ingest and the gateway on one HTTP server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use winnerr_events::{Bus, InProcessBus};
+use winnerr_gateway::{Gateway, GatewayConfig, telemetry};
+use winnerr_ingest::{Ingest, IngestConfig};
+use winnerr_voice::VoiceConfig;
+
+use crate::config::Config;
+
+/// New calls that may wait for the voice stage to pick them up.
+const NEW_CALL_QUEUE: usize = 64;
+/// How long shutdown waits for live calls to drain through the voice stage.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A running engine.
+pub struct App {
+    /// Where it listens (the real port when the config asked for port 0).
+    pub addr: SocketAddr,
+    pub gateway: Gateway,
+    pub ingest: Ingest,
+    pub bus: Arc<dyn Bus>,
+    shutdown: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    voice: JoinHandle<()>,
+}
+
+impl App {
+    /// Binds, starts every stage and begins serving.
+    pub async fn start(config: &Config) -> anyhow::Result<App> {
+        config.validate().map_err(anyhow::Error::msg)?;
+        // The recorder must exist before any stage describes its metrics.
+        telemetry::prometheus();
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+
+        let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(config.bus_capacity));
+        let (calls, calls_rx) = mpsc::channel(NEW_CALL_QUEUE);
+        let voice = winnerr_voice::spawn(calls_rx, bus.clone(), VoiceConfig::default());
+        let ingest = Ingest::new(
+            IngestConfig {
+                auth_token: config.twilio_auth_token.clone(),
+                verify_signatures: !config.twilio_insecure_skip_signature,
+                public_url: config.public_url.clone(),
+                max_message_bytes: config.max_message_bytes,
+                call_queue: config.call_queue,
+                dial: config.twilio_dial.clone(),
+            },
+            calls,
+            shutdown.clone(),
+        );
+        let gateway = Gateway::new(
+            &GatewayConfig {
+                jwt_secret: config.jwt_secret.clone(),
+                feed_buffer: config.feed_buffer,
+            },
+            bus.as_ref(),
+            shutdown.clone(),
+        );
+        let router = gateway.router().merge(ingest.router());
+        let server = tokio::spawn(
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .into_future(),
+        );
+        if config.twilio_insecure_skip_signature {
+            warn!("X-Twilio-Signature checks are OFF: anyone can stream into this server");
+        }
+        if config.uses_dev_secrets() {
+            warn!(
+                "using the built-in development secrets; set WINNERR_JWT_SECRET and TWILIO_AUTH_TOKEN in production"
+            );
+        }
+        gateway.set_ready(true);
+        info!(%addr, "winnerr serving");
+        Ok(App {
+            addr,
+            gateway,
+            ingest,
+            bus,
+            shutdown,
+            server,
+            voice,
+        })
+    }
+
+    /// `ws://…/twilio/stream` of this server.
+    pub fn stream_url(&self) -> String {
+        format!("ws://{}{}", self.addr, winnerr_ingest::STREAM_PATH)
+    }
+
+    /// `ws://…/feed` of this server.
+    pub fn feed_url(&self) -> String {
+        format!("ws://{}{}", self.addr, winnerr_gateway::FEED_PATH)
+    }
+
+    /// `http://…` of this server.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A token that stops the server when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops taking requests, ends live streams and feeds, and waits for the voice stage to
+    /// publish what it has (up to a deadline).
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.wait().await;
+    }
+
+    /// Runs until the shutdown token is cancelled, then drains.
+    pub async fn wait(self) {
+        let App {
+            gateway,
+            ingest,
+            server,
+            voice,
+            ..
+        } = self;
+        gateway.set_ready(false);
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => warn!(error = %err, "server stopped with an error"),
+            Err(err) => warn!(error = %err, "server task failed"),
+        }
+        // The last sender of new calls goes with ingest; the voice stage then finishes its calls.
+        drop(ingest);
+        if tokio::time::timeout(DRAIN_DEADLINE, voice).await.is_err() {
+            warn!("voice stage did not drain before the deadline");
+        }
+        info!("winnerr stopped");
+    }
+}

@@ -1,0 +1,91 @@
+//! `winnerr watch`: a small feed client that prints an organization's live events, one line each.
+
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use winnerr_events::{Event, FeedMessage};
+
+/// Connects to `feed_url` with `token` and prints every message until the server closes.
+pub async fn run(feed_url: &str, token: &str) -> anyhow::Result<()> {
+    let mut request = feed_url.into_client_request()?;
+    request.headers_mut().insert(
+        "Authorization",
+        HeaderValue::from_str(&format!("Bearer {token}"))?,
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+    while let Some(message) = socket.next().await {
+        match message? {
+            Message::Text(text) => match serde_json::from_str::<FeedMessage>(text.as_str()) {
+                Ok(message) => println!("{}", describe(&message)),
+                Err(_) => println!("{text}"),
+            },
+            Message::Close(frame) => {
+                if let Some(frame) = frame {
+                    println!(
+                        "closed by server: {} {}",
+                        u16::from(frame.code),
+                        frame.reason
+                    );
+                }
+                break;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// One line for a feed message.
+pub fn describe(message: &FeedMessage) -> String {
+    match message {
+        FeedMessage::Hello {
+            user_id,
+            org_id,
+            role,
+            ..
+        } => {
+            format!("watching organization {org_id} as {user_id} ({role:?})")
+        }
+        FeedMessage::Lagged { missed } => format!("!! fell behind: {missed} events dropped"),
+        FeedMessage::Event { event } => {
+            let detail = match &event.event {
+                Event::CallStarted(started) => format!(
+                    "agent={} lead={} tracks={:?}",
+                    event.agent_id.as_ref().map_or("-", |a| a.as_str()),
+                    started.lead_id.as_ref().map_or("-", |l| l.as_str()),
+                    started.tracks
+                ),
+                Event::AudioActivity(activity) => format!(
+                    "{} {:?} at {} ms{}",
+                    activity.track.as_str(),
+                    activity.state,
+                    activity.at_ms,
+                    activity
+                        .spoken_ms
+                        .map(|ms| format!(" (spoke {ms} ms)"))
+                        .unwrap_or_default()
+                ),
+                Event::Dtmf(dtmf) => format!("{} pressed {}", dtmf.track.as_str(), dtmf.digit),
+                Event::CallEnded(ended) => format!(
+                    "{:?} after {} ms, frames {:?}, missing {}, late {}, bad {}, dropped {}",
+                    ended.reason,
+                    ended.duration_ms,
+                    ended.stats.frames,
+                    ended.stats.missing,
+                    ended.stats.late,
+                    ended.stats.bad_frames,
+                    ended.stats.dropped
+                ),
+                Event::Unknown => String::new(),
+            };
+            format!(
+                "{} {:<14} {:<16} {}",
+                event.call_id,
+                event.event.kind(),
+                event.org_id,
+                detail
+            )
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Starting the engine and talking to it like its users do.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use winnerr::{App, Config};
+use winnerr_events::{CallId, Envelope, Event, FeedMessage, LeadId, OrgId, Role, UserId};
+use winnerr_ingest::simulator::{Socket, decode_wav_8k};
+use winnerr_ingest::{Simulator, StreamIdentity};
+
+pub const WAIT: Duration = Duration::from_secs(15);
+
+pub struct TestApp {
+    pub app: App,
+    pub config: Config,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let config = Config::local("127.0.0.1:0".parse().unwrap());
+    let app = App::start(&config).await.expect("app starts");
+    TestApp { app, config }
+}
+
+impl TestApp {
+    pub fn simulator(&self) -> Simulator {
+        Simulator::new(self.app.stream_url(), self.config.twilio_auth_token.clone())
+    }
+
+    pub fn token(&self, org: &str, user: &str, role: Role) -> String {
+        self.app.gateway.auth().issue(
+            &UserId::parse(user).unwrap(),
+            &OrgId::parse(org).unwrap(),
+            role,
+            Duration::from_secs(600),
+        )
+    }
+
+    /// A feed client of `user`, after its `hello`.
+    pub async fn feed(&self, org: &str, user: &str, role: Role) -> FeedClient {
+        let mut request = self.app.feed_url().into_client_request().unwrap();
+        let bearer = format!("Bearer {}", self.token(org, user, role));
+        request
+            .headers_mut()
+            .insert("Authorization", HeaderValue::from_str(&bearer).unwrap());
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("feed connects");
+        let mut client = FeedClient { socket };
+        match client.next_message().await {
+            Some(FeedMessage::Hello {
+                org_id,
+                user_id,
+                role: r,
+                ..
+            }) => {
+                assert_eq!((org_id.as_str(), user_id.as_str(), r), (org, user, role));
+            }
+            other => panic!("expected hello, got {other:?}"),
+        }
+        client
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.app.http_url()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until at least `count` streams are live.
+    pub async fn until_live(&self, count: usize) {
+        tokio::time::timeout(WAIT, async {
+            while self.app.ingest.live_streams() < count {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("streams went live");
+    }
+}
+
+/// The value of one Prometheus series in a `/metrics` page (0 when absent).
+pub fn metric(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|line| {
+            line.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .map_or(0.0, |value| value.trim().parse().unwrap())
+}
+
+pub struct FeedClient {
+    socket: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl FeedClient {
+    pub async fn next_message(&mut self) -> Option<FeedMessage> {
+        let next = tokio::time::timeout(WAIT, async {
+            loop {
+                match self.socket.next().await? {
+                    Ok(Message::Text(text)) => {
+                        return Some(
+                            serde_json::from_str::<FeedMessage>(text.as_str()).expect("feed JSON"),
+                        );
+                    }
+                    Ok(Message::Close(_)) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        });
+        next.await.expect("feed message in time")
+    }
+
+    /// The next event on the feed.
+    pub async fn next_event(&mut self) -> Arc<Envelope> {
+        match self.next_message().await {
+            Some(FeedMessage::Event { event }) => event,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    /// Events of `call` up to and including its `call_ended`; fails on any other call's event.
+    pub async fn call_events(&mut self, call: &CallId) -> Vec<Arc<Envelope>> {
+        let mut events = Vec::new();
+        loop {
+            let event = self.next_event().await;
+            assert_eq!(&event.call_id, call, "event of another call: {event:?}");
+            let ended = matches!(event.event, Event::CallEnded(_));
+            events.push(event);
+            if ended {
+                return events;
+            }
+        }
+    }
+}
+
+pub fn identity(org: &str, agent: Option<&str>, lead: Option<&str>) -> StreamIdentity {
+    StreamIdentity {
+        org_id: OrgId::parse(org).unwrap(),
+        agent_id: agent.map(|a| UserId::parse(a).unwrap()),
+        lead_id: lead.map(|l| LeadId::parse(l).unwrap()),
+    }
+}
+
+/// Real read speech at 8 kHz: "go forward ten meters" (2.8 s).
+pub fn caller_speech() -> Vec<i16> {
+    let wav = include_bytes!("../../assets/audio/ps_goforward.wav");
+    decode_wav_8k(std::io::Cursor::new(&wav[..]), "ps_goforward.wav").unwrap()
+}
+
+/// Real read speech at 8 kHz: "eight of spades four of clubs seven of hearts" (3.5 s).
+pub fn agent_speech() -> Vec<i16> {
+    let wav = include_bytes!("../../assets/audio/ps_cards_005.wav");
+    decode_wav_8k(std::io::Cursor::new(&wav[..]), "ps_cards_005.wav").unwrap()
+}
+
+pub fn call_id(sid: &str) -> CallId {
+    CallId::parse(sid).unwrap()
+}
+
+/// Reads a raw socket until the server closes it; returns the close code and reason.
+pub async fn close_of(socket: &mut Socket) -> (u16, String) {
+    let closed = tokio::time::timeout(WAIT, async {
+        while let Some(message) = socket.next().await {
+            match message {
+                Ok(Message::Close(Some(frame))) => {
+                    return (u16::from(frame.code), frame.reason.to_string());
+                }
+                Ok(Message::Close(None)) => return (1005, String::new()),
+                Ok(_) => {}
+                Err(err) => panic!("socket failed before a close frame: {err}"),
+            }
+        }
+        panic!("socket ended without a close frame")
+    });
+    closed.await.expect("close in time")
+}

@@ -1,0 +1,8 @@
+//! Integration tests: each starts the real server on a free port and drives it over real sockets
+//! with a Twilio-protocol client and feed clients, as Twilio and the CRM UI would.
+
+mod bad_input;
+mod feed;
+mod helpers;
+mod http;
+mod two_way;
