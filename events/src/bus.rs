@@ -7,7 +7,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use async_trait::async_trait;
+use futures_util::future::BoxFuture;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
@@ -37,10 +37,9 @@ pub enum Delivery {
 pub type Subscription = Pin<Box<dyn Stream<Item = Delivery> + Send>>;
 
 /// Carries call events between stages.
-#[async_trait]
 pub trait Bus: Send + Sync + 'static {
     /// Publishes one event. Events of one call are delivered in the order they were published.
-    async fn publish(&self, event: Envelope) -> Result<(), BusError>;
+    fn publish(&self, event: Envelope) -> BoxFuture<'_, Result<(), BusError>>;
 
     /// Subscribes to every event published from now on.
     fn subscribe(&self) -> Subscription;
@@ -61,13 +60,12 @@ impl InProcessBus {
     }
 }
 
-#[async_trait]
 impl Bus for InProcessBus {
-    async fn publish(&self, event: Envelope) -> Result<(), BusError> {
+    fn publish(&self, event: Envelope) -> BoxFuture<'_, Result<(), BusError>> {
         metrics::published(event.event.kind());
         // No subscriber is not an error: nobody is listening yet, so nobody misses anything.
         let _ = self.sender.send(Arc::new(event));
-        Ok(())
+        Box::pin(std::future::ready(Ok(())))
     }
 
     fn subscribe(&self) -> Subscription {
