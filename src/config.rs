@@ -62,6 +62,34 @@ pub struct Config {
     #[arg(long, env = "WINNERR_BUS_CAPACITY", default_value_t = 8192)]
     pub bus_capacity: usize,
 
+    /// Kafka bootstrap servers (`host:port,…`); without them the bus is in-process.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+
+    /// Kafka topic of call events.
+    #[arg(
+        long,
+        env = "KAFKA_EVENTS_TOPIC",
+        default_value = "winnerr.call-events.v1"
+    )]
+    pub kafka_events_topic: String,
+
+    /// Kafka topic where undecodable messages go.
+    #[arg(
+        long,
+        env = "KAFKA_DEAD_LETTER_TOPIC",
+        default_value = "winnerr.dead-letter.v1"
+    )]
+    pub kafka_dead_letter_topic: String,
+
+    /// Partitions of the topics the engine creates (calls spread over them by call id).
+    #[arg(long, env = "KAFKA_PARTITIONS", default_value_t = 6)]
+    pub kafka_partitions: i32,
+
+    /// Replication factor of the topics the engine creates.
+    #[arg(long, env = "KAFKA_REPLICATION", default_value_t = 1)]
+    pub kafka_replication: i32,
+
     /// Log format.
     #[arg(long, env = "WINNERR_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -100,6 +128,9 @@ impl Config {
                 ));
             }
         }
+        if self.kafka_partitions < 1 || self.kafka_replication < 1 {
+            return Err("KAFKA_PARTITIONS and KAFKA_REPLICATION must be at least 1".into());
+        }
         if self.max_message_bytes < 1024
             || self.call_queue == 0
             || self.feed_buffer == 0
@@ -110,6 +141,17 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The Kafka bus settings, when Kafka is configured.
+    pub fn kafka(&self) -> Option<winnerr_events::KafkaConfig> {
+        let brokers = self.kafka_brokers.as_ref()?;
+        let mut kafka = winnerr_events::KafkaConfig::new(brokers.clone());
+        kafka.events_topic = self.kafka_events_topic.clone();
+        kafka.dead_letter_topic = self.kafka_dead_letter_topic.clone();
+        kafka.partitions = self.kafka_partitions;
+        kafka.replication = self.kafka_replication;
+        Some(kafka)
     }
 
     /// Whether secrets are still the development defaults.

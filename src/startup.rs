@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use winnerr_events::{Bus, InProcessBus};
+use winnerr_events::{Bus, InProcessBus, KafkaBus};
 use winnerr_gateway::{Gateway, GatewayConfig, telemetry};
 use winnerr_ingest::{Ingest, IngestConfig};
 use winnerr_voice::VoiceConfig;
@@ -30,6 +30,7 @@ pub struct App {
     pub gateway: Gateway,
     pub ingest: Ingest,
     pub bus: Arc<dyn Bus>,
+    kafka: Option<KafkaBus>,
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     voice: JoinHandle<()>,
@@ -47,7 +48,18 @@ impl App {
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
 
-        let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(config.bus_capacity));
+        let kafka = match config.kafka() {
+            Some(kafka) => Some(
+                KafkaBus::connect(kafka)
+                    .await
+                    .context("cannot reach Kafka")?,
+            ),
+            None => None,
+        };
+        let bus: Arc<dyn Bus> = match &kafka {
+            Some(kafka) => Arc::new(kafka.clone()),
+            None => Arc::new(InProcessBus::new(config.bus_capacity)),
+        };
         let (calls, calls_rx) = mpsc::channel(NEW_CALL_QUEUE);
         let voice = winnerr_voice::spawn(calls_rx, bus.clone(), VoiceConfig::default());
         let ingest = Ingest::new(
@@ -69,7 +81,9 @@ impl App {
             },
             bus.as_ref(),
             shutdown.clone(),
-        );
+        )
+        .await
+        .context("gateway cannot subscribe to the bus")?;
         let router = gateway.router().merge(ingest.router());
         let server = tokio::spawn(
             axum::serve(listener, router)
@@ -91,6 +105,7 @@ impl App {
             gateway,
             ingest,
             bus,
+            kafka,
             shutdown,
             server,
             voice,
@@ -131,6 +146,7 @@ impl App {
             ingest,
             server,
             voice,
+            kafka,
             ..
         } = self;
         gateway.set_ready(false);
@@ -143,6 +159,12 @@ impl App {
         drop(ingest);
         if tokio::time::timeout(DRAIN_DEADLINE, voice).await.is_err() {
             warn!("voice stage did not drain before the deadline");
+        }
+        if let Some(kafka) = kafka {
+            let flushed = tokio::task::spawn_blocking(move || kafka.flush(DRAIN_DEADLINE)).await;
+            if let Ok(Err(err)) = flushed {
+                warn!(error = %err, "events left unacknowledged at shutdown");
+            }
         }
         info!("winnerr stopped");
     }

@@ -10,7 +10,7 @@ pub mod ids;
 mod metrics;
 
 pub use audio::{AudioFrame, CallAudio, CallInput};
-pub use bus::{Bus, BusError, Delivery, InProcessBus, Subscription};
+pub use bus::{Bus, BusError, Delivery, InProcessBus, KafkaBus, KafkaConfig, Subscription};
 pub use event::{
     ActivityState, AudioActivity, CallContext, CallEnded, CallStarted, Dtmf, EndReason, Envelope,
     Event, EventId, MediaFormat, SCHEMA_VERSION, StreamStats, Track,

@@ -10,6 +10,7 @@ const FEED_DROPPED: &str = "winnerr_gateway_feed_dropped_total";
 const FEED_DELIVERY_SECONDS: &str = "winnerr_gateway_feed_delivery_seconds";
 const ROOMS: &str = "winnerr_gateway_rooms";
 const AUTH_FAILURES: &str = "winnerr_gateway_auth_failures_total";
+const FEED_DUPLICATES: &str = "winnerr_gateway_feed_duplicates_total";
 
 pub(crate) fn describe() {
     static ONCE: Once = Once::new();
@@ -56,4 +57,8 @@ pub(crate) fn rooms(count: usize) {
 
 pub(crate) fn auth_failed(reason: &'static str) {
     counter!(AUTH_FAILURES, "reason" => reason).increment(1);
+}
+
+pub(crate) fn feed_duplicate() {
+    counter!(FEED_DUPLICATES).increment(1);
 }

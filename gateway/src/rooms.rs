@@ -2,6 +2,7 @@
 //! its organization's room; a room exists only while someone listens. A client that falls behind
 //! its room's buffer loses the oldest messages (and is told), never anyone else's.
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
@@ -11,7 +12,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
-use winnerr_events::{Bus, Delivery, Envelope, FeedMessage, OrgId, UserId};
+use winnerr_events::{Delivery, Envelope, EventId, FeedMessage, OrgId, Subscription, UserId};
 
 use crate::metrics;
 
@@ -79,14 +80,15 @@ impl Rooms {
         }));
     }
 
-    /// Reads `bus` into the rooms until `shutdown`.
+    /// Reads `subscription` into the rooms until `shutdown`; an event delivered twice (a bus
+    /// redelivery) reaches clients once.
     pub fn spawn_pump(
         self: &Arc<Self>,
-        bus: &dyn Bus,
+        mut subscription: Subscription,
         shutdown: CancellationToken,
     ) -> JoinHandle<()> {
         let rooms = self.clone();
-        let mut subscription = bus.subscribe();
+        let mut recent = RecentIds::new(RECENT_IDS);
         tokio::spawn(async move {
             loop {
                 let delivery = tokio::select! {
@@ -94,7 +96,13 @@ impl Rooms {
                     _ = shutdown.cancelled() => break,
                 };
                 match delivery {
-                    Some(Delivery::Event(event)) => rooms.deliver(event),
+                    Some(Delivery::Event(event)) => {
+                        if recent.first_time(event.id) {
+                            rooms.deliver(event);
+                        } else {
+                            metrics::feed_duplicate();
+                        }
+                    }
                     Some(Delivery::Lagged(missed)) => {
                         metrics::feed_dropped(missed);
                         warn!(
@@ -106,5 +114,57 @@ impl Rooms {
                 }
             }
         })
+    }
+}
+
+/// Event ids remembered to drop redeliveries: far more than a bus redelivers after a reconnect.
+const RECENT_IDS: usize = 65_536;
+
+/// The last `capacity` event ids seen.
+struct RecentIds {
+    order: VecDeque<EventId>,
+    seen: HashSet<EventId>,
+    capacity: usize,
+}
+
+impl RecentIds {
+    fn new(capacity: usize) -> Self {
+        Self {
+            order: VecDeque::with_capacity(capacity),
+            seen: HashSet::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    /// Whether `id` is new; remembers it.
+    fn first_time(&mut self, id: EventId) -> bool {
+        if !self.seen.insert(id) {
+            return false;
+        }
+        if self.order.len() == self.capacity {
+            if let Some(oldest) = self.order.pop_front() {
+                self.seen.remove(&oldest);
+            }
+        }
+        self.order.push_back(id);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_ids_drop_repeats_within_capacity() {
+        let mut recent = RecentIds::new(2);
+        let [a, b, c] = [EventId::now_v7(), EventId::now_v7(), EventId::now_v7()];
+        assert!(recent.first_time(a));
+        assert!(!recent.first_time(a));
+        assert!(recent.first_time(b));
+        assert!(recent.first_time(c));
+        // `a` was forgotten to make room.
+        assert!(recent.first_time(a));
+        assert!(!recent.first_time(c));
     }
 }

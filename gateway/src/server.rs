@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::Router;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
-use winnerr_events::Bus;
+use winnerr_events::{Bus, BusError};
 
 use crate::auth::Auth;
 use crate::rooms::Rooms;
@@ -36,17 +36,21 @@ struct Inner {
 }
 
 impl Gateway {
-    /// Starts pumping `bus` events into the organization rooms until `shutdown`.
-    pub fn new(config: &GatewayConfig, bus: &dyn Bus, shutdown: CancellationToken) -> Self {
+    /// Subscribes to `bus` and pumps its events into the organization rooms until `shutdown`.
+    pub async fn new(
+        config: &GatewayConfig,
+        bus: &dyn Bus,
+        shutdown: CancellationToken,
+    ) -> Result<Self, BusError> {
         metrics::describe();
         let rooms = Arc::new(Rooms::new(config.feed_buffer));
-        rooms.spawn_pump(bus, shutdown.clone());
-        Self(Arc::new(Inner {
+        rooms.spawn_pump(bus.subscribe().await?, shutdown.clone());
+        Ok(Self(Arc::new(Inner {
             auth: Auth::new(config.jwt_secret.as_bytes()),
             rooms,
             ready: AtomicBool::new(false),
             shutdown,
-        }))
+        })))
     }
 
     /// Feed, metrics and health routes.

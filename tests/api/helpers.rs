@@ -20,7 +20,18 @@ pub struct TestApp {
     pub config: Config,
 }
 
+/// Logs of the engine under test, when `RUST_LOG` asks for them.
+fn init_logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
+    init_logs();
     let config = Config::local("127.0.0.1:0".parse().unwrap());
     let app = App::start(&config).await.expect("app starts");
     TestApp { app, config }
@@ -181,4 +192,139 @@ pub async fn close_of(socket: &mut Socket) -> (u16, String) {
         panic!("socket ended without a close frame")
     });
     closed.await.expect("close in time")
+}
+
+/// A real Kafka-protocol broker process of this test, on a free port, with its own data.
+pub struct Broker {
+    bin: std::path::PathBuf,
+    port: u16,
+    data: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl Broker {
+    /// Starts the broker that `make test` installed (`WINNERR_KAFKA_BROKER_BIN`).
+    pub async fn start() -> Broker {
+        let bin = std::env::var_os("WINNERR_KAFKA_BROKER_BIN").expect(
+            "WINNERR_KAFKA_BROKER_BIN is not set: run the tests with `make test`, which installs the broker \
+             (or set it to the path `deploy/kafka.sh install` prints)",
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let data = std::env::temp_dir().join(format!("winnerr-kafka-{}", uuid::Uuid::now_v7()));
+        let mut broker = Broker {
+            bin: bin.into(),
+            port,
+            data,
+            child: None,
+        };
+        broker.spawn().await;
+        broker
+    }
+
+    async fn spawn(&mut self) {
+        let child = std::process::Command::new(&self.bin)
+            .args(["start", "--only", "kafka", "--host", "127.0.0.1"])
+            .args(["--kafka-port", &self.port.to_string()])
+            .arg("--data-dir")
+            .arg(&self.data)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("broker starts");
+        self.child = Some(child);
+        tokio::time::timeout(WAIT, async {
+            while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_err()
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("broker listens");
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the broker outright (SIGKILL), as a crash would. This broker keeps its log in
+    /// memory until it stops, so what it held is lost.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the broker with SIGINT: it closes every connection and saves its log.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port and data.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+/// The engine with its bus on `broker`.
+pub async fn spawn_app_on(broker: &Broker) -> TestApp {
+    init_logs();
+    let mut config = Config::local("127.0.0.1:0".parse().unwrap());
+    config.kafka_brokers = Some(broker.brokers());
+    config.kafka_partitions = 3;
+    let app = App::start(&config).await.expect("app starts on Kafka");
+    TestApp { app, config }
+}
+
+/// Every call event on the events topic, read from the start by a consumer of nobody's group,
+/// until `call`'s `call_ended`: (partition, key, event).
+pub async fn topic_events(broker: &Broker, call: &CallId) -> Vec<(i32, String, Envelope)> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::{ClientConfig, Message};
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("group.id", format!("test-reader-{}", uuid::Uuid::now_v7()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["winnerr.call-events.v1"]).unwrap();
+    let mut events = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let message = consumer.recv().await.expect("topic readable");
+            let event: Envelope = serde_json::from_slice(message.payload().unwrap()).unwrap();
+            if &event.call_id != call {
+                continue;
+            }
+            let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
+            let ended = matches!(event.event, Event::CallEnded(_));
+            events.push((message.partition(), key, event));
+            if ended {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the call's events are on the topic");
+    events
 }

@@ -5,4 +5,5 @@ mod bad_input;
 mod feed;
 mod helpers;
 mod http;
+mod kafka;
 mod two_way;

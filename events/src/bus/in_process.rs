@@ -1,49 +1,16 @@
-//! The bus that carries events between stages.
-//!
-//! [`InProcessBus`] is the embedded default (one process runs every role); a Kafka implementation
-//! slots in behind the same trait. Publishing keeps per-call order; a subscriber sees every event
-//! published after it subscribed, or learns how many it missed ([`Delivery::Lagged`]).
+//! The bus of a single process: a broadcast channel.
 
-use std::pin::Pin;
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
-use futures_util::{Stream, StreamExt};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
+use super::{Bus, BusError, Delivery, Subscription};
 use crate::event::Envelope;
 use crate::metrics;
-
-/// Why an event could not be published.
-#[derive(Debug, thiserror::Error)]
-pub enum BusError {
-    #[error("bus is closed")]
-    Closed,
-    #[error("bus backend failed: {0}")]
-    Backend(String),
-}
-
-/// What a subscriber receives.
-#[derive(Debug, Clone)]
-pub enum Delivery {
-    Event(Arc<Envelope>),
-    /// The subscriber fell behind; this many events were dropped for it.
-    Lagged(u64),
-}
-
-/// A live subscription: every event published from the moment of subscribing.
-pub type Subscription = Pin<Box<dyn Stream<Item = Delivery> + Send>>;
-
-/// Carries call events between stages.
-pub trait Bus: Send + Sync + 'static {
-    /// Publishes one event. Events of one call are delivered in the order they were published.
-    fn publish(&self, event: Envelope) -> BoxFuture<'_, Result<(), BusError>>;
-
-    /// Subscribes to every event published from now on.
-    fn subscribe(&self) -> Subscription;
-}
 
 /// The bus of a single process: a broadcast channel. A subscriber that falls more than
 /// `capacity` events behind loses the oldest ones (and is told how many).
@@ -68,16 +35,16 @@ impl Bus for InProcessBus {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn subscribe(&self) -> Subscription {
-        Box::pin(
-            BroadcastStream::new(self.sender.subscribe()).map(|item| match item {
-                Ok(event) => Delivery::Event(event),
-                Err(BroadcastStreamRecvError::Lagged(missed)) => {
-                    metrics::lagged(missed);
-                    Delivery::Lagged(missed)
-                }
-            }),
-        )
+    fn subscribe(&self) -> BoxFuture<'_, Result<Subscription, BusError>> {
+        let stream = BroadcastStream::new(self.sender.subscribe()).map(|item| match item {
+            Ok(event) => Delivery::Event(event),
+            Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                metrics::lagged(missed);
+                Delivery::Lagged(missed)
+            }
+        });
+        let subscription: Subscription = Box::pin(stream);
+        Box::pin(std::future::ready(Ok(subscription)))
     }
 }
 
@@ -116,7 +83,7 @@ mod tests {
     #[tokio::test]
     async fn subscribers_see_events_in_publish_order() {
         let bus = InProcessBus::new(16);
-        let mut sub = bus.subscribe();
+        let mut sub = bus.subscribe().await.unwrap();
         for d in ['1', '2', '3'] {
             bus.publish(dtmf(d)).await.unwrap();
         }
@@ -128,7 +95,7 @@ mod tests {
     #[tokio::test]
     async fn a_slow_subscriber_is_told_what_it_missed() {
         let bus = InProcessBus::new(2);
-        let mut sub = bus.subscribe();
+        let mut sub = bus.subscribe().await.unwrap();
         for d in ['1', '2', '3', '4'] {
             bus.publish(dtmf(d)).await.unwrap();
         }

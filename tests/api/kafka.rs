@@ -1,0 +1,254 @@
+//! The bus on a real Kafka-protocol broker process: order per call on the topic, every gateway
+//! node serving its own clients, a broker crash mid-call, dead letters.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message};
+use tokio_util::sync::CancellationToken;
+use winnerr_events::{
+    Bus, CallContext, EndReason, Envelope, Event, KafkaBus, KafkaConfig, Role, Track,
+};
+use winnerr_ingest::{CallScript, Pace};
+
+use crate::helpers::*;
+
+fn two_track_call(org: &str, pace: Pace) -> CallScript {
+    let mut script = CallScript::new(
+        identity(org, Some("agent-1"), Some("lead-1")),
+        caller_speech(),
+    );
+    script.outbound = Some(agent_speech());
+    script.dtmf = vec![(500, Track::Inbound, '4'), (900, Track::Inbound, '2')];
+    script.pace = pace;
+    script
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calls_events_are_ordered_on_the_topic_and_reach_every_gateway_node() {
+    let broker = Broker::start().await;
+    let node_a = spawn_app_on(&broker).await;
+    let node_b = spawn_app_on(&broker).await;
+    let mut feed_a = node_a.feed("acme", "manager-1", Role::Manager).await;
+    let mut feed_b = node_b.feed("acme", "manager-2", Role::Manager).await;
+
+    let script = two_track_call("acme", Pace::Fast);
+    let report = node_a.simulator().play(&script, |_| {}).await.unwrap();
+    assert_eq!(report.close.map(|c| c.0), Some(1000));
+
+    let call = call_id(&script.call_sid);
+    let on_a = feed_a.call_events(&call).await;
+    let on_b = feed_b.call_events(&call).await;
+    let on_topic = topic_events(&broker, &call).await;
+
+    // One partition, keyed by the call, in the order the feeds show.
+    let ids = |events: &[Arc<Envelope>]| events.iter().map(|e| e.id).collect::<Vec<_>>();
+    let topic_ids: Vec<_> = on_topic.iter().map(|(_, _, e)| e.id).collect();
+    assert_eq!(ids(&on_a), topic_ids);
+    assert_eq!(ids(&on_b), topic_ids);
+    assert!(
+        on_topic
+            .iter()
+            .all(|(p, key, _)| *p == on_topic[0].0 && key == &script.call_sid)
+    );
+    assert!(matches!(on_topic[0].2.event, Event::CallStarted(_)));
+    let Event::CallEnded(ended) = &on_topic.last().unwrap().2.event else {
+        unreachable!()
+    };
+    assert_eq!(ended.reason, EndReason::Completed);
+    let digits: Vec<char> = on_a
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Dtmf(d) => Some(d.digit),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(digits, vec!['4', '2']);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_crash_mid_call_loses_nothing_and_duplicates_nothing() {
+    let mut broker = Broker::start().await;
+    let node = spawn_app_on(&broker).await;
+    let mut feed = node.feed("acme", "manager-1", Role::Manager).await;
+
+    // A real-time call of about 3.5 s; the broker goes down 1 s in and is back 1 s later.
+    let script = two_track_call("acme", Pace::RealTime);
+    let call = {
+        let simulator = node.simulator();
+        let script = script.clone();
+        tokio::spawn(async move { simulator.play(&script, |_| {}).await.unwrap() })
+    };
+    node.until_live(1).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    broker.stop();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    broker.restart().await;
+    let report = call.await.unwrap();
+    assert_eq!(report.close.map(|c| c.0), Some(1000));
+
+    let call = call_id(&script.call_sid);
+    let on_feed = feed.call_events(&call).await;
+    let on_topic = topic_events(&broker, &call).await;
+    let feed_ids: Vec<_> = on_feed.iter().map(|e| e.id).collect();
+    let topic_ids: Vec<_> = on_topic.iter().map(|(_, _, e)| e.id).collect();
+    assert_eq!(
+        feed_ids, topic_ids,
+        "the feed shows exactly what the topic holds, once, in order"
+    );
+    let mut distinct = topic_ids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        topic_ids.len(),
+        "no event twice on the topic"
+    );
+    assert!(matches!(on_topic[0].2.event, Event::CallStarted(_)));
+    let digits = on_topic
+        .iter()
+        .filter(|(_, _, e)| matches!(e.event, Event::Dtmf(_)))
+        .count();
+    assert_eq!(digits, 2);
+    let Event::CallEnded(ended) = &on_topic.last().unwrap().2.event else {
+        unreachable!()
+    };
+    let frames = script.frames() as u64;
+    assert_eq!(ended.stats.frames, [frames, frames]);
+    let page = node.metrics().await;
+    assert_eq!(
+        metric(
+            &page,
+            "winnerr_voice_publish_errors_total{type=\"audio_activity\"}"
+        ),
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_is_dead_lettered_and_the_group_goes_on() {
+    let broker = Broker::start().await;
+    let mut config = KafkaConfig::new(broker.brokers());
+    config.partitions = 1;
+    let bus = KafkaBus::connect(config).await.unwrap();
+
+    let raw: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .create()
+        .unwrap();
+    let poison = FutureRecord::to("winnerr.call-events.v1")
+        .key("CA-poison")
+        .payload("{\"v\":1,\"not\":\"an event\"");
+    raw.send(poison, Duration::from_secs(10)).await.unwrap();
+    let call = CallContext {
+        org_id: "acme".parse().unwrap(),
+        call_id: "CA-good".parse().unwrap(),
+        agent_id: None,
+        lead_id: None,
+    };
+    let good = Envelope::new(
+        &call,
+        Event::Dtmf(winnerr_events::Dtmf {
+            track: Track::Inbound,
+            digit: '7',
+        }),
+    );
+    bus.publish(good.clone()).await.unwrap();
+
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let stop = CancellationToken::new();
+    let worker = {
+        let (bus, handled, stop) = (bus.clone(), handled.clone(), stop.clone());
+        tokio::spawn(async move {
+            bus.consume_group("test-writer", stop, move |event| {
+                let handled = handled.clone();
+                async move {
+                    handled.lock().unwrap().push(event.id);
+                    Ok(())
+                }
+            })
+            .await
+        })
+    };
+    tokio::time::timeout(WAIT, async {
+        while handled.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the good event after the poison one is handled");
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+    assert_eq!(*handled.lock().unwrap(), vec![good.id]);
+
+    let reader: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("group.id", "test-dead-letter-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    reader.subscribe(&["winnerr.dead-letter.v1"]).unwrap();
+    let dead = tokio::time::timeout(WAIT, reader.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dead.key(), Some(&b"CA-poison"[..]));
+    assert_eq!(dead.payload(), Some(&b"{\"v\":1,\"not\":\"an event\""[..]));
+    let headers = dead.headers().unwrap();
+    let reason = headers
+        .iter()
+        .find(|h| h.key == "reason")
+        .and_then(|h| h.value)
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(reason).contains("not a call event"),
+        "{}",
+        String::from_utf8_lossy(reason)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_broker_crash_that_loses_its_log_the_feed_still_gets_the_whole_call_once() {
+    let mut broker = Broker::start().await;
+    let node = spawn_app_on(&broker).await;
+    let mut feed = node.feed("acme", "manager-1", Role::Manager).await;
+
+    let script = two_track_call("acme", Pace::RealTime);
+    let call = {
+        let simulator = node.simulator();
+        let script = script.clone();
+        tokio::spawn(async move { simulator.play(&script, |_| {}).await.unwrap() })
+    };
+    node.until_live(1).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // SIGKILL: this broker loses every message it held, acknowledged or not.
+    broker.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    broker.restart().await;
+    call.await.unwrap();
+
+    let on_feed = feed.call_events(&call_id(&script.call_sid)).await;
+    let mut ids: Vec<_> = on_feed.iter().map(|e| e.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), on_feed.len(), "no event twice on the feed");
+    assert!(matches!(on_feed[0].event, Event::CallStarted(_)));
+    let digits = on_feed
+        .iter()
+        .filter(|e| matches!(e.event, Event::Dtmf(_)))
+        .count();
+    assert_eq!(digits, 2);
+    let Event::CallEnded(ended) = &on_feed.last().unwrap().event else {
+        unreachable!()
+    };
+    assert_eq!(ended.stats.frames, [script.frames() as u64; 2]);
+    let page = node.metrics().await;
+    assert_eq!(
+        metric(&page, "winnerr_bus_produce_failed_total"),
+        0.0,
+        "{page}"
+    );
+}
