@@ -14,7 +14,7 @@ test:
 
 ## Run the benchmarks and print their figures (record them in benches/RESULTS.md).
 bench:
-	$(CARGO) bench -p winnerr-benches
+	WINNERR_KAFKA_BROKER_BIN="$$(deploy/kafka.sh install)" $(CARGO) bench -p winnerr-benches
 
 ## A Kafka-protocol broker on 127.0.0.1:9092 for `KAFKA_BROKERS=127.0.0.1:9092 make run`.
 kafka:

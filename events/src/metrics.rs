@@ -3,11 +3,12 @@
 use std::sync::Once;
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_histogram, histogram};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 
 const PUBLISHED: &str = "winnerr_bus_published_total";
 const DELIVERED: &str = "winnerr_bus_delivered_total";
 const PRODUCE_FAILED: &str = "winnerr_bus_produce_failed_total";
+const PRODUCE_RETRIED: &str = "winnerr_bus_produce_retries_total";
 const PRODUCE_SECONDS: &str = "winnerr_bus_produce_seconds";
 const LAGGED: &str = "winnerr_bus_subscriber_lagged_total";
 const CONSUMED: &str = "winnerr_bus_consumed_total";
@@ -16,6 +17,7 @@ const HANDLER_FAILED: &str = "winnerr_bus_handler_failures_total";
 const UNDECODABLE: &str = "winnerr_bus_undecodable_total";
 const DEAD_LETTERED: &str = "winnerr_bus_dead_lettered_total";
 const PRODUCER_REPLACED: &str = "winnerr_bus_producer_replaced_total";
+const CONSUMER_LAG: &str = "winnerr_bus_consumer_lag";
 
 pub(crate) fn describe() {
     static ONCE: Once = Once::new();
@@ -25,6 +27,10 @@ pub(crate) fn describe() {
         describe_counter!(
             PRODUCE_FAILED,
             "Events the broker never acknowledged (after retries)"
+        );
+        describe_counter!(
+            PRODUCE_RETRIED,
+            "Produce requests the Kafka client sent again"
         );
         describe_histogram!(
             PRODUCE_SECONDS,
@@ -51,6 +57,10 @@ pub(crate) fn describe() {
         );
         describe_counter!(DEAD_LETTERED, "Messages moved to the dead-letter topic");
         describe_counter!(PRODUCER_REPLACED, "Producers replaced after a fatal error");
+        describe_gauge!(
+            CONSUMER_LAG,
+            "Events on the log a consumer group has not yet consumed, by group and partition"
+        );
     });
 }
 
@@ -92,4 +102,13 @@ pub(crate) fn dead_lettered() {
 
 pub(crate) fn producer_replaced() {
     counter!(PRODUCER_REPLACED).increment(1);
+}
+
+pub(crate) fn consumer_lag(group: &str, partition: i32, lag: i64) {
+    gauge!(CONSUMER_LAG, "group" => group.to_owned(), "partition" => partition.to_string())
+        .set(lag as f64);
+}
+
+pub(crate) fn produce_retried(count: u64) {
+    counter!(PRODUCE_RETRIED).increment(count);
 }

@@ -252,3 +252,98 @@ async fn after_a_broker_crash_that_loses_its_log_the_feed_still_gets_the_whole_c
         "{page}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_between_effect_and_commit_gets_the_event_again() {
+    let broker = Broker::start().await;
+    let mut config = KafkaConfig::new(broker.brokers());
+    config.partitions = 1;
+    let bus = KafkaBus::connect(config).await.unwrap();
+    let call = CallContext {
+        org_id: "acme".parse().unwrap(),
+        call_id: "CA-redelivery".parse().unwrap(),
+        agent_id: None,
+        lead_id: None,
+    };
+    let events: Vec<Envelope> = "0123456789"
+        .chars()
+        .map(|digit| {
+            Envelope::new(
+                &call,
+                Event::Dtmf(winnerr_events::Dtmf {
+                    track: Track::Inbound,
+                    digit,
+                }),
+            )
+        })
+        .collect();
+    for event in &events {
+        bus.publish(event.clone()).await.unwrap();
+    }
+
+    // The first worker applies events 0..=5, and dies right after applying 5, before its commit.
+    let applied = Arc::new(Mutex::new(Vec::new()));
+    let (died, mut dead) = tokio::sync::mpsc::channel(1);
+    let doomed_id = events[5].id;
+    let first = {
+        let (bus, applied) = (bus.clone(), applied.clone());
+        tokio::spawn(async move {
+            bus.consume_group("test-worker", CancellationToken::new(), move |event| {
+                let (applied, died) = (applied.clone(), died.clone());
+                async move {
+                    applied.lock().unwrap().push(event.id);
+                    if event.id == doomed_id {
+                        let _ = died.send(()).await;
+                        std::future::pending::<()>().await;
+                    }
+                    Ok(())
+                }
+            })
+            .await
+        })
+    };
+    tokio::time::timeout(WAIT, dead.recv()).await.unwrap();
+    first.abort();
+    let _ = first.await;
+
+    // Its replacement in the same group gets event 5 again, then the rest, and stops cleanly.
+    let stop = CancellationToken::new();
+    let second = {
+        let (bus, applied, stop) = (bus.clone(), applied.clone(), stop.clone());
+        tokio::spawn(async move {
+            bus.consume_group("test-worker", stop, move |event| {
+                let applied = applied.clone();
+                async move {
+                    applied.lock().unwrap().push(event.id);
+                    Ok(())
+                }
+            })
+            .await
+        })
+    };
+    let last = events[9].id;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !applied.lock().unwrap().contains(&last) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the second worker catches up");
+    stop.cancel();
+    second.await.unwrap().unwrap();
+
+    let applied = applied.lock().unwrap().clone();
+    let times = |id| applied.iter().filter(|a| **a == id).count();
+    assert!(
+        times(doomed_id) >= 2,
+        "the event whose commit never happened is delivered again"
+    );
+    for event in &events {
+        assert!(times(event.id) >= 1, "nothing is lost");
+    }
+    // Effects keyed by event id (as the store writer's are) therefore apply each event once.
+    let mut distinct = applied.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), events.len());
+}

@@ -19,13 +19,15 @@ use futures_util::future::BoxFuture;
 use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::util::Timeout;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -80,20 +82,43 @@ pub struct KafkaBus {
     config: Arc<KafkaConfig>,
     /// The producer and its generation. An idempotent producer that hits a fatal error (the
     /// broker lost acknowledged data, so sequence numbers no longer line up) must be replaced.
-    producer: Arc<RwLock<(u64, FutureProducer)>>,
+    producer: Arc<RwLock<(u64, EventProducer)>>,
 }
 
-fn create_producer(config: &KafkaConfig) -> Result<FutureProducer, BusError> {
+type EventProducer = FutureProducer<RetryCounter>;
+
+/// Counts librdkafka's own produce retries, from the statistics it reports every few seconds.
+#[derive(Default)]
+struct RetryCounter {
+    reported: AtomicU64,
+}
+
+impl ClientContext for RetryCounter {
+    fn stats(&self, statistics: Statistics) {
+        let retries: u64 = statistics
+            .brokers
+            .values()
+            .map(|broker| broker.txretries)
+            .sum();
+        let before = self.reported.swap(retries, Ordering::Relaxed);
+        if retries > before {
+            metrics::produce_retried(retries - before);
+        }
+    }
+}
+
+fn create_producer(config: &KafkaConfig) -> Result<EventProducer, BusError> {
     ClientConfig::new()
         .set("bootstrap.servers", &config.brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "1")
+        .set("statistics.interval.ms", "5000")
         .set(
             "message.timeout.ms",
             config.delivery_timeout.as_millis().to_string(),
         )
-        .create()
+        .create_with_context(RetryCounter::default())
         .map_err(|e| backend("cannot create producer", e))
 }
 
@@ -124,7 +149,7 @@ impl KafkaBus {
             .map_err(|e| backend("cannot flush producer", e))
     }
 
-    fn producer(&self) -> (u64, FutureProducer) {
+    fn producer(&self) -> (u64, EventProducer) {
         self.producer
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -268,7 +293,7 @@ impl KafkaBus {
         H: FnMut(Arc<Envelope>) -> F + Send,
         F: Future<Output = Result<(), String>> + Send,
     {
-        let consumer = self.consumer(
+        let consumer = Arc::new(self.consumer(
             group,
             &[
                 ("enable.auto.commit", "true"),
@@ -276,11 +301,20 @@ impl KafkaBus {
                 ("enable.auto.offset.store", "false"),
                 ("auto.offset.reset", "earliest"),
             ],
-        )?;
+        )?);
         consumer
             .subscribe(&[&self.config.events_topic])
             .map_err(|e| backend("cannot subscribe", e))?;
         info!(group, topic = %self.config.events_topic, "consumer group started");
+        // The sampler stops with this function, however it ends.
+        let sampling = shutdown.child_token();
+        let _stop_sampling = sampling.clone().drop_guard();
+        spawn_lag_sampler(
+            consumer.clone(),
+            group.to_owned(),
+            self.config.events_topic.clone(),
+            sampling,
+        );
         loop {
             let message = tokio::select! {
                 message = consumer.recv() => message,
@@ -323,6 +357,46 @@ impl KafkaBus {
             metrics::consumed(group, started.elapsed());
         }
         commit(&consumer, group)
+    }
+}
+
+/// How often a consumer group's lag is sampled.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Records `group`'s lag per partition (high watermark minus position) until `stop`.
+fn spawn_lag_sampler(
+    consumer: Arc<StreamConsumer>,
+    group: String,
+    topic: String,
+    stop: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(LAG_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            let (consumer, group, topic) = (consumer.clone(), group.clone(), topic.clone());
+            let _ =
+                tokio::task::spawn_blocking(move || sample_lag(&consumer, &group, &topic)).await;
+        }
+    });
+}
+
+fn sample_lag(consumer: &StreamConsumer, group: &str, topic: &str) {
+    let Ok(positions) = consumer.position() else {
+        return;
+    };
+    for element in positions.elements_for_topic(topic) {
+        let Offset::Offset(position) = element.offset() else {
+            continue;
+        };
+        if let Ok((_, high)) =
+            consumer.fetch_watermarks(topic, element.partition(), Duration::from_secs(2))
+        {
+            metrics::consumer_lag(group, element.partition(), (high - position).max(0));
+        }
     }
 }
 
