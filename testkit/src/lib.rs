@@ -1,5 +1,9 @@
 //! Real service processes for tests and benchmarks: each gets its own broker on a free loopback
-//! port with its own data, and can stop, kill and restart it.
+//! port with its own data, and can stop, kill and restart it; and its own Postgres database.
+
+mod postgres;
+
+pub use postgres::TestDatabase;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -31,8 +31,14 @@ fn init_logs() {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// The engine on its embedded defaults, changed by `configure`.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     init_logs();
-    let config = Config::local("127.0.0.1:0".parse().unwrap());
+    let mut config = Config::local("127.0.0.1:0".parse().unwrap());
+    configure(&mut config);
     let app = App::start(&config).await.expect("app starts");
     TestApp { app, config }
 }
@@ -198,12 +204,19 @@ pub use winnerr_testkit::Broker;
 
 /// The engine with its bus on `broker`.
 pub async fn spawn_app_on(broker: &Broker) -> TestApp {
-    init_logs();
-    let mut config = Config::local("127.0.0.1:0".parse().unwrap());
+    spawn_app_with(|config| on_kafka(config, broker)).await
+}
+
+/// Puts the bus on `broker`.
+pub fn on_kafka(config: &mut Config, broker: &Broker) {
     config.kafka_brokers = Some(broker.brokers());
     config.kafka_partitions = 3;
-    let app = App::start(&config).await.expect("app starts on Kafka");
-    TestApp { app, config }
+}
+
+/// Stores calls in `db`, migrating it at start.
+pub fn on_postgres(config: &mut Config, db: &winnerr_testkit::TestDatabase) {
+    config.database_url = Some(db.service_url.clone());
+    config.database_migration_url = Some(db.owner_url.clone());
 }
 
 /// Every call event on the events topic, read from the start by a consumer of nobody's group,

@@ -6,4 +6,5 @@ mod feed;
 mod helpers;
 mod http;
 mod kafka;
+mod store;
 mod two_way;

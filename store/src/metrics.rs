@@ -1,0 +1,47 @@
+//! Every metric the store records, defined in one place.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_histogram, histogram};
+
+const APPLIED: &str = "winnerr_store_events_applied_total";
+const REPEATED: &str = "winnerr_store_events_repeated_total";
+const WRITE_ERRORS: &str = "winnerr_store_write_errors_total";
+const BATCH_SECONDS: &str = "winnerr_store_batch_seconds";
+const BATCH_EVENTS: &str = "winnerr_store_batch_events";
+
+pub(crate) fn describe() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        describe_counter!(APPLIED, "Call events the store writer applied, by type");
+        describe_counter!(
+            REPEATED,
+            "Call events the store writer had applied before and skipped"
+        );
+        describe_counter!(WRITE_ERRORS, "Batches the store writer failed to write");
+        describe_histogram!(
+            BATCH_SECONDS,
+            metrics::Unit::Seconds,
+            "Time to write one batch of events"
+        );
+        describe_histogram!(BATCH_EVENTS, "Events per batch the store writer wrote");
+    });
+}
+
+pub(crate) fn applied(kind: &'static str) {
+    counter!(APPLIED, "type" => kind).increment(1);
+}
+
+pub(crate) fn repeated() {
+    counter!(REPEATED).increment(1);
+}
+
+pub(crate) fn write_failed() {
+    counter!(WRITE_ERRORS).increment(1);
+}
+
+pub(crate) fn batch(events: usize, elapsed: Duration) {
+    histogram!(BATCH_SECONDS).record(elapsed.as_secs_f64());
+    histogram!(BATCH_EVENTS).record(events as f64);
+}

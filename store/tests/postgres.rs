@@ -1,0 +1,223 @@
+//! The store against the real Postgres server, each test on a fresh database, connected as the
+//! service role the engine uses.
+
+use std::sync::Arc;
+
+use winnerr_events::{
+    ActivityState, AudioActivity, CallContext, CallEnded, CallStarted, Dtmf, EndReason, Envelope,
+    Event, MediaFormat, StreamStats, Track,
+};
+use winnerr_store::{Store, StoreError, StoreWriter, migrate};
+use winnerr_testkit::TestDatabase;
+
+async fn fresh() -> (TestDatabase, Store) {
+    let db = TestDatabase::create().await;
+    migrate(&db.owner_url).await.expect("migrations run");
+    let store = Store::connect(&db.service_url, 4)
+        .await
+        .expect("service role connects");
+    (db, store)
+}
+
+fn call(org: &str, call: &str) -> CallContext {
+    CallContext {
+        org_id: org.parse().unwrap(),
+        call_id: call.parse().unwrap(),
+        agent_id: Some("agent-1".parse().unwrap()),
+        lead_id: Some("lead-1".parse().unwrap()),
+    }
+}
+
+/// A whole call as the voice stage publishes it.
+fn call_events(ctx: &CallContext) -> Vec<Arc<Envelope>> {
+    let events = vec![
+        Event::CallStarted(CallStarted {
+            stream_sid: "MZ1".into(),
+            account_sid: "AC1".into(),
+            lead_id: ctx.lead_id.clone(),
+            tracks: vec![Track::Inbound, Track::Outbound],
+            media_format: MediaFormat {
+                encoding: "audio/x-mulaw".into(),
+                sample_rate: 8000,
+                channels: 1,
+            },
+        }),
+        Event::AudioActivity(AudioActivity {
+            track: Track::Inbound,
+            state: ActivityState::Speaking,
+            at_ms: 500,
+            spoken_ms: None,
+        }),
+        Event::Dtmf(Dtmf {
+            track: Track::Inbound,
+            digit: '4',
+        }),
+        Event::AudioActivity(AudioActivity {
+            track: Track::Inbound,
+            state: ActivityState::Silent,
+            at_ms: 2300,
+            spoken_ms: Some(1800),
+        }),
+        Event::Dtmf(Dtmf {
+            track: Track::Inbound,
+            digit: '2',
+        }),
+        Event::AudioActivity(AudioActivity {
+            track: Track::Outbound,
+            state: ActivityState::Silent,
+            at_ms: 5000,
+            spoken_ms: Some(2100),
+        }),
+        Event::CallEnded(CallEnded {
+            reason: EndReason::Completed,
+            duration_ms: 6000,
+            stats: StreamStats {
+                frames: [300, 300],
+                ..StreamStats::default()
+            },
+        }),
+    ];
+    events
+        .into_iter()
+        .map(|e| Arc::new(Envelope::new(ctx, e)))
+        .collect()
+}
+
+type CallRow = (
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    String,
+    Option<i64>,
+    Option<serde_json::Value>,
+);
+
+async fn call_rows(store: &Store, org: &str) -> Vec<CallRow> {
+    let mut tx = store.begin_for(&org.parse().unwrap()).await.unwrap();
+    let rows = sqlx::query_as(
+        "SELECT id, status, agent_id, inbound_talk_ms, outbound_talk_ms, dtmf_digits, duration_ms, stream_stats \
+         FROM calls ORDER BY id",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    rows
+}
+
+#[tokio::test]
+async fn a_call_becomes_one_row_and_replays_change_nothing() {
+    let (db, store) = fresh().await;
+    let writer = StoreWriter::new(store.clone());
+    let events = call_events(&call("acme", "CA1"));
+
+    assert_eq!(writer.apply(&events).await.unwrap(), events.len());
+    let rows = call_rows(&store, "acme").await;
+    assert_eq!(rows.len(), 1);
+    let (id, status, agent, inbound, outbound, digits, duration, stats) = rows[0].clone();
+    assert_eq!(
+        (id.as_str(), status.as_str(), agent.as_deref()),
+        ("CA1", "completed", Some("agent-1"))
+    );
+    assert_eq!(
+        (inbound, outbound, digits.as_str(), duration),
+        (1800, 2100, "42", Some(6000))
+    );
+    assert_eq!(stats.unwrap()["frames"], serde_json::json!([300, 300]));
+
+    // The same events again, as one batch and one by one: nothing new, nothing changed.
+    assert_eq!(writer.apply(&events).await.unwrap(), 0);
+    for event in &events {
+        assert_eq!(writer.apply(std::slice::from_ref(event)).await.unwrap(), 0);
+    }
+    assert_eq!(call_rows(&store, "acme").await, rows);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn each_organization_sees_and_writes_only_its_own_rows() {
+    let (db, store) = fresh().await;
+    let writer = StoreWriter::new(store.clone());
+    let mut mixed = call_events(&call("acme", "CA-acme"));
+    mixed.extend(call_events(&call("globex", "CA-globex")));
+    writer.apply(&mixed).await.unwrap();
+
+    // No filter in the query: the database keeps each organization to its own rows.
+    for (org, own) in [("acme", "CA-acme"), ("globex", "CA-globex")] {
+        let mut tx = store.begin_for(&org.parse().unwrap()).await.unwrap();
+        let ids: Vec<(String,)> = sqlx::query_as("SELECT id FROM calls")
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(ids, vec![(own.to_string(),)]);
+        let (applied,): (i64,) = sqlx::query_as("SELECT count(*) FROM applied_events")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(applied, 7);
+        let (orgs,): (i64,) = sqlx::query_as("SELECT count(*) FROM organizations")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(orgs, 1);
+        // Updating another organization's row touches nothing.
+        let other = if org == "acme" {
+            "CA-globex"
+        } else {
+            "CA-acme"
+        };
+        let touched = sqlx::query("UPDATE calls SET status = 'rejected' WHERE id = $1")
+            .bind(other)
+            .execute(&mut *tx)
+            .await
+            .unwrap()
+            .rows_affected();
+        assert_eq!(touched, 0);
+        tx.commit().await.unwrap();
+    }
+
+    // Writing a row for another organization is refused.
+    let mut tx = store.begin_for(&"acme".parse().unwrap()).await.unwrap();
+    let refused = sqlx::query(
+        "INSERT INTO calls (organization_id, id, status) VALUES ('globex', 'CA-sneaky', 'live')",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap_err();
+    assert!(
+        refused.to_string().contains("row-level security"),
+        "{refused}"
+    );
+    drop(tx);
+
+    // With no organization named, nothing at all.
+    let (visible,): (i64,) = sqlx::query_as("SELECT count(*) FROM calls")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(visible, 0);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn the_service_refuses_to_run_as_a_role_that_bypasses_row_level_security() {
+    let db = TestDatabase::create().await;
+    migrate(&db.owner_url).await.unwrap();
+    // The test server's admin is a superuser.
+    match Store::connect(&db.owner_url, 1).await {
+        Err(StoreError::Config(message)) => assert!(message.contains("BYPASSRLS"), "{message}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent() {
+    let (db, _store) = fresh().await;
+    migrate(&db.owner_url)
+        .await
+        .expect("a second run finds nothing to do");
+    db.drop_database().await;
+}
