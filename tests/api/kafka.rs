@@ -254,45 +254,77 @@ async fn after_a_broker_crash_that_loses_its_log_the_feed_still_gets_the_whole_c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_between_effect_and_commit_gets_the_event_again() {
+async fn a_store_writer_killed_between_its_write_and_its_commit_writes_nothing_twice() {
     let broker = Broker::start().await;
+    let db = winnerr_testkit::TestDatabase::create().await;
+    winnerr_store::migrate(&db.owner_url).await.unwrap();
+    let writer = winnerr_store::StoreWriter::new(
+        winnerr_store::Store::connect(&db.service_url, 2)
+            .await
+            .unwrap(),
+    );
     let mut config = KafkaConfig::new(broker.brokers());
     config.partitions = 1;
     let bus = KafkaBus::connect(config).await.unwrap();
+
+    // A call: start, keys 4 and 2, end.
     let call = CallContext {
         org_id: "acme".parse().unwrap(),
         call_id: "CA-redelivery".parse().unwrap(),
         agent_id: None,
         lead_id: None,
     };
-    let events: Vec<Envelope> = "0123456789"
-        .chars()
-        .map(|digit| {
-            Envelope::new(
-                &call,
-                Event::Dtmf(winnerr_events::Dtmf {
-                    track: Track::Inbound,
-                    digit,
-                }),
-            )
-        })
-        .collect();
+    let started = winnerr_events::CallStarted {
+        stream_sid: "MZ1".into(),
+        account_sid: "AC1".into(),
+        lead_id: None,
+        tracks: vec![Track::Inbound],
+        media_format: winnerr_events::MediaFormat {
+            encoding: "audio/x-mulaw".into(),
+            sample_rate: 8000,
+            channels: 1,
+        },
+    };
+    let ended = winnerr_events::CallEnded {
+        reason: EndReason::Completed,
+        duration_ms: 1000,
+        stats: Default::default(),
+    };
+    let events: Vec<Envelope> = [
+        Event::CallStarted(started),
+        Event::Dtmf(winnerr_events::Dtmf {
+            track: Track::Inbound,
+            digit: '4',
+        }),
+        Event::Dtmf(winnerr_events::Dtmf {
+            track: Track::Inbound,
+            digit: '2',
+        }),
+        Event::CallEnded(ended),
+    ]
+    .into_iter()
+    .map(|event| Envelope::new(&call, event))
+    .collect();
     for event in &events {
         bus.publish(event.clone()).await.unwrap();
     }
 
-    // The first worker applies events 0..=5, and dies right after applying 5, before its commit.
-    let applied = Arc::new(Mutex::new(Vec::new()));
+    // The first writer stores the digit 4 and dies right after, before committing its offset.
+    let doomed = events[1].id;
+    let deliveries = Arc::new(Mutex::new(Vec::new()));
     let (died, mut dead) = tokio::sync::mpsc::channel(1);
-    let doomed_id = events[5].id;
     let first = {
-        let (bus, applied) = (bus.clone(), applied.clone());
+        let (bus, writer, deliveries) = (bus.clone(), writer.clone(), deliveries.clone());
         tokio::spawn(async move {
-            bus.consume_group("test-worker", CancellationToken::new(), move |event| {
-                let (applied, died) = (applied.clone(), died.clone());
+            bus.consume_group("winnerr-store", CancellationToken::new(), move |event| {
+                let (writer, deliveries, died) = (writer.clone(), deliveries.clone(), died.clone());
                 async move {
-                    applied.lock().unwrap().push(event.id);
-                    if event.id == doomed_id {
+                    let applied = writer
+                        .apply(&[event.clone()])
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    deliveries.lock().unwrap().push((event.id, applied));
+                    if event.id == doomed {
                         let _ = died.send(()).await;
                         std::future::pending::<()>().await;
                     }
@@ -306,44 +338,63 @@ async fn a_worker_killed_between_effect_and_commit_gets_the_event_again() {
     first.abort();
     let _ = first.await;
 
-    // Its replacement in the same group gets event 5 again, then the rest, and stops cleanly.
+    // Its replacement in the group gets the digit 4 again, then the rest.
     let stop = CancellationToken::new();
     let second = {
-        let (bus, applied, stop) = (bus.clone(), applied.clone(), stop.clone());
+        let (bus, writer, deliveries, stop) = (
+            bus.clone(),
+            writer.clone(),
+            deliveries.clone(),
+            stop.clone(),
+        );
         tokio::spawn(async move {
-            bus.consume_group("test-worker", stop, move |event| {
-                let applied = applied.clone();
+            bus.consume_group("winnerr-store", stop, move |event| {
+                let (writer, deliveries) = (writer.clone(), deliveries.clone());
                 async move {
-                    applied.lock().unwrap().push(event.id);
+                    let applied = writer
+                        .apply(&[event.clone()])
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    deliveries.lock().unwrap().push((event.id, applied));
                     Ok(())
                 }
             })
             .await
         })
     };
-    let last = events[9].id;
+    let last = events[3].id;
     tokio::time::timeout(Duration::from_secs(30), async {
-        while !applied.lock().unwrap().contains(&last) {
+        while !deliveries.lock().unwrap().iter().any(|(id, _)| *id == last) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await
-    .expect("the second worker catches up");
+    .expect("the second writer catches up");
     stop.cancel();
     second.await.unwrap().unwrap();
 
-    let applied = applied.lock().unwrap().clone();
-    let times = |id| applied.iter().filter(|a| **a == id).count();
-    assert!(
-        times(doomed_id) >= 2,
-        "the event whose commit never happened is delivered again"
-    );
-    for event in &events {
-        assert!(times(event.id) >= 1, "nothing is lost");
-    }
-    // Effects keyed by event id (as the store writer's are) therefore apply each event once.
-    let mut distinct = applied.clone();
-    distinct.sort();
-    distinct.dedup();
-    assert_eq!(distinct.len(), events.len());
+    let deliveries = deliveries.lock().unwrap().clone();
+    let of_doomed: Vec<usize> = deliveries
+        .iter()
+        .filter(|(id, _)| *id == doomed)
+        .map(|(_, n)| *n)
+        .collect();
+    assert_eq!(of_doomed, vec![1, 0], "delivered again, written once");
+    let store = winnerr_store::Store::connect(&db.service_url, 1)
+        .await
+        .unwrap();
+    let mut tx = store.begin_for(&"acme".parse().unwrap()).await.unwrap();
+    let (digits, status): (String, String) =
+        sqlx::query_as("SELECT dtmf_digits, status FROM calls WHERE id = 'CA-redelivery'")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!((digits.as_str(), status.as_str()), ("42", "completed"));
+    let (applied,): (i64,) = sqlx::query_as("SELECT count(*) FROM applied_events")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(applied, 4);
+    drop(tx);
+    db.drop_database().await;
 }
