@@ -1,7 +1,10 @@
 //! The store writer: call events in, call rows out. Each event is applied at most once — its id
 //! goes into `applied_events` in the same transaction as its effect — so replays and bus
-//! redeliveries leave the rows as they were. Events are written in batches, one transaction each.
+//! redeliveries leave the rows as they were. Events are written in batches, one transaction each,
+//! with a handful of set-based statements per organization (`unnest` of arrays) rather than one
+//! statement per event.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,8 +13,10 @@ use sqlx::{Postgres, Transaction};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
+use uuid::Uuid;
 use winnerr_events::{
-    ActivityState, Delivery, EndReason, Envelope, Event, OrgId, Subscription, Track,
+    ActivityState, CallEnded, CallStarted, Delivery, EndReason, Envelope, Event, OrgId,
+    Subscription, Track,
 };
 
 use crate::{Store, StoreError, metrics, set_organization};
@@ -40,39 +45,43 @@ impl StoreWriter {
     }
 
     /// Applies `events` in one transaction, skipping any applied before; returns how many were
-    /// new. Nothing is written if any fails.
+    /// new. Nothing is written if any fails. Each organization's events are written with a few
+    /// set-based statements, whatever their number.
     pub async fn apply(&self, events: &[Arc<Envelope>]) -> Result<usize, StoreError> {
         let started = Instant::now();
         let mut tx = self.store.pool().begin().await?;
-        let mut current: Option<&OrgId> = None;
         let mut applied = 0;
-        for event in events {
-            if current != Some(&event.org_id) {
-                set_organization(&mut tx, &event.org_id).await?;
-                sqlx::query(
-                    "INSERT INTO organizations (id) VALUES ($1) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(event.org_id.as_str())
+        for (org, events) in by_organization(events) {
+            set_organization(&mut tx, org).await?;
+            sqlx::query("INSERT INTO organizations (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
+                .bind(org.as_str())
                 .execute(&mut *tx)
                 .await?;
-                current = Some(&event.org_id);
-            }
-            let first_time = sqlx::query(
-                "INSERT INTO applied_events (organization_id, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+            let mut new: HashSet<Uuid> = sqlx::query_scalar(
+                "INSERT INTO applied_events (organization_id, event_id) SELECT $1, unnest($2::uuid[]) \
+                 ON CONFLICT DO NOTHING RETURNING event_id",
             )
-            .bind(event.org_id.as_str())
-            .bind(event.id)
-            .execute(&mut *tx)
+            .bind(org.as_str())
+            .bind(&ids)
+            .fetch_all(&mut *tx)
             .await?
-            .rows_affected()
-                == 1;
-            if !first_time {
+            .into_iter()
+            .collect();
+            // `remove` also keeps an event listed twice in this batch from applying twice.
+            let fresh: Vec<&Envelope> = events
+                .into_iter()
+                .filter(|e| new.remove(&e.id))
+                .map(|e| &**e)
+                .collect();
+            for _ in fresh.len()..ids.len() {
                 metrics::repeated();
-                continue;
             }
-            apply_one(&mut tx, event).await?;
-            metrics::applied(event.event.kind());
-            applied += 1;
+            apply_all(&mut tx, org, &fresh).await?;
+            for event in &fresh {
+                metrics::applied(event.event.kind());
+            }
+            applied += fresh.len();
         }
         tx.commit().await?;
         metrics::batch(events.len(), started.elapsed());
@@ -144,78 +153,198 @@ fn push(batch: &mut Vec<Arc<Envelope>>, delivery: Delivery) {
     }
 }
 
-async fn apply_one(
+/// Events grouped by organization, each group in the order given (so each call's order holds).
+fn by_organization(events: &[Arc<Envelope>]) -> Vec<(&OrgId, Vec<&Arc<Envelope>>)> {
+    let mut groups: Vec<(&OrgId, Vec<&Arc<Envelope>>)> = Vec::new();
+    let mut index: HashMap<&OrgId, usize> = HashMap::new();
+    for event in events {
+        let slot = *index.entry(&event.org_id).or_insert_with(|| {
+            groups.push((&event.org_id, Vec::new()));
+            groups.len() - 1
+        });
+        groups[slot].1.push(event);
+    }
+    groups
+}
+
+/// What a batch of one organization's events does to its calls, gathered per call.
+#[derive(Default)]
+struct CallChanges<'a> {
+    /// Calls started: the last start of each call.
+    started: HashMap<&'a str, (&'a Envelope, &'a CallStarted)>,
+    /// Talk time to add per call: (inbound, outbound).
+    talk: HashMap<&'a str, (i64, i64)>,
+    /// Keys pressed per call, in order.
+    digits: HashMap<&'a str, String>,
+    /// Calls ended: the last end of each call.
+    ended: HashMap<&'a str, (&'a Envelope, &'a CallEnded)>,
+}
+
+impl<'a> CallChanges<'a> {
+    fn gather(events: &[&'a Envelope]) -> Self {
+        let mut changes = Self::default();
+        for &event in events {
+            let call = event.call_id.as_str();
+            match &event.event {
+                Event::CallStarted(started) => {
+                    changes.started.insert(call, (event, started));
+                }
+                Event::AudioActivity(activity) => {
+                    if let (ActivityState::Silent, Some(spoken)) =
+                        (activity.state, activity.spoken_ms)
+                    {
+                        let talk = changes.talk.entry(call).or_default();
+                        match activity.track {
+                            Track::Inbound => talk.0 += spoken as i64,
+                            Track::Outbound => talk.1 += spoken as i64,
+                        }
+                    }
+                }
+                Event::Dtmf(dtmf) => changes.digits.entry(call).or_default().push(dtmf.digit),
+                Event::CallEnded(ended) => {
+                    changes.ended.insert(call, (event, ended));
+                }
+                Event::Unknown => {}
+            }
+        }
+        changes
+    }
+}
+
+/// Columns of the calls started in a batch, for one `unnest` insert.
+#[derive(Default)]
+struct StartedRows<'a> {
+    ids: Vec<&'a str>,
+    streams: Vec<&'a str>,
+    accounts: Vec<&'a str>,
+    agents: Vec<Option<&'a str>>,
+    leads: Vec<Option<&'a str>>,
+    at: Vec<f64>,
+}
+
+/// Columns of the calls ended in a batch, for one `unnest` upsert.
+#[derive(Default)]
+struct EndedRows<'a> {
+    ids: Vec<&'a str>,
+    agents: Vec<Option<&'a str>>,
+    statuses: Vec<&'static str>,
+    at: Vec<f64>,
+    durations: Vec<i64>,
+    stats: Vec<String>,
+}
+
+fn seconds(event: &Envelope) -> f64 {
+    event.ts_ms as f64 / 1000.0
+}
+
+/// Applies one organization's new events: starts, then talk time and keys, then ends.
+async fn apply_all(
     tx: &mut Transaction<'static, Postgres>,
-    event: &Envelope,
+    org: &OrgId,
+    events: &[&Envelope],
 ) -> Result<(), StoreError> {
-    let org = event.org_id.as_str();
-    let call = event.call_id.as_str();
-    let at = event.ts_ms as f64 / 1000.0;
-    match &event.event {
-        Event::CallStarted(started) => {
-            sqlx::query(
-                "INSERT INTO calls (organization_id, id, stream_sid, account_sid, agent_id, lead_id, status, started_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'live', to_timestamp($7)) \
-                 ON CONFLICT (organization_id, id) DO UPDATE SET stream_sid = EXCLUDED.stream_sid, \
-                 account_sid = EXCLUDED.account_sid, agent_id = EXCLUDED.agent_id, lead_id = EXCLUDED.lead_id, \
-                 started_at = EXCLUDED.started_at",
-            )
-            .bind(org)
-            .bind(call)
-            .bind(&started.stream_sid)
-            .bind(&started.account_sid)
-            .bind(event.agent_id.as_ref().map(|a| a.as_str()))
-            .bind(started.lead_id.as_ref().map(|l| l.as_str()))
-            .bind(at)
-            .execute(&mut **tx)
-            .await?;
+    let changes = CallChanges::gather(events);
+    if !changes.started.is_empty() {
+        let mut rows = StartedRows::default();
+        for (call, (event, started)) in &changes.started {
+            rows.ids.push(call);
+            rows.streams.push(&started.stream_sid);
+            rows.accounts.push(&started.account_sid);
+            rows.agents
+                .push(event.agent_id.as_ref().map(|a| a.as_str()));
+            rows.leads
+                .push(started.lead_id.as_ref().map(|l| l.as_str()));
+            rows.at.push(seconds(event));
         }
-        Event::AudioActivity(activity) => {
-            let (ActivityState::Silent, Some(spoken)) = (activity.state, activity.spoken_ms) else {
-                return Ok(());
-            };
-            let column = match activity.track {
-                Track::Inbound => "inbound_talk_ms",
-                Track::Outbound => "outbound_talk_ms",
-            };
-            sqlx::query(&format!(
-                "UPDATE calls SET {column} = {column} + $3 WHERE organization_id = $1 AND id = $2"
-            ))
-            .bind(org)
-            .bind(call)
-            .bind(spoken as i64)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO calls (organization_id, id, stream_sid, account_sid, agent_id, lead_id, status, started_at) \
+             SELECT $1, u.id, u.stream, u.account, u.agent, u.lead, 'live', to_timestamp(u.at) \
+             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[]) \
+                  AS u(id, stream, account, agent, lead, at) \
+             ON CONFLICT (organization_id, id) DO UPDATE SET stream_sid = EXCLUDED.stream_sid, \
+             account_sid = EXCLUDED.account_sid, agent_id = EXCLUDED.agent_id, lead_id = EXCLUDED.lead_id, \
+             started_at = EXCLUDED.started_at",
+        )
+        .bind(org.as_str())
+        .bind(rows.ids)
+        .bind(rows.streams)
+        .bind(rows.accounts)
+        .bind(rows.agents)
+        .bind(rows.leads)
+        .bind(rows.at)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !changes.talk.is_empty() {
+        let (ids, inbound, outbound): (Vec<&str>, Vec<i64>, Vec<i64>) =
+            changes
+                .talk
+                .iter()
+                .fold(Default::default(), |mut columns, (call, (i, o))| {
+                    columns.0.push(call);
+                    columns.1.push(*i);
+                    columns.2.push(*o);
+                    columns
+                });
+        sqlx::query(
+            "UPDATE calls c SET inbound_talk_ms = c.inbound_talk_ms + u.inbound, \
+             outbound_talk_ms = c.outbound_talk_ms + u.outbound \
+             FROM unnest($2::text[], $3::int8[], $4::int8[]) AS u(id, inbound, outbound) \
+             WHERE c.organization_id = $1 AND c.id = u.id",
+        )
+        .bind(org.as_str())
+        .bind(ids)
+        .bind(inbound)
+        .bind(outbound)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !changes.digits.is_empty() {
+        let (ids, digits): (Vec<&str>, Vec<&str>) = changes
+            .digits
+            .iter()
+            .map(|(call, digits)| (*call, digits.as_str()))
+            .unzip();
+        sqlx::query(
+            "UPDATE calls c SET dtmf_digits = c.dtmf_digits || u.digits \
+             FROM unnest($2::text[], $3::text[]) AS u(id, digits) \
+             WHERE c.organization_id = $1 AND c.id = u.id",
+        )
+        .bind(org.as_str())
+        .bind(ids)
+        .bind(digits)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !changes.ended.is_empty() {
+        let mut rows = EndedRows::default();
+        for (call, (event, ended)) in &changes.ended {
+            rows.ids.push(call);
+            rows.agents
+                .push(event.agent_id.as_ref().map(|a| a.as_str()));
+            rows.statuses.push(status(ended.reason));
+            rows.at.push(seconds(event));
+            rows.durations.push(ended.duration_ms as i64);
+            rows.stats
+                .push(serde_json::to_string(&ended.stats).expect("stats serialize"));
         }
-        Event::Dtmf(dtmf) => {
-            sqlx::query(
-                "UPDATE calls SET dtmf_digits = dtmf_digits || $3 WHERE organization_id = $1 AND id = $2",
-            )
-            .bind(org)
-            .bind(call)
-            .bind(dtmf.digit.to_string())
-            .execute(&mut **tx)
-            .await?;
-        }
-        Event::CallEnded(ended) => {
-            let stats = serde_json::to_value(&ended.stats).expect("stats serialize");
-            sqlx::query(
-                "INSERT INTO calls (organization_id, id, agent_id, status, ended_at, duration_ms, stream_stats) \
-                 VALUES ($1, $2, $3, $4, to_timestamp($5), $6, $7) \
-                 ON CONFLICT (organization_id, id) DO UPDATE SET status = EXCLUDED.status, \
-                 ended_at = EXCLUDED.ended_at, duration_ms = EXCLUDED.duration_ms, stream_stats = EXCLUDED.stream_stats",
-            )
-            .bind(org)
-            .bind(call)
-            .bind(event.agent_id.as_ref().map(|a| a.as_str()))
-            .bind(status(ended.reason))
-            .bind(at)
-            .bind(ended.duration_ms as i64)
-            .bind(stats)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Event::Unknown => {}
+        sqlx::query(
+            "INSERT INTO calls (organization_id, id, agent_id, status, ended_at, duration_ms, stream_stats) \
+             SELECT $1, u.id, u.agent, u.status, to_timestamp(u.at), u.duration, u.stats::jsonb \
+             FROM unnest($2::text[], $3::text[], $4::text[], $5::float8[], $6::int8[], $7::text[]) \
+                  AS u(id, agent, status, at, duration, stats) \
+             ON CONFLICT (organization_id, id) DO UPDATE SET status = EXCLUDED.status, \
+             ended_at = EXCLUDED.ended_at, duration_ms = EXCLUDED.duration_ms, stream_stats = EXCLUDED.stream_stats",
+        )
+        .bind(org.as_str())
+        .bind(rows.ids)
+        .bind(rows.agents)
+        .bind(rows.statuses)
+        .bind(rows.at)
+        .bind(rows.durations)
+        .bind(rows.stats)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }

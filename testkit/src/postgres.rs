@@ -28,12 +28,20 @@ fn server() -> (String, String) {
 }
 
 impl TestDatabase {
+    /// A fresh database; fails the test when there is no server.
     pub async fn create() -> TestDatabase {
+        Self::try_create()
+            .await
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// A fresh database, or why there is none.
+    pub async fn try_create() -> Result<TestDatabase, String> {
         let (user, host) = server();
         let admin_url = format!("postgres://{user}@{host}/postgres");
-        let mut admin = PgConnection::connect(&admin_url).await.unwrap_or_else(|err| {
-            panic!("no test Postgres at {admin_url} ({err}); `make test` starts one, or set {SERVER_VAR}")
-        });
+        let mut admin = PgConnection::connect(&admin_url).await.map_err(|err| {
+            format!("no test Postgres at {admin_url} ({err}); `make test` starts one, or set {SERVER_VAR}")
+        })?;
         let name = format!("winnerr_test_{}", uuid::Uuid::now_v7().simple());
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut admin)
@@ -54,12 +62,12 @@ impl TestDatabase {
             );
         }
         let _ = admin.close().await;
-        TestDatabase {
+        Ok(TestDatabase {
             owner_url: format!("postgres://{user}@{host}/{name}"),
             service_url: format!("postgres://{SERVICE_ROLE}@{host}/{name}"),
             name,
             admin_url,
-        }
+        })
     }
 
     /// Drops the database (connections to it are ended first).

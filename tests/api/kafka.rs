@@ -320,7 +320,7 @@ async fn a_store_writer_killed_between_its_write_and_its_commit_writes_nothing_t
                 let (writer, deliveries, died) = (writer.clone(), deliveries.clone(), died.clone());
                 async move {
                     let applied = writer
-                        .apply(&[event.clone()])
+                        .apply(std::slice::from_ref(&event))
                         .await
                         .map_err(|e| e.to_string())?;
                     deliveries.lock().unwrap().push((event.id, applied));
@@ -352,7 +352,7 @@ async fn a_store_writer_killed_between_its_write_and_its_commit_writes_nothing_t
                 let (writer, deliveries) = (writer.clone(), deliveries.clone());
                 async move {
                     let applied = writer
-                        .apply(&[event.clone()])
+                        .apply(std::slice::from_ref(&event))
                         .await
                         .map_err(|e| e.to_string())?;
                     deliveries.lock().unwrap().push((event.id, applied));

@@ -15,27 +15,34 @@ type StoredCall = (String, i64, i64, String, serde_json::Value);
 
 async fn stored_call(db: &TestDatabase, org: &str, call: &str, until_status: &str) -> StoredCall {
     let store = Store::connect(&db.service_url, 1).await.unwrap();
+    let org: winnerr_events::OrgId = org.parse().unwrap();
+    let read = |store: Store, org, call: String| async move {
+        let mut tx = store.begin_for(&org).await?;
+        let row: Option<StoredCall> = sqlx::query_as(
+            "SELECT status, inbound_talk_ms, outbound_talk_ms, dtmf_digits, stream_stats -> 'frames' \
+             FROM calls WHERE id = $1 AND stream_stats IS NOT NULL",
+        )
+        .bind(call)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok::<_, winnerr_store::StoreError>(row)
+    };
+    let mut last = None;
     let found = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            let mut tx = store.begin_for(&org.parse().unwrap()).await.unwrap();
-            let row: Option<StoredCall> = sqlx::query_as(
-                "SELECT status, inbound_talk_ms, outbound_talk_ms, dtmf_digits, stream_stats -> 'frames' \
-                 FROM calls WHERE id = $1 AND stream_stats IS NOT NULL",
-            )
-            .bind(call)
-            .fetch_optional(&mut *tx)
-            .await
-            .unwrap();
-            tx.commit().await.unwrap();
-            match row {
-                Some(row) if row.0 == until_status => return row,
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            match read(store.clone(), org.clone(), call.to_string()).await {
+                Ok(Some(row)) if row.0 == until_status => return row,
+                Ok(row) => last = Some(format!("{row:?}")),
+                Err(err) => last = Some(err.to_string()),
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     });
-    found
-        .await
-        .unwrap_or_else(|_| panic!("call {call} stored as {until_status}"))
+    match found.await {
+        Ok(row) => row,
+        Err(_) => panic!("call {call} not stored as {until_status}; last read: {last:?}"),
+    }
 }
 
 fn conversation() -> CallScript {
