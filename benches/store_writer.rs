@@ -83,7 +83,9 @@ async fn fresh_writer() -> (TestDatabase, StoreWriter) {
         .await
         .expect("make bench needs the Postgres that make test ensures");
     migrate(&db.owner_url).await.unwrap();
-    let store = Store::connect(&db.service_url, 4).await.unwrap();
+    let store = Store::connect(&db.service_url, 4, winnerr_store::Keyring::development())
+        .await
+        .unwrap();
     (db, StoreWriter::new(store))
 }
 

@@ -103,6 +103,15 @@ pub struct Config {
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
     pub database_max_connections: u32,
 
+    /// Keys of encrypted fields, `id:base64-of-32-bytes,…`, the current key first (older ones
+    /// still decrypt). Default: public development keys (warned about).
+    #[arg(long, env = "WINNERR_ENCRYPTION_KEYS", default_value = winnerr_store::crypto::DEV_KEYS, hide_default_value = true)]
+    pub encryption_keys: String,
+
+    /// Key of the keyed hashes that find a person by phone, base64 of 32 bytes.
+    #[arg(long, env = "WINNERR_LOOKUP_KEY", default_value = winnerr_store::crypto::DEV_LOOKUP_KEY, hide_default_value = true)]
+    pub lookup_key: String,
+
     /// Log format.
     #[arg(long, env = "WINNERR_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -179,6 +188,14 @@ impl Config {
 
     /// Whether secrets are still the development defaults.
     pub fn uses_dev_secrets(&self) -> bool {
-        self.jwt_secret == DEV_JWT_SECRET || self.twilio_auth_token == DEV_TWILIO_AUTH_TOKEN
+        self.jwt_secret == DEV_JWT_SECRET
+            || self.twilio_auth_token == DEV_TWILIO_AUTH_TOKEN
+            || self.encryption_keys == winnerr_store::crypto::DEV_KEYS
+    }
+
+    /// The key ring of encrypted fields.
+    pub fn keyring(&self) -> Result<winnerr_store::Keyring, String> {
+        winnerr_store::Keyring::parse(&self.encryption_keys, &self.lookup_key)
+            .map_err(|e| format!("WINNERR_ENCRYPTION_KEYS / WINNERR_LOOKUP_KEY: {e}"))
     }
 }

@@ -201,7 +201,8 @@ async fn start_store(
             .await
             .context("database migrations failed")?;
     }
-    let store = Store::connect(url, config.database_max_connections)
+    let keys = config.keyring().map_err(anyhow::Error::msg)?;
+    let store = Store::connect(url, config.database_max_connections, keys)
         .await
         .context("cannot use DATABASE_URL")?;
     let writer = StoreWriter::new(store);

@@ -155,11 +155,12 @@ CREATE TABLE applied_events (
 CREATE TABLE audit_log (
     organization_id text NOT NULL REFERENCES organizations (id),
     seq             bigint NOT NULL,
-    at              timestamptz NOT NULL DEFAULT now(),
+    -- Milliseconds since the epoch, and detail as the exact JSON text: both go into the hash.
+    at_ms           bigint NOT NULL,
     actor           text NOT NULL,
     action          text NOT NULL,
     subject         text NOT NULL,
-    detail          jsonb NOT NULL DEFAULT '{}',
+    detail          text NOT NULL DEFAULT '{}',
     prev_hash       bytea NOT NULL,
     hash            bytea NOT NULL,
     PRIMARY KEY (organization_id, seq)

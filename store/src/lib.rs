@@ -5,15 +5,22 @@
 //! organization of every transaction ([`Store::begin_for`]); the database's policies then keep
 //! each organization's rows to itself even where a query forgets to filter.
 
+pub mod audit;
+pub mod crypto;
 mod metrics;
+pub mod people;
 pub mod writer;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 use winnerr_events::OrgId;
 
+pub use audit::{AuditCheck, AuditEntry};
+pub use crypto::{CryptoError, Keyring};
+pub use people::{Person, PersonFields};
 pub use writer::StoreWriter;
 
 /// The schema migrations, embedded in the binary.
@@ -30,6 +37,11 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Config(String),
+    /// Input that breaks a rule of the domain (a 4xx for API callers).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
 }
 
 /// Brings the schema at `owner_url` (a role that may create tables and roles) up to date.
@@ -44,16 +56,21 @@ pub async fn migrate(owner_url: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The CRM database, as the service role.
+/// The CRM database, as the service role, with the keys of its encrypted fields.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    keys: Arc<Keyring>,
 }
 
 impl Store {
     /// Connects to `service_url`, which must name a role that owns no table (row-level security
     /// does not apply to owners and superusers): refused otherwise.
-    pub async fn connect(service_url: &str, max_connections: u32) -> Result<Self, StoreError> {
+    pub async fn connect(
+        service_url: &str,
+        max_connections: u32,
+        keys: Keyring,
+    ) -> Result<Self, StoreError> {
         metrics::describe();
         let options: PgConnectOptions = service_url.parse()?;
         let pool = PgPoolOptions::new()
@@ -73,7 +90,15 @@ impl Store {
                     .into(),
             ));
         }
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            keys: Arc::new(keys),
+        })
+    }
+
+    /// The keys of encrypted fields.
+    pub fn keys(&self) -> &Keyring {
+        &self.keys
     }
 
     /// A transaction in which every statement sees and writes only `org`'s rows.

@@ -259,7 +259,7 @@ async fn a_store_writer_killed_between_its_write_and_its_commit_writes_nothing_t
     let db = winnerr_testkit::TestDatabase::create().await;
     winnerr_store::migrate(&db.owner_url).await.unwrap();
     let writer = winnerr_store::StoreWriter::new(
-        winnerr_store::Store::connect(&db.service_url, 2)
+        winnerr_store::Store::connect(&db.service_url, 2, winnerr_store::Keyring::development())
             .await
             .unwrap(),
     );
@@ -380,9 +380,10 @@ async fn a_store_writer_killed_between_its_write_and_its_commit_writes_nothing_t
         .map(|(_, n)| *n)
         .collect();
     assert_eq!(of_doomed, vec![1, 0], "delivered again, written once");
-    let store = winnerr_store::Store::connect(&db.service_url, 1)
-        .await
-        .unwrap();
+    let store =
+        winnerr_store::Store::connect(&db.service_url, 1, winnerr_store::Keyring::development())
+            .await
+            .unwrap();
     let mut tx = store.begin_for(&"acme".parse().unwrap()).await.unwrap();
     let (digits, status): (String, String) =
         sqlx::query_as("SELECT dtmf_digits, status FROM calls WHERE id = 'CA-redelivery'")

@@ -14,7 +14,9 @@ use crate::helpers::*;
 type StoredCall = (String, i64, i64, String, serde_json::Value);
 
 async fn stored_call(db: &TestDatabase, org: &str, call: &str, until_status: &str) -> StoredCall {
-    let store = Store::connect(&db.service_url, 1).await.unwrap();
+    let store = Store::connect(&db.service_url, 1, winnerr_store::Keyring::development())
+        .await
+        .unwrap();
     let org: winnerr_events::OrgId = org.parse().unwrap();
     let read = |store: Store, org, call: String| async move {
         let mut tx = store.begin_for(&org).await?;

@@ -1,0 +1,280 @@
+//! People (leads and clients). Email and phone are stored as AES-256-GCM ciphertext bound to the
+//! person's row; a person is found by phone through a keyed hash of the normalized number.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use winnerr_events::OrgId;
+
+use crate::crypto::{FieldPlace, Keyring, Sealed, normalize_phone};
+use crate::{Store, StoreError};
+
+const TABLE: &str = "people";
+
+/// A new person, or the fields of an update (absent fields are left as they are).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonFields {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub source: Option<String>,
+    pub location: Option<String>,
+    pub budget_min: Option<i64>,
+    pub budget_max: Option<i64>,
+    pub preferences: Option<serde_json::Value>,
+    pub owner_user_id: Option<String>,
+}
+
+/// A person as the CRM shows them, contact details decrypted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Person {
+    pub id: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub source: Option<String>,
+    pub location: Option<String>,
+    pub budget_min: Option<i64>,
+    pub budget_max: Option<i64>,
+    pub preferences: serde_json::Value,
+    pub owner_user_id: Option<String>,
+}
+
+impl PersonFields {
+    /// Checks the fields; `creating` requires a first name.
+    pub fn validate(&self, creating: bool) -> Result<(), StoreError> {
+        let invalid = |message: &str| Err(StoreError::Invalid(message.to_owned()));
+        match &self.first_name {
+            None if creating => return invalid("first_name is required"),
+            Some(name) if name.trim().is_empty() || name.len() > 200 => {
+                return invalid("first_name must be 1 to 200 characters");
+            }
+            _ => {}
+        }
+        if self.last_name.as_ref().is_some_and(|n| n.len() > 200) {
+            return invalid("last_name must be at most 200 characters");
+        }
+        if let Some(email) = &self.email {
+            let at = email.find('@');
+            if email.len() > 320 || at.is_none_or(|at| at == 0 || at == email.len() - 1) {
+                return invalid("email is not an address");
+            }
+        }
+        if let Some(phone) = &self.phone {
+            let digits = normalize_phone(phone).trim_start_matches('+').len();
+            if !(7..=15).contains(&digits) {
+                return invalid("phone must have 7 to 15 digits");
+            }
+        }
+        if let (Some(min), Some(max)) = (self.budget_min, self.budget_max) {
+            if min > max {
+                return invalid("budget_min is above budget_max");
+            }
+        }
+        if self.budget_min.is_some_and(|b| b < 0) || self.budget_max.is_some_and(|b| b < 0) {
+            return invalid("budgets cannot be negative");
+        }
+        if self.preferences.as_ref().is_some_and(|p| !p.is_object()) {
+            return invalid("preferences must be an object");
+        }
+        Ok(())
+    }
+}
+
+fn place<'a>(org: &'a OrgId, column: &'static str, id: &'a str) -> FieldPlace<'a> {
+    FieldPlace {
+        org: org.as_str(),
+        table: TABLE,
+        column,
+        row: id,
+    }
+}
+
+fn open(
+    keys: &Keyring,
+    org: &OrgId,
+    column: &'static str,
+    id: &str,
+    row: &PgRow,
+) -> Result<Option<String>, StoreError> {
+    let ciphertext: Option<Vec<u8>> = row.try_get(format!("{column}_ciphertext").as_str())?;
+    let key_id: Option<String> = row.try_get(format!("{column}_key_id").as_str())?;
+    match (ciphertext, key_id) {
+        (Some(bytes), Some(key_id)) => Ok(Some(keys.decrypt(
+            &key_id,
+            &bytes,
+            place(org, column, id),
+        )?)),
+        _ => Ok(None),
+    }
+}
+
+fn person_from(keys: &Keyring, org: &OrgId, row: &PgRow) -> Result<Person, StoreError> {
+    let id: String = row.try_get("id")?;
+    Ok(Person {
+        email: open(keys, org, "email", &id, row)?,
+        phone: open(keys, org, "phone", &id, row)?,
+        first_name: row.try_get("first_name")?,
+        last_name: row.try_get("last_name")?,
+        source: row.try_get("source")?,
+        location: row.try_get("location")?,
+        budget_min: row.try_get("budget_min")?,
+        budget_max: row.try_get("budget_max")?,
+        preferences: row.try_get("preferences")?,
+        owner_user_id: row.try_get("owner_user_id")?,
+        id,
+    })
+}
+
+fn seal(
+    keys: &Keyring,
+    org: &OrgId,
+    column: &'static str,
+    id: &str,
+    value: &Option<String>,
+) -> (Option<Vec<u8>>, Option<String>) {
+    match value {
+        Some(value) => {
+            let Sealed { key_id, bytes } = keys.encrypt(value, place(org, column, id));
+            (Some(bytes), Some(key_id))
+        }
+        None => (None, None),
+    }
+}
+
+impl Store {
+    /// Creates a person; returns them as stored.
+    pub async fn create_person(
+        &self,
+        org: &OrgId,
+        fields: &PersonFields,
+    ) -> Result<Person, StoreError> {
+        fields.validate(true)?;
+        let id = format!("p_{}", uuid::Uuid::now_v7().simple());
+        let keys = self.keys();
+        let (email, email_key) = seal(keys, org, "email", &id, &fields.email);
+        let (phone, phone_key) = seal(keys, org, "phone", &id, &fields.phone);
+        let lookup = fields
+            .phone
+            .as_ref()
+            .map(|p| keys.lookup_hash(org.as_str(), &normalize_phone(p)));
+        let mut tx = self.begin_for(org).await?;
+        sqlx::query("INSERT INTO organizations (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
+            .bind(org.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(
+            "INSERT INTO people (organization_id, id, first_name, last_name, email_ciphertext, email_key_id, \
+             phone_ciphertext, phone_key_id, phone_lookup, source, location, budget_min, budget_max, preferences, owner_user_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING *",
+        )
+        .bind(org.as_str())
+        .bind(&id)
+        .bind(fields.first_name.as_deref().unwrap_or_default().trim())
+        .bind(fields.last_name.as_deref().unwrap_or_default())
+        .bind(email)
+        .bind(email_key)
+        .bind(phone)
+        .bind(phone_key)
+        .bind(lookup)
+        .bind(&fields.source)
+        .bind(&fields.location)
+        .bind(fields.budget_min)
+        .bind(fields.budget_max)
+        .bind(fields.preferences.clone().unwrap_or_else(|| serde_json::json!({})))
+        .bind(&fields.owner_user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let person = person_from(keys, org, &row)?;
+        tx.commit().await?;
+        Ok(person)
+    }
+
+    pub async fn get_person(&self, org: &OrgId, id: &str) -> Result<Option<Person>, StoreError> {
+        let mut tx = self.begin_for(org).await?;
+        let row = sqlx::query("SELECT * FROM people WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row.map(|row| person_from(self.keys(), org, &row))
+            .transpose()
+    }
+
+    /// Changes the given fields of a person; `None` when there is no such person.
+    pub async fn update_person(
+        &self,
+        org: &OrgId,
+        id: &str,
+        fields: &PersonFields,
+    ) -> Result<Option<Person>, StoreError> {
+        fields.validate(false)?;
+        let Some(current) = self.get_person(org, id).await? else {
+            return Ok(None);
+        };
+        let keys = self.keys();
+        let email = fields.email.clone().or(current.email);
+        let phone = fields.phone.clone().or(current.phone);
+        let (email_bytes, email_key) = seal(keys, org, "email", id, &email);
+        let (phone_bytes, phone_key) = seal(keys, org, "phone", id, &phone);
+        let lookup = phone
+            .as_ref()
+            .map(|p| keys.lookup_hash(org.as_str(), &normalize_phone(p)));
+        let budget_min = fields.budget_min.or(current.budget_min);
+        let budget_max = fields.budget_max.or(current.budget_max);
+        if let (Some(min), Some(max)) = (budget_min, budget_max) {
+            if min > max {
+                return Err(StoreError::Invalid("budget_min is above budget_max".into()));
+            }
+        }
+        let mut tx = self.begin_for(org).await?;
+        let row = sqlx::query(
+            "UPDATE people SET first_name = $2, last_name = $3, email_ciphertext = $4, email_key_id = $5, \
+             phone_ciphertext = $6, phone_key_id = $7, phone_lookup = $8, source = $9, location = $10, \
+             budget_min = $11, budget_max = $12, preferences = $13, owner_user_id = $14, updated_at = now() \
+             WHERE id = $1 RETURNING *",
+        )
+        .bind(id)
+        .bind(fields.first_name.as_deref().map(str::trim).unwrap_or(&current.first_name))
+        .bind(fields.last_name.as_deref().unwrap_or(&current.last_name))
+        .bind(email_bytes)
+        .bind(email_key)
+        .bind(phone_bytes)
+        .bind(phone_key)
+        .bind(lookup)
+        .bind(fields.source.clone().or(current.source))
+        .bind(fields.location.clone().or(current.location))
+        .bind(budget_min)
+        .bind(budget_max)
+        .bind(fields.preferences.clone().unwrap_or(current.preferences))
+        .bind(fields.owner_user_id.clone().or(current.owner_user_id))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let person = row.map(|row| person_from(keys, org, &row)).transpose()?;
+        tx.commit().await?;
+        Ok(person)
+    }
+
+    /// People of `org` with this phone number (in any formatting).
+    pub async fn find_people_by_phone(
+        &self,
+        org: &OrgId,
+        phone: &str,
+    ) -> Result<Vec<Person>, StoreError> {
+        let lookup = self
+            .keys()
+            .lookup_hash(org.as_str(), &normalize_phone(phone));
+        let mut tx = self.begin_for(org).await?;
+        let rows = sqlx::query("SELECT * FROM people WHERE phone_lookup = $1 ORDER BY id")
+            .bind(lookup)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| person_from(self.keys(), org, row))
+            .collect()
+    }
+}
