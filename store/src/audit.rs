@@ -127,8 +127,7 @@ impl Store {
         .await?;
         tx.commit().await?;
         let mut prev = GENESIS.to_vec();
-        let mut expected_seq = 1;
-        for (seq, at_ms, actor, action, subject, detail, prev_hash, hash) in &rows {
+        for (expected_seq, (seq, at_ms, actor, action, subject, detail, prev_hash, hash)) in (1..).zip(&rows) {
             let problem = if *seq != expected_seq {
                 Some(format!("row {expected_seq} is missing"))
             } else if *prev_hash != prev {
@@ -145,7 +144,6 @@ impl Store {
                 });
             }
             prev = hash.clone();
-            expected_seq += 1;
         }
         Ok(AuditCheck {
             rows: rows.len() as u64,
