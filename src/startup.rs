@@ -79,9 +79,13 @@ impl App {
             calls,
             shutdown.clone(),
         );
-        let writer = match &config.database_url {
-            Some(url) => Some(start_store(config, url, bus.as_ref(), kafka.as_ref()).await?),
-            None => None,
+        let (store, writer) = match &config.database_url {
+            Some(url) => {
+                let (store, writer) =
+                    start_store(config, url, bus.as_ref(), kafka.as_ref()).await?;
+                (Some(store), Some(writer))
+            }
+            None => (None, None),
         };
         let gateway = Gateway::new(
             &GatewayConfig {
@@ -89,6 +93,7 @@ impl App {
                 feed_buffer: config.feed_buffer,
             },
             bus.as_ref(),
+            store,
             shutdown.clone(),
         )
         .await
@@ -195,7 +200,7 @@ async fn start_store(
     url: &str,
     bus: &dyn Bus,
     kafka: Option<&KafkaBus>,
-) -> anyhow::Result<(JoinHandle<()>, CancellationToken)> {
+) -> anyhow::Result<(Store, (JoinHandle<()>, CancellationToken))> {
     if let Some(owner_url) = &config.database_migration_url {
         winnerr_store::migrate(owner_url)
             .await
@@ -205,7 +210,7 @@ async fn start_store(
     let store = Store::connect(url, config.database_max_connections, keys)
         .await
         .context("cannot use DATABASE_URL")?;
-    let writer = StoreWriter::new(store);
+    let writer = StoreWriter::new(store.clone());
     let stop = CancellationToken::new();
     let task = match kafka {
         Some(kafka) => {
@@ -231,5 +236,5 @@ async fn start_store(
         None => writer.spawn(bus.subscribe().await?, stop.clone()),
     };
     info!("store writer started");
-    Ok((task, stop))
+    Ok((store, (task, stop)))
 }

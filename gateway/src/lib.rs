@@ -1,6 +1,8 @@
 //! The gateway: where people and dashboards meet the engine. Authenticated WebSocket feeds of
-//! each organization's live events, Prometheus `/metrics`, health and readiness.
+//! each organization's live events, the REST API of the CRM UI, Prometheus `/metrics`, health and
+//! readiness.
 
+mod api;
 pub mod auth;
 mod feed;
 mod health;

@@ -7,10 +7,11 @@ use axum::Router;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 use winnerr_events::{Bus, BusError};
+use winnerr_store::Store;
 
 use crate::auth::Auth;
 use crate::rooms::Rooms;
-use crate::{feed, health, metrics, telemetry};
+use crate::{api, feed, health, metrics, telemetry};
 
 /// Path of the live feed WebSocket.
 pub const FEED_PATH: &str = "/feed";
@@ -33,13 +34,16 @@ struct Inner {
     rooms: Arc<Rooms>,
     ready: AtomicBool,
     shutdown: CancellationToken,
+    store: Option<Store>,
 }
 
 impl Gateway {
     /// Subscribes to `bus` and pumps its events into the organization rooms until `shutdown`.
+    /// The REST API answers from `store` (503 without one).
     pub async fn new(
         config: &GatewayConfig,
         bus: &dyn Bus,
+        store: Option<Store>,
         shutdown: CancellationToken,
     ) -> Result<Self, BusError> {
         metrics::describe();
@@ -50,6 +54,7 @@ impl Gateway {
             rooms,
             ready: AtomicBool::new(false),
             shutdown,
+            store,
         })))
     }
 
@@ -63,11 +68,16 @@ impl Gateway {
             )
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
+            .merge(api::routes())
             .with_state(self.clone())
     }
 
     pub fn auth(&self) -> &Auth {
         &self.0.auth
+    }
+
+    pub(crate) fn store(&self) -> Option<&Store> {
+        self.0.store.as_ref()
     }
 
     pub(crate) fn rooms(&self) -> &Rooms {

@@ -127,7 +127,9 @@ impl Store {
         .await?;
         tx.commit().await?;
         let mut prev = GENESIS.to_vec();
-        for (expected_seq, (seq, at_ms, actor, action, subject, detail, prev_hash, hash)) in (1..).zip(&rows) {
+        for (expected_seq, (seq, at_ms, actor, action, subject, detail, prev_hash, hash)) in
+            (1..).zip(&rows)
+        {
             let problem = if *seq != expected_seq {
                 Some(format!("row {expected_seq} is missing"))
             } else if *prev_hash != prev {

@@ -6,6 +6,7 @@
 //! each organization's rows to itself even where a query forgets to filter.
 
 pub mod audit;
+pub mod calls;
 pub mod crypto;
 mod metrics;
 pub mod people;
@@ -19,6 +20,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use winnerr_events::OrgId;
 
 pub use audit::{AuditCheck, AuditEntry};
+pub use calls::{CallFilter, CallSummary, Deal, LeadScore, Page, Utterance};
 pub use crypto::{CryptoError, Keyring};
 pub use people::{Person, PersonFields};
 pub use writer::StoreWriter;

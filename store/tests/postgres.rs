@@ -243,7 +243,10 @@ async fn contact_details_are_ciphertext_at_rest_and_found_by_phone() {
     };
     let person = store.create_person(&acme, &fields).await.unwrap();
     assert_eq!(person.email.as_deref(), Some("dana.reyes@example.com"));
-    assert_eq!(store.get_person(&acme, &person.id).await.unwrap(), Some(person.clone()));
+    assert_eq!(
+        store.get_person(&acme, &person.id).await.unwrap(),
+        Some(person.clone())
+    );
 
     // What the database holds is ciphertext with its key id, not the address or the number.
     let (email, email_key, phone, lookup): (Vec<u8>, String, Vec<u8>, Vec<u8>) = sqlx::query_as(
@@ -256,28 +259,68 @@ async fn contact_details_are_ciphertext_at_rest_and_found_by_phone() {
     assert_eq!(email_key, "dev1");
     for raw in [&email, &phone, &lookup] {
         let text = String::from_utf8_lossy(raw);
-        assert!(!text.contains("dana") && !text.contains("0199") && !text.contains("5550100199"), "{text}");
+        assert!(
+            !text.contains("dana") && !text.contains("0199") && !text.contains("5550100199"),
+            "{text}"
+        );
     }
 
     // Any formatting of the number finds the person; another organization finds nobody.
-    let found = store.find_people_by_phone(&acme, "+15550100199").await.unwrap();
+    let found = store
+        .find_people_by_phone(&acme, "+15550100199")
+        .await
+        .unwrap();
     assert_eq!(found, vec![person.clone()]);
     let globex = "globex".parse().unwrap();
-    assert!(store.find_people_by_phone(&globex, "+15550100199").await.unwrap().is_empty());
+    assert!(
+        store
+            .find_people_by_phone(&globex, "+15550100199")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.get_person(&globex, &person.id).await.unwrap(), None);
 
     // Updates re-encrypt; bad input is refused with a reason.
-    let changed = winnerr_store::PersonFields { phone: Some("+1 555 010 0200".into()), ..Default::default() };
-    let updated = store.update_person(&acme, &person.id, &changed).await.unwrap().unwrap();
-    assert_eq!((updated.phone.as_deref(), updated.email.as_deref()), (Some("+1 555 010 0200"), Some("dana.reyes@example.com")));
-    assert!(store.find_people_by_phone(&acme, "+15550100199").await.unwrap().is_empty());
+    let changed = winnerr_store::PersonFields {
+        phone: Some("+1 555 010 0200".into()),
+        ..Default::default()
+    };
+    let updated = store
+        .update_person(&acme, &person.id, &changed)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (updated.phone.as_deref(), updated.email.as_deref()),
+        (Some("+1 555 010 0200"), Some("dana.reyes@example.com"))
+    );
+    assert!(
+        store
+            .find_people_by_phone(&acme, "+15550100199")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     for bad in [
-        winnerr_store::PersonFields { first_name: Some(" ".into()), ..Default::default() },
-        winnerr_store::PersonFields { email: Some("nobody".into()), ..Default::default() },
-        winnerr_store::PersonFields { budget_min: Some(900_000), ..Default::default() },
+        winnerr_store::PersonFields {
+            first_name: Some(" ".into()),
+            ..Default::default()
+        },
+        winnerr_store::PersonFields {
+            email: Some("nobody".into()),
+            ..Default::default()
+        },
+        winnerr_store::PersonFields {
+            budget_min: Some(900_000),
+            ..Default::default()
+        },
     ] {
         let refused = store.update_person(&acme, &person.id, &bad).await;
-        assert!(matches!(refused, Err(StoreError::Invalid(_))), "{bad:?}: {refused:?}");
+        assert!(
+            matches!(refused, Err(StoreError::Invalid(_))),
+            "{bad:?}: {refused:?}"
+        );
     }
     db.drop_database().await;
 }
@@ -286,29 +329,59 @@ async fn contact_details_are_ciphertext_at_rest_and_found_by_phone() {
 async fn the_audit_chain_finds_edited_and_deleted_rows() {
     let (db, store) = fresh().await;
     let acme = "acme".parse().unwrap();
-    for (actor, action, subject) in [("u1", "transcript.read", "CA1"), ("u2", "person.export", "p_1"), ("admin", "keys.rotate", "dev1")] {
-        let entry = winnerr_store::AuditEntry { actor, action, subject, detail: "{\"via\":\"api\"}".into() };
+    for (actor, action, subject) in [
+        ("u1", "transcript.read", "CA1"),
+        ("u2", "person.export", "p_1"),
+        ("admin", "keys.rotate", "dev1"),
+    ] {
+        let entry = winnerr_store::AuditEntry {
+            actor,
+            action,
+            subject,
+            detail: "{\"via\":\"api\"}".into(),
+        };
         store.audit(&acme, &entry).await.unwrap();
     }
-    assert_eq!(store.verify_audit(&acme).await.unwrap(), winnerr_store::AuditCheck { rows: 3, problem: None });
+    assert_eq!(
+        store.verify_audit(&acme).await.unwrap(),
+        winnerr_store::AuditCheck {
+            rows: 3,
+            problem: None
+        }
+    );
 
     // The service may only append.
     let mut tx = store.begin_for(&acme).await.unwrap();
-    let refused = sqlx::query("UPDATE audit_log SET actor = 'nobody'").execute(&mut *tx).await.unwrap_err();
-    assert!(refused.to_string().contains("permission denied"), "{refused}");
+    let refused = sqlx::query("UPDATE audit_log SET actor = 'nobody'")
+        .execute(&mut *tx)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("permission denied"),
+        "{refused}"
+    );
     drop(tx);
 
     // Whoever edits a row behind its back is found out...
     let mut owner = owner(&db).await;
-    sqlx::query("UPDATE audit_log SET actor = 'someone-else' WHERE seq = 2").execute(&mut owner).await.unwrap();
+    sqlx::query("UPDATE audit_log SET actor = 'someone-else' WHERE seq = 2")
+        .execute(&mut owner)
+        .await
+        .unwrap();
     let check = store.verify_audit(&acme).await.unwrap();
     assert_eq!(check.problem.as_ref().map(|p| p.0), Some(2), "{check:?}");
     assert!(check.problem.unwrap().1.contains("changed"));
 
     // ...and so is a deleted row.
-    sqlx::query("UPDATE audit_log SET actor = 'u2' WHERE seq = 2").execute(&mut owner).await.unwrap();
+    sqlx::query("UPDATE audit_log SET actor = 'u2' WHERE seq = 2")
+        .execute(&mut owner)
+        .await
+        .unwrap();
     assert_eq!(store.verify_audit(&acme).await.unwrap().problem, None);
-    sqlx::query("DELETE FROM audit_log WHERE seq = 2").execute(&mut owner).await.unwrap();
+    sqlx::query("DELETE FROM audit_log WHERE seq = 2")
+        .execute(&mut owner)
+        .await
+        .unwrap();
     let check = store.verify_audit(&acme).await.unwrap();
     assert_eq!(check.problem, Some((3, "row 2 is missing".into())));
     db.drop_database().await;

@@ -6,5 +6,6 @@ mod feed;
 mod helpers;
 mod http;
 mod kafka;
+mod rest;
 mod store;
 mod two_way;

@@ -1,0 +1,356 @@
+//! The REST API of the CRM UI, scoped by bearer token like the feed: a manager or admin reads and
+//! writes their whole organization, an agent their own calls and the leads they own; nobody
+//! reaches another organization, whatever ids they send (the store's row-level security backs
+//! this up). Errors are JSON `{"error": "…"}` with a 4xx that says what was wrong, or a 5xx.
+
+use axum::Router;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Json, Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use tracing::error;
+use winnerr_events::UserId;
+use winnerr_store::{CallFilter, Store, StoreError};
+
+use crate::auth::{AuthError, Claims};
+use crate::server::Gateway;
+
+/// The OpenAPI document of this API.
+const OPENAPI: &str = include_str!("openapi.json");
+
+pub(crate) fn routes() -> Router<Gateway> {
+    Router::new()
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/calls", get(list_calls))
+        .route("/api/calls/{id}", get(get_call))
+        .route("/api/calls/{id}/utterances", get(call_utterances))
+        .route("/api/people", axum::routing::post(create_person))
+        .route("/api/people/{id}", get(get_person).patch(update_person))
+        .route("/api/people/{id}/calls", get(person_calls))
+        .route("/api/people/{id}/scores", get(person_scores))
+        .route("/api/deals", get(list_deals))
+}
+
+/// What went wrong, as the caller sees it.
+#[derive(Debug)]
+pub(crate) enum ApiError {
+    Unauthorized(AuthError),
+    BadRequest(String),
+    Forbidden(&'static str),
+    NotFound,
+    Unavailable,
+    Internal,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            ApiError::Unauthorized(err) => return err.into_response(),
+            ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
+            ApiError::Forbidden(message) => (StatusCode::FORBIDDEN, message.to_owned()),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not found".to_owned()),
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no database is configured".to_owned(),
+            ),
+            ApiError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error".to_owned(),
+            ),
+        };
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Invalid(message) => ApiError::BadRequest(message),
+            other => {
+                error!(error = %other, "API request failed in the store");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::BadRequest(rejection.body_text())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        ApiError::BadRequest(rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::BadRequest(rejection.body_text())
+    }
+}
+
+/// The authenticated caller (bearer token in the `Authorization` header).
+pub(crate) struct Caller(Claims);
+
+impl FromRequestParts<Gateway> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, gateway: &Gateway) -> Result<Self, ApiError> {
+        gateway
+            .auth()
+            .authenticate(&parts.headers, None)
+            .map(Caller)
+            .map_err(ApiError::Unauthorized)
+    }
+}
+
+impl Caller {
+    /// The agent whose records alone this caller may see; `None` for the whole organization.
+    fn only_agent(&self) -> Option<&UserId> {
+        (!self.0.role.sees_whole_org()).then_some(&self.0.sub)
+    }
+}
+
+fn store(gateway: &Gateway) -> Result<&Store, ApiError> {
+    gateway.store().ok_or(ApiError::Unavailable)
+}
+
+/// An id from a path: the same rules as every id of the engine.
+fn path_id(id: &str) -> Result<&str, ApiError> {
+    let valid = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    if valid {
+        Ok(id)
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{:?} is not a valid id",
+            id.chars().take(64).collect::<String>()
+        )))
+    }
+}
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallQuery {
+    status: Option<CallStatus>,
+    agent_id: Option<String>,
+    lead_id: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum CallStatus {
+    Live,
+    Ended,
+}
+
+async fn list_calls(
+    State(gateway): State<Gateway>,
+    caller: Caller,
+    query: Result<Query<CallQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    let filter = CallFilter {
+        live: query.status.map(|s| matches!(s, CallStatus::Live)),
+        agent_id: query.agent_id,
+        lead_id: query.lead_id,
+    };
+    let page = store(&gateway)?
+        .list_calls(
+            &caller.0.org,
+            &filter,
+            caller.only_agent(),
+            query.limit.unwrap_or(50),
+            query.cursor.as_deref(),
+        )
+        .await?;
+    Ok(Json(page).into_response())
+}
+
+async fn get_call(
+    State(gateway): State<Gateway>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    let call = store(&gateway)?
+        .get_call(&caller.0.org, path_id(&id)?, caller.only_agent())
+        .await?;
+    call.map(|call| Json(call).into_response())
+        .ok_or(ApiError::NotFound)
+}
+
+async fn call_utterances(
+    State(gateway): State<Gateway>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    let store = store(&gateway)?;
+    let id = path_id(&id)?;
+    // Only a call the caller may see has a transcript they may read.
+    if store
+        .get_call(&caller.0.org, id, caller.only_agent())
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::NotFound);
+    }
+    let utterances = store
+        .read_transcript(&caller.0.org, id, &caller.0.sub)
+        .await?;
+    Ok(Json(serde_json::json!({ "items": utterances })).into_response())
+}
+
+/// A person the caller may see: managers any of their organization's, agents the leads they own.
+async fn visible_person(
+    gateway: &Gateway,
+    caller: &Caller,
+    id: &str,
+) -> Result<winnerr_store::Person, ApiError> {
+    let person = store(gateway)?
+        .get_person(&caller.0.org, path_id(id)?)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    match caller.only_agent() {
+        Some(agent) if person.owner_user_id.as_deref() != Some(agent.as_str()) => {
+            Err(ApiError::NotFound)
+        }
+        _ => Ok(person),
+    }
+}
+
+async fn create_person(
+    State(gateway): State<Gateway>,
+    caller: Caller,
+    body: Result<Json<winnerr_store::PersonFields>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(mut fields) = body?;
+    if let Some(agent) = caller.only_agent() {
+        match &fields.owner_user_id {
+            Some(owner) if owner != agent.as_str() => {
+                return Err(ApiError::Forbidden("agents create leads for themselves"));
+            }
+            _ => fields.owner_user_id = Some(agent.to_string()),
+        }
+    }
+    let person = store(&gateway)?
+        .create_person(&caller.0.org, &fields)
+        .await?;
+    Ok((StatusCode::CREATED, Json(person)).into_response())
+}
+
+async fn get_person(
+    State(gateway): State<Gateway>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    Ok(Json(visible_person(&gateway, &caller, &id).await?).into_response())
+}
+
+async fn update_person(
+    State(gateway): State<Gateway>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Json<winnerr_store::PersonFields>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    let Json(fields) = body?;
+    let person = visible_person(&gateway, &caller, &id).await?;
+    if caller.only_agent().is_some()
+        && fields
+            .owner_user_id
+            .as_ref()
+            .is_some_and(|o| Some(o) != person.owner_user_id.as_ref())
+    {
+        return Err(ApiError::Forbidden(
+            "agents cannot hand their leads to someone else",
+        ));
+    }
+    let updated = store(&gateway)?
+        .update_person(&caller.0.org, &person.id, &fields)
+        .await?;
+    updated
+        .map(|p| Json(p).into_response())
+        .ok_or(ApiError::NotFound)
+}
+
+async fn person_calls(
+    State(gateway): State<Gateway>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<CallQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    let Query(query) = query?;
+    let person = visible_person(&gateway, &caller, &id).await?;
+    let filter = CallFilter {
+        live: query.status.map(|s| matches!(s, CallStatus::Live)),
+        agent_id: query.agent_id,
+        lead_id: Some(person.id),
+    };
+    let page = store(&gateway)?
+        .list_calls(
+            &caller.0.org,
+            &filter,
+            caller.only_agent(),
+            query.limit.unwrap_or(50),
+            query.cursor.as_deref(),
+        )
+        .await?;
+    Ok(Json(page).into_response())
+}
+
+async fn person_scores(
+    State(gateway): State<Gateway>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    let person = visible_person(&gateway, &caller, &id).await?;
+    let scores = store(&gateway)?
+        .person_scores(&caller.0.org, &person.id)
+        .await?;
+    Ok(Json(serde_json::json!({ "items": scores })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DealQuery {
+    person_id: Option<String>,
+}
+
+async fn list_deals(
+    State(gateway): State<Gateway>,
+    caller: Caller,
+    query: Result<Query<DealQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    if caller.only_agent().is_some() {
+        return Err(ApiError::Forbidden(
+            "the pipeline is for managers and admins",
+        ));
+    }
+    let person = query.person_id.as_deref().map(path_id).transpose()?;
+    let deals = store(&gateway)?.list_deals(&caller.0.org, person).await?;
+    Ok(Json(serde_json::json!({ "items": deals })).into_response())
+}

@@ -1,0 +1,259 @@
+//! Reading calls back for the CRM: lists with filters and keyset pagination, one call, its
+//! utterances (decrypted, and the read audited), a person's calls and scores, deals.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+use winnerr_events::{OrgId, UserId};
+
+use crate::audit::{self, AuditEntry};
+use crate::crypto::FieldPlace;
+use crate::{Store, StoreError};
+
+/// A call as the CRM lists it. Times are milliseconds since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow)]
+pub struct CallSummary {
+    pub id: String,
+    pub status: String,
+    pub agent_id: Option<String>,
+    pub lead_id: Option<String>,
+    pub stream_sid: Option<String>,
+    pub started_at_ms: Option<i64>,
+    pub ended_at_ms: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub inbound_talk_ms: i64,
+    pub outbound_talk_ms: i64,
+    pub dtmf_digits: String,
+}
+
+/// Which calls to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallFilter {
+    /// `Some(true)`: live calls only; `Some(false)`: ended calls only.
+    pub live: Option<bool>,
+    pub agent_id: Option<String>,
+    pub lead_id: Option<String>,
+}
+
+/// One page of a list, and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// A transcript line, decrypted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Utterance {
+    pub id: String,
+    pub track: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub text: String,
+    pub sentiment: Option<String>,
+    pub sentiment_score: Option<f32>,
+}
+
+/// A lead score as it was computed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow)]
+pub struct LeadScore {
+    pub scored_at_ms: i64,
+    pub score: i16,
+    pub factors: serde_json::Value,
+    pub model_version: String,
+}
+
+/// A deal in the pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow)]
+pub struct Deal {
+    pub id: String,
+    pub person_id: String,
+    pub property_id: Option<String>,
+    pub stage: String,
+    pub amount: Option<i64>,
+    pub commission: Option<i64>,
+}
+
+/// Most items one page may hold.
+pub const MAX_PAGE: i64 = 200;
+
+const CALL_COLUMNS: &str = "id, status, agent_id, lead_id, stream_sid, \
+    (extract(epoch FROM started_at) * 1000)::bigint AS started_at_ms, \
+    (extract(epoch FROM ended_at) * 1000)::bigint AS ended_at_ms, \
+    duration_ms, inbound_talk_ms, outbound_talk_ms, dtmf_digits";
+
+/// Sort key of calls: newest first, calls with no start time last.
+const CALL_ORDER_KEY: &str = "(COALESCE((extract(epoch FROM started_at) * 1000)::bigint, 0))";
+
+fn encode_cursor(call: &CallSummary) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{}", call.started_at_ms.unwrap_or(0), call.id))
+}
+
+fn decode_cursor(cursor: &str) -> Result<(i64, String), StoreError> {
+    let invalid = || StoreError::Invalid("cursor is not one this API returned".into());
+    let text = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let text = String::from_utf8(text).map_err(|_| invalid())?;
+    let (at, id) = text.split_once(':').ok_or_else(invalid)?;
+    Ok((at.parse().map_err(|_| invalid())?, id.to_owned()))
+}
+
+impl Store {
+    /// A page of `org`'s calls, newest first. `only_agent` restricts it to one agent's calls.
+    pub async fn list_calls(
+        &self,
+        org: &OrgId,
+        filter: &CallFilter,
+        only_agent: Option<&UserId>,
+        limit: i64,
+        cursor: Option<&str>,
+    ) -> Result<Page<CallSummary>, StoreError> {
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(StoreError::Invalid(format!(
+                "limit must be 1 to {MAX_PAGE}"
+            )));
+        }
+        let after = cursor.map(decode_cursor).transpose()?;
+        let sql = format!(
+            "SELECT {CALL_COLUMNS} FROM calls \
+             WHERE ($1::bool IS NULL OR (status = 'live') = $1) \
+               AND ($2::text IS NULL OR agent_id = $2) \
+               AND ($3::text IS NULL OR lead_id = $3) \
+               AND ($4::text IS NULL OR agent_id = $4) \
+               AND ($5::bigint IS NULL OR ({CALL_ORDER_KEY}, id) < ($5, $6)) \
+             ORDER BY {CALL_ORDER_KEY} DESC, id DESC LIMIT $7"
+        );
+        let mut tx = self.begin_for(org).await?;
+        let mut items: Vec<CallSummary> = sqlx::query_as(&sql)
+            .bind(filter.live)
+            .bind(&filter.agent_id)
+            .bind(&filter.lead_id)
+            .bind(only_agent.map(UserId::as_str))
+            .bind(after.as_ref().map(|(at, _)| *at))
+            .bind(after.as_ref().map(|(_, id)| id.as_str()))
+            .bind(limit + 1)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let next_cursor = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(encode_cursor)
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// One call of `org` (of `only_agent`, when given).
+    pub async fn get_call(
+        &self,
+        org: &OrgId,
+        id: &str,
+        only_agent: Option<&UserId>,
+    ) -> Result<Option<CallSummary>, StoreError> {
+        let sql = format!(
+            "SELECT {CALL_COLUMNS} FROM calls WHERE id = $1 AND ($2::text IS NULL OR agent_id = $2)"
+        );
+        let mut tx = self.begin_for(org).await?;
+        let call = sqlx::query_as(&sql)
+            .bind(id)
+            .bind(only_agent.map(UserId::as_str))
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(call)
+    }
+
+    /// A call's transcript, decrypted; the read is written to the audit log by `reader`.
+    pub async fn read_transcript(
+        &self,
+        org: &OrgId,
+        call_id: &str,
+        reader: &UserId,
+    ) -> Result<Vec<Utterance>, StoreError> {
+        type Row = (
+            String,
+            String,
+            i64,
+            i64,
+            Vec<u8>,
+            String,
+            Option<String>,
+            Option<f32>,
+        );
+        let mut tx = self.begin_for(org).await?;
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, track, start_ms, end_ms, text_ciphertext, text_key_id, sentiment, sentiment_score \
+             FROM utterances WHERE call_id = $1 ORDER BY start_ms, id",
+        )
+        .bind(call_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let entry = AuditEntry {
+            actor: reader.as_str(),
+            action: "transcript.read",
+            subject: call_id,
+            detail: serde_json::json!({ "utterances": rows.len() }).to_string(),
+        };
+        audit::append(&mut tx, org, &entry).await?;
+        tx.commit().await?;
+        rows.into_iter()
+            .map(
+                |(id, track, start_ms, end_ms, bytes, key_id, sentiment, sentiment_score)| {
+                    let place = FieldPlace {
+                        org: org.as_str(),
+                        table: "utterances",
+                        column: "text",
+                        row: &id,
+                    };
+                    let text = self.keys().decrypt(&key_id, &bytes, place)?;
+                    Ok(Utterance {
+                        id,
+                        track,
+                        start_ms,
+                        end_ms,
+                        text,
+                        sentiment,
+                        sentiment_score,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// A person's lead scores, newest first.
+    pub async fn person_scores(
+        &self,
+        org: &OrgId,
+        person_id: &str,
+    ) -> Result<Vec<LeadScore>, StoreError> {
+        let mut tx = self.begin_for(org).await?;
+        let scores = sqlx::query_as(
+            "SELECT (extract(epoch FROM scored_at) * 1000)::bigint AS scored_at_ms, score, factors, model_version \
+             FROM lead_scores WHERE person_id = $1 ORDER BY scored_at DESC LIMIT 100",
+        )
+        .bind(person_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(scores)
+    }
+
+    /// Deals of `org`, optionally of one person.
+    pub async fn list_deals(
+        &self,
+        org: &OrgId,
+        person_id: Option<&str>,
+    ) -> Result<Vec<Deal>, StoreError> {
+        let mut tx = self.begin_for(org).await?;
+        let deals = sqlx::query_as(
+            "SELECT id, person_id, property_id, stage, amount, commission FROM deals \
+             WHERE ($1::text IS NULL OR person_id = $1) ORDER BY created_at DESC, id LIMIT 500",
+        )
+        .bind(person_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(deals)
+    }
+}

@@ -1,0 +1,326 @@
+//! The REST API over HTTP with tokens of two organizations and both roles: nothing crosses, and
+//! bad ids, queries and bodies get a 4xx that says what is wrong.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use winnerr_events::Role;
+use winnerr_ingest::CallScript;
+use winnerr_testkit::TestDatabase;
+
+use crate::helpers::*;
+
+struct Api {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        token: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        self.call(Some(token), reqwest::Method::GET, path, None)
+            .await
+    }
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_api_keeps_organizations_and_agents_apart() {
+    let db = TestDatabase::create().await;
+    let test = spawn_app_with(|config| on_postgres(config, &db)).await;
+    let api = Api {
+        base: test.app.http_url(),
+        client: reqwest::Client::new(),
+    };
+    let manager = test.token("acme", "manager-1", Role::Manager);
+    let agent_1 = test.token("acme", "agent-1", Role::Agent);
+    let agent_2 = test.token("acme", "agent-2", Role::Agent);
+    let other_org = test.token("globex", "manager-9", Role::Manager);
+
+    // Three calls: two of acme (two agents), one of globex.
+    let mut calls = Vec::new();
+    for (org, agent) in [
+        ("acme", "agent-1"),
+        ("acme", "agent-2"),
+        ("globex", "agent-9"),
+    ] {
+        let script = CallScript::new(identity(org, Some(agent), Some("lead-7")), caller_speech());
+        test.simulator().play(&script, |_| {}).await.unwrap();
+        calls.push(script.call_sid);
+    }
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let (_, page) = api.get(&manager, "/api/calls?status=ended").await;
+            let (_, other) = api.get(&other_org, "/api/calls?status=ended").await;
+            if ids(&page).len() == 2 && ids(&other).len() == 1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("calls are stored");
+
+    // Lists: a manager sees the organization, newest first; an agent their own; no crossing.
+    let (status, page) = api.get(&manager, "/api/calls").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ids(&page), vec![calls[1].clone(), calls[0].clone()]);
+    assert_eq!(page["items"][0]["status"], "completed");
+    assert!(page["items"][0]["inbound_talk_ms"].as_i64().unwrap() > 0);
+    assert_eq!(
+        ids(&api.get(&agent_1, "/api/calls").await.1),
+        vec![calls[0].clone()]
+    );
+    assert_eq!(
+        ids(&api.get(&other_org, "/api/calls").await.1),
+        vec![calls[2].clone()]
+    );
+    assert_eq!(
+        ids(&api.get(&manager, "/api/calls?status=live").await.1),
+        Vec::<String>::new()
+    );
+
+    // One call: someone else's is simply not there.
+    assert_eq!(
+        api.get(&manager, &format!("/api/calls/{}", calls[0]))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api.get(&other_org, &format!("/api/calls/{}", calls[0]))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.get(&agent_2, &format!("/api/calls/{}", calls[0]))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, transcript) = api
+        .get(&agent_1, &format!("/api/calls/{}/utterances", calls[0]))
+        .await;
+    assert_eq!(
+        (status, transcript),
+        (StatusCode::OK, json!({ "items": [] }))
+    );
+    assert_eq!(
+        api.get(&agent_2, &format!("/api/calls/{}/utterances", calls[0]))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Pages follow their cursor to the end.
+    let (_, first) = api.get(&manager, "/api/calls?limit=1").await;
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_string();
+    let (_, second) = api
+        .get(&manager, &format!("/api/calls?limit=1&cursor={cursor}"))
+        .await;
+    assert_eq!(ids(&second), vec![calls[0].clone()]);
+    assert!(second["next_cursor"].is_null());
+
+    // Bad input: 4xx with a message.
+    for path in [
+        "/api/calls?limit=0",
+        "/api/calls?limit=ten",
+        "/api/calls?status=maybe",
+        "/api/calls?cursor=not-a-cursor",
+        "/api/calls?colour=blue",
+        "/api/calls/bad%20id",
+    ] {
+        let (status, body) = api.get(&manager, path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert!(
+            !body["error"].as_str().unwrap_or_default().is_empty(),
+            "{path}: {body}"
+        );
+    }
+    assert_eq!(
+        api.call(None, reqwest::Method::GET, "/api/calls", None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api.get("garbage", "/api/calls").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // People: an agent's lead is theirs; the manager sees it; nobody else does.
+    let lead = r#"{"first_name":"Dana","last_name":"Reyes","email":"dana@example.com","phone":"+1 555 010 0199","budget_min":400000,"budget_max":650000}"#;
+    let (status, person) = api
+        .call(
+            Some(&agent_1),
+            reqwest::Method::POST,
+            "/api/people",
+            Some(lead),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{person}");
+    assert_eq!(person["owner_user_id"], "agent-1");
+    let person_path = format!("/api/people/{}", person["id"].as_str().unwrap());
+    assert_eq!(
+        api.get(&manager, &person_path).await.1["email"],
+        "dana@example.com"
+    );
+    assert_eq!(
+        api.get(&agent_2, &person_path).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.get(&other_org, &person_path).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, updated) = api
+        .call(
+            Some(&agent_1),
+            reqwest::Method::PATCH,
+            &person_path,
+            Some(r#"{"location":"Austin, TX"}"#),
+        )
+        .await;
+    assert_eq!(
+        (status, updated["location"].as_str()),
+        (StatusCode::OK, Some("Austin, TX"))
+    );
+    let (status, _) = api
+        .call(
+            Some(&other_org),
+            reqwest::Method::PATCH,
+            &person_path,
+            Some(r#"{"location":"x"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for (body, expected) in [
+        (
+            r#"{"first_name":"A","email":"no-at-sign"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (r#"{"last_name":"no first name"}"#, StatusCode::BAD_REQUEST),
+        (
+            r#"{"first_name":"A","shoe_size":44}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (r#"{"first_name":"#, StatusCode::BAD_REQUEST),
+        (
+            r#"{"first_name":"A","owner_user_id":"agent-2"}"#,
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        let (status, error) = api
+            .call(
+                Some(&agent_1),
+                reqwest::Method::POST,
+                "/api/people",
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, expected, "{body}: {error}");
+        assert!(
+            !error["error"].as_str().unwrap_or_default().is_empty(),
+            "{body}: {error}"
+        );
+    }
+    assert_eq!(
+        api.get(&agent_1, &format!("{person_path}/scores")).await.1,
+        json!({ "items": [] })
+    );
+    assert_eq!(
+        api.get(&agent_1, &format!("{person_path}/calls")).await.1["items"],
+        json!([])
+    );
+    assert_eq!(
+        api.get(&agent_1, "/api/deals").await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        api.get(&manager, "/api/deals").await.1,
+        json!({ "items": [] })
+    );
+
+    // Reading a transcript is audited.
+    let store =
+        winnerr_store::Store::connect(&db.service_url, 1, winnerr_store::Keyring::development())
+            .await
+            .unwrap();
+    let check = store.verify_audit(&"acme".parse().unwrap()).await.unwrap();
+    assert_eq!((check.rows, check.problem), (1, None));
+
+    test.app.shutdown().await;
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_documents_itself_and_says_when_it_has_no_database() {
+    let test = spawn_app().await;
+    let api = Api {
+        base: test.app.http_url(),
+        client: reqwest::Client::new(),
+    };
+    let manager = test.token("acme", "manager-1", Role::Manager);
+    let (status, document) = api
+        .call(None, reqwest::Method::GET, "/api/openapi.json", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(document["openapi"], "3.0.3");
+    for path in [
+        "/api/calls",
+        "/api/calls/{id}",
+        "/api/calls/{id}/utterances",
+        "/api/people",
+        "/api/people/{id}",
+        "/api/people/{id}/calls",
+        "/api/people/{id}/scores",
+        "/api/deals",
+    ] {
+        assert!(document["paths"][path].is_object(), "{path} is documented");
+    }
+    let (status, body) = api.get(&manager, "/api/calls").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("no database is configured")
+        )
+    );
+}
