@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make run` and `make test` (see README.md).
 CARGO ?= cargo
 
-.PHONY: run test bench build kafka kafka-stop
+.PHONY: run test bench build kafka kafka-stop fuzz-api
 
 ## Build and serve on embedded defaults, with a demo call playing in a loop.
 run:
@@ -11,6 +11,11 @@ run:
 test:
 	deploy/test-prerequisites.sh
 	WINNERR_KAFKA_BROKER_BIN="$$(deploy/kafka.sh install)" $(CARGO) test --workspace --all-targets
+	deploy/fuzz-api.sh 25
+
+## Fuzz the REST API from its OpenAPI document (schemathesis): no 5xx, responses as documented.
+fuzz-api:
+	deploy/fuzz-api.sh 100
 
 ## Run the benchmarks and print their figures (record them in benches/RESULTS.md).
 bench:

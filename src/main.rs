@@ -47,6 +47,34 @@ enum Command {
     },
     /// Mint a bearer token (for development and tests).
     Token(TokenArgs),
+    /// Operations on the CRM store (DATABASE_URL, keys as for `serve`).
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+        #[command(flatten)]
+        config: Config,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Bring the schema up to date (with DATABASE_MIGRATION_URL).
+    Migrate,
+    /// Re-encrypt every value under an older key with the current one (the first of
+    /// WINNERR_ENCRYPTION_KEYS); afterwards the old keys can be removed.
+    RotateKey {
+        /// Organizations to rotate (repeatable).
+        #[arg(long = "org", required = true)]
+        orgs: Vec<String>,
+        /// Who rotates, for the audit log.
+        #[arg(long, default_value = "cli")]
+        actor: String,
+    },
+    /// Check organizations' audit chains; exits with 1 when one has an edited or missing row.
+    VerifyAudit {
+        #[arg(long = "org", required = true)]
+        orgs: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -114,6 +142,7 @@ async fn main() -> anyhow::Result<()> {
             simulate(args).await
         }
         Command::Watch { url, token } => watch::run(&url, &token).await,
+        Command::Store { command, config } => store_command(command, config).await,
         Command::Token(args) => {
             let auth = Auth::new(args.jwt_secret.as_bytes());
             let org = OrgId::parse(&args.org)?;
@@ -130,6 +159,54 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn store_command(command: StoreCommand, config: Config) -> anyhow::Result<()> {
+    init_logs(config.log_format);
+    if let StoreCommand::Migrate = command {
+        let owner = config
+            .database_migration_url
+            .as_deref()
+            .context("DATABASE_MIGRATION_URL is required")?;
+        winnerr_store::migrate(owner).await?;
+        println!("schema is up to date");
+        return Ok(());
+    }
+    let url = config
+        .database_url
+        .as_deref()
+        .context("DATABASE_URL is required")?;
+    let keys = config.keyring().map_err(anyhow::Error::msg)?;
+    let store = winnerr_store::Store::connect(url, 2, keys).await?;
+    match command {
+        StoreCommand::Migrate => unreachable!("handled above"),
+        StoreCommand::RotateKey { orgs, actor } => {
+            for org in orgs {
+                let changed = store.rotate_keys(&OrgId::parse(&org)?, &actor).await?;
+                println!(
+                    "{org}: {changed} values re-encrypted under key {}",
+                    store.keys().current_key_id()
+                );
+            }
+        }
+        StoreCommand::VerifyAudit { orgs } => {
+            let mut broken = false;
+            for org in orgs {
+                let check = store.verify_audit(&OrgId::parse(&org)?).await?;
+                match check.problem {
+                    None => println!("{org}: {} rows, chain intact", check.rows),
+                    Some((seq, problem)) => {
+                        broken = true;
+                        println!("{org}: row {seq} {problem} ({} rows read)", check.rows);
+                    }
+                }
+            }
+            if broken {
+                std::process::exit(1);
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn serve(config: Config, with_demo: bool) -> anyhow::Result<()> {

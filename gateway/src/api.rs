@@ -48,7 +48,15 @@ pub(crate) enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, message) = match self {
-            ApiError::Unauthorized(err) => return err.into_response(),
+            ApiError::Unauthorized(err) => {
+                let body = Json(serde_json::json!({ "error": err.to_string() }));
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                    body,
+                )
+                    .into_response();
+            }
             ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
             ApiError::Forbidden(message) => (StatusCode::FORBIDDEN, message.to_owned()),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not found".to_owned()),
@@ -138,6 +146,11 @@ fn path_id(id: &str) -> Result<&str, ApiError> {
     }
 }
 
+/// An id given as a query filter: the same rules as ids in paths.
+fn filter_id(id: &str) -> Result<String, ApiError> {
+    path_id(id).map(str::to_owned)
+}
+
 async fn openapi() -> impl IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -170,8 +183,8 @@ async fn list_calls(
     let Query(query) = query?;
     let filter = CallFilter {
         live: query.status.map(|s| matches!(s, CallStatus::Live)),
-        agent_id: query.agent_id,
-        lead_id: query.lead_id,
+        agent_id: query.agent_id.as_deref().map(filter_id).transpose()?,
+        lead_id: query.lead_id.as_deref().map(filter_id).transpose()?,
     };
     let page = store(&gateway)?
         .list_calls(

@@ -108,10 +108,7 @@ impl Store {
     /// Appends one entry to `org`'s audit log.
     pub async fn audit(&self, org: &OrgId, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
         let mut tx = self.begin_for(org).await?;
-        sqlx::query("INSERT INTO organizations (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
-            .bind(org.as_str())
-            .execute(&mut *tx)
-            .await?;
+        crate::ensure_organization(&mut tx, org).await?;
         append(&mut tx, org, entry).await?;
         tx.commit().await?;
         Ok(())

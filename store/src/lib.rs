@@ -10,6 +10,7 @@ pub mod calls;
 pub mod crypto;
 mod metrics;
 pub mod people;
+mod rotate;
 pub mod writer;
 
 use std::sync::Arc;
@@ -123,7 +124,19 @@ impl Store {
     }
 }
 
-/// Names the organization of the rest of `tx` (and creates its row on first sight).
+/// Creates `org`'s row if this is the first record of it (within `tx`, whose organization is `org`).
+pub(crate) async fn ensure_organization(
+    tx: &mut Transaction<'static, Postgres>,
+    org: &OrgId,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO organizations (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
+        .bind(org.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Names the organization of the rest of `tx`.
 pub(crate) async fn set_organization(
     tx: &mut Transaction<'static, Postgres>,
     org: &OrgId,

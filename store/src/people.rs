@@ -80,7 +80,66 @@ impl PersonFields {
         if self.preferences.as_ref().is_some_and(|p| !p.is_object()) {
             return invalid("preferences must be an object");
         }
+        if let Some(preferences) = &self.preferences {
+            if serde_json::to_string(preferences)
+                .map_or(true, |text| text.len() > MAX_PREFERENCES_BYTES)
+            {
+                return invalid("preferences must be at most 8 KiB of JSON");
+            }
+            if let Err(problem) = storable_json(preferences, 0) {
+                return Err(StoreError::Invalid(format!("preferences: {problem}")));
+            }
+        }
+        let texts = [
+            &self.first_name,
+            &self.last_name,
+            &self.email,
+            &self.phone,
+            &self.source,
+            &self.location,
+            &self.owner_user_id,
+        ];
+        if texts.into_iter().flatten().any(|text| text.contains('\0')) {
+            return invalid("text fields cannot contain NUL characters");
+        }
         Ok(())
+    }
+}
+
+/// Largest `preferences` document, serialized.
+const MAX_PREFERENCES_BYTES: usize = 8 * 1024;
+/// Largest magnitude of a number in `preferences` that survives the database unchanged.
+const MAX_PREFERENCE_NUMBER: f64 = 1e15;
+
+/// Whether `value` round-trips through Postgres `jsonb` exactly: no NUL characters, numbers of
+/// ordinary size, bounded nesting.
+fn storable_json(value: &serde_json::Value, depth: usize) -> Result<(), &'static str> {
+    use serde_json::Value;
+    if depth > 8 {
+        return Err("nested more than 8 levels");
+    }
+    match value {
+        Value::String(text) if text.contains('\0') => Err("strings cannot contain NUL characters"),
+        Value::Number(number)
+            if number
+                .as_f64()
+                .is_none_or(|n| !n.is_finite() || n.abs() > MAX_PREFERENCE_NUMBER) =>
+        {
+            Err("numbers must be within ±1e15")
+        }
+        Value::Number(number) if number.as_f64().is_some_and(|n| n != 0.0 && n.abs() < 1e-9) => {
+            Err("numbers must be within ±1e15")
+        }
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|item| storable_json(item, depth + 1)),
+        Value::Object(fields) => fields.iter().try_for_each(|(key, item)| {
+            if key.contains('\0') {
+                return Err("keys cannot contain NUL characters");
+            }
+            storable_json(item, depth + 1)
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -162,10 +221,7 @@ impl Store {
             .as_ref()
             .map(|p| keys.lookup_hash(org.as_str(), &normalize_phone(p)));
         let mut tx = self.begin_for(org).await?;
-        sqlx::query("INSERT INTO organizations (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
-            .bind(org.as_str())
-            .execute(&mut *tx)
-            .await?;
+        crate::ensure_organization(&mut tx, org).await?;
         let row = sqlx::query(
             "INSERT INTO people (organization_id, id, first_name, last_name, email_ciphertext, email_key_id, \
              phone_ciphertext, phone_key_id, phone_lookup, source, location, budget_min, budget_max, preferences, owner_user_id) \
@@ -276,5 +332,36 @@ impl Store {
         rows.iter()
             .map(|row| person_from(self.keys(), org, row))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn with_preferences(preferences: serde_json::Value) -> PersonFields {
+        PersonFields { first_name: Some("A".into()), preferences: Some(preferences), ..Default::default() }
+    }
+
+    #[test]
+    fn preferences_must_survive_the_database() {
+        assert!(with_preferences(json!({"beds": 3, "areas": ["Austin"], "max_hoa": 450.5})).validate(true).is_ok());
+        for bad in [
+            json!({"k": "nul\u{0}inside"}),
+            json!({"nul\u{0}key": 1}),
+            json!({"huge": 36893488147419103233_f64}),
+            json!({"tiny": 5e-324}),
+            json!([1, 2]),
+            json!({"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {}}}}}}}}}}),
+        ] {
+            assert!(matches!(with_preferences(bad.clone()).validate(true), Err(StoreError::Invalid(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn text_fields_refuse_nul_characters() {
+        let fields = PersonFields { first_name: Some("A".into()), location: Some("x\u{0}y".into()), ..Default::default() };
+        assert!(matches!(fields.validate(true), Err(StoreError::Invalid(_))));
     }
 }

@@ -53,10 +53,7 @@ impl StoreWriter {
         let mut applied = 0;
         for (org, events) in by_organization(events) {
             set_organization(&mut tx, org).await?;
-            sqlx::query("INSERT INTO organizations (id) VALUES ($1) ON CONFLICT (id) DO NOTHING")
-                .bind(org.as_str())
-                .execute(&mut *tx)
-                .await?;
+            crate::ensure_organization(&mut tx, org).await?;
             let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
             let mut new: HashSet<Uuid> = sqlx::query_scalar(
                 "INSERT INTO applied_events (organization_id, event_id) SELECT $1, unnest($2::uuid[]) \

@@ -386,3 +386,59 @@ async fn the_audit_chain_finds_edited_and_deleted_rows() {
     assert_eq!(check.problem, Some((3, "row 2 is missing".into())));
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn rotating_keys_re_encrypts_every_value_under_the_new_key() {
+    use base64::Engine;
+    let (db, store) = fresh().await;
+    let acme = "acme".parse().unwrap();
+    let fields = winnerr_store::PersonFields {
+        first_name: Some("Ana".into()),
+        email: Some("ana@example.com".into()),
+        phone: Some("+15550100123".into()),
+        ..Default::default()
+    };
+    let person = store.create_person(&acme, &fields).await.unwrap();
+
+    let new_key = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
+    let both = winnerr_store::Keyring::parse(
+        &format!("k2:{new_key},{}", winnerr_store::crypto::DEV_KEYS),
+        winnerr_store::crypto::DEV_LOOKUP_KEY,
+    )
+    .unwrap();
+    let rotated = Store::connect(&db.service_url, 2, both).await.unwrap();
+    assert_eq!(rotated.rotate_keys(&acme, "admin-1").await.unwrap(), 2);
+    assert_eq!(
+        rotated.rotate_keys(&acme, "admin-1").await.unwrap(),
+        0,
+        "nothing left under the old key"
+    );
+
+    // The old key can now be dropped: the new one alone reads everything.
+    let only_new = winnerr_store::Keyring::parse(
+        &format!("k2:{new_key}"),
+        winnerr_store::crypto::DEV_LOOKUP_KEY,
+    )
+    .unwrap();
+    let after = Store::connect(&db.service_url, 1, only_new).await.unwrap();
+    assert_eq!(
+        after.get_person(&acme, &person.id).await.unwrap(),
+        Some(person.clone())
+    );
+    assert_eq!(
+        after
+            .find_people_by_phone(&acme, "+1 555 010 0123")
+            .await
+            .unwrap(),
+        vec![person]
+    );
+    let (key_ids,): (Vec<String>,) =
+        sqlx::query_as("SELECT ARRAY[email_key_id, phone_key_id] FROM people")
+            .fetch_one(&mut owner(&db).await)
+            .await
+            .unwrap();
+    assert_eq!(key_ids, vec!["k2", "k2"]);
+    let check = after.verify_audit(&acme).await.unwrap();
+    assert_eq!((check.rows, check.problem), (2, None));
+    db.drop_database().await;
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Property-based fuzzing of the REST API from its OpenAPI document (schemathesis from PyPI,
+# pinned): starts the engine on a fresh database, fuzzes every operation as a manager and as an
+# agent, and fails on any 5xx or any response that breaks the document's schemas.
+#
+#   deploy/fuzz-api.sh [MAX_EXAMPLES]      (make fuzz-api; make test runs it too)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VERSION=4.32.5
+EXAMPLES=${1:-25}
+TOOLS="${WINNERR_TOOLS_DIR:-${HOME:-/root}/.cache/winnerr/tools}"
+VENV="$TOOLS/schemathesis-$VERSION"
+if [ ! -x "$VENV/bin/st" ]; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$VERSION"
+fi
+
+PG="${WINNERR_TEST_POSTGRES:-postgres@127.0.0.1:5432}"
+DB="winnerr_fuzz_$$"
+psql_admin() { psql "postgres://${PG%%@*}@${PG#*@}/postgres" -qAt "$@"; }
+psql_admin -c "CREATE DATABASE $DB"
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+BIN="${CARGO_TARGET_DIR:-target}/debug/winnerr"
+cargo build -q --bin winnerr
+export DATABASE_MIGRATION_URL="postgres://${PG%%@*}@${PG#*@}/$DB"
+export DATABASE_URL="postgres://winnerr_service@${PG#*@}/$DB"
+"$BIN" serve --listen "127.0.0.1:$PORT" >/tmp/winnerr-fuzz-$$.log 2>&1 &
+SERVER=$!
+cleanup() {
+    kill "$SERVER" 2>/dev/null || true
+    wait "$SERVER" 2>/dev/null || true
+    psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
+}
+trap cleanup EXIT
+ready() { python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$PORT/readyz', timeout=1)" 2>/dev/null; }
+for _ in $(seq 1 100); do
+    ready && break
+    sleep 0.1
+done
+
+status=0
+for role in manager agent; do
+    TOKEN=$("$BIN" token --org fuzz-org --user "$role-1" --role "$role")
+    echo "fuzzing the REST API as a $role ($EXAMPLES examples per operation)"
+    "$VENV/bin/st" run "http://127.0.0.1:$PORT/api/openapi.json" \
+        --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
+        --header "Authorization: Bearer $TOKEN" \
+        --max-examples "$EXAMPLES" --workers 2 --seed 1 --no-color || status=1
+done
+if [ "$status" != 0 ]; then
+    echo "fuzz-api: failures above; server log in /tmp/winnerr-fuzz-$$.log" >&2
+fi
+exit "$status"

@@ -1,0 +1,70 @@
+//! Key rotation: every encrypted value not under the current key is decrypted with its old key
+//! and encrypted again with the current one, in place; the rotation is audited.
+
+use sqlx::Row;
+use winnerr_events::OrgId;
+
+use crate::audit::{self, AuditEntry};
+use crate::crypto::FieldPlace;
+use crate::{Store, StoreError};
+
+/// Encrypted columns: (table, column, the row's place, as SQL). An utterance's id is unique only
+/// within its call, so its place is `call/id`.
+const ENCRYPTED: &[(&str, &str, &str)] = &[
+    ("people", "email", "id"),
+    ("people", "phone", "id"),
+    ("users", "email", "id"),
+    ("utterances", "text", "call_id || '/' || id"),
+];
+
+impl Store {
+    /// Re-encrypts `org`'s values that are under an older key; returns how many changed.
+    pub async fn rotate_keys(&self, org: &OrgId, actor: &str) -> Result<u64, StoreError> {
+        let current = self.keys().current_key_id().to_owned();
+        let mut tx = self.begin_for(org).await?;
+        crate::ensure_organization(&mut tx, org).await?;
+        let mut changed = 0u64;
+        for &(table, column, key) in ENCRYPTED {
+            let select = format!(
+                "SELECT {key} AS row_key, {column}_ciphertext AS bytes, {column}_key_id AS key_id \
+                 FROM {table} WHERE {column}_ciphertext IS NOT NULL AND {column}_key_id <> $1 FOR UPDATE"
+            );
+            let rows = sqlx::query(&select)
+                .bind(&current)
+                .fetch_all(&mut *tx)
+                .await?;
+            for row in rows {
+                let row_key: String = row.try_get("row_key")?;
+                let place = FieldPlace {
+                    org: org.as_str(),
+                    table,
+                    column,
+                    row: &row_key,
+                };
+                let bytes: Vec<u8> = row.try_get("bytes")?;
+                let key_id: String = row.try_get("key_id")?;
+                let plaintext = self.keys().decrypt(&key_id, &bytes, place)?;
+                let sealed = self.keys().encrypt(&plaintext, place);
+                let update = format!(
+                    "UPDATE {table} SET {column}_ciphertext = $1, {column}_key_id = $2 WHERE {key} = $3"
+                );
+                sqlx::query(&update)
+                    .bind(sealed.bytes)
+                    .bind(&sealed.key_id)
+                    .bind(&row_key)
+                    .execute(&mut *tx)
+                    .await?;
+                changed += 1;
+            }
+        }
+        let entry = AuditEntry {
+            actor,
+            action: "keys.rotate",
+            subject: &current,
+            detail: serde_json::json!({ "values": changed }).to_string(),
+        };
+        audit::append(&mut tx, org, &entry).await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+}
