@@ -121,6 +121,7 @@ CREATE TABLE utterances (
     PRIMARY KEY (organization_id, call_id, id),
     FOREIGN KEY (organization_id, call_id) REFERENCES calls (organization_id, id)
 );
+CREATE INDEX utterances_in_order ON utterances (organization_id, call_id, start_ms, id);
 
 CREATE TABLE lead_scores (
     organization_id text NOT NULL REFERENCES organizations (id),

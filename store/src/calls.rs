@@ -200,11 +200,13 @@ impl Store {
         rows.into_iter()
             .map(
                 |(id, track, start_ms, end_ms, bytes, key_id, sentiment, sentiment_score)| {
+                    // Utterance ids are unique within their call: the place is `call/id`.
+                    let row = format!("{call_id}/{id}");
                     let place = FieldPlace {
                         org: org.as_str(),
                         table: "utterances",
                         column: "text",
-                        row: &id,
+                        row: &row,
                     };
                     let text = self.keys().decrypt(&key_id, &bytes, place)?;
                     Ok(Utterance {

@@ -341,12 +341,20 @@ mod tests {
     use serde_json::json;
 
     fn with_preferences(preferences: serde_json::Value) -> PersonFields {
-        PersonFields { first_name: Some("A".into()), preferences: Some(preferences), ..Default::default() }
+        PersonFields {
+            first_name: Some("A".into()),
+            preferences: Some(preferences),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn preferences_must_survive_the_database() {
-        assert!(with_preferences(json!({"beds": 3, "areas": ["Austin"], "max_hoa": 450.5})).validate(true).is_ok());
+        assert!(
+            with_preferences(json!({"beds": 3, "areas": ["Austin"], "max_hoa": 450.5}))
+                .validate(true)
+                .is_ok()
+        );
         for bad in [
             json!({"k": "nul\u{0}inside"}),
             json!({"nul\u{0}key": 1}),
@@ -355,13 +363,23 @@ mod tests {
             json!([1, 2]),
             json!({"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {}}}}}}}}}}),
         ] {
-            assert!(matches!(with_preferences(bad.clone()).validate(true), Err(StoreError::Invalid(_))), "{bad}");
+            assert!(
+                matches!(
+                    with_preferences(bad.clone()).validate(true),
+                    Err(StoreError::Invalid(_))
+                ),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn text_fields_refuse_nul_characters() {
-        let fields = PersonFields { first_name: Some("A".into()), location: Some("x\u{0}y".into()), ..Default::default() };
+        let fields = PersonFields {
+            first_name: Some("A".into()),
+            location: Some("x\u{0}y".into()),
+            ..Default::default()
+        };
         assert!(matches!(fields.validate(true), Err(StoreError::Invalid(_))));
     }
 }

@@ -139,6 +139,51 @@ async fn the_rest_api_keeps_organizations_and_agents_apart() {
         (status, transcript),
         (StatusCode::OK, json!({ "items": [] }))
     );
+    // Two lines of transcript, encrypted as the engine stores them, come back in order, decrypted.
+    {
+        use sqlx::Connection;
+        let keys = winnerr_store::Keyring::development();
+        let mut owner = sqlx::PgConnection::connect(&db.owner_url).await.unwrap();
+        for (id, start, text) in [
+            ("u2", 4000, "Yes, this weekend works."),
+            ("u1", 1000, "Are you free to see it?"),
+        ] {
+            let row = format!("{}/{id}", calls[0]);
+            let place = winnerr_store::crypto::FieldPlace {
+                org: "acme",
+                table: "utterances",
+                column: "text",
+                row: &row,
+            };
+            let sealed = keys.encrypt(text, place);
+            sqlx::query(
+                "INSERT INTO utterances (organization_id, call_id, id, track, start_ms, end_ms, text_ciphertext, text_key_id) \
+                 VALUES ('acme', $1, $2, 'inbound', $3, $3 + 1500, $4, $5)",
+            )
+            .bind(&calls[0])
+            .bind(id)
+            .bind(start as i64)
+            .bind(sealed.bytes)
+            .bind(sealed.key_id)
+            .execute(&mut owner)
+            .await
+            .unwrap();
+        }
+    }
+    let (status, transcript) = api
+        .get(&agent_1, &format!("/api/calls/{}/utterances", calls[0]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{transcript}");
+    let lines: Vec<&str> = transcript["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        vec!["Are you free to see it?", "Yes, this weekend works."]
+    );
     assert_eq!(
         api.get(&agent_2, &format!("/api/calls/{}/utterances", calls[0]))
             .await
@@ -284,7 +329,7 @@ async fn the_rest_api_keeps_organizations_and_agents_apart() {
             .await
             .unwrap();
     let check = store.verify_audit(&"acme".parse().unwrap()).await.unwrap();
-    assert_eq!((check.rows, check.problem), (1, None));
+    assert_eq!((check.rows, check.problem), (2, None));
 
     test.app.shutdown().await;
     db.drop_database().await;

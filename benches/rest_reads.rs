@@ -1,0 +1,181 @@
+//! REST read latency at a realistic table size: a page of one call's utterances (decrypted, and
+//! the read audited) and a page of the call list, over HTTP from the running engine, against a
+//! database holding a million utterances. The same page read with plain SQL is the baseline in
+//! the same run.
+//!
+//! Target: p99 under 20 ms for a page of a call's utterances.
+
+use std::time::{Duration, Instant};
+
+use sqlx::Connection;
+use winnerr::{App, Config};
+use winnerr_benches::{is_bench_run, machine};
+use winnerr_events::{OrgId, Role, UserId};
+use winnerr_store::Keyring;
+use winnerr_store::crypto::FieldPlace;
+use winnerr_testkit::TestDatabase;
+
+const ORG: &str = "bench-org";
+
+/// Writes `calls` calls of `per_call` utterances each (ciphertext as the engine writes it).
+async fn seed(db: &TestDatabase, calls: usize, per_call: usize) {
+    let keys = Keyring::development();
+    let mut owner = sqlx::PgConnection::connect(&db.owner_url).await.unwrap();
+    sqlx::query("INSERT INTO organizations (id) VALUES ($1)")
+        .bind(ORG)
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    let call_ids: Vec<String> = (0..calls).map(|i| format!("CA{i:032}")).collect();
+    sqlx::query(
+        "INSERT INTO calls (organization_id, id, agent_id, status, started_at, ended_at, duration_ms) \
+         SELECT $1, id, 'agent-1', 'completed', now() - (n || ' minutes')::interval, now(), 300000 \
+         FROM unnest($2::text[]) WITH ORDINALITY AS u(id, n)",
+    )
+    .bind(ORG)
+    .bind(&call_ids)
+    .execute(&mut owner)
+    .await
+    .unwrap();
+    let text =
+        "Yes, we are pre-approved and would love to see the house on Elm Street this weekend.";
+    for chunk in call_ids.chunks((20_000 / per_call).max(1)) {
+        let (mut calls, mut ids, mut tracks, mut starts, mut ends, mut ciphertexts) = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        for call in chunk {
+            for index in 0..per_call {
+                let id = format!("u{index:04}");
+                let row = format!("{call}/{id}");
+                let place = FieldPlace {
+                    org: ORG,
+                    table: "utterances",
+                    column: "text",
+                    row: &row,
+                };
+                ciphertexts.push(keys.encrypt(text, place).bytes);
+                calls.push(call.clone());
+                ids.push(id);
+                tracks.push(if index % 2 == 0 {
+                    "inbound"
+                } else {
+                    "outbound"
+                });
+                starts.push(index as i64 * 3000);
+                ends.push(index as i64 * 3000 + 2500);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO utterances (organization_id, call_id, id, track, start_ms, end_ms, text_ciphertext, text_key_id, sentiment) \
+             SELECT $1, c, i, t, s, e, x, 'dev1', 'positive' \
+             FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::bytea[]) AS u(c, i, t, s, e, x)",
+        )
+        .bind(ORG)
+        .bind(&calls)
+        .bind(&ids)
+        .bind(&tracks)
+        .bind(&starts)
+        .bind(&ends)
+        .bind(&ciphertexts)
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    }
+    sqlx::query("ANALYZE").execute(&mut owner).await.unwrap();
+}
+
+fn percentiles(mut samples: Vec<f64>) -> (f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    let at = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+async fn time_requests(client: &reqwest::Client, token: &str, urls: &[String]) -> Vec<f64> {
+    let mut samples = Vec::with_capacity(urls.len());
+    for url in urls {
+        let started = Instant::now();
+        let response = client.get(url).bearer_auth(token).send().await.unwrap();
+        assert!(
+            response.status().is_success(),
+            "{url}: {}",
+            response.status()
+        );
+        response.bytes().await.unwrap();
+        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    samples
+}
+
+fn main() {
+    let bench = is_bench_run();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let db = match TestDatabase::try_create().await {
+            Ok(db) => db,
+            Err(err) if !bench => {
+                println!("rest_reads: skipped ({err})");
+                return;
+            }
+            Err(err) => panic!("{err}"),
+        };
+        let (calls, per_call, requests) = if bench { (10_000, 100, 2_000) } else { (20, 10, 20) };
+        winnerr_store::migrate(&db.owner_url).await.unwrap();
+        let seeding = Instant::now();
+        seed(&db, calls, per_call).await;
+        let seeded = seeding.elapsed();
+
+        let mut config = Config::local("127.0.0.1:0".parse().unwrap());
+        config.database_url = Some(db.service_url.clone());
+        let app = App::start(&config).await.unwrap();
+        let org: OrgId = ORG.parse().unwrap();
+        let token = app.gateway.auth().issue(&UserId::parse("manager-1").unwrap(), &org, Role::Manager, Duration::from_secs(3600));
+        let client = reqwest::Client::new();
+        let base = app.http_url();
+        let pick = |i: usize| format!("CA{:032}", (i * 7919) % calls);
+        let transcript_urls: Vec<String> = (0..requests).map(|i| format!("{base}/api/calls/{}/utterances", pick(i))).collect();
+        let list_urls: Vec<String> = (0..requests).map(|_| format!("{base}/api/calls?limit=50")).collect();
+
+        // Warm up connections and caches, then measure.
+        time_requests(&client, &token, &transcript_urls[..requests.min(50)]).await;
+        let transcript = percentiles(time_requests(&client, &token, &transcript_urls).await);
+        let list = percentiles(time_requests(&client, &token, &list_urls).await);
+
+        // Baseline: the same page with plain SQL as the service role, no HTTP, no decryption, no audit.
+        let store = winnerr_store::Store::connect(&db.service_url, 2, Keyring::development()).await.unwrap();
+        let mut sql = Vec::with_capacity(requests);
+        for i in 0..requests {
+            let started = Instant::now();
+            let mut tx = store.begin_for(&org).await.unwrap();
+            let rows: Vec<(String, Vec<u8>)> =
+                sqlx::query_as("SELECT id, text_ciphertext FROM utterances WHERE call_id = $1 ORDER BY start_ms, id")
+                    .bind(pick(i))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .unwrap();
+            tx.commit().await.unwrap();
+            assert_eq!(rows.len(), per_call);
+            sql.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        let sql = percentiles(sql);
+
+        println!("rest_reads: {}, Postgres on loopback", machine());
+        println!("  {} utterances in {calls} calls (seeded in {:.1} s); {requests} sequential requests each", calls * per_call, seeded.as_secs_f64());
+        println!("  GET /api/calls/{{id}}/utterances ({per_call} items, decrypted, audited): p50 {:>6.2} ms   p99 {:>6.2} ms   (target p99 < 20 ms)", transcript.0, transcript.1);
+        println!("  GET /api/calls?limit=50:                                   p50 {:>6.2} ms   p99 {:>6.2} ms", list.0, list.1);
+        println!("  baseline, the same page in plain SQL:                      p50 {:>6.2} ms   p99 {:>6.2} ms", sql.0, sql.1);
+        println!("  API / SQL at p99: {:.2}x", transcript.1 / sql.1);
+        if !bench {
+            println!("  (smoke run under `cargo test`; figures are not measurements)");
+        }
+        app.shutdown().await;
+        db.drop_database().await;
+    });
+}
