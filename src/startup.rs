@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use winnerr_events::{Bus, InProcessBus, KafkaBus};
 use winnerr_gateway::{Gateway, GatewayConfig, telemetry};
 use winnerr_ingest::{Ingest, IngestConfig};
+use winnerr_store::writer::MAX_BATCH;
 use winnerr_store::{Store, StoreWriter};
 use winnerr_voice::VoiceConfig;
 
@@ -217,11 +218,11 @@ async fn start_store(
             let (kafka, stop) = (kafka.clone(), stop.clone());
             tokio::spawn(async move {
                 let consumed = kafka
-                    .consume_group(STORE_GROUP, stop, move |event| {
+                    .consume_group(STORE_GROUP, MAX_BATCH, stop, move |events| {
                         let writer = writer.clone();
                         async move {
                             writer
-                                .apply(&[event])
+                                .apply(&events)
                                 .await
                                 .map(drop)
                                 .map_err(|e| e.to_string())

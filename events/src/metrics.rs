@@ -45,7 +45,7 @@ pub(crate) fn describe() {
         describe_histogram!(
             HANDLE_SECONDS,
             metrics::Unit::Seconds,
-            "Time a consumer group spent on one event, effect included"
+            "Time a consumer group spent on one batch of events, effects included"
         );
         describe_counter!(
             HANDLER_FAILED,
@@ -81,8 +81,8 @@ pub(crate) fn lagged(missed: u64) {
     counter!(LAGGED).increment(missed);
 }
 
-pub(crate) fn consumed(consumer: &str, elapsed: Duration) {
-    counter!(CONSUMED, "consumer" => consumer.to_owned()).increment(1);
+pub(crate) fn consumed(consumer: &str, count: u64, elapsed: Duration) {
+    counter!(CONSUMED, "consumer" => consumer.to_owned()).increment(count);
     if !elapsed.is_zero() {
         histogram!(HANDLE_SECONDS, "consumer" => consumer.to_owned()).record(elapsed.as_secs_f64());
     }

@@ -163,10 +163,10 @@ async fn a_poison_message_is_dead_lettered_and_the_group_goes_on() {
     let worker = {
         let (bus, handled, stop) = (bus.clone(), handled.clone(), stop.clone());
         tokio::spawn(async move {
-            bus.consume_group("test-writer", stop, move |event| {
+            bus.consume_group("test-writer", 64, stop, move |events| {
                 let handled = handled.clone();
                 async move {
-                    handled.lock().unwrap().push(event.id);
+                    handled.lock().unwrap().extend(events.iter().map(|e| e.id));
                     Ok(())
                 }
             })
@@ -316,21 +316,30 @@ async fn a_store_writer_killed_between_its_write_and_its_commit_writes_nothing_t
     let first = {
         let (bus, writer, deliveries) = (bus.clone(), writer.clone(), deliveries.clone());
         tokio::spawn(async move {
-            bus.consume_group("winnerr-store", CancellationToken::new(), move |event| {
-                let (writer, deliveries, died) = (writer.clone(), deliveries.clone(), died.clone());
-                async move {
-                    let applied = writer
-                        .apply(std::slice::from_ref(&event))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    deliveries.lock().unwrap().push((event.id, applied));
-                    if event.id == doomed {
-                        let _ = died.send(()).await;
-                        std::future::pending::<()>().await;
+            bus.consume_group(
+                "winnerr-store",
+                64,
+                CancellationToken::new(),
+                move |events| {
+                    let (writer, deliveries, died) =
+                        (writer.clone(), deliveries.clone(), died.clone());
+                    async move {
+                        // One event at a time, to see which were new.
+                        for event in events {
+                            let applied = writer
+                                .apply(std::slice::from_ref(&event))
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            deliveries.lock().unwrap().push((event.id, applied));
+                            if event.id == doomed {
+                                let _ = died.send(()).await;
+                                std::future::pending::<()>().await;
+                            }
+                        }
+                        Ok(())
                     }
-                    Ok(())
-                }
-            })
+                },
+            )
             .await
         })
     };
@@ -348,14 +357,16 @@ async fn a_store_writer_killed_between_its_write_and_its_commit_writes_nothing_t
             stop.clone(),
         );
         tokio::spawn(async move {
-            bus.consume_group("winnerr-store", stop, move |event| {
+            bus.consume_group("winnerr-store", 64, stop, move |events| {
                 let (writer, deliveries) = (writer.clone(), deliveries.clone());
                 async move {
-                    let applied = writer
-                        .apply(std::slice::from_ref(&event))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    deliveries.lock().unwrap().push((event.id, applied));
+                    for event in events {
+                        let applied = writer
+                            .apply(std::slice::from_ref(&event))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        deliveries.lock().unwrap().push((event.id, applied));
+                    }
                     Ok(())
                 }
             })

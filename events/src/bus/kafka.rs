@@ -15,6 +15,7 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use rdkafka::ClientConfig;
 use rdkafka::Message;
@@ -279,18 +280,21 @@ impl KafkaBus {
         Ok(())
     }
 
-    /// Runs a consumer group over the events topic until `shutdown`: each event goes to `handle`,
-    /// and is marked done (committed) only after `handle` succeeds, so a crash redelivers rather
-    /// than loses. A failing `handle` is retried with backoff; an undecodable message is moved to
-    /// the dead-letter topic. On shutdown, what was done is committed before returning.
+    /// Runs a consumer group over the events topic until `shutdown`. Events go to `handle` in
+    /// batches of up to `max_batch` (what is waiting, never waiting to fill one), each partition's
+    /// in order; a batch is marked done (committed) only after `handle` succeeds, so a crash
+    /// redelivers rather than loses. A failing `handle` is retried with backoff; an undecodable
+    /// message is moved to the dead-letter topic. On shutdown, what was done is committed before
+    /// returning.
     pub async fn consume_group<H, F>(
         &self,
         group: &str,
+        max_batch: usize,
         shutdown: CancellationToken,
         mut handle: H,
     ) -> Result<(), BusError>
     where
-        H: FnMut(Arc<Envelope>) -> F + Send,
+        H: FnMut(Vec<Arc<Envelope>>) -> F + Send,
         F: Future<Output = Result<(), String>> + Send,
     {
         let consumer = Arc::new(self.consumer(
@@ -315,46 +319,59 @@ impl KafkaBus {
             self.config.events_topic.clone(),
             sampling,
         );
+        let max_batch = max_batch.max(1);
         loop {
-            let message = tokio::select! {
+            let first = tokio::select! {
                 message = consumer.recv() => message,
                 _ = shutdown.cancelled() => break,
             };
-            let message = match message {
-                Ok(message) => message,
+            let mut messages = match first {
+                Ok(message) => vec![message],
                 Err(err) => {
                     warn!(group, error = %err, "consumer error");
                     continue;
                 }
             };
-            let started = Instant::now();
-            match decode(&message) {
-                Ok(event) => {
-                    let mut backoff = Duration::from_millis(50);
-                    loop {
-                        match handle(event.clone()).await {
-                            Ok(()) => break,
-                            Err(error) => {
-                                metrics::handler_failed(group);
-                                warn!(group, event_id = %event.id, %error, "handler failed; retrying");
-                                tokio::select! {
-                                    _ = tokio::time::sleep(backoff) => {}
-                                    _ = shutdown.cancelled() => return commit(&consumer, group),
-                                }
-                                backoff = (backoff * 2).min(Duration::from_secs(5));
-                            }
-                        }
+            while messages.len() < max_batch {
+                match consumer.recv().now_or_never() {
+                    Some(Ok(message)) => messages.push(message),
+                    Some(Err(err)) => {
+                        warn!(group, error = %err, "consumer error");
+                        break;
                     }
-                }
-                Err(reason) => {
-                    warn!(group, partition = message.partition(), offset = message.offset(), %reason, "undecodable message dead-lettered");
-                    self.dead_letter(&message, &reason).await?;
+                    None => break,
                 }
             }
-            consumer
-                .store_offset_from_message(&message)
-                .map_err(|e| backend("cannot store offset", e))?;
-            metrics::consumed(group, started.elapsed());
+            let started = Instant::now();
+            let mut events = Vec::with_capacity(messages.len());
+            for message in &messages {
+                match decode(message) {
+                    Ok(event) => events.push(event),
+                    Err(reason) => {
+                        warn!(group, partition = message.partition(), offset = message.offset(), %reason, "undecodable message dead-lettered");
+                        self.dead_letter(message, &reason).await?;
+                    }
+                }
+            }
+            let count = events.len();
+            if count > 0 {
+                let mut backoff = Duration::from_millis(50);
+                while let Err(error) = handle(events.clone()).await {
+                    metrics::handler_failed(group);
+                    warn!(group, events = count, %error, "handler failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.cancelled() => return commit(&consumer, group),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+            for message in &messages {
+                consumer
+                    .store_offset_from_message(message)
+                    .map_err(|e| backend("cannot store offset", e))?;
+            }
+            metrics::consumed(group, count as u64, started.elapsed());
         }
         commit(&consumer, group)
     }
@@ -513,7 +530,7 @@ async fn forward(consumer: Arc<StreamConsumer>, sender: mpsc::Sender<Delivery>) 
         };
         match decode(&message) {
             Ok(event) => {
-                metrics::consumed("gateway", Duration::ZERO);
+                metrics::consumed("gateway", 1, Duration::ZERO);
                 if sender.send(Delivery::Event(event)).await.is_err() {
                     return;
                 }
