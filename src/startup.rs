@@ -93,7 +93,7 @@ impl App {
                 jwt_secret: config.jwt_secret.clone(),
                 feed_buffer: config.feed_buffer,
             },
-            bus.as_ref(),
+            bus.clone(),
             store,
             shutdown.clone(),
         )

@@ -11,6 +11,7 @@ const FEED_DELIVERY_SECONDS: &str = "winnerr_gateway_feed_delivery_seconds";
 const ROOMS: &str = "winnerr_gateway_rooms";
 const AUTH_FAILURES: &str = "winnerr_gateway_auth_failures_total";
 const FEED_DUPLICATES: &str = "winnerr_gateway_feed_duplicates_total";
+const BUILD_INFO: &str = "winnerr_build_info";
 
 pub(crate) fn describe() {
     static ONCE: Once = Once::new();
@@ -27,6 +28,10 @@ pub(crate) fn describe() {
             "Delay from an event's creation to its delivery to a feed client"
         );
         describe_gauge!(ROOMS, "Organization rooms with at least one feed client");
+        describe_gauge!(
+            BUILD_INFO,
+            "Always 1; the version of the running engine is its label"
+        );
         describe_counter!(
             AUTH_FAILURES,
             "Requests refused for a missing, expired or invalid token"
@@ -61,4 +66,9 @@ pub(crate) fn auth_failed(reason: &'static str) {
 
 pub(crate) fn feed_duplicate() {
     counter!(FEED_DUPLICATES).increment(1);
+}
+
+/// Marks the process as up, with its version (a series that exists from the first scrape).
+pub(crate) fn build_info() {
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }

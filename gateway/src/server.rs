@@ -13,6 +13,9 @@ use crate::auth::Auth;
 use crate::rooms::Rooms;
 use crate::{api, feed, health, metrics, telemetry};
 
+/// How long a readiness check waits for the database or the bus.
+const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
+
 /// Path of the live feed WebSocket.
 pub const FEED_PATH: &str = "/feed";
 
@@ -35,6 +38,7 @@ struct Inner {
     ready: AtomicBool,
     shutdown: CancellationToken,
     store: Option<Store>,
+    bus: Arc<dyn Bus>,
 }
 
 impl Gateway {
@@ -42,11 +46,12 @@ impl Gateway {
     /// The REST API answers from `store` (503 without one).
     pub async fn new(
         config: &GatewayConfig,
-        bus: &dyn Bus,
+        bus: Arc<dyn Bus>,
         store: Option<Store>,
         shutdown: CancellationToken,
     ) -> Result<Self, BusError> {
         metrics::describe();
+        metrics::build_info();
         let rooms = Arc::new(Rooms::new(config.feed_buffer));
         rooms.spawn_pump(bus.subscribe().await?, shutdown.clone());
         Ok(Self(Arc::new(Inner {
@@ -55,6 +60,7 @@ impl Gateway {
             ready: AtomicBool::new(false),
             shutdown,
             store,
+            bus,
         })))
     }
 
@@ -93,7 +99,24 @@ impl Gateway {
         self.0.ready.store(ready, Ordering::SeqCst);
     }
 
-    pub fn is_ready(&self) -> bool {
-        self.0.ready.load(Ordering::SeqCst) && !self.0.shutdown.is_cancelled()
+    /// Why this node should not get traffic now, if anything: still starting or shutting down,
+    /// the database or the bus unreachable.
+    pub async fn unready_reasons(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if !self.0.ready.load(Ordering::SeqCst) || self.0.shutdown.is_cancelled() {
+            reasons.push("starting or shutting down".to_owned());
+        }
+        if let Some(store) = &self.0.store {
+            let answered = tokio::time::timeout(READINESS_TIMEOUT, store.ping()).await;
+            if !matches!(answered, Ok(true)) {
+                reasons.push("database unreachable".to_owned());
+            }
+        }
+        match tokio::time::timeout(READINESS_TIMEOUT, self.0.bus.check()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => reasons.push(format!("bus: {err}")),
+            Err(_) => reasons.push("bus: no answer".to_owned()),
+        }
+        reasons
     }
 }

@@ -180,7 +180,17 @@ async fn health_readiness_and_metrics_answer() {
     assert_eq!(get("/healthz").await.unwrap().status(), 200);
     assert_eq!(get("/readyz").await.unwrap().status(), 200);
     let metrics = get("/metrics").await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("# HELP winnerr_"), "{metrics}");
+    assert!(metrics.contains("# HELP winnerr_build_info"), "{metrics}");
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!(
+                "winnerr_build_info{{version=\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            )
+        ),
+        1.0
+    );
     test.app.gateway.set_ready(false);
     assert_eq!(get("/readyz").await.unwrap().status(), 503);
 }

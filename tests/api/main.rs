@@ -6,6 +6,7 @@ mod feed;
 mod helpers;
 mod http;
 mod kafka;
+mod lifecycle;
 mod rest;
 mod store;
 mod two_way;

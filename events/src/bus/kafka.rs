@@ -456,6 +456,21 @@ impl Bus for KafkaBus {
         })
     }
 
+    fn check(&self) -> BoxFuture<'_, Result<(), BusError>> {
+        let producer = self.producer().1;
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                producer
+                    .client()
+                    .fetch_metadata(None, Duration::from_secs(1))
+                    .map(drop)
+                    .map_err(|e| backend("brokers unreachable", e))
+            })
+            .await
+            .map_err(|e| BusError::Backend(e.to_string()))?
+        })
+    }
+
     fn subscribe(&self) -> BoxFuture<'_, Result<Subscription, BusError>> {
         Box::pin(async move {
             // A group id of its own: this node reads every partition and commits nothing.

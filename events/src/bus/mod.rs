@@ -46,4 +46,9 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Subscribes to every event published from now on (once the future resolves).
     fn subscribe(&self) -> BoxFuture<'_, Result<Subscription, BusError>>;
+
+    /// Whether the bus can carry events now (for readiness); the in-process bus always can.
+    fn check(&self) -> BoxFuture<'_, Result<(), BusError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
