@@ -24,6 +24,9 @@ use crate::config::Config;
 const NEW_CALL_QUEUE: usize = 64;
 /// Consumer group of the store writer on Kafka.
 const STORE_GROUP: &str = "winnerr-store";
+/// How long feeds keep going after the last events are published, for the rooms to hand them
+/// to clients (a broker round trip on Kafka) before the feeds close.
+const FEED_GRACE: Duration = Duration::from_millis(300);
 /// How long shutdown waits for live calls to drain through the voice stage.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -35,7 +38,10 @@ pub struct App {
     pub ingest: Ingest,
     pub bus: Arc<dyn Bus>,
     kafka: Option<KafkaBus>,
+    /// Stops taking requests and ends live streams.
     shutdown: CancellationToken,
+    /// Closes the feeds, once the last events have reached them.
+    feeds: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     voice: JoinHandle<()>,
     /// The store writer, with its own stop: it stops after the voice stage has drained.
@@ -53,6 +59,7 @@ impl App {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
+        let feeds = CancellationToken::new();
 
         let kafka = match config.kafka() {
             Some(kafka) => Some(
@@ -95,7 +102,7 @@ impl App {
             },
             bus.clone(),
             store,
-            shutdown.clone(),
+            feeds.clone(),
         )
         .await
         .context("gateway cannot subscribe to the bus")?;
@@ -122,6 +129,7 @@ impl App {
             bus,
             kafka,
             shutdown,
+            feeds,
             server,
             voice,
             writer,
@@ -155,7 +163,9 @@ impl App {
         self.wait().await;
     }
 
-    /// Runs until the shutdown token is cancelled, then drains.
+    /// Runs until the shutdown token is cancelled, then drains in order: live streams end and no
+    /// new call starts; the voice stage publishes every call's last events; the bus delivers them;
+    /// the store writes them; the feeds hand them to their clients; then the feeds close.
     pub async fn wait(self) {
         let App {
             gateway,
@@ -164,16 +174,16 @@ impl App {
             voice,
             kafka,
             writer,
+            shutdown,
+            feeds,
             ..
         } = self;
+        shutdown.cancelled().await;
         gateway.set_ready(false);
-        match server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => warn!(error = %err, "server stopped with an error"),
-            Err(err) => warn!(error = %err, "server task failed"),
+        ingest.close();
+        if !ingest.drain(DRAIN_DEADLINE).await {
+            warn!("streams did not close before the deadline");
         }
-        // The last sender of new calls goes with ingest; the voice stage then finishes its calls.
-        drop(ingest);
         if tokio::time::timeout(DRAIN_DEADLINE, voice).await.is_err() {
             warn!("voice stage did not drain before the deadline");
         }
@@ -189,6 +199,16 @@ impl App {
             if tokio::time::timeout(DRAIN_DEADLINE, writer).await.is_err() {
                 warn!("store writer did not finish before the deadline");
             }
+        }
+        tokio::time::sleep(FEED_GRACE).await;
+        feeds.cancel();
+        if !gateway.drain(DRAIN_DEADLINE).await {
+            warn!("feeds did not close before the deadline");
+        }
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => warn!(error = %err, "server stopped with an error"),
+            Err(err) => warn!(error = %err, "server task failed"),
         }
         info!("winnerr stopped");
     }

@@ -36,7 +36,11 @@ pub(crate) async fn upgrade(
         .auth()
         .authenticate(&headers, query.access_token.as_deref())
     {
-        Ok(claims) => upgrade.on_upgrade(move |socket| serve(socket, gateway, claims)),
+        Ok(claims) => {
+            let connections = gateway.connections().clone();
+            upgrade
+                .on_upgrade(move |socket| connections.track_future(serve(socket, gateway, claims)))
+        }
         Err(err) => err.into_response(),
     }
 }

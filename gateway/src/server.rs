@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::Router;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use winnerr_events::{Bus, BusError};
 use winnerr_store::Store;
 
@@ -39,6 +40,8 @@ struct Inner {
     shutdown: CancellationToken,
     store: Option<Store>,
     bus: Arc<dyn Bus>,
+    /// Open feed connections, so shutdown can wait for their close frames.
+    connections: TaskTracker,
 }
 
 impl Gateway {
@@ -61,6 +64,7 @@ impl Gateway {
             shutdown,
             store,
             bus,
+            connections: TaskTracker::new(),
         })))
     }
 
@@ -80,6 +84,19 @@ impl Gateway {
 
     pub fn auth(&self) -> &Auth {
         &self.0.auth
+    }
+
+    pub(crate) fn connections(&self) -> &TaskTracker {
+        &self.0.connections
+    }
+
+    /// Waits (up to `deadline`) for the feed connections to close; call after cancelling the
+    /// gateway's shutdown token.
+    pub async fn drain(&self, deadline: std::time::Duration) -> bool {
+        self.0.connections.close();
+        tokio::time::timeout(deadline, self.0.connections.wait())
+            .await
+            .is_ok()
     }
 
     pub(crate) fn store(&self) -> Option<&Store> {

@@ -17,6 +17,7 @@ use dashmap::DashMap;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::warn;
 use winnerr_events::{CallAudio, LeadId, OrgId, UserId};
 
@@ -77,9 +78,12 @@ pub struct Ingest(Arc<Inner>);
 
 struct Inner {
     config: IngestConfig,
-    calls: mpsc::Sender<CallAudio>,
+    /// Taken at [`Ingest::close`], so the voice stage sees the end of new calls.
+    calls: std::sync::Mutex<Option<mpsc::Sender<CallAudio>>>,
     streams: DashMap<String, mpsc::Sender<StreamCommand>>,
     shutdown: CancellationToken,
+    /// Open stream connections, so shutdown can wait for their close frames.
+    connections: TaskTracker,
 }
 
 impl Ingest {
@@ -92,9 +96,10 @@ impl Ingest {
         metrics::describe();
         Self(Arc::new(Inner {
             config,
-            calls,
+            calls: std::sync::Mutex::new(Some(calls)),
             streams: DashMap::new(),
             shutdown,
+            connections: TaskTracker::new(),
         }))
     }
 
@@ -110,8 +115,31 @@ impl Ingest {
         &self.0.config
     }
 
-    pub(crate) fn calls(&self) -> &mpsc::Sender<CallAudio> {
-        &self.0.calls
+    /// Where new calls go; `None` once closed.
+    pub(crate) fn calls(&self) -> Option<mpsc::Sender<CallAudio>> {
+        self.0
+            .calls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Takes no new calls from now on; the voice stage finishes the live ones and then stops.
+    pub fn close(&self) {
+        self.0
+            .calls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+    }
+
+    /// Waits (up to `deadline`) for the stream connections to close; call after cancelling the
+    /// shutdown token.
+    pub async fn drain(&self, deadline: std::time::Duration) -> bool {
+        self.0.connections.close();
+        tokio::time::timeout(deadline, self.0.connections.wait())
+            .await
+            .is_ok()
     }
 
     pub(crate) fn shutdown(&self) -> &CancellationToken {
@@ -229,9 +257,10 @@ async fn stream_upgrade(
     }
     // The protocol limit is enforced per message (close 1009); this is only the hard ceiling.
     let ceiling = (ingest.config().max_message_bytes * 4).max(1 << 20);
+    let connections = ingest.0.connections.clone();
     upgrade
         .max_message_size(ceiling)
-        .on_upgrade(move |socket| stream::serve(socket, ingest))
+        .on_upgrade(move |socket| connections.track_future(stream::serve(socket, ingest)))
 }
 
 /// Who the call is for, set in the webhook URL configured at Twilio (which Twilio signs).

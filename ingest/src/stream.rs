@@ -317,7 +317,10 @@ impl Connection {
             started,
             inputs: inputs_rx,
         };
-        if self.ingest.calls().send(audio).await.is_err() {
+        let Some(calls) = self.ingest.calls() else {
+            return Err(Refusal::SHUTTING_DOWN);
+        };
+        if calls.send(audio).await.is_err() {
             return Err(Refusal::UNAVAILABLE);
         }
         self.ingest

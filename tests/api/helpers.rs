@@ -59,15 +59,8 @@ impl TestApp {
 
     /// A feed client of `user`, after its `hello`.
     pub async fn feed(&self, org: &str, user: &str, role: Role) -> FeedClient {
-        let mut request = self.app.feed_url().into_client_request().unwrap();
-        let bearer = format!("Bearer {}", self.token(org, user, role));
-        request
-            .headers_mut()
-            .insert("Authorization", HeaderValue::from_str(&bearer).unwrap());
-        let (socket, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .expect("feed connects");
-        let mut client = FeedClient { socket };
+        let mut client =
+            FeedClient::connect(&self.app.feed_url(), &self.token(org, user, role)).await;
         match client.next_message().await {
             Some(FeedMessage::Hello {
                 org_id,
@@ -115,9 +108,31 @@ pub fn metric(page: &str, series: &str) -> f64 {
 
 pub struct FeedClient {
     socket: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
+    closed: Option<u16>,
 }
 
 impl FeedClient {
+    /// Connects to `url` with a bearer token (the `hello` is still to be read).
+    pub async fn connect(url: &str, token: &str) -> FeedClient {
+        let mut request = url.into_client_request().unwrap();
+        let bearer = format!("Bearer {token}");
+        request
+            .headers_mut()
+            .insert("Authorization", HeaderValue::from_str(&bearer).unwrap());
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("feed connects");
+        FeedClient {
+            socket,
+            closed: None,
+        }
+    }
+
+    /// The close code the server sent, once the feed has ended.
+    pub fn close_code(&self) -> Option<u16> {
+        self.closed
+    }
+
     pub async fn next_message(&mut self) -> Option<FeedMessage> {
         let next = tokio::time::timeout(WAIT, async {
             loop {
@@ -127,7 +142,11 @@ impl FeedClient {
                             serde_json::from_str::<FeedMessage>(text.as_str()).expect("feed JSON"),
                         );
                     }
-                    Ok(Message::Close(_)) | Err(_) => return None,
+                    Ok(Message::Close(frame)) => {
+                        self.closed = Some(frame.map_or(1005, |f| u16::from(f.code)));
+                        return None;
+                    }
+                    Err(_) => return None,
                     Ok(_) => {}
                 }
             }

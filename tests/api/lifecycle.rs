@@ -83,3 +83,102 @@ async fn readiness_is_false_while_the_broker_is_down() {
     broker.restart().await;
     until_ready_is(&test, 200).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_live_call_delivers_and_stores_its_end_before_exit() {
+    use winnerr::config::{DEV_JWT_SECRET, DEV_TWILIO_AUTH_TOKEN};
+    use winnerr_events::{EndReason, Event, FeedMessage, Role};
+    use winnerr_ingest::{CallScript, Pace, Simulator};
+
+    let db = TestDatabase::create().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The engine's log, kept only when the test fails.
+    let log = std::env::temp_dir().join(format!("winnerr-sigterm-{port}.log"));
+    let mut engine = std::process::Command::new(env!("CARGO_BIN_EXE_winnerr"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", &db.service_url)
+        .env("DATABASE_MIGRATION_URL", &db.owner_url)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !reqwest::get(format!("{base}/readyz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the engine becomes ready");
+
+    let token = winnerr_gateway::Auth::new(DEV_JWT_SECRET.as_bytes()).issue(
+        &"manager-1".parse().unwrap(),
+        &"acme".parse().unwrap(),
+        Role::Manager,
+        Duration::from_secs(600),
+    );
+    let mut feed = FeedClient::connect(&format!("ws://127.0.0.1:{port}/feed"), &token).await;
+    assert!(matches!(
+        feed.next_message().await,
+        Some(FeedMessage::Hello { .. })
+    ));
+
+    let mut script = CallScript::new(identity("acme", Some("agent-1"), None), caller_speech());
+    script.outbound = Some(agent_speech());
+    script.pace = Pace::RealTime;
+    let simulator = Simulator::new(
+        format!("ws://127.0.0.1:{port}/twilio/stream"),
+        DEV_TWILIO_AUTH_TOKEN,
+    );
+    let call = {
+        let script = script.clone();
+        tokio::spawn(async move { simulator.play(&script, |_| {}).await.unwrap() })
+    };
+    assert!(matches!(
+        feed.next_event().await.event,
+        Event::CallStarted(_)
+    ));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let terminated = std::process::Command::new("kill")
+        .args(["-TERM", &engine.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+
+    // Twilio is told the server is going away; the feed still gets the call's end, then closes.
+    let report = call.await.unwrap();
+    assert_eq!(report.close.as_ref().map(|c| c.0), Some(1001), "{report:?}");
+    let ended = loop {
+        let event = feed.next_event().await;
+        if let Event::CallEnded(ended) = &event.event {
+            break ended.clone();
+        }
+    };
+    assert_eq!(ended.reason, EndReason::Shutdown);
+    assert!(feed.next_message().await.is_none());
+    assert_eq!(feed.close_code(), Some(1001));
+    let status = tokio::task::spawn_blocking(move || engine.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exits cleanly: {status}");
+
+    // Stored before the process exited.
+    let mut owner = sqlx::PgConnection::connect(&db.owner_url).await.unwrap();
+    let (status,): (String,) = sqlx::query_as("SELECT status FROM calls WHERE id = $1")
+        .bind(&script.call_sid)
+        .fetch_one(&mut owner)
+        .await
+        .unwrap();
+    assert_eq!(status, "shutdown");
+    db.drop_database().await;
+    let _ = std::fs::remove_file(log);
+}
