@@ -28,8 +28,9 @@ async fn seed(db: &TestDatabase, calls: usize, per_call: usize) {
         .unwrap();
     let call_ids: Vec<String> = (0..calls).map(|i| format!("CA{i:032}")).collect();
     sqlx::query(
-        "INSERT INTO calls (organization_id, id, agent_id, status, started_at, ended_at, duration_ms) \
-         SELECT $1, id, 'agent-1', 'completed', now() - (n || ' minutes')::interval, now(), 300000 \
+        "INSERT INTO calls (organization_id, id, agent_id, status, started_at, started_ms, ended_at, duration_ms) \
+         SELECT $1, id, 'agent-1', 'completed', now() - (n || ' minutes')::interval, \
+                (extract(epoch FROM now() - (n || ' minutes')::interval) * 1000)::bigint, now(), 300000 \
          FROM unnest($2::text[]) WITH ORDINALITY AS u(id, n)",
     )
     .bind(ORG)

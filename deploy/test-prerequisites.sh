@@ -32,4 +32,5 @@ for tool in cc make; do
     fi
 done
 "$(dirname "$0")/postgres.sh" ensure
+"$(dirname "$0")/prometheus.sh" install
 echo "test prerequisites: $(cargo --version), $(python3 --version)"

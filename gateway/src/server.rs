@@ -72,10 +72,7 @@ impl Gateway {
     pub fn router(&self) -> Router {
         Router::new()
             .route(FEED_PATH, get(feed::upgrade))
-            .route(
-                "/metrics",
-                get(|| async { telemetry::prometheus().render() }),
-            )
+            .route("/metrics", get(|| async { telemetry::render() }))
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
             .merge(api::routes())

@@ -95,6 +95,8 @@ CREATE TABLE calls (
     direction         text NOT NULL DEFAULT 'inbound',
     status            text NOT NULL CHECK (status IN ('live', 'completed', 'abandoned', 'rejected', 'shutdown')),
     started_at        timestamptz,
+    -- started_at in ms since the epoch (0 when unknown): the key calls are listed and paged by.
+    started_ms        bigint NOT NULL DEFAULT 0,
     ended_at          timestamptz,
     duration_ms       bigint,
     inbound_talk_ms   bigint NOT NULL DEFAULT 0,
@@ -103,7 +105,7 @@ CREATE TABLE calls (
     stream_stats      jsonb,
     PRIMARY KEY (organization_id, id)
 );
-CREATE INDEX calls_by_start ON calls (organization_id, started_at DESC, id);
+CREATE INDEX calls_by_start ON calls (organization_id, started_ms DESC, id DESC);
 CREATE INDEX calls_by_agent ON calls (organization_id, agent_id, started_at DESC);
 CREATE INDEX calls_by_lead ON calls (organization_id, lead_id, started_at DESC);
 

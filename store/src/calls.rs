@@ -79,12 +79,9 @@ pub struct Deal {
 pub const MAX_PAGE: i64 = 200;
 
 const CALL_COLUMNS: &str = "id, status, agent_id, lead_id, stream_sid, \
-    (extract(epoch FROM started_at) * 1000)::bigint AS started_at_ms, \
+    NULLIF(started_ms, 0) AS started_at_ms, \
     (extract(epoch FROM ended_at) * 1000)::bigint AS ended_at_ms, \
     duration_ms, inbound_talk_ms, outbound_talk_ms, dtmf_digits";
-
-/// Sort key of calls: newest first, calls with no start time last.
-const CALL_ORDER_KEY: &str = "(COALESCE((extract(epoch FROM started_at) * 1000)::bigint, 0))";
 
 fn encode_cursor(call: &CallSummary) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}:{}", call.started_at_ms.unwrap_or(0), call.id))
@@ -120,8 +117,8 @@ impl Store {
                AND ($2::text IS NULL OR agent_id = $2) \
                AND ($3::text IS NULL OR lead_id = $3) \
                AND ($4::text IS NULL OR agent_id = $4) \
-               AND ($5::bigint IS NULL OR ({CALL_ORDER_KEY}, id) < ($5, $6)) \
-             ORDER BY {CALL_ORDER_KEY} DESC, id DESC LIMIT $7"
+               AND ($5::bigint IS NULL OR (started_ms, id) < ($5, $6)) \
+             ORDER BY started_ms DESC, id DESC LIMIT $7"
         );
         let mut tx = self.begin_for(org).await?;
         let mut items: Vec<CallSummary> = sqlx::query_as(&sql)

@@ -254,13 +254,13 @@ async fn apply_all(
             rows.at.push(seconds(event));
         }
         sqlx::query(
-            "INSERT INTO calls (organization_id, id, stream_sid, account_sid, agent_id, lead_id, status, started_at) \
-             SELECT $1, u.id, u.stream, u.account, u.agent, u.lead, 'live', to_timestamp(u.at) \
+            "INSERT INTO calls (organization_id, id, stream_sid, account_sid, agent_id, lead_id, status, started_at, started_ms) \
+             SELECT $1, u.id, u.stream, u.account, u.agent, u.lead, 'live', to_timestamp(u.at), (u.at * 1000)::bigint \
              FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[]) \
                   AS u(id, stream, account, agent, lead, at) \
              ON CONFLICT (organization_id, id) DO UPDATE SET stream_sid = EXCLUDED.stream_sid, \
              account_sid = EXCLUDED.account_sid, agent_id = EXCLUDED.agent_id, lead_id = EXCLUDED.lead_id, \
-             started_at = EXCLUDED.started_at",
+             started_at = EXCLUDED.started_at, started_ms = EXCLUDED.started_ms",
         )
         .bind(org.as_str())
         .bind(rows.ids)

@@ -7,6 +7,7 @@ mod helpers;
 mod http;
 mod kafka;
 mod lifecycle;
+mod observability;
 mod rest;
 mod store;
 mod two_way;
