@@ -200,7 +200,6 @@ async fn prometheus_scrapes_the_key_series_and_sees_them_move_during_a_call() {
         }
     };
     let until = |promql: &'static str, pass: fn(f64) -> bool| {
-        let query = query.clone();
         async move {
             let waited = tokio::time::timeout(Duration::from_secs(30), async {
                 loop {
