@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use winnerr_benches::{is_bench_run, machine};
+use winnerr_benches::{is_bench_run, machine, percentile, runtime};
 use winnerr_events::{
     Bus, CallContext, Delivery, Dtmf, Envelope, Event, EventId, InProcessBus, KafkaBus,
     KafkaConfig, Track,
@@ -104,16 +104,9 @@ async fn latency(bus: Arc<dyn Bus>, rate: u32, seconds: u32) -> Vec<f64> {
     delays
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 fn main() {
     let bench = is_bench_run();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let Some(broker) = Broker::start_if_installed().await else {
             println!(

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::Connection;
 use winnerr::{App, Config};
-use winnerr_benches::{is_bench_run, machine};
+use winnerr_benches::{is_bench_run, machine, percentile, runtime};
 use winnerr_events::{OrgId, Role, UserId};
 use winnerr_store::Keyring;
 use winnerr_store::crypto::FieldPlace;
@@ -92,8 +92,7 @@ async fn seed(db: &TestDatabase, calls: usize, per_call: usize) {
 
 fn percentiles(mut samples: Vec<f64>) -> (f64, f64) {
     samples.sort_by(f64::total_cmp);
-    let at = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
-    (at(0.5), at(0.99))
+    (percentile(&samples, 0.5), percentile(&samples, 0.99))
 }
 
 async fn time_requests(client: &reqwest::Client, token: &str, urls: &[String]) -> Vec<f64> {
@@ -114,10 +113,7 @@ async fn time_requests(client: &reqwest::Client, token: &str, urls: &[String]) -
 
 fn main() {
     let bench = is_bench_run();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let db = match TestDatabase::try_create().await {
             Ok(db) => db,

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use winnerr_benches::{is_bench_run, machine};
+use winnerr_benches::{is_bench_run, machine, runtime};
 use winnerr_events::{
     ActivityState, AudioActivity, CallContext, CallEnded, CallStarted, Dtmf, EndReason, Envelope,
     Event, MediaFormat, StreamStats, Track,
@@ -91,10 +91,7 @@ async fn fresh_writer() -> (TestDatabase, StoreWriter) {
 
 fn main() {
     let bench = is_bench_run();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         if !bench && TestDatabase::try_create().await.map(runtime_drop).is_err() {
             println!("store_writer: skipped, no test Postgres (make test ensures one)");

@@ -181,12 +181,23 @@ async fn list_calls(
     query: Result<Query<CallQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
+    let lead = query.lead_id.as_deref().map(filter_id).transpose()?;
+    calls_page(&gateway, &caller, &query, lead).await
+}
+
+/// A page of the calls `query` asks for (of `lead`, when given) that `caller` may see.
+async fn calls_page(
+    gateway: &Gateway,
+    caller: &Caller,
+    query: &CallQuery,
+    lead: Option<String>,
+) -> Result<Response, ApiError> {
     let filter = CallFilter {
         live: query.status.map(|s| matches!(s, CallStatus::Live)),
         agent_id: query.agent_id.as_deref().map(filter_id).transpose()?,
-        lead_id: query.lead_id.as_deref().map(filter_id).transpose()?,
+        lead_id: lead,
     };
-    let page = store(&gateway)?
+    let page = store(gateway)?
         .list_calls(
             &caller.0.org,
             &filter,
@@ -316,21 +327,7 @@ async fn person_calls(
     let Path(id) = id?;
     let Query(query) = query?;
     let person = visible_person(&gateway, &caller, &id).await?;
-    let filter = CallFilter {
-        live: query.status.map(|s| matches!(s, CallStatus::Live)),
-        agent_id: query.agent_id,
-        lead_id: Some(person.id),
-    };
-    let page = store(&gateway)?
-        .list_calls(
-            &caller.0.org,
-            &filter,
-            caller.only_agent(),
-            query.limit.unwrap_or(50),
-            query.cursor.as_deref(),
-        )
-        .await?;
-    Ok(Json(page).into_response())
+    calls_page(&gateway, &caller, &query, Some(person.id)).await
 }
 
 async fn person_scores(

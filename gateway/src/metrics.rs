@@ -36,6 +36,10 @@ pub(crate) fn describe() {
             AUTH_FAILURES,
             "Requests refused for a missing, expired or invalid token"
         );
+        describe_counter!(
+            FEED_DUPLICATES,
+            "Events the bus delivered again, dropped before the feed"
+        );
     });
 }
 

@@ -42,11 +42,7 @@ async fn bad_input_is_refused_one_stream_at_a_time() {
     let mut good = CallScript::new(identity("acme", Some("agent-1"), None), caller_speech());
     good.outbound = Some(agent_speech());
     good.pace = Pace::RealTime;
-    let good_call = {
-        let simulator = simulator.clone();
-        let good = good.clone();
-        tokio::spawn(async move { simulator.play(&good, |_| {}).await.unwrap() })
-    };
+    let good_call = test.play_in_background(&good);
     test.until_live(1).await;
 
     let start_of = |script: &CallScript| Message::Text(simulator.start_message(script).into());

@@ -11,7 +11,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use winnerr::{App, Config};
 use winnerr_events::{CallId, Envelope, Event, FeedMessage, LeadId, OrgId, Role, UserId};
 use winnerr_ingest::simulator::{Socket, decode_wav_8k};
-use winnerr_ingest::{Simulator, StreamIdentity};
+use winnerr_ingest::{CallScript, PlayReport, Simulator, StreamIdentity};
 
 pub const WAIT: Duration = Duration::from_secs(15);
 
@@ -82,6 +82,13 @@ impl TestApp {
             .text()
             .await
             .unwrap()
+    }
+
+    /// Plays `script` into this engine on a task of its own; the handle gives its report.
+    pub fn play_in_background(&self, script: &CallScript) -> tokio::task::JoinHandle<PlayReport> {
+        let simulator = self.simulator();
+        let script = script.clone();
+        tokio::spawn(async move { simulator.play(&script, |_| {}).await.unwrap() })
     }
 
     /// Waits until at least `count` streams are live.

@@ -77,11 +77,7 @@ async fn a_broker_crash_mid_call_loses_nothing_and_duplicates_nothing() {
 
     // A real-time call of about 3.5 s; the broker goes down 1 s in and is back 1 s later.
     let script = two_track_call("acme", Pace::RealTime);
-    let call = {
-        let simulator = node.simulator();
-        let script = script.clone();
-        tokio::spawn(async move { simulator.play(&script, |_| {}).await.unwrap() })
-    };
+    let call = node.play_in_background(&script);
     node.until_live(1).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     broker.stop();
@@ -217,11 +213,7 @@ async fn after_a_broker_crash_that_loses_its_log_the_feed_still_gets_the_whole_c
     let mut feed = node.feed("acme", "manager-1", Role::Manager).await;
 
     let script = two_track_call("acme", Pace::RealTime);
-    let call = {
-        let simulator = node.simulator();
-        let script = script.clone();
-        tokio::spawn(async move { simulator.play(&script, |_| {}).await.unwrap() })
-    };
+    let call = node.play_in_background(&script);
     node.until_live(1).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     // SIGKILL: this broker loses every message it held, acknowledged or not.

@@ -199,20 +199,18 @@ async fn prometheus_scrapes_the_key_series_and_sees_them_move_during_a_call() {
                 .ok()
         }
     };
-    let until = |promql: &'static str, pass: fn(f64) -> bool| {
-        async move {
-            let waited = tokio::time::timeout(Duration::from_secs(30), async {
-                loop {
-                    if let Some(value) = query(promql.to_string()).await.filter(|v| pass(*v)) {
-                        return value;
-                    }
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+    let until = |promql: &'static str, pass: fn(f64) -> bool| async move {
+        let waited = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Some(value) = query(promql.to_string()).await.filter(|v| pass(*v)) {
+                    return value;
                 }
-            });
-            waited
-                .await
-                .unwrap_or_else(|_| panic!("Prometheus never saw {promql} as expected"))
-        }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+        waited
+            .await
+            .unwrap_or_else(|_| panic!("Prometheus never saw {promql} as expected"))
     };
     assert_eq!(until("up{job=\"winnerr\"}", |v| v == 1.0).await, 1.0);
     assert!(until("sum(process_resident_memory_bytes)", |v| v > 0.0).await > 1e6);
@@ -221,11 +219,7 @@ async fn prometheus_scrapes_the_key_series_and_sees_them_move_during_a_call() {
     let mut script = CallScript::new(identity("acme", None, None), caller_speech());
     script.outbound = Some(agent_speech());
     script.pace = Pace::RealTime;
-    let call = {
-        let simulator = test.simulator();
-        let script = script.clone();
-        tokio::spawn(async move { simulator.play(&script, |_| {}).await.unwrap() })
-    };
+    let call = test.play_in_background(&script);
     until("sum(winnerr_ingest_streams_live)", |v| v == 1.0).await;
     let early = until("sum(winnerr_ingest_frames_total)", |v| v > 0.0).await;
     call.await.unwrap();

@@ -323,6 +323,15 @@ async fn the_rest_api_keeps_organizations_and_agents_apart() {
         json!({ "items": [] })
     );
 
+    // Filters obey the id rules on every route (a NUL once reached the database as a 500).
+    for path in [
+        format!("{person_path}/calls?agent_id=a%00b"),
+        "/api/calls?lead_id=a%00b".to_string(),
+    ] {
+        let (status, body) = api.get(&manager, &path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+    }
+
     // Reading a transcript is audited.
     let store =
         winnerr_store::Store::connect(&db.service_url, 1, winnerr_store::Keyring::development())

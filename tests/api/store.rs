@@ -103,11 +103,7 @@ async fn a_shutdown_mid_call_stores_the_calls_end_before_exit() {
     let test = spawn_app_with(|config| on_postgres(config, &db)).await;
     let mut script = conversation();
     script.pace = Pace::RealTime;
-    let call = {
-        let simulator = test.simulator();
-        let script = script.clone();
-        tokio::spawn(async move { simulator.play(&script, |_| {}).await.unwrap() })
-    };
+    let call = test.play_in_background(&script);
     test.until_live(1).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     test.app.shutdown().await;

@@ -14,11 +14,7 @@ async fn media_marks_and_clears_reach_twilio_and_echoes_are_matched() {
 
     let mut script = CallScript::new(identity("acme", None, None), caller_speech());
     script.pace = Pace::RealTime;
-    let call = {
-        let simulator = test.simulator();
-        let script = script.clone();
-        tokio::spawn(async move { simulator.play(&script, |_| {}).await.unwrap() })
-    };
+    let call = test.play_in_background(&script);
     test.until_live(1).await;
     let ingest = &test.app.ingest;
     let greeting = vec![0x55u8; 320];
