@@ -17,9 +17,32 @@ pub enum LogFormat {
     Json,
 }
 
+/// What one process does; a process runs any set of roles (all by default), so voice nodes,
+/// gateway nodes and store writers scale apart behind Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// Twilio ingest and the voice pipeline (audio stays in this process).
+    Voice,
+    /// Feeds and the REST API.
+    Gateway,
+    /// The store writer (needs DATABASE_URL).
+    Store,
+}
+
 /// Settings of `winnerr serve`.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
+    /// Roles of this process, comma-separated (voice, gateway, store); anything less than all of
+    /// them needs KAFKA_BROKERS, so the other roles can run elsewhere.
+    #[arg(
+        long,
+        env = "WINNERR_ROLES",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "voice,gateway,store"
+    )]
+    pub roles: Vec<Role>,
+
     /// Address the HTTP/WebSocket server listens on.
     #[arg(long, env = "WINNERR_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -160,6 +183,19 @@ impl Config {
                 );
             }
         }
+        self.keyring()?;
+        if self.roles.is_empty() {
+            return Err("WINNERR_ROLES names no role".into());
+        }
+        let all = [Role::Voice, Role::Gateway, Role::Store]
+            .iter()
+            .all(|r| self.roles.contains(r));
+        if !all && self.kafka_brokers.is_none() {
+            return Err("running only some roles (WINNERR_ROLES) needs KAFKA_BROKERS: the in-process bus cannot reach the others".into());
+        }
+        if !all && self.has_role(Role::Store) && self.database_url.is_none() {
+            return Err("the store role needs DATABASE_URL".into());
+        }
         if self.kafka_partitions < 1 || self.kafka_replication < 1 {
             return Err("KAFKA_PARTITIONS and KAFKA_REPLICATION must be at least 1".into());
         }
@@ -191,6 +227,11 @@ impl Config {
         self.jwt_secret == DEV_JWT_SECRET
             || self.twilio_auth_token == DEV_TWILIO_AUTH_TOKEN
             || self.encryption_keys == winnerr_store::crypto::DEV_KEYS
+    }
+
+    /// Whether this process runs `role`.
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
     }
 
     /// The key ring of encrypted fields.

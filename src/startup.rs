@@ -18,7 +18,7 @@ use winnerr_store::writer::MAX_BATCH;
 use winnerr_store::{Store, StoreWriter};
 use winnerr_voice::VoiceConfig;
 
-use crate::config::Config;
+use crate::config::{Config, Role};
 
 /// New calls that may wait for the voice stage to pick them up.
 const NEW_CALL_QUEUE: usize = 64;
@@ -91,7 +91,7 @@ impl App {
             Some(url) => {
                 let (store, writer) =
                     start_store(config, url, bus.as_ref(), kafka.as_ref()).await?;
-                (Some(store), Some(writer))
+                (Some(store), writer)
             }
             None => (None, None),
         };
@@ -103,10 +103,18 @@ impl App {
             bus.clone(),
             store,
             feeds.clone(),
+            config.has_role(Role::Gateway),
         )
         .await
         .context("gateway cannot subscribe to the bus")?;
-        let router = gateway.router().merge(ingest.router());
+        let mut router = if config.has_role(Role::Gateway) {
+            gateway.router()
+        } else {
+            gateway.ops_router()
+        };
+        if config.has_role(Role::Voice) {
+            router = router.merge(ingest.router());
+        }
         let server = tokio::spawn(
             axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -121,7 +129,7 @@ impl App {
             );
         }
         gateway.set_ready(true);
-        info!(%addr, "winnerr serving");
+        info!(%addr, roles = ?config.roles, "winnerr serving");
         Ok(App {
             addr,
             gateway,
@@ -221,7 +229,7 @@ async fn start_store(
     url: &str,
     bus: &dyn Bus,
     kafka: Option<&KafkaBus>,
-) -> anyhow::Result<(Store, (JoinHandle<()>, CancellationToken))> {
+) -> anyhow::Result<(Store, Option<(JoinHandle<()>, CancellationToken)>)> {
     if let Some(owner_url) = &config.database_migration_url {
         winnerr_store::migrate(owner_url)
             .await
@@ -231,6 +239,9 @@ async fn start_store(
     let store = Store::connect(url, config.database_max_connections, keys)
         .await
         .context("cannot use DATABASE_URL")?;
+    if !config.has_role(Role::Store) {
+        return Ok((store, None));
+    }
     let writer = StoreWriter::new(store.clone());
     let stop = CancellationToken::new();
     let task = match kafka {
@@ -257,5 +268,5 @@ async fn start_store(
         None => writer.spawn(bus.subscribe().await?, stop.clone()),
     };
     info!("store writer started");
-    Ok((store, (task, stop)))
+    Ok((store, Some((task, stop))))
 }

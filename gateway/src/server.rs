@@ -45,18 +45,22 @@ struct Inner {
 }
 
 impl Gateway {
-    /// Subscribes to `bus` and pumps its events into the organization rooms until `shutdown`.
+    /// With `feeds`, subscribes to `bus` and pumps its events into the organization rooms until
+    /// `shutdown`; without, this node serves only metrics and health.
     /// The REST API answers from `store` (503 without one).
     pub async fn new(
         config: &GatewayConfig,
         bus: Arc<dyn Bus>,
         store: Option<Store>,
         shutdown: CancellationToken,
+        feeds: bool,
     ) -> Result<Self, BusError> {
         metrics::describe();
         metrics::build_info();
         let rooms = Arc::new(Rooms::new(config.feed_buffer));
-        rooms.spawn_pump(bus.subscribe().await?, shutdown.clone());
+        if feeds {
+            rooms.spawn_pump(bus.subscribe().await?, shutdown.clone());
+        }
         Ok(Self(Arc::new(Inner {
             auth: Auth::new(config.jwt_secret.as_bytes()),
             rooms,
@@ -72,10 +76,17 @@ impl Gateway {
     pub fn router(&self) -> Router {
         Router::new()
             .route(FEED_PATH, get(feed::upgrade))
+            .merge(api::routes())
+            .with_state(self.clone())
+            .merge(self.ops_router())
+    }
+
+    /// Metrics and health routes only, for a node that serves no feeds.
+    pub fn ops_router(&self) -> Router {
+        Router::new()
             .route("/metrics", get(|| async { telemetry::render() }))
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
-            .merge(api::routes())
             .with_state(self.clone())
     }
 

@@ -124,3 +124,54 @@ async fn a_shutdown_mid_call_stores_the_calls_end_before_exit() {
     );
     db.drop_database().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voice_gateway_and_store_roles_run_in_separate_processes_behind_kafka() {
+    use winnerr::config::Role as NodeRole;
+    let broker = Broker::start().await;
+    let db = TestDatabase::create().await;
+    let node = |roles: Vec<NodeRole>| {
+        let (broker, db) = (&broker, &db);
+        spawn_app_with(move |config| {
+            on_kafka(config, broker);
+            on_postgres(config, db);
+            config.roles = roles;
+        })
+    };
+    let voice = node(vec![NodeRole::Voice]).await;
+    let gateway = node(vec![NodeRole::Gateway]).await;
+    let store = node(vec![NodeRole::Store]).await;
+    let mut feed = gateway.feed("acme", "manager-1", winnerr_events::Role::Manager).await;
+
+    // Each node serves only its own routes.
+    let status = |url: String| async move { reqwest::get(url).await.unwrap().status().as_u16() };
+    assert_eq!(status(format!("{}/feed", voice.app.http_url())).await, 404);
+    assert_eq!(status(format!("{}/api/calls", voice.app.http_url())).await, 404);
+    assert_eq!(status(format!("{}/twilio/stream", gateway.app.http_url())).await, 404);
+    assert_eq!(status(format!("{}/readyz", voice.app.http_url())).await, 200);
+
+    // A call streamed into the voice node reaches the gateway node's feed and the store.
+    let script = conversation();
+    voice.simulator().play(&script, |_| {}).await.unwrap();
+    let events = feed.call_events(&call_id(&script.call_sid)).await;
+    assert!(matches!(events[0].event, winnerr_events::Event::CallStarted(_)));
+    let (status, ..) = stored_call(&db, "acme", &script.call_sid, "completed").await;
+    assert_eq!(status, "completed");
+    // Stop the nodes while the broker is still there, so their consumers leave cleanly.
+    for node in [voice, gateway, store] {
+        node.app.shutdown().await;
+    }
+    db.drop_database().await;
+}
+
+#[test]
+fn a_subset_of_roles_needs_kafka_and_the_store_role_a_database() {
+    use winnerr::config::Role as NodeRole;
+    let mut config = winnerr::Config::local("127.0.0.1:0".parse().unwrap());
+    config.roles = vec![NodeRole::Gateway];
+    assert!(config.validate().unwrap_err().contains("KAFKA_BROKERS"));
+    config.kafka_brokers = Some("127.0.0.1:9092".into());
+    assert!(config.validate().is_ok());
+    config.roles = vec![NodeRole::Store];
+    assert!(config.validate().unwrap_err().contains("DATABASE_URL"));
+}
