@@ -69,22 +69,43 @@ async fn a_calls_events_are_ordered_on_the_topic_and_reach_every_gateway_node() 
     assert_eq!(digits, vec!['4', '2']);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broker_crash_mid_call_loses_nothing_and_duplicates_nothing() {
+/// How the broker goes away in the middle of a call.
+#[derive(Clone, Copy)]
+enum Outage {
+    /// SIGINT: it closes its connections and saves its log.
+    Stop,
+    /// SIGKILL: this broker loses every message it held, acknowledged or not.
+    Crash,
+}
+
+/// A real-time call of about 3.5 s on an engine whose broker goes down 1 s in and is back soon
+/// after; returns the broker, the engine, a manager's feed and the call, once it has ended.
+async fn call_through_an_outage(outage: Outage) -> (Broker, TestApp, FeedClient, CallScript) {
     let mut broker = Broker::start().await;
     let node = spawn_app_on(&broker).await;
-    let mut feed = node.feed("acme", "manager-1", Role::Manager).await;
-
-    // A real-time call of about 3.5 s; the broker goes down 1 s in and is back 1 s later.
+    let feed = node.feed("acme", "manager-1", Role::Manager).await;
     let script = two_track_call("acme", Pace::RealTime);
     let call = node.play_in_background(&script);
     node.until_live(1).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    broker.stop();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    match outage {
+        Outage::Stop => broker.stop(),
+        Outage::Crash => broker.kill(),
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
     broker.restart().await;
     let report = call.await.unwrap();
-    assert_eq!(report.close.map(|c| c.0), Some(1000));
+    assert_eq!(
+        report.close.map(|c| c.0),
+        Some(1000),
+        "the call itself went on"
+    );
+    (broker, node, feed, script)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_mid_call_loses_nothing_and_duplicates_nothing() {
+    let (broker, node, mut feed, script) = call_through_an_outage(Outage::Stop).await;
 
     let call = call_id(&script.call_sid);
     let on_feed = feed.call_events(&call).await;
@@ -208,19 +229,7 @@ async fn a_poison_message_is_dead_lettered_and_the_group_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_broker_crash_that_loses_its_log_the_feed_still_gets_the_whole_call_once() {
-    let mut broker = Broker::start().await;
-    let node = spawn_app_on(&broker).await;
-    let mut feed = node.feed("acme", "manager-1", Role::Manager).await;
-
-    let script = two_track_call("acme", Pace::RealTime);
-    let call = node.play_in_background(&script);
-    node.until_live(1).await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    // SIGKILL: this broker loses every message it held, acknowledged or not.
-    broker.kill();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    broker.restart().await;
-    call.await.unwrap();
+    let (_broker, node, mut feed, script) = call_through_an_outage(Outage::Crash).await;
 
     let on_feed = feed.call_events(&call_id(&script.call_sid)).await;
     let mut ids: Vec<_> = on_feed.iter().map(|e| e.id).collect();

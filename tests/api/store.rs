@@ -141,20 +141,34 @@ async fn voice_gateway_and_store_roles_run_in_separate_processes_behind_kafka() 
     let voice = node(vec![NodeRole::Voice]).await;
     let gateway = node(vec![NodeRole::Gateway]).await;
     let store = node(vec![NodeRole::Store]).await;
-    let mut feed = gateway.feed("acme", "manager-1", winnerr_events::Role::Manager).await;
+    let mut feed = gateway
+        .feed("acme", "manager-1", winnerr_events::Role::Manager)
+        .await;
 
     // Each node serves only its own routes.
     let status = |url: String| async move { reqwest::get(url).await.unwrap().status().as_u16() };
     assert_eq!(status(format!("{}/feed", voice.app.http_url())).await, 404);
-    assert_eq!(status(format!("{}/api/calls", voice.app.http_url())).await, 404);
-    assert_eq!(status(format!("{}/twilio/stream", gateway.app.http_url())).await, 404);
-    assert_eq!(status(format!("{}/readyz", voice.app.http_url())).await, 200);
+    assert_eq!(
+        status(format!("{}/api/calls", voice.app.http_url())).await,
+        404
+    );
+    assert_eq!(
+        status(format!("{}/twilio/stream", gateway.app.http_url())).await,
+        404
+    );
+    assert_eq!(
+        status(format!("{}/readyz", voice.app.http_url())).await,
+        200
+    );
 
     // A call streamed into the voice node reaches the gateway node's feed and the store.
     let script = conversation();
     voice.simulator().play(&script, |_| {}).await.unwrap();
     let events = feed.call_events(&call_id(&script.call_sid)).await;
-    assert!(matches!(events[0].event, winnerr_events::Event::CallStarted(_)));
+    assert!(matches!(
+        events[0].event,
+        winnerr_events::Event::CallStarted(_)
+    ));
     let (status, ..) = stored_call(&db, "acme", &script.call_sid, "completed").await;
     assert_eq!(status, "completed");
     // Stop the nodes while the broker is still there, so their consumers leave cleanly.
