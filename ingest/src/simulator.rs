@@ -483,10 +483,12 @@ fn resample(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, SimError> {
         output.extend_from_slice(&block[0]);
         position += take;
     }
-    let block = resampler
-        .process_partial(Some(&[&input[position..]]), None)
-        .map_err(|e| error(&e))?;
-    output.extend_from_slice(&block[0]);
+    if position < input.len() {
+        let block = resampler
+            .process_partial(Some(&[&input[position..]]), None)
+            .map_err(|e| error(&e))?;
+        output.extend_from_slice(&block[0]);
+    }
     while output.len() < wanted + delay {
         let block = resampler
             .process_partial::<&[f32]>(None, None)
@@ -519,6 +521,13 @@ mod tests {
             .filter(|w| w[0] < 0.0 && w[1] >= 0.0)
             .count();
         assert!((218..=222).contains(&crossings), "{crossings}");
+    }
+
+    #[test]
+    fn a_clip_of_whole_resampler_blocks_resamples_too() {
+        // 2048 samples: exactly two input blocks, nothing left for the partial one.
+        let out = resample(&vec![0.25f32; 2048], 16000, 8000).unwrap();
+        assert_eq!(out.len(), 1024);
     }
 
     #[test]

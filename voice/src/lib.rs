@@ -5,6 +5,8 @@
 pub mod activity;
 mod metrics;
 mod pipeline;
+pub mod resample;
 
 pub use activity::{ActivityConfig, ActivityDetector};
 pub use pipeline::{VoiceConfig, spawn};
+pub use resample::Upsampler;
