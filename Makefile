@@ -9,9 +9,7 @@ run:
 
 ## Install and start what the tests need, then run every test (CI runs this).
 test:
-	deploy/test-prerequisites.sh
-	WINNERR_KAFKA_BROKER_BIN="$$(deploy/kafka.sh install)" $(CARGO) test --workspace --all-targets
-	deploy/fuzz-api.sh 25
+	CARGO=$(CARGO) deploy/run-tests.sh
 
 ## Fuzz the REST API from its OpenAPI document (schemathesis): no 5xx, responses as documented.
 fuzz-api:

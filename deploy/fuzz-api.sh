@@ -2,6 +2,8 @@
 # Property-based fuzzing of the REST API from its OpenAPI document (schemathesis from PyPI,
 # pinned): starts the engine on a fresh database, fuzzes every operation as a manager and as an
 # agent, and fails on any 5xx or any response that breaks the document's schemas.
+# The coverage phase is left out: on this machine's Python 3.11.7 it sometimes crashes inside
+# schemathesis itself ("AST constructor recursion depth mismatch"), which says nothing about the API.
 #
 #   deploy/fuzz-api.sh [MAX_EXAMPLES]      (make fuzz-api; make test runs it too)
 set -euo pipefail
@@ -43,11 +45,12 @@ done
 status=0
 for role in manager agent; do
     TOKEN=$("$BIN" token --org fuzz-org --user "$role-1" --role "$role")
-    echo "fuzzing the REST API as a $role ($EXAMPLES examples per operation)"
+    echo "fuzzing the REST API with a $role's token ($EXAMPLES examples per operation)"
     "$VENV/bin/st" run "http://127.0.0.1:$PORT/api/openapi.json" \
         --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
         --header "Authorization: Bearer $TOKEN" \
-        --max-examples "$EXAMPLES" --workers 2 --seed 1 --no-color || status=1
+        --max-examples "$EXAMPLES" --workers 2 --seed 1 --no-color \
+        --phases examples,fuzzing,stateful || status=1
 done
 if [ "$status" != 0 ]; then
     echo "fuzz-api: failures above; server log in /tmp/winnerr-fuzz-$$.log" >&2
