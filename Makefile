@@ -1,11 +1,16 @@
 # The two commands a newcomer needs: `make run` and `make test` (see README.md).
 CARGO ?= cargo
 
-.PHONY: run test bench build kafka kafka-stop fuzz-api
+.PHONY: run test bench build kafka kafka-stop fuzz-api models
 
 ## Build and serve on embedded defaults, with a demo call playing in a loop.
-run:
+run: models
 	$(CARGO) run -- serve --demo
+
+## Download, verify and convert the model weights (Whisper tiny.en, MiniLM, mel filters) into
+## ~/.cache/winnerr/models; idempotent. `cargo run -- models fetch --base` adds Whisper base.
+models:
+	$(CARGO) run --quiet -- models fetch
 
 ## Install and start what the tests need, then run every test (CI runs this).
 test:
@@ -16,8 +21,10 @@ fuzz-api:
 	deploy/fuzz-api.sh 100
 
 ## Run the benchmarks and print their figures (record them in benches/RESULTS.md).
-bench:
-	WINNERR_KAFKA_BROKER_BIN="$$(deploy/kafka.sh install)" $(CARGO) bench -p winnerr-benches
+bench: models
+	WINNERR_KAFKA_BROKER_BIN="$$(deploy/kafka.sh install)" \
+	WINNERR_FASTER_WHISPER_PYTHON="$$(deploy/faster-whisper.sh install)" \
+	$(CARGO) bench -p winnerr-benches
 
 ## A Kafka-protocol broker on 127.0.0.1:9092 for `KAFKA_BROKERS=127.0.0.1:9092 make run`.
 kafka:

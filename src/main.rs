@@ -47,6 +47,11 @@ enum Command {
     },
     /// Mint a bearer token (for development and tests).
     Token(TokenArgs),
+    /// Fetch, run, evaluate and train the models.
+    Models {
+        #[command(subcommand)]
+        command: winnerr::models_cli::ModelsCommand,
+    },
     /// Operations on the CRM store (DATABASE_URL, keys as for `serve`).
     Store {
         #[command(subcommand)]
@@ -143,6 +148,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Watch { url, token } => watch::run(&url, &token).await,
         Command::Store { command, config } => store_command(command, config).await,
+        Command::Models { command } => {
+            init_logs(LogFormat::Text);
+            tokio::task::spawn_blocking(move || winnerr::models_cli::run(command)).await?
+        }
         Command::Token(args) => {
             let auth = Auth::new(args.jwt_secret.as_bytes());
             let org = OrgId::parse(&args.org)?;

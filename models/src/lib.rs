@@ -1,4 +1,24 @@
-//! Candle models that know nothing of calls: Whisper speech-to-text, the sentiment classifier
-//! and the lead-score model, with weight fetching and conversion.
-//!
-//! Empty until the models issue lands: nothing in the engine uses a model yet.
+//! Candle models that know nothing of calls: Whisper speech-to-text and the sentiment classifier,
+//! with weight fetching and conversion, and the text normalization used to score them.
+
+pub mod ct2;
+pub mod error;
+pub mod fetch;
+pub mod metrics;
+pub mod sentiment;
+pub mod text;
+pub mod whisper;
+
+pub use error::{ModelError, Result};
+pub use fetch::ModelDir;
+pub use sentiment::{Sentiment, SentimentLabel, SentimentModel};
+pub use whisper::{DecodeOptions, Transcript, Whisper};
+
+/// The device models run on: the first CUDA GPU when built with `cuda` and one is present.
+pub fn device() -> candle_core::Device {
+    #[cfg(feature = "cuda")]
+    if let Ok(device) = candle_core::Device::new_cuda(0) {
+        return device;
+    }
+    candle_core::Device::Cpu
+}

@@ -1,0 +1,172 @@
+//! Fine-tuning MiniLM's last two layers with the classifier head, with Candle
+//! (`winnerr models train-sentiment`): the frozen trunk runs once over every training sentence,
+//! then a few epochs train the top layers and the head with a class-weighted cross entropy and
+//! AdamW. Deterministic: fixed split, fixed batch order and initialization from `seed`.
+
+use std::path::Path;
+
+use candle_core::{D, DType, Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+
+use super::data::{RatedSentence, Split};
+use super::{BertLayer, SentenceEncoder, SentimentHead, TUNED_LAYERS, TrunkOutput};
+use crate::error::{ModelError, Result};
+
+/// Training settings; the defaults produced the committed file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrainOptions {
+    pub epochs: usize,
+    pub batch: usize,
+    pub layer_learning_rate: f64,
+    pub head_learning_rate: f64,
+    pub weight_decay: f64,
+    pub seed: u64,
+    /// Train only on clear cases (borderline ratings near a cut-off are label noise).
+    pub clear_only: bool,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            epochs: 3,
+            batch: 32,
+            layer_learning_rate: 5e-5,
+            head_learning_rate: 1e-3,
+            weight_decay: 1e-2,
+            seed: 7,
+            clear_only: true,
+        }
+    }
+}
+
+struct Batch {
+    trunk: TrunkOutput,
+    labels: Tensor,
+    weights: Tensor,
+}
+
+/// Fine-tunes on the train split and writes the tuned layers and head to `out` (f16).
+/// Returns how many sentences it trained on.
+pub fn train(minilm_dir: &Path, sentences: &[RatedSentence], options: &TrainOptions, out: &Path) -> Result<usize> {
+    let device = Device::Cpu;
+    let mut train: Vec<(&str, u32)> = sentences
+        .iter()
+        .filter(|s| s.split() == Split::Train)
+        .filter_map(|s| {
+            let label = if options.clear_only { s.clear_label()? } else { s.label };
+            Some((s.text.as_str(), label.index() as u32))
+        })
+        .collect();
+    if train.is_empty() {
+        return Err(ModelError::Input("no training sentences".into()));
+    }
+    // Batches of similar length waste little on padding.
+    train.sort_by_key(|(t, _)| t.len());
+    let mut counts = [0usize; 3];
+    train.iter().for_each(|&(_, l)| counts[l as usize] += 1);
+    let class_weight = |l: u32| train.len() as f32 / (3.0 * counts[l as usize].max(1) as f32);
+
+    let encoder = SentenceEncoder::load(minilm_dir, &device, None)?;
+    tracing::info!(sentences = train.len(), "running the frozen layers over the training sentences");
+    let batches = train
+        .chunks(options.batch)
+        .map(|chunk| {
+            let texts: Vec<&str> = chunk.iter().map(|(t, _)| *t).collect();
+            let labels: Vec<u32> = chunk.iter().map(|&(_, l)| l).collect();
+            let weights: Vec<f32> = labels.iter().map(|&l| class_weight(l)).collect();
+            Ok(Batch {
+                trunk: encoder.trunk(&texts)?,
+                labels: Tensor::new(labels.as_slice(), &device)?,
+                weights: Tensor::new(weights.as_slice(), &device)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    // Trainable copies of MiniLM's last layers, and a freshly initialized head.
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+    let first_tuned = 6 - TUNED_LAYERS;
+    let layers = (first_tuned..6)
+        .map(|i| BertLayer::load(vb.pp(format!("layer.{i}"))))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let head = SentimentHead::load(vb.clone())?;
+    let original = candle_core::safetensors::load(minilm_dir.join("model.safetensors"), &device)?;
+    let mut rng = SplitMix(options.seed);
+    {
+        let vars = varmap.data().lock().expect("varmap lock");
+        for (name, var) in vars.iter() {
+            let value = if let Some(rest) = name.strip_prefix("layer.") {
+                let key = format!("encoder.layer.{rest}");
+                let t = original.get(&key).or_else(|| original.get(&format!("bert.{key}")));
+                t.ok_or_else(|| ModelError::Input(format!("MiniLM has no {key}")))?.to_dtype(DType::F32)?
+            } else if name.ends_with(".weight") {
+                let (rows, cols) = var.dims2()?;
+                let bound = (6.0 / (rows + cols) as f64).sqrt();
+                let values: Vec<f32> = (0..rows * cols).map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32).collect();
+                Tensor::from_vec(values, (rows, cols), &device)?
+            } else {
+                var.zeros_like()?
+            };
+            var.set(&value)?;
+        }
+    }
+    let (layer_vars, head_vars): (Vec<_>, Vec<_>) = {
+        let vars = varmap.data().lock().expect("varmap lock");
+        let mut named: Vec<_> = vars.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named.into_iter().partition(|(n, _)| n.starts_with("layer."))
+    };
+    let params = |lr: f64| ParamsAdamW { lr, weight_decay: options.weight_decay, ..Default::default() };
+    let mut layer_opt =
+        AdamW::new(layer_vars.into_iter().map(|(_, v)| v).collect(), params(options.layer_learning_rate))?;
+    let mut head_opt = AdamW::new(head_vars.into_iter().map(|(_, v)| v).collect(), params(options.head_learning_rate))?;
+
+    let mut order: Vec<usize> = (0..batches.len()).collect();
+    for epoch in 0..options.epochs {
+        // Fisher–Yates with the seeded generator.
+        for i in (1..order.len()).rev() {
+            order.swap(i, (rng.next_f64() * (i + 1) as f64) as usize % (i + 1));
+        }
+        let (mut total, mut seen) = (0f64, 0usize);
+        for (n, &b) in order.iter().enumerate() {
+            let batch = &batches[b];
+            let embeddings = SentenceEncoder::top(&layers, &batch.trunk)?;
+            let logp = candle_nn::ops::log_softmax(&head.logits(&embeddings)?, D::Minus1)?;
+            let picked = logp.gather(&batch.labels.unsqueeze(1)?, 1)?.squeeze(1)?;
+            let loss = (picked * &batch.weights)?.mean_all()?.neg()?;
+            let grads = loss.backward()?;
+            layer_opt.step(&grads)?;
+            head_opt.step(&grads)?;
+            total += f64::from(loss.to_scalar::<f32>()?);
+            seen += 1;
+            if n % 100 == 0 {
+                tracing::info!(epoch, batch = n, of = batches.len(), loss = total / seen as f64, "fine-tuning");
+            }
+        }
+        tracing::info!(epoch, loss = total / seen.max(1) as f64, "epoch done");
+    }
+    let tensors: std::collections::HashMap<String, Tensor> = varmap
+        .data()
+        .lock()
+        .expect("varmap lock")
+        .iter()
+        .map(|(n, v)| Ok((n.clone(), v.as_tensor().to_dtype(DType::F16)?)))
+        .collect::<candle_core::Result<_>>()?;
+    candle_core::safetensors::save(&tensors, out)?;
+    Ok(train.len())
+}
+
+/// A small deterministic generator for initialization and batch order (SplitMix64).
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+

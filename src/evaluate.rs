@@ -1,0 +1,199 @@
+//! Model evaluation on development data: word error rate on speech clips (as recorded and after
+//! the phone path: 8 kHz, mu-law, and our streaming upsampler back to 16 kHz) and sentiment
+//! accuracy on rated sentences. Shared by `winnerr models eval` and the benchmarks.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use winnerr_ingest::mulaw;
+use winnerr_ingest::simulator::load_wav_8k;
+use winnerr_models::sentiment::data::{RatedSentence, Split};
+use winnerr_models::text::word_errors;
+use winnerr_models::{DecodeOptions, SentimentLabel, SentimentModel, Whisper};
+use winnerr_voice::resample::Upsampler;
+
+/// One clip of a speech manifest (`id, file, seconds, ..., reference_transcript`).
+#[derive(Debug, Clone)]
+pub struct Clip {
+    pub id: String,
+    pub path: PathBuf,
+    pub reference: String,
+}
+
+/// The development data folder (`../shared/data` beside the repository), or `$WINNERR_DEV_DATA`:
+/// the rated sentences live there (developers and `models eval` only).
+pub fn dev_data() -> PathBuf {
+    std::env::var_os("WINNERR_DEV_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
+}
+
+/// The speech clips committed with the code (a copy of the development clips), for tests,
+/// benchmarks and `models eval`.
+pub fn speech_manifest() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/audio/manifest.tsv")
+}
+
+/// Reads a manifest TSV with a header; the file column is relative to the manifest.
+pub fn read_manifest(path: &Path) -> anyhow::Result<Vec<Clip>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().context("empty manifest")?.split('\t').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).with_context(|| format!("no {name} column"));
+    let (id, file, reference) = (column("id")?, column("file")?, column("reference_transcript")?);
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let get = |i: usize| fields.get(i).copied().with_context(|| format!("short line: {line}"));
+            Ok(Clip { id: get(id)?.to_string(), path: dir.join(get(file)?), reference: get(reference)?.to_string() })
+        })
+        .collect()
+}
+
+/// A WAV file as 16 kHz samples, as recorded.
+pub fn load_16k(path: &Path) -> anyhow::Result<Vec<f32>> {
+    let mut reader = hound::WavReader::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let spec = reader.spec();
+    anyhow::ensure!(spec.sample_rate == 16_000, "{} is {} Hz, not 16 kHz", path.display(), spec.sample_rate);
+    let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
+    let samples: Vec<i32> = reader.samples::<i32>().collect::<Result<_, _>>()?;
+    let channels = usize::from(spec.channels.max(1));
+    Ok(samples.chunks(channels).map(|f| f.iter().map(|&s| s as f32 * scale).sum::<f32>() / channels as f32).collect())
+}
+
+/// A WAV file as a phone delivers it to the model: 8 kHz, mu-law encoded and decoded, then
+/// upsampled to 16 kHz by the voice stage's streaming resampler.
+pub fn load_phone(path: &Path) -> anyhow::Result<Vec<f32>> {
+    let phone: Vec<i16> = load_wav_8k(path)?
+        .into_iter()
+        .map(|s| mulaw::decode_sample(mulaw::encode_sample(s)))
+        .collect();
+    let mut upsampler = Upsampler::phone_to_model();
+    let mut out = Vec::with_capacity(phone.len() * 2);
+    for frame in phone.chunks(160) {
+        upsampler.push(frame, &mut out)?;
+    }
+    upsampler.finish(&mut out)?;
+    Ok(out)
+}
+
+/// One clip's result.
+#[derive(Debug, Clone)]
+pub struct ClipResult {
+    pub id: String,
+    pub reference: String,
+    pub hypothesis: String,
+    pub errors: usize,
+    pub words: usize,
+    pub seconds: f32,
+    pub audio_s: f32,
+}
+
+/// Transcribes every clip; `phone` runs it through the phone path first.
+pub fn transcribe_clips(
+    whisper: &Whisper,
+    clips: &[Clip],
+    phone: bool,
+    options: &DecodeOptions,
+) -> anyhow::Result<Vec<ClipResult>> {
+    clips
+        .iter()
+        .map(|clip| {
+            let audio = if phone { load_phone(&clip.path)? } else { load_16k(&clip.path)? };
+            let started = std::time::Instant::now();
+            let transcript = whisper.transcribe(&audio, options)?;
+            let seconds = started.elapsed().as_secs_f32();
+            let (errors, words) = word_errors(&clip.reference, &transcript.text);
+            Ok(ClipResult {
+                id: clip.id.clone(),
+                reference: clip.reference.clone(),
+                hypothesis: transcript.text,
+                errors,
+                words,
+                seconds,
+                audio_s: transcript.audio_s,
+            })
+        })
+        .collect()
+}
+
+/// Overall WER: all errors over all reference words.
+pub fn overall_wer(results: &[ClipResult]) -> f64 {
+    let errors: usize = results.iter().map(|r| r.errors).sum();
+    let words: usize = results.iter().map(|r| r.words).sum();
+    errors as f64 / words.max(1) as f64
+}
+
+/// Accuracy and confusion matrix (rows: truth, columns: prediction; negative, neutral, positive).
+#[derive(Debug, Clone, Default)]
+pub struct Accuracy {
+    pub confusion: [[usize; 3]; 3],
+}
+
+impl Accuracy {
+    pub fn add(&mut self, truth: SentimentLabel, predicted: SentimentLabel) {
+        self.confusion[truth.index()][predicted.index()] += 1;
+    }
+    pub fn total(&self) -> usize {
+        self.confusion.iter().flatten().sum()
+    }
+    pub fn accuracy(&self) -> f64 {
+        let right: usize = (0..3).map(|i| self.confusion[i][i]).sum();
+        right as f64 / self.total().max(1) as f64
+    }
+    pub fn render(&self) -> String {
+        let mut out = String::from("            pred neg  pred neu  pred pos\n");
+        for (i, label) in SentimentLabel::ALL.iter().enumerate() {
+            let row = self.confusion[i];
+            out.push_str(&format!("  {:<9} {:>8}  {:>8}  {:>8}\n", label.as_str(), row[0], row[1], row[2]));
+        }
+        out
+    }
+}
+
+/// Sentiment accuracy of our model and of the VADER lexicon on the held-out split: all of it,
+/// and its clear cases.
+pub struct SentimentReport {
+    pub ours_all: Accuracy,
+    pub ours_clear: Accuracy,
+    pub vader_all: Accuracy,
+    pub vader_clear: Accuracy,
+}
+
+pub fn evaluate_sentiment(model: &SentimentModel, sentences: &[RatedSentence]) -> anyhow::Result<SentimentReport> {
+    let held_out: Vec<&RatedSentence> = sentences.iter().filter(|s| s.split() == Split::HeldOut).collect();
+    let vader = vader_sentiment::SentimentIntensityAnalyzer::new();
+    let mut report = SentimentReport {
+        ours_all: Accuracy::default(),
+        ours_clear: Accuracy::default(),
+        vader_all: Accuracy::default(),
+        vader_clear: Accuracy::default(),
+    };
+    for batch in held_out.chunks(64) {
+        let texts: Vec<&str> = batch.iter().map(|s| s.text.as_str()).collect();
+        let predicted = model.classify(&texts)?;
+        for (sentence, ours) in batch.iter().zip(predicted) {
+            let lexicon = vader_label(vader.polarity_scores(&sentence.text)["compound"]);
+            report.ours_all.add(sentence.label, ours.label);
+            report.vader_all.add(sentence.label, lexicon);
+            if let Some(clear) = sentence.clear_label() {
+                report.ours_clear.add(clear, ours.label);
+                report.vader_clear.add(clear, lexicon);
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// VADER's documented cut-offs on the compound score.
+pub fn vader_label(compound: f64) -> SentimentLabel {
+    if compound >= 0.05 {
+        SentimentLabel::Positive
+    } else if compound <= -0.05 {
+        SentimentLabel::Negative
+    } else {
+        SentimentLabel::Neutral
+    }
+}
