@@ -138,6 +138,44 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "WINNERR_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    /// Transcribe calls and score their sentiment (needs `make models`); `false` keeps speech
+    /// activity, DTMF and the call's start and end only.
+    #[arg(long, env = "WINNERR_ASR", default_value_t = true, action = clap::ArgAction::Set)]
+    pub asr: bool,
+
+    /// Whisper model: tiny.en, or base (`winnerr models fetch --base`).
+    #[arg(long, env = "WINNERR_ASR_MODEL", default_value = "tiny.en")]
+    pub asr_model: String,
+
+    /// Threads of the shared speech worker (one uses every core through Candle's thread pool).
+    #[arg(long, env = "WINNERR_ASR_THREADS", default_value_t = 1)]
+    pub asr_threads: usize,
+
+    /// Interim hypotheses that may wait for the speech worker before the oldest is dropped.
+    #[arg(long, env = "WINNERR_ASR_MAX_INTERIMS", default_value_t = 8)]
+    pub asr_max_interims: usize,
+
+    /// Silence that ends an utterance, in ms.
+    #[arg(long, env = "WINNERR_END_OF_UTTERANCE_MS", default_value_t = 600)]
+    pub end_of_utterance_ms: u64,
+
+    /// Watch lists for keyword alerts: `org=phrase|phrase;org2=…`, `*=` for everyone else
+    /// (default: cancel, lawyer, attorney, too expensive, complaint, refund).
+    #[arg(long, env = "WINNERR_ALERT_KEYWORDS")]
+    pub alert_keywords: Option<String>,
+}
+
+impl Config {
+    /// The voice stage's settings.
+    pub fn voice(&self) -> Result<winnerr_voice::VoiceConfig, String> {
+        let mut voice = winnerr_voice::VoiceConfig::default();
+        voice.utterance.activity.hangover_ms = self.end_of_utterance_ms;
+        if let Some(spec) = &self.alert_keywords {
+            voice.alerts.parse_keywords(spec).map_err(|e| format!("WINNERR_ALERT_KEYWORDS: {e}"))?;
+        }
+        Ok(voice)
+    }
 }
 
 fn parse_dial(value: &str) -> Result<Dial, String> {
@@ -195,6 +233,10 @@ impl Config {
         }
         if !all && self.has_role(Role::Store) && self.database_url.is_none() {
             return Err("the store role needs DATABASE_URL".into());
+        }
+        self.voice()?;
+        if self.asr_threads == 0 {
+            return Err("WINNERR_ASR_THREADS must be at least 1".into());
         }
         if self.kafka_partitions < 1 || self.kafka_replication < 1 {
             return Err("KAFKA_PARTITIONS and KAFKA_REPLICATION must be at least 1".into());

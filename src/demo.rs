@@ -1,5 +1,6 @@
-//! The demo call that `winnerr serve --demo` plays in a loop: two real voices (a caller and an
-//! agent) and a few keypresses, streamed in real time through the Twilio protocol into the server.
+//! The demo call that `winnerr serve --demo` plays in a loop: a two-track real-estate call (an
+//! agent and a customer; synthetic voices made once with espeak-ng by `deploy/demo-audio.py`)
+//! with a keypress, streamed in real time through the Twilio protocol into the server.
 
 use std::io::Cursor;
 use std::time::Duration;
@@ -15,33 +16,22 @@ pub const DEMO_ORG: &str = "demo-realty";
 pub const DEMO_AGENT: &str = "agent-1";
 pub const DEMO_LEAD: &str = "lead-1";
 
-const CALLER_WAV: &[u8] = include_bytes!("../assets/audio/ps_goforward.wav");
-const AGENT_WAV: &[u8] = include_bytes!("../assets/audio/ps_cards_005.wav");
+const CUSTOMER_WAV: &[u8] = include_bytes!("../assets/audio/demo_customer.wav");
+const AGENT_WAV: &[u8] = include_bytes!("../assets/audio/demo_agent.wav");
 
-/// The demo call: the caller speaks, then the agent answers; the caller presses 1, 2, 3.
+/// The demo call: the customer (inbound) and the agent (outbound) take turns; the customer
+/// presses 1 when the call starts.
 pub fn demo_script() -> Result<CallScript, SimError> {
-    let caller = decode_wav_8k(Cursor::new(CALLER_WAV), "ps_goforward.wav")?;
-    let agent = decode_wav_8k(Cursor::new(AGENT_WAV), "ps_cards_005.wav")?;
-    let pause = vec![0i16; 8000];
-    // Caller: speech, then silence while the agent talks. Agent: silence, then speech.
-    let mut inbound = caller.clone();
-    inbound.extend(&pause);
-    inbound.extend(vec![0i16; agent.len()]);
-    let mut outbound = vec![0i16; caller.len()];
-    outbound.extend(&pause);
-    outbound.extend(&agent);
+    let customer = decode_wav_8k(Cursor::new(CUSTOMER_WAV), "demo_customer.wav")?;
+    let agent = decode_wav_8k(Cursor::new(AGENT_WAV), "demo_agent.wav")?;
     let identity = StreamIdentity {
         org_id: OrgId::parse(DEMO_ORG).expect("valid"),
         agent_id: Some(UserId::parse(DEMO_AGENT).expect("valid")),
         lead_id: Some(LeadId::parse(DEMO_LEAD).expect("valid")),
     };
-    let mut script = CallScript::new(identity, inbound);
-    script.outbound = Some(outbound);
-    script.dtmf = vec![
-        (3000, Track::Inbound, '1'),
-        (3200, Track::Inbound, '2'),
-        (3400, Track::Inbound, '3'),
-    ];
+    let mut script = CallScript::new(identity, customer);
+    script.outbound = Some(agent);
+    script.dtmf = vec![(500, Track::Inbound, '1')];
     script.pace = Pace::RealTime;
     Ok(script)
 }

@@ -16,7 +16,8 @@ use winnerr_gateway::{Gateway, GatewayConfig, telemetry};
 use winnerr_ingest::{Ingest, IngestConfig};
 use winnerr_store::writer::MAX_BATCH;
 use winnerr_store::{Store, StoreWriter};
-use winnerr_voice::VoiceConfig;
+use winnerr_models::{DecodeOptions, ModelDir, SentimentModel, Whisper};
+use winnerr_voice::{AsrConfig, AsrWorker, Models, SpeechModels};
 
 use crate::config::{Config, Role};
 
@@ -73,8 +74,16 @@ impl App {
             Some(kafka) => Arc::new(kafka.clone()),
             None => Arc::new(InProcessBus::new(config.bus_capacity)),
         };
+        let asr = if config.asr && config.has_role(Role::Voice) {
+            let models = load_models(&config.asr_model).await?;
+            let asr_config = AsrConfig { threads: config.asr_threads, max_interims_waiting: config.asr_max_interims };
+            Some(AsrWorker::start(models, asr_config))
+        } else {
+            None
+        };
+        let voice_config = config.voice().map_err(anyhow::Error::msg)?;
         let (calls, calls_rx) = mpsc::channel(NEW_CALL_QUEUE);
-        let voice = winnerr_voice::spawn(calls_rx, bus.clone(), VoiceConfig::default());
+        let voice = winnerr_voice::spawn(calls_rx, bus.clone(), voice_config, asr);
         let ingest = Ingest::new(
             IngestConfig {
                 auth_token: config.twilio_auth_token.clone(),
@@ -269,4 +278,28 @@ async fn start_store(
     };
     info!("store writer started");
     Ok((store, Some((task, stop))))
+}
+
+/// Loads Whisper and the sentiment model from the model folder, once per process (every engine
+/// in a process shares them: tests start many).
+async fn load_models(whisper_name: &str) -> anyhow::Result<Arc<dyn SpeechModels>> {
+    static LOADED: std::sync::Mutex<Vec<(String, Arc<Models>)>> = std::sync::Mutex::new(Vec::new());
+    if let Some((_, models)) = LOADED.lock().expect("models lock").iter().find(|(n, _)| n == whisper_name) {
+        return Ok(models.clone());
+    }
+    let name = whisper_name.to_string();
+    let models = tokio::task::spawn_blocking(move || -> anyhow::Result<Models> {
+        let dir = ModelDir::from_env();
+        let device = winnerr_models::device();
+        let started = std::time::Instant::now();
+        let whisper = Whisper::load(&dir.whisper(&name), &dir.mel_filters(), &device)?;
+        let sentiment = SentimentModel::load(&dir.minilm(), &SentimentModel::head_file(), &device)?;
+        info!(whisper = %name, seconds = started.elapsed().as_secs_f64(), "speech models loaded");
+        Ok(Models { whisper, sentiment, options: DecodeOptions::default() })
+    })
+    .await?
+    .context("cannot load the speech models (WINNERR_ASR=false runs without them)")?;
+    let models = Arc::new(models);
+    LOADED.lock().expect("models lock").push((whisper_name.to_string(), models.clone()));
+    Ok(models)
 }

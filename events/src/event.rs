@@ -95,6 +95,8 @@ pub enum Event {
     CallStarted(CallStarted),
     AudioActivity(AudioActivity),
     Dtmf(Dtmf),
+    Transcript(Transcript),
+    Alert(Alert),
     CallEnded(CallEnded),
     /// A kind this build does not know (written by a newer producer); skip it.
     #[serde(other)]
@@ -108,6 +110,9 @@ impl Event {
             Event::CallStarted(_) => "call_started",
             Event::AudioActivity(_) => "audio_activity",
             Event::Dtmf(_) => "dtmf",
+            Event::Transcript(t) if t.is_final => "transcript_final",
+            Event::Transcript(_) => "transcript_interim",
+            Event::Alert(_) => "alert",
             Event::CallEnded(_) => "call_ended",
             Event::Unknown => "unknown",
         }
@@ -158,6 +163,65 @@ pub struct AudioActivity {
 pub struct Dtmf {
     pub track: Track,
     pub digit: char,
+}
+
+/// Words spoken on one track: interim hypotheses while someone speaks, then one final per
+/// utterance with its sentiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transcript {
+    pub track: Track,
+    /// The utterance's number on its track (from 1); interims and the final share it.
+    pub utterance: u32,
+    pub is_final: bool,
+    /// The whole hypothesis (for a final, the transcript).
+    pub text: String,
+    /// The prefix of `text` that will not change any more: words two consecutive hypotheses
+    /// agreed on (all of `text` for a final).
+    pub stable_text: String,
+    /// Start and end of the utterance (so far) on the call's clock, ms from the stream's start.
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// Wall-clock time of the utterance's last voiced frame (ms since the Unix epoch): what
+    /// delivery latency is measured from.
+    pub last_voiced_at_ms: u64,
+    /// Finals only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentiment: Option<SentimentScore>,
+}
+
+/// The sentiment of an utterance and the track's rolling sentiment after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SentimentScore {
+    /// `negative`, `neutral` or `positive`.
+    pub label: String,
+    /// Probabilities of negative, neutral, positive.
+    pub probabilities: [f32; 3],
+    /// P(positive) − P(negative), in [-1, 1].
+    pub score: f32,
+    /// Exponentially weighted mean of the track's scores so far, this one included.
+    pub rolling: f32,
+}
+
+/// Something in a call that a manager should see now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub track: Track,
+    pub utterance: u32,
+    #[serde(flatten)]
+    pub kind: AlertKind,
+    /// The utterance that raised it.
+    pub text: String,
+    pub last_voiced_at_ms: u64,
+}
+
+/// Why an alert was raised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "alert", rename_all = "snake_case")]
+pub enum AlertKind {
+    /// The track's rolling sentiment fell by more than the threshold from its best in the call.
+    SentimentDrop { from: f32, to: f32 },
+    /// A phrase from the organization's watch list was said.
+    Keyword { keyword: String },
 }
 
 /// How a call's stream ended.

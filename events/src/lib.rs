@@ -12,8 +12,9 @@ mod metrics;
 pub use audio::{AudioFrame, CallAudio, CallInput};
 pub use bus::{Bus, BusError, Delivery, InProcessBus, KafkaBus, KafkaConfig, Subscription};
 pub use event::{
-    ActivityState, AudioActivity, CallContext, CallEnded, CallStarted, Dtmf, EndReason, Envelope,
-    Event, EventId, MediaFormat, SCHEMA_VERSION, StreamStats, Track,
+    ActivityState, Alert, AlertKind, AudioActivity, CallContext, CallEnded, CallStarted, Dtmf,
+    EndReason, Envelope, Event, EventId, MediaFormat, SCHEMA_VERSION, SentimentScore, StreamStats,
+    Track, Transcript, now_ms,
 };
 pub use feed::{FEED_PROTOCOL_VERSION, FeedMessage};
 pub use ids::{CallId, InvalidId, LeadId, OrgId, Role, UserId};

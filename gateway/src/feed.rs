@@ -86,6 +86,9 @@ async fn serve(mut socket: WebSocket, gateway: Gateway, claims: Claims) {
                         }
                         let now = winnerr_events::event::now_ms();
                         metrics::feed_sent(now.saturating_sub(item.ts_ms) as f64 / 1000.0);
+                        if let Some((kind, spoken_at)) = item.spoken {
+                            metrics::speech_delivered(kind, now.saturating_sub(spoken_at) as f64 / 1000.0);
+                        }
                     }
                     Err(RecvError::Lagged(missed)) => {
                         metrics::feed_dropped(missed);

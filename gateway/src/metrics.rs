@@ -9,6 +9,7 @@ const FEED_MESSAGES: &str = "winnerr_gateway_feed_messages_total";
 const FEED_DROPPED: &str = "winnerr_gateway_feed_dropped_total";
 const FEED_DELIVERY_SECONDS: &str = "winnerr_gateway_feed_delivery_seconds";
 const ROOMS: &str = "winnerr_gateway_rooms";
+const SPEECH_DELAY: &str = "winnerr_gateway_speech_delivery_seconds";
 const AUTH_FAILURES: &str = "winnerr_gateway_auth_failures_total";
 const FEED_DUPLICATES: &str = "winnerr_gateway_feed_duplicates_total";
 const BUILD_INFO: &str = "winnerr_build_info";
@@ -28,6 +29,11 @@ pub(crate) fn describe() {
             "Delay from an event's creation to its delivery to a feed client"
         );
         describe_gauge!(ROOMS, "Organization rooms with at least one feed client");
+        describe_histogram!(
+            SPEECH_DELAY,
+            metrics::Unit::Seconds,
+            "Delay from an utterance's last voiced frame to its transcript or alert reaching a feed client, by type (finals include the end-of-utterance silence)"
+        );
         describe_gauge!(
             BUILD_INFO,
             "Always 1; the version of the running engine is its label"
@@ -54,6 +60,10 @@ pub(crate) fn feed_disconnected() {
 pub(crate) fn feed_sent(delay_seconds: f64) {
     counter!(FEED_MESSAGES).increment(1);
     histogram!(FEED_DELIVERY_SECONDS).record(delay_seconds);
+}
+
+pub(crate) fn speech_delivered(kind: &'static str, delay_seconds: f64) {
+    histogram!(SPEECH_DELAY, "type" => kind).record(delay_seconds);
 }
 
 pub(crate) fn feed_dropped(count: u64) {

@@ -12,7 +12,9 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
-use winnerr_events::{Delivery, Envelope, EventId, FeedMessage, OrgId, Subscription, UserId};
+use winnerr_events::{
+    Delivery, Envelope, Event, EventId, FeedMessage, OrgId, Subscription, UserId,
+};
 
 use crate::metrics;
 
@@ -23,6 +25,9 @@ pub struct FeedItem {
     pub agent_id: Option<UserId>,
     /// When the event was created (ms since the epoch), to measure delivery delay.
     pub ts_ms: u64,
+    /// For transcripts and alerts: the kind and the wall-clock time of the utterance's last
+    /// voiced frame, which speech latency is measured from.
+    pub spoken: Option<(&'static str, u64)>,
     /// The serialized [`FeedMessage::Event`].
     pub text: Utf8Bytes,
 }
@@ -71,11 +76,17 @@ impl Rooms {
         };
         let agent_id = event.agent_id.clone();
         let ts_ms = event.ts_ms;
+        let spoken = match &event.event {
+            Event::Transcript(t) => Some((event.event.kind(), t.last_voiced_at_ms)),
+            Event::Alert(a) => Some((event.event.kind(), a.last_voiced_at_ms)),
+            _ => None,
+        };
         let text = serde_json::to_string(&FeedMessage::Event { event })
             .expect("feed messages always serialize");
         let _ = room.send(Arc::new(FeedItem {
             agent_id,
             ts_ms,
+            spoken,
             text: text.into(),
         }));
     }

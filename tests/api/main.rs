@@ -11,3 +11,4 @@ mod observability;
 mod rest;
 mod store;
 mod two_way;
+mod voice;

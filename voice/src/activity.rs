@@ -46,6 +46,8 @@ pub struct ActivityDetector {
     voiced_ms: u64,
     /// End of the last voiced frame.
     last_voiced_end: u64,
+    /// Whether the last frame pushed was voiced.
+    last_frame_voiced: bool,
 }
 
 impl ActivityDetector {
@@ -57,6 +59,7 @@ impl ActivityDetector {
             run_start: None,
             voiced_ms: 0,
             last_voiced_end: 0,
+            last_frame_voiced: false,
         }
     }
 
@@ -65,6 +68,7 @@ impl ActivityDetector {
         let frame_ms = frame.samples.len() as u64 * 1000 / sample_rate.max(1) as u64;
         let frame_end = frame.timestamp_ms + frame_ms;
         let voiced = level_dbfs(&frame.samples) > self.config.threshold_dbfs;
+        self.last_frame_voiced = voiced;
         if voiced {
             self.last_voiced_end = frame_end;
         }
@@ -86,6 +90,16 @@ impl ActivityDetector {
             return self.stop();
         }
         None
+    }
+
+    /// Whether the last frame pushed was louder than the threshold.
+    pub fn last_frame_voiced(&self) -> bool {
+        self.last_frame_voiced
+    }
+
+    /// Whether the track is in speech now.
+    pub fn speaking(&self) -> bool {
+        self.speaking
     }
 
     /// Ends speech in progress (at the end of the audio); returns the change if there was one.

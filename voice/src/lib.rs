@@ -1,12 +1,18 @@
-//! The per-call audio pipeline: takes each call's decoded audio from ingest and turns it into the
-//! events agents and managers watch. Today it detects speech activity per track and passes DTMF
-//! and the call's start and end through, in the order they happened.
+//! The per-call voice pipeline: takes each call's decoded audio from ingest and turns it into the
+//! events agents and managers watch — speech activity, interim and final transcripts with
+//! sentiment, alerts — with one shared speech worker serving every call.
 
 pub mod activity;
+pub mod alerts;
+pub mod asr;
 mod metrics;
 mod pipeline;
 pub mod resample;
+pub mod utterance;
 
 pub use activity::{ActivityConfig, ActivityDetector};
+pub use alerts::AlertConfig;
+pub use asr::{AsrConfig, AsrWorker, Models, SpeechModels};
 pub use pipeline::{VoiceConfig, spawn};
 pub use resample::Upsampler;
+pub use utterance::UtteranceConfig;

@@ -2,12 +2,23 @@
 
 use std::sync::Once;
 
-use metrics::{counter, describe_counter, describe_gauge, gauge};
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 
 const CALLS_LIVE: &str = "winnerr_voice_calls_live";
 const FRAMES: &str = "winnerr_voice_frames_total";
 const EVENTS: &str = "winnerr_voice_events_emitted_total";
 const PUBLISH_ERRORS: &str = "winnerr_voice_publish_errors_total";
+const UTTERANCES: &str = "winnerr_voice_utterances_total";
+const UTTERANCE_SECONDS: &str = "winnerr_voice_utterance_seconds";
+const EMPTY_FINALS: &str = "winnerr_voice_empty_finals_total";
+const ASR_QUEUE: &str = "winnerr_voice_asr_queue_depth";
+const ASR_DROPPED: &str = "winnerr_voice_asr_dropped_total";
+const ASR_WAIT: &str = "winnerr_voice_asr_wait_seconds";
+const ASR_SECONDS: &str = "winnerr_voice_asr_seconds";
+const ASR_RTF: &str = "winnerr_voice_asr_real_time_factor";
+const ASR_ERRORS: &str = "winnerr_voice_asr_errors_total";
 
 pub(crate) fn describe() {
     static ONCE: Once = Once::new();
@@ -16,6 +27,15 @@ pub(crate) fn describe() {
         describe_counter!(FRAMES, "Audio frames processed, by track");
         describe_counter!(EVENTS, "Events the voice stage published, by type");
         describe_counter!(PUBLISH_ERRORS, "Events the bus refused, by type");
+        describe_counter!(UTTERANCES, "Utterances cut from tracks, by track");
+        describe_histogram!(UTTERANCE_SECONDS, metrics::Unit::Seconds, "Length of utterances sent for a final transcript");
+        describe_counter!(EMPTY_FINALS, "Utterances whose final transcript was empty (noise, or rejected as no speech)");
+        describe_gauge!(ASR_QUEUE, "Speech jobs waiting for the worker, by kind (final, interim)");
+        describe_counter!(ASR_DROPPED, "Interim speech jobs dropped, by reason (superseded, overload, call_ended)");
+        describe_histogram!(ASR_WAIT, metrics::Unit::Seconds, "Time speech jobs waited in the queue, by kind");
+        describe_histogram!(ASR_SECONDS, metrics::Unit::Seconds, "Time to transcribe (and classify) a speech job, by kind");
+        describe_histogram!(ASR_RTF, "Transcription time over audio length, by kind: above 1 the worker falls behind");
+        describe_counter!(ASR_ERRORS, "Speech jobs that failed, by kind");
     });
 }
 
@@ -37,4 +57,33 @@ pub(crate) fn emitted(kind: &'static str) {
 
 pub(crate) fn publish_failed(kind: &'static str) {
     counter!(PUBLISH_ERRORS, "type" => kind).increment(1);
+}
+
+pub(crate) fn utterance(track: &'static str, seconds: f64) {
+    counter!(UTTERANCES, "track" => track).increment(1);
+    histogram!(UTTERANCE_SECONDS).record(seconds);
+}
+
+pub(crate) fn empty_final(track: &'static str) {
+    counter!(EMPTY_FINALS, "track" => track).increment(1);
+}
+
+pub(crate) fn asr_queue(finals: usize, interims: usize) {
+    gauge!(ASR_QUEUE, "kind" => "final").set(finals as f64);
+    gauge!(ASR_QUEUE, "kind" => "interim").set(interims as f64);
+}
+
+pub(crate) fn asr_dropped(reason: &'static str) {
+    counter!(ASR_DROPPED, "reason" => reason).increment(1);
+}
+
+pub(crate) fn asr_done(kind: &'static str, waited: Duration, took: Duration, audio_s: f64, failed: bool) {
+    histogram!(ASR_WAIT, "kind" => kind).record(waited.as_secs_f64());
+    histogram!(ASR_SECONDS, "kind" => kind).record(took.as_secs_f64());
+    if audio_s > 0.0 {
+        histogram!(ASR_RTF, "kind" => kind).record(took.as_secs_f64() / audio_s);
+    }
+    if failed {
+        counter!(ASR_ERRORS, "kind" => kind).increment(1);
+    }
 }

@@ -1,36 +1,49 @@
-//! One task per call: reads the call's inputs in order and publishes its events.
+//! One task per call: reads the call's inputs in order, cuts each track into utterances, sends
+//! them to the shared speech worker, and publishes the call's events — activity, interim and final
+//! transcripts with sentiment, alerts, DTMF, start and end — in the order they happened.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 use winnerr_events::{
-    Bus, CallAudio, CallContext, CallEnded, CallInput, EndReason, Envelope, Event, StreamStats,
-    Track,
+    Alert, Bus, CallAudio, CallContext, CallEnded, CallInput, EndReason, Envelope, Event,
+    SentimentScore, StreamStats, Track, Transcript,
 };
 
-use crate::activity::{ActivityConfig, ActivityDetector};
+use crate::alerts::{AlertConfig, Rolling, keywords_in};
+use crate::asr::{AsrResult, AsrWorker, Job, JobKind, UtteranceKey};
 use crate::metrics;
+use crate::utterance::{Segmented, Segmenter, StablePrefix, UtteranceConfig};
 
 /// Settings of the voice stage.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct VoiceConfig {
-    pub activity: ActivityConfig,
+    pub utterance: UtteranceConfig,
+    pub alerts: AlertConfig,
 }
 
+/// How long a call's end waits for its last finals from the speech worker.
+const FINALS_DEADLINE: Duration = Duration::from_secs(30);
+
 /// Runs the voice stage: every call that arrives on `calls` is processed on its own task until
-/// its `Ended`. Returns when `calls` closes and every call has finished.
+/// its `Ended`. Without a speech worker, calls get activity, DTMF, start and end only. Returns
+/// when `calls` closes and every call has finished.
 pub fn spawn(
     mut calls: mpsc::Receiver<CallAudio>,
     bus: Arc<dyn Bus>,
     config: VoiceConfig,
+    asr: Option<AsrWorker>,
 ) -> JoinHandle<()> {
     metrics::describe();
+    let config = Arc::new(config);
     tokio::spawn(async move {
         let mut running = tokio::task::JoinSet::new();
         while let Some(call) = calls.recv().await {
-            running.spawn(run_call(call, bus.clone(), config));
+            running.spawn(run_call(call, bus.clone(), config.clone(), asr.clone()));
             // Reap finished calls so the set does not grow with the process's lifetime.
             while running.try_join_next().is_some() {}
         }
@@ -49,41 +62,186 @@ async fn publish(bus: &dyn Bus, call: &CallContext, event: Event) {
     }
 }
 
-async fn run_call(audio: CallAudio, bus: Arc<dyn Bus>, config: VoiceConfig) {
-    let CallAudio {
-        call,
-        started,
-        mut inputs,
-    } = audio;
+/// Where one track's open utterance stands.
+#[derive(Default)]
+struct TrackState {
+    /// The open utterance's number and its stable prefix.
+    open: Option<(u32, StablePrefix)>,
+    /// Times of utterances waiting for their final: number → (start, end, last voiced).
+    pending: std::collections::HashMap<u32, (u64, u64, u64)>,
+    /// Times of the open utterance's latest interim snapshot.
+    interim_times: Option<(u64, u64, u64)>,
+    rolling: Rolling,
+}
+
+struct CallRun {
+    call: CallContext,
+    bus: Arc<dyn Bus>,
+    config: Arc<VoiceConfig>,
+    asr: Option<AsrWorker>,
+    results: mpsc::UnboundedSender<AsrResult>,
+    live: Arc<AtomicBool>,
+    tracks: [TrackState; 2],
+}
+
+impl CallRun {
+    async fn segmented(&mut self, track: Track, outputs: Vec<Segmented>) {
+        for output in outputs {
+            match output {
+                Segmented::Activity(change) => {
+                    publish(self.bus.as_ref(), &self.call, Event::AudioActivity(change)).await;
+                }
+                Segmented::Interim { number, audio, start_ms, end_ms, last_voiced_at_ms } => {
+                    let state = &mut self.tracks[track.index()];
+                    if state.open.as_ref().is_none_or(|(n, _)| *n != number) {
+                        state.open = Some((number, StablePrefix::default()));
+                    }
+                    state.interim_times = Some((start_ms, end_ms, last_voiced_at_ms));
+                    self.submit(track, number, JobKind::Interim, audio);
+                }
+                Segmented::Final(u) => {
+                    let state = &mut self.tracks[track.index()];
+                    if state.open.as_ref().is_some_and(|(n, _)| *n == u.number) {
+                        state.open = None;
+                    }
+                    state.pending.insert(u.number, (u.start_ms, u.end_ms, u.last_voiced_at_ms));
+                    metrics::utterance(track.as_str(), u.audio.len() as f64 / 16_000.0);
+                    self.submit(track, u.number, JobKind::Final, u.audio);
+                }
+            }
+        }
+    }
+
+    fn submit(&self, track: Track, utterance: u32, kind: JobKind, audio: Vec<f32>) {
+        let Some(asr) = &self.asr else { return };
+        let key = UtteranceKey { call: self.call.call_id.clone(), track, utterance };
+        asr.submit(Job::new(key, kind, audio, self.results.clone(), self.live.clone()));
+    }
+
+    fn pending_finals(&self) -> usize {
+        self.tracks.iter().map(|t| t.pending.len()).sum()
+    }
+
+    async fn result(&mut self, result: AsrResult) {
+        let track = result.key.track;
+        let number = result.key.utterance;
+        let Ok(text) = result.text else {
+            self.tracks[track.index()].pending.remove(&number);
+            return;
+        };
+        let state = &mut self.tracks[track.index()];
+        match result.kind {
+            JobKind::Interim => {
+                // Only for the utterance still open: a late interim must not follow its final.
+                let Some((open, prefix)) = &mut state.open else { return };
+                if *open != number || text.is_empty() {
+                    return;
+                }
+                let (shown, stable) = prefix.update(&text);
+                let Some((start_ms, end_ms, last_voiced_at_ms)) = state.interim_times else { return };
+                let event = Transcript {
+                    track,
+                    utterance: number,
+                    is_final: false,
+                    text: shown,
+                    stable_text: stable,
+                    start_ms,
+                    end_ms,
+                    last_voiced_at_ms,
+                    sentiment: None,
+                };
+                publish(self.bus.as_ref(), &self.call, Event::Transcript(event)).await;
+            }
+            JobKind::Final => {
+                let Some((start_ms, end_ms, last_voiced_at_ms)) = state.pending.remove(&number) else { return };
+                if text.is_empty() {
+                    metrics::empty_final(track.as_str());
+                    return;
+                }
+                let mut alerts = Vec::new();
+                let sentiment = result.sentiment.map(|s| {
+                    let (rolling, drop) = state.rolling.add(s.score(), &self.config.alerts);
+                    alerts.extend(drop);
+                    SentimentScore { label: s.label.as_str().to_string(), probabilities: s.probabilities, score: s.score(), rolling }
+                });
+                for keyword in keywords_in(&text, self.config.alerts.keywords_for(&self.call.org_id)) {
+                    alerts.push(winnerr_events::AlertKind::Keyword { keyword });
+                }
+                let event = Transcript {
+                    track,
+                    utterance: number,
+                    is_final: true,
+                    stable_text: text.clone(),
+                    text: text.clone(),
+                    start_ms,
+                    end_ms,
+                    last_voiced_at_ms,
+                    sentiment,
+                };
+                publish(self.bus.as_ref(), &self.call, Event::Transcript(event)).await;
+                for kind in alerts {
+                    let alert = Alert { track, utterance: number, kind, text: text.clone(), last_voiced_at_ms };
+                    publish(self.bus.as_ref(), &self.call, Event::Alert(alert)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn run_call(audio: CallAudio, bus: Arc<dyn Bus>, config: Arc<VoiceConfig>, asr: Option<AsrWorker>) {
+    let CallAudio { call, started, mut inputs } = audio;
     let sample_rate = started.media_format.sample_rate;
     metrics::call_started();
     publish(bus.as_ref(), &call, Event::CallStarted(started)).await;
-    let mut detectors = Track::ALL.map(|track| ActivityDetector::new(track, config.activity));
+    let (results_tx, mut results) = mpsc::unbounded_channel();
+    let mut run = CallRun {
+        call,
+        bus,
+        config: config.clone(),
+        asr,
+        results: results_tx,
+        live: Arc::new(AtomicBool::new(true)),
+        tracks: Default::default(),
+    };
+    let transcribing = run.asr.is_some();
+    let mut segmenters = Track::ALL.map(|track| Segmenter::with_audio(track, config.utterance, transcribing));
     let ended = loop {
-        match inputs.recv().await {
-            Some(CallInput::Frame(frame)) => {
-                metrics::frame(frame.track.as_str());
-                if let Some(change) = detectors[frame.track.index()].push(&frame, sample_rate) {
-                    publish(bus.as_ref(), &call, Event::AudioActivity(change)).await;
+        tokio::select! {
+            biased;
+            Some(result) = results.recv() => run.result(result).await,
+            input = inputs.recv() => match input {
+                Some(CallInput::Frame(frame)) => {
+                    metrics::frame(frame.track.as_str());
+                    match segmenters[frame.track.index()].push(&frame, sample_rate) {
+                        Ok(outputs) => run.segmented(frame.track, outputs).await,
+                        Err(error) => warn!(call_id = %run.call.call_id, %error, "frame not resampled"),
+                    }
                 }
-            }
-            Some(CallInput::Dtmf(dtmf)) => publish(bus.as_ref(), &call, Event::Dtmf(dtmf)).await,
-            Some(CallInput::Ended(ended)) => break ended,
-            None => {
-                debug!(call_id = %call.call_id, "call inputs closed without an end");
-                break CallEnded {
-                    reason: EndReason::Abandoned,
-                    duration_ms: 0,
-                    stats: StreamStats::default(),
-                };
-            }
+                Some(CallInput::Dtmf(dtmf)) => publish(run.bus.as_ref(), &run.call, Event::Dtmf(dtmf)).await,
+                Some(CallInput::Ended(ended)) => break ended,
+                None => {
+                    debug!(call_id = %run.call.call_id, "call inputs closed without an end");
+                    break CallEnded { reason: EndReason::Abandoned, duration_ms: 0, stats: StreamStats::default() };
+                }
+            },
         }
     };
-    for detector in &mut detectors {
-        if let Some(change) = detector.stop() {
-            publish(bus.as_ref(), &call, Event::AudioActivity(change)).await;
+    // Speech in progress ends with the call; its final still comes, before the call's end.
+    run.live.store(false, Ordering::Relaxed);
+    for (track, segmenter) in Track::ALL.into_iter().zip(&mut segmenters) {
+        let outputs = segmenter.stop();
+        run.segmented(track, outputs).await;
+    }
+    let deadline = tokio::time::Instant::now() + FINALS_DEADLINE;
+    while run.asr.is_some() && run.pending_finals() > 0 {
+        match tokio::time::timeout_at(deadline, results.recv()).await {
+            Ok(Some(result)) => run.result(result).await,
+            _ => {
+                warn!(call_id = %run.call.call_id, pending = run.pending_finals(), "call ended before its last finals");
+                break;
+            }
         }
     }
-    publish(bus.as_ref(), &call, Event::CallEnded(ended)).await;
+    publish(run.bus.as_ref(), &run.call, Event::CallEnded(ended)).await;
     metrics::call_ended();
 }

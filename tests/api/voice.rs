@@ -1,0 +1,129 @@
+//! Calls through the real WebSocket with the real models: transcripts per track, interims before
+//! their finals, sentiment on every final, nothing for silence and line noise, and a final for a
+//! track cut off mid-word.
+
+use std::sync::Arc;
+
+use winnerr_events::{Envelope, Event, Role, Track, Transcript};
+use winnerr_ingest::simulator::decode_wav_8k;
+use winnerr_ingest::{CallScript, Pace};
+use winnerr_models::text::word_errors;
+
+use crate::helpers::*;
+
+fn clip(name: &str) -> Vec<i16> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/audio").join(name);
+    decode_wav_8k(std::fs::File::open(&path).unwrap(), name).unwrap()
+}
+
+fn silence(seconds: f32) -> Vec<i16> {
+    vec![0; (seconds * 8000.0) as usize]
+}
+
+fn transcripts(events: &[Arc<Envelope>]) -> Vec<&Transcript> {
+    events
+        .iter()
+        .filter_map(|e| if let Event::Transcript(t) = &e.event { Some(t) } else { None })
+        .collect()
+}
+
+fn finals_text(events: &[Arc<Envelope>], track: Track) -> String {
+    let finals: Vec<&str> = transcripts(events)
+        .into_iter()
+        .filter(|t| t.is_final && t.track == track)
+        .map(|t| t.text.as_str())
+        .collect();
+    finals.join(" ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_track_call_is_transcribed_per_track_with_interims_first_and_sentiment_on_finals() {
+    let test = spawn_app_with(|c| c.asr = true).await;
+    let mut manager = test.feed("acme", "manager-1", Role::Manager).await;
+    // The caller says two things; the agent answers after both.
+    let (goforward, forever, cards) = (clip("ps_goforward.wav"), clip("ps_forever_input_2.wav"), clip("ps_cards_005.wav"));
+    let mut inbound = goforward.clone();
+    inbound.extend(silence(1.2));
+    inbound.extend(&forever);
+    inbound.extend(silence(1.2 + cards.len() as f32 / 8000.0 + 1.0));
+    let mut outbound = silence(goforward.len() as f32 / 8000.0 + 1.2 + forever.len() as f32 / 8000.0 + 1.2);
+    outbound.extend(&cards);
+    outbound.extend(silence(1.0));
+    outbound.truncate(inbound.len());
+    let mut script = CallScript::new(identity("acme", Some("agent-1"), Some("lead-1")), inbound);
+    script.outbound = Some(outbound);
+    script.pace = Pace::RealTime;
+    test.simulator().play(&script, |_| {}).await.unwrap();
+
+    let events = manager.call_events(&call_id(&script.call_sid)).await;
+    let caller = finals_text(&events, Track::Inbound);
+    let agent = finals_text(&events, Track::Outbound);
+    let (errors, words) = word_errors("go forward ten meters feels like these days go on forever", &caller);
+    assert!(errors as f64 / words as f64 <= 0.15, "caller: {caller:?}");
+    let (errors, words) = word_errors("eight of spades four of clubs seven of hearts", &agent);
+    assert!(errors as f64 / words as f64 <= 0.15, "agent: {agent:?}");
+
+    let all = transcripts(&events);
+    let finals: Vec<&&Transcript> = all.iter().filter(|t| t.is_final).collect();
+    assert_eq!(finals.len(), 3, "three utterances: {all:#?}");
+    for f in &finals {
+        let s = f.sentiment.as_ref().unwrap_or_else(|| panic!("final without sentiment: {f:?}"));
+        assert!((s.probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-3);
+        assert!(f.start_ms < f.end_ms && f.last_voiced_at_ms > 0);
+        // Interims of this utterance all come before it, and at least one came.
+        let position = all.iter().position(|t| std::ptr::eq(*t, **f)).unwrap();
+        let interims: Vec<usize> = all
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| !t.is_final && t.track == f.track && t.utterance == f.utterance)
+            .map(|(i, _)| i)
+            .collect();
+        assert!(!interims.is_empty(), "no interim before {f:?}");
+        assert!(interims.iter().all(|&i| i < position), "an interim after its final: {all:#?}");
+        for &i in &interims {
+            assert!(all[i].text.starts_with(&all[i].stable_text), "{:?}", all[i]);
+        }
+    }
+    // The end of the call comes after every transcript.
+    assert!(matches!(events.last().map(|e| &e.event), Some(Event::CallEnded(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_and_line_noise_give_no_transcript() {
+    let test = spawn_app_with(|c| c.asr = true).await;
+    let mut manager = test.feed("acme", "manager-1", Role::Manager).await;
+    // Hiss loud enough to count as activity (about -30 dBFS), between stretches of silence.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut audio = silence(1.0);
+    audio.extend((0..2 * 8000).map(|_| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 48) as i16 as f32 * 0.05) as i16
+    }));
+    audio.extend(silence(1.0));
+    let mut script = CallScript::new(identity("acme", Some("agent-1"), None), audio);
+    script.pace = Pace::Fast;
+    test.simulator().play(&script, |_| {}).await.unwrap();
+    let events = manager.call_events(&call_id(&script.call_sid)).await;
+    assert!(
+        events.iter().any(|e| matches!(&e.event, Event::AudioActivity(_))),
+        "the noise should count as activity, or this test shows nothing"
+    );
+    assert!(transcripts(&events).is_empty(), "noise was transcribed: {:?}", transcripts(&events));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_track_that_stops_mid_word_gets_its_final_at_stop() {
+    let test = spawn_app_with(|c| c.asr = true).await;
+    let mut manager = test.feed("acme", "manager-1", Role::Manager).await;
+    // "go forward ten meters", cut inside "ten", and the stream stops right there.
+    let mut audio = clip("ps_goforward.wav");
+    audio.truncate((1.9 * 8000.0) as usize);
+    let mut script = CallScript::new(identity("acme", Some("agent-1"), None), audio);
+    script.pace = Pace::Fast;
+    test.simulator().play(&script, |_| {}).await.unwrap();
+    let events = manager.call_events(&call_id(&script.call_sid)).await;
+    let text = finals_text(&events, Track::Inbound);
+    assert!(text.to_lowercase().contains("forward"), "final at stop: {text:?}");
+}

@@ -1,0 +1,328 @@
+//! The shared speech worker: one model serves every call. It owns its queue on dedicated threads
+//! (never the async runtime); calls submit utterances and get results back on their own channel.
+//!
+//! Policy: finals before interims, oldest first. Finals are never dropped. At most one interim
+//! per track waits (a newer one replaces it, a final removes it), and when more than
+//! `max_interims_waiting` wait, the oldest is dropped. Interims of calls that ended are skipped.
+//! Utterances are not batched: batching gained at most ~20% throughput here and multiplied each
+//! utterance's latency (see the models issue), and latency is what agents feel.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use winnerr_events::{CallId, Track};
+use winnerr_models::{DecodeOptions, Sentiment, SentimentModel, Whisper};
+
+use crate::metrics;
+
+/// What the worker runs: speech to text, and text to sentiment.
+pub trait SpeechModels: Send + Sync + 'static {
+    /// Text of 16 kHz mono audio ("" for silence or noise).
+    fn transcribe(&self, audio: &[f32]) -> Result<String, String>;
+    fn sentiment(&self, text: &str) -> Result<Sentiment, String>;
+}
+
+/// Whisper and the sentiment model, loaded once per process.
+pub struct Models {
+    pub whisper: Whisper,
+    pub sentiment: SentimentModel,
+    pub options: DecodeOptions,
+}
+
+impl SpeechModels for Models {
+    fn transcribe(&self, audio: &[f32]) -> Result<String, String> {
+        self.whisper.transcribe(audio, &self.options).map(|t| t.text).map_err(|e| e.to_string())
+    }
+
+    fn sentiment(&self, text: &str) -> Result<Sentiment, String> {
+        let mut all = self.sentiment.classify(&[text]).map_err(|e| e.to_string())?;
+        all.pop().ok_or_else(|| "no sentiment returned".to_string())
+    }
+}
+
+/// Interim hypotheses or the final transcript of an utterance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    Interim,
+    Final,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Interim => "interim",
+            JobKind::Final => "final",
+        }
+    }
+}
+
+/// Which utterance a job or result belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UtteranceKey {
+    pub call: CallId,
+    pub track: Track,
+    pub utterance: u32,
+}
+
+/// One utterance (or its start, for an interim) to transcribe.
+pub struct Job {
+    pub key: UtteranceKey,
+    pub kind: JobKind,
+    /// 16 kHz mono.
+    pub audio: Vec<f32>,
+    /// Where the result goes: the call's own channel.
+    pub reply: mpsc::UnboundedSender<AsrResult>,
+    /// Cleared when the call ends: its waiting interims are skipped.
+    pub live: Arc<AtomicBool>,
+    enqueued: Instant,
+}
+
+impl Job {
+    pub fn new(
+        key: UtteranceKey,
+        kind: JobKind,
+        audio: Vec<f32>,
+        reply: mpsc::UnboundedSender<AsrResult>,
+        live: Arc<AtomicBool>,
+    ) -> Self {
+        Self { key, kind, audio, reply, live, enqueued: Instant::now() }
+    }
+}
+
+/// What the worker made of a job.
+#[derive(Debug)]
+pub struct AsrResult {
+    pub key: UtteranceKey,
+    pub kind: JobKind,
+    pub text: Result<String, String>,
+    /// Finals with text only.
+    pub sentiment: Option<Sentiment>,
+    pub waited: Duration,
+    pub took: Duration,
+}
+
+/// Worker settings.
+#[derive(Debug, Clone, Copy)]
+pub struct AsrConfig {
+    /// Threads running the model. One uses every core through Candle's own thread pool; more
+    /// overlap utterances at the cost of each one's latency.
+    pub threads: usize,
+    pub max_interims_waiting: usize,
+}
+
+impl Default for AsrConfig {
+    fn default() -> Self {
+        Self { threads: 1, max_interims_waiting: 8 }
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    finals: VecDeque<Job>,
+    interims: VecDeque<Job>,
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+}
+
+/// Handle to the worker; dropping the last one stops its threads after the queue drains.
+#[derive(Clone)]
+pub struct AsrWorker {
+    shared: Arc<Shared>,
+    config: AsrConfig,
+    _threads: Arc<Threads>,
+}
+
+struct Threads {
+    shared: Arc<Shared>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        self.shared.queue.lock().expect("asr queue lock").closed = true;
+        self.shared.ready.notify_all();
+        for handle in self.handles.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl AsrWorker {
+    /// Starts `config.threads` threads running `models`.
+    pub fn start(models: Arc<dyn SpeechModels>, config: AsrConfig) -> Self {
+        metrics::describe();
+        let shared = Arc::new(Shared { queue: Mutex::new(Queue::default()), ready: Condvar::new() });
+        let handles = (0..config.threads.max(1))
+            .map(|i| {
+                let shared = shared.clone();
+                let models = models.clone();
+                std::thread::Builder::new()
+                    .name(format!("asr-{i}"))
+                    .spawn(move || run(&shared, models.as_ref()))
+                    .expect("an ASR thread starts")
+            })
+            .collect();
+        Self { shared: shared.clone(), config, _threads: Arc::new(Threads { shared, handles }) }
+    }
+
+    /// Queues a job under the policy above.
+    pub fn submit(&self, job: Job) {
+        let mut q = self.shared.queue.lock().expect("asr queue lock");
+        // Whatever interim of this track waits is out of date now.
+        let before = q.interims.len();
+        q.interims.retain(|j| !(j.key.call == job.key.call && j.key.track == job.key.track));
+        for _ in q.interims.len()..before {
+            metrics::asr_dropped("superseded");
+        }
+        match job.kind {
+            JobKind::Final => q.finals.push_back(job),
+            JobKind::Interim => {
+                q.interims.push_back(job);
+                while q.interims.len() > self.config.max_interims_waiting {
+                    q.interims.pop_front();
+                    metrics::asr_dropped("overload");
+                }
+            }
+        }
+        metrics::asr_queue(q.finals.len(), q.interims.len());
+        drop(q);
+        self.shared.ready.notify_one();
+    }
+
+    /// Jobs waiting now (finals, interims).
+    pub fn waiting(&self) -> (usize, usize) {
+        let q = self.shared.queue.lock().expect("asr queue lock");
+        (q.finals.len(), q.interims.len())
+    }
+}
+
+fn next_job(shared: &Shared) -> Option<Job> {
+    let mut q = shared.queue.lock().expect("asr queue lock");
+    loop {
+        if let Some(job) = q.finals.pop_front() {
+            metrics::asr_queue(q.finals.len(), q.interims.len());
+            return Some(job);
+        }
+        while let Some(job) = q.interims.pop_front() {
+            if job.live.load(Ordering::Relaxed) && !job.reply.is_closed() {
+                metrics::asr_queue(q.finals.len(), q.interims.len());
+                return Some(job);
+            }
+            metrics::asr_dropped("call_ended");
+        }
+        if q.closed {
+            return None;
+        }
+        q = shared.ready.wait(q).expect("asr queue lock");
+    }
+}
+
+fn run(shared: &Shared, models: &dyn SpeechModels) {
+    while let Some(job) = next_job(shared) {
+        let waited = job.enqueued.elapsed();
+        let started = Instant::now();
+        let text = models.transcribe(&job.audio);
+        let sentiment = match (&text, job.kind) {
+            (Ok(text), JobKind::Final) if !text.is_empty() => match models.sentiment(text) {
+                Ok(s) => Some(s),
+                Err(error) => {
+                    tracing::warn!(call_id = %job.key.call, %error, "sentiment failed");
+                    None
+                }
+            },
+            _ => None,
+        };
+        let took = started.elapsed();
+        let audio_s = job.audio.len() as f64 / 16_000.0;
+        metrics::asr_done(job.kind.as_str(), waited, took, audio_s, text.is_err());
+        if let Err(error) = &text {
+            tracing::warn!(call_id = %job.key.call, track = job.key.track.as_str(), %error, "transcription failed");
+        }
+        let result = AsrResult { key: job.key, kind: job.kind, text, sentiment, waited, took };
+        let _ = job.reply.send(result); // the call may have gone; nothing to do then
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use winnerr_models::SentimentLabel;
+
+    /// Echoes the audio length and blocks until released, so the queue can be inspected.
+    struct Gate {
+        open: Mutex<bool>,
+        cv: Condvar,
+    }
+
+    impl SpeechModels for Gate {
+        fn transcribe(&self, audio: &[f32]) -> Result<String, String> {
+            let mut open = self.open.lock().unwrap();
+            while !*open {
+                open = self.cv.wait(open).unwrap();
+            }
+            Ok(format!("{} samples", audio.len()))
+        }
+        fn sentiment(&self, _: &str) -> Result<Sentiment, String> {
+            Ok(Sentiment { label: SentimentLabel::Neutral, probabilities: [0.0, 1.0, 0.0] })
+        }
+    }
+
+    fn key(call: &str, track: Track, utterance: u32) -> UtteranceKey {
+        UtteranceKey { call: CallId::parse(call).unwrap(), track, utterance }
+    }
+
+    #[tokio::test]
+    async fn finals_go_first_interims_are_superseded_and_dropped_under_overload() {
+        let gate = Arc::new(Gate { open: Mutex::new(false), cv: Condvar::new() });
+        let worker = AsrWorker::start(gate.clone(), AsrConfig { threads: 1, max_interims_waiting: 2 });
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let live = Arc::new(AtomicBool::new(true));
+        let job = |k, kind, n| Job::new(k, kind, vec![0.0; n], tx.clone(), live.clone());
+        // The first job occupies the worker (blocked at the gate).
+        worker.submit(job(key("CA0", Track::Inbound, 1), JobKind::Interim, 1));
+        while worker.waiting() != (0, 0) {
+            tokio::task::yield_now().await;
+        }
+        worker.submit(job(key("CA1", Track::Inbound, 1), JobKind::Interim, 10));
+        worker.submit(job(key("CA1", Track::Inbound, 1), JobKind::Interim, 20)); // replaces 10
+        worker.submit(job(key("CA2", Track::Inbound, 1), JobKind::Interim, 30));
+        worker.submit(job(key("CA3", Track::Outbound, 1), JobKind::Interim, 40)); // 20 dropped
+        worker.submit(job(key("CA2", Track::Inbound, 1), JobKind::Final, 50)); // removes 30
+        assert_eq!(worker.waiting(), (1, 1));
+        *gate.open.lock().unwrap() = true;
+        gate.cv.notify_all();
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            let r = rx.recv().await.unwrap();
+            order.push((r.kind, r.text.unwrap()));
+        }
+        assert_eq!(
+            order,
+            vec![
+                (JobKind::Interim, "1 samples".to_string()),
+                (JobKind::Final, "50 samples".to_string()),
+                (JobKind::Interim, "40 samples".to_string()),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn interims_of_an_ended_call_are_skipped_but_finals_run() {
+        let gate = Arc::new(Gate { open: Mutex::new(true), cv: Condvar::new() });
+        let worker = AsrWorker::start(gate, AsrConfig::default());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let live = Arc::new(AtomicBool::new(false));
+        worker.submit(Job::new(key("CA1", Track::Inbound, 1), JobKind::Interim, vec![0.0; 5], tx.clone(), live.clone()));
+        worker.submit(Job::new(key("CA1", Track::Outbound, 2), JobKind::Final, vec![0.0; 7], tx, live));
+        let r = rx.recv().await.unwrap();
+        assert_eq!((r.kind, r.text.unwrap()), (JobKind::Final, "7 samples".to_string()));
+        assert!(r.sentiment.is_some(), "finals with text get a sentiment");
+    }
+}
