@@ -106,7 +106,7 @@ fn faster_whisper(python: &str, dir: &ModelDir, clips: &[evaluate::Clip], phone:
     println!("| system | {} | WER | ours / theirs at 3 s |", LENGTHS.map(|l| format!("{l} s")).join(" | "));
     println!("|---|{}---|---|", "---|".repeat(LENGTHS.len()));
     println!("| ours (default) | {} | (above) | 1.00 |", ours.iter().map(|ms| format!("{ms:.0}")).collect::<Vec<_>>().join(" | "));
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("faster_whisper.py");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("run_faster_whisper.py");
     for compute in ["int8", "float32"] {
         let output = std::process::Command::new(python)
             .arg(&script)

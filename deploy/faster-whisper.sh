@@ -2,7 +2,7 @@
 # The reference a user would pick instead of our Whisper: faster-whisper (CTranslate2) on the very
 # same CTranslate2 tiny.en files. `deploy/faster-whisper.sh install` makes a virtualenv with pinned
 # versions under ~/.cache/winnerr/tools and prints its python; `benches/asr.rs` runs
-# `benches/faster_whisper.py` with it when WINNERR_FASTER_WHISPER_PYTHON names it.
+# `benches/run_faster_whisper.py` with it when WINNERR_FASTER_WHISPER_PYTHON names it.
 set -euo pipefail
 tools="${WINNERR_TOOLS_DIR:-$HOME/.cache/winnerr/tools}"
 venv="$tools/faster-whisper-1.2.0"

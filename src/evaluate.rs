@@ -160,6 +160,8 @@ pub struct SentimentReport {
     pub ours_clear: Accuracy,
     pub vader_all: Accuracy,
     pub vader_clear: Accuracy,
+    /// Clear cases per source file (the source id's prefix): ours, VADER.
+    pub clear_by_source: std::collections::BTreeMap<String, (Accuracy, Accuracy)>,
 }
 
 pub fn evaluate_sentiment(model: &SentimentModel, sentences: &[RatedSentence]) -> anyhow::Result<SentimentReport> {
@@ -170,6 +172,7 @@ pub fn evaluate_sentiment(model: &SentimentModel, sentences: &[RatedSentence]) -
         ours_clear: Accuracy::default(),
         vader_all: Accuracy::default(),
         vader_clear: Accuracy::default(),
+        clear_by_source: Default::default(),
     };
     for batch in held_out.chunks(64) {
         let texts: Vec<&str> = batch.iter().map(|s| s.text.as_str()).collect();
@@ -181,6 +184,10 @@ pub fn evaluate_sentiment(model: &SentimentModel, sentences: &[RatedSentence]) -
             if let Some(clear) = sentence.clear_label() {
                 report.ours_clear.add(clear, ours.label);
                 report.vader_clear.add(clear, lexicon);
+                let source = sentence.source_id.split(['_', ':']).next().unwrap_or("").to_string();
+                let (o, v) = report.clear_by_source.entry(source).or_default();
+                o.add(clear, ours.label);
+                v.add(clear, lexicon);
             }
         }
     }

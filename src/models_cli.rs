@@ -107,6 +107,14 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
                 report.vader_clear.accuracy()
             );
             println!("  all held-out:      ours {:.3}, VADER {:.3}", report.ours_all.accuracy(), report.vader_all.accuracy());
+            for (source, (ours, vader)) in &report.clear_by_source {
+                println!(
+                    "  clear, {source:<22} ({:>4}): ours {:.3}, VADER {:.3}",
+                    ours.total(),
+                    ours.accuracy(),
+                    vader.accuracy()
+                );
+            }
             println!("\n  ours, clear cases:\n{}", report.ours_clear.render());
             println!("  ours, all held-out:\n{}", report.ours_all.render());
             println!("  VADER, clear cases:\n{}", report.vader_clear.render());

@@ -12,6 +12,9 @@ const SECONDS_BUCKETS: &[f64] = &[
     5.0, 10.0,
 ];
 
+/// Buckets for real-time factors (processing time over audio time): above 1 is behind.
+const RATIO_BUCKETS: &[f64] = &[0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0];
+
 /// Samples the process's CPU, memory, threads and files.
 fn process_collector() -> &'static metrics_process::Collector {
     static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
@@ -34,6 +37,8 @@ pub fn prometheus() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+            .expect("buckets are not empty")
+            .set_buckets_for_metric(Matcher::Suffix("_real_time_factor".into()), RATIO_BUCKETS)
             .expect("buckets are not empty")
             .install_recorder()
             .expect("the Prometheus recorder is installed only here, once")

@@ -85,10 +85,13 @@ fn metrics_in(expr: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exported_metrics_pass_promtool_and_the_dashboard_asks_only_for_them() {
-    let test = spawn_app().await;
-    let _feed = test.feed("acme", "manager-1", Role::Manager).await;
+    // With speech recognition on, so the speech worker's series are on the page too.
+    let test = spawn_app_with(|c| c.asr = true).await;
+    let mut feed = test.feed("acme", "manager-1", Role::Manager).await;
     let script = CallScript::new(identity("acme", None, None), caller_speech());
     test.simulator().play(&script, |_| {}).await.unwrap();
+    // Its transcript reached the feed (finals come before the call's end).
+    feed.call_events(&call_id(&script.call_sid)).await;
     let page = test.metrics().await;
 
     let mut check = Command::new(tool("promtool"))
@@ -113,6 +116,9 @@ async fn exported_metrics_pass_promtool_and_the_dashboard_asks_only_for_them() {
         "winnerr_ingest_streams_live",
         "winnerr_voice_events_emitted_total",
         "winnerr_gateway_feed_delivery_seconds",
+        "winnerr_gateway_speech_delivery_seconds",
+        "winnerr_voice_asr_real_time_factor",
+        "winnerr_voice_asr_queue_depth",
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
     ] {
