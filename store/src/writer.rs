@@ -16,9 +16,10 @@ use tracing::warn;
 use uuid::Uuid;
 use winnerr_events::{
     ActivityState, CallEnded, CallStarted, Delivery, EndReason, Envelope, Event, OrgId,
-    Subscription, Track,
+    Subscription, Track, Transcript,
 };
 
+use crate::crypto::{FieldPlace, Keyring};
 use crate::{Store, StoreError, metrics, set_organization};
 
 /// Most events written in one transaction.
@@ -74,7 +75,7 @@ impl StoreWriter {
             for _ in fresh.len()..ids.len() {
                 metrics::repeated();
             }
-            apply_all(&mut tx, org, &fresh).await?;
+            apply_all(&mut tx, org, &fresh, self.store.keys()).await?;
             for event in &fresh {
                 metrics::applied(event.event.kind());
             }
@@ -175,6 +176,8 @@ struct CallChanges<'a> {
     digits: HashMap<&'a str, String>,
     /// Calls ended: the last end of each call.
     ended: HashMap<&'a str, (&'a Envelope, &'a CallEnded)>,
+    /// Final transcripts: one utterance row each.
+    utterances: Vec<(&'a str, &'a Transcript)>,
 }
 
 impl<'a> CallChanges<'a> {
@@ -201,7 +204,7 @@ impl<'a> CallChanges<'a> {
                 Event::CallEnded(ended) => {
                     changes.ended.insert(call, (event, ended));
                 }
-                // Utterance rows from final transcripts: not written yet (see the store issue).
+                Event::Transcript(t) if t.is_final => changes.utterances.push((call, t)),
                 Event::Transcript(_) | Event::Alert(_) | Event::Unknown => {}
             }
         }
@@ -240,6 +243,7 @@ async fn apply_all(
     tx: &mut Transaction<'static, Postgres>,
     org: &OrgId,
     events: &[&Envelope],
+    keys: &Keyring,
 ) -> Result<(), StoreError> {
     let changes = CallChanges::gather(events);
     if !changes.started.is_empty() {
@@ -314,6 +318,9 @@ async fn apply_all(
         .execute(&mut **tx)
         .await?;
     }
+    if !changes.utterances.is_empty() {
+        write_utterances(tx, org, &changes.utterances, keys).await?;
+    }
     if !changes.ended.is_empty() {
         let mut rows = EndedRows::default();
         for (call, (event, ended)) in &changes.ended {
@@ -344,5 +351,61 @@ async fn apply_all(
         .execute(&mut **tx)
         .await?;
     }
+    Ok(())
+}
+
+/// An utterance's row id: its track and number, so a replayed final writes the same row.
+pub fn utterance_id(transcript: &Transcript) -> String {
+    format!("{}-{:05}", transcript.track.as_str(), transcript.utterance)
+}
+
+/// Final transcripts as utterance rows, the text encrypted in its place; a replay rewrites the
+/// same rows. Finals of a call this store never saw start (a writer started mid-call) are left
+/// out rather than failing the batch.
+async fn write_utterances(
+    tx: &mut Transaction<'static, Postgres>,
+    org: &OrgId,
+    finals: &[(&str, &Transcript)],
+    keys: &Keyring,
+) -> Result<(), StoreError> {
+    let (mut calls, mut ids, mut tracks, mut starts, mut ends) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ciphertexts, mut key_ids, mut labels, mut scores) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (call, t) in finals {
+        let id = utterance_id(t);
+        let row = format!("{call}/{id}");
+        let place = FieldPlace { org: org.as_str(), table: "utterances", column: "text", row: &row };
+        let sealed = keys.encrypt(&t.text, place);
+        calls.push(*call);
+        ids.push(id);
+        tracks.push(t.track.as_str());
+        starts.push(t.start_ms as i64);
+        ends.push(t.end_ms as i64);
+        ciphertexts.push(sealed.bytes);
+        key_ids.push(sealed.key_id);
+        labels.push(t.sentiment.as_ref().map(|s| s.label.clone()));
+        scores.push(t.sentiment.as_ref().map(|s| s.score));
+    }
+    sqlx::query(
+        "INSERT INTO utterances (organization_id, call_id, id, track, start_ms, end_ms, text_ciphertext, text_key_id, sentiment, sentiment_score) \
+         SELECT $1, u.call, u.id, u.track, u.start_ms, u.end_ms, u.ciphertext, u.key_id, u.label, u.score \
+         FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::bytea[], $8::text[], $9::text[], $10::float4[]) \
+              AS u(call, id, track, start_ms, end_ms, ciphertext, key_id, label, score) \
+         WHERE EXISTS (SELECT 1 FROM calls c WHERE c.organization_id = $1 AND c.id = u.call) \
+         ON CONFLICT (organization_id, call_id, id) DO UPDATE SET start_ms = EXCLUDED.start_ms, end_ms = EXCLUDED.end_ms, \
+         text_ciphertext = EXCLUDED.text_ciphertext, text_key_id = EXCLUDED.text_key_id, \
+         sentiment = EXCLUDED.sentiment, sentiment_score = EXCLUDED.sentiment_score",
+    )
+    .bind(org.as_str())
+    .bind(calls)
+    .bind(ids)
+    .bind(tracks)
+    .bind(starts)
+    .bind(ends)
+    .bind(ciphertexts)
+    .bind(key_ids)
+    .bind(labels)
+    .bind(scores)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }

@@ -127,3 +127,48 @@ async fn a_track_that_stops_mid_word_gets_its_final_at_stop() {
     let text = finals_text(&events, Track::Inbound);
     assert!(text.to_lowercase().contains("forward"), "final at stop: {text:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn final_transcripts_are_stored_encrypted_and_served_by_the_rest_api() {
+    let db = winnerr_testkit::TestDatabase::create().await;
+    let test = spawn_app_with(|c| {
+        c.asr = true;
+        on_postgres(c, &db);
+    })
+    .await;
+    let mut manager = test.feed("acme", "manager-1", Role::Manager).await;
+    let mut audio = clip("ps_goforward.wav");
+    audio.extend(silence(1.0));
+    let mut script = CallScript::new(identity("acme", Some("agent-1"), None), audio);
+    script.pace = Pace::Fast;
+    test.simulator().play(&script, |_| {}).await.unwrap();
+    let events = manager.call_events(&call_id(&script.call_sid)).await;
+    let spoken = finals_text(&events, Track::Inbound);
+    assert!(!spoken.is_empty());
+
+    let token = test.token("acme", "manager-1", Role::Manager);
+    let url = format!("http://{}/api/calls/{}/utterances", test.app.addr, script.call_sid);
+    let items = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let response = reqwest::Client::new().get(&url).bearer_auth(&token).send().await.unwrap();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            match body["items"].as_array() {
+                Some(items) if !items.is_empty() => return items.clone(),
+                _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await
+    .expect("the utterance is stored");
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["text"], spoken.as_str());
+    assert_eq!(items[0]["track"], "inbound");
+    assert!(items[0]["sentiment"].is_string(), "{items:?}");
+    // At rest the text is ciphertext.
+    use sqlx::Connection;
+    let mut owner = sqlx::PgConnection::connect(&db.owner_url).await.unwrap();
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT text_ciphertext FROM utterances").fetch_one(&mut owner).await.unwrap();
+    assert!(!String::from_utf8_lossy(&stored).contains("forward"));
+    test.app.shutdown().await;
+    db.drop_database().await;
+}
