@@ -114,6 +114,24 @@ pub struct Transcript {
     pub decode_s: f32,
 }
 
+impl Transcript {
+    /// No text, nothing decoded: for no audio, or audio too quiet to hold speech.
+    fn empty(audio_s: f32, rejected: Option<Rejected>) -> Self {
+        Self {
+            text: String::new(),
+            segments: Vec::new(),
+            avg_logprob: 0.0,
+            no_speech_prob: 1.0,
+            tokens: 0,
+            rejected,
+            loop_cut: false,
+            audio_s,
+            encode_s: 0.0,
+            decode_s: 0.0,
+        }
+    }
+}
+
 const SECONDS_PER_TIMESTAMP: f32 = 0.02;
 const WINDOW_SAMPLES: usize = 30 * mel::SAMPLE_RATE;
 /// Whisper's cap on the first timestamp (1 s).
@@ -147,18 +165,7 @@ pub(super) fn transcribe(whisper: &Whisper, samples: &[f32], options: &DecodeOpt
             }
         });
     }
-    Ok(total.unwrap_or_else(|| Transcript {
-        text: String::new(),
-        segments: Vec::new(),
-        avg_logprob: 0.0,
-        no_speech_prob: 1.0,
-        tokens: 0,
-        rejected: None,
-        loop_cut: false,
-        audio_s: 0.0,
-        encode_s: 0.0,
-        decode_s: 0.0,
-    }))
+    Ok(total.unwrap_or_else(|| Transcript::empty(0.0, None)))
 }
 
 fn join_text(a: &str, b: &str) -> String {
@@ -182,18 +189,7 @@ fn decode_window(whisper: &Whisper, samples: &[f32], options: &DecodeOptions) ->
     let t = &whisper.tokens;
     let audio_s = samples.len() as f32 / mel::SAMPLE_RATE as f32;
     if loudest_dbfs(samples) < options.silence_dbfs {
-        return Ok(Transcript {
-            text: String::new(),
-            segments: Vec::new(),
-            avg_logprob: 0.0,
-            no_speech_prob: 1.0,
-            tokens: 0,
-            rejected: Some(Rejected::NoSpeech),
-            loop_cut: false,
-            audio_s,
-            encode_s: 0.0,
-            decode_s: 0.0,
-        });
+        return Ok(Transcript::empty(audio_s, Some(Rejected::NoSpeech)));
     }
     let started = Instant::now();
     let frames = window_frames(options.window, audio_s);
