@@ -28,9 +28,9 @@ pub struct TrainOptions {
 impl Default for TrainOptions {
     fn default() -> Self {
         Self {
-            epochs: 3,
+            epochs: 5,
             batch: 32,
-            layer_learning_rate: 5e-5,
+            layer_learning_rate: 1e-4,
             head_learning_rate: 1e-3,
             weight_decay: 1e-2,
             seed: 7,
