@@ -18,23 +18,71 @@ fn main() -> anyhow::Result<()> {
     let full = is_bench_run();
     let dir = ModelDir::from_env();
     let clips = evaluate::read_manifest(&evaluate::speech_manifest())?;
-    let phone: Vec<Vec<f32>> = clips.iter().map(|c| evaluate::load_phone(&c.path)).collect::<Result<_, _>>()?;
-    println!("asr: {}; phone path (8 kHz mu-law, upsampled); {} threads", machine(), rayon_threads());
+    let phone: Vec<Vec<f32>> = clips
+        .iter()
+        .map(|c| evaluate::load_phone(&c.path))
+        .collect::<Result<_, _>>()?;
+    println!(
+        "asr: {}; phone path (8 kHz mu-law, upsampled); {} threads",
+        machine(),
+        rayon_threads()
+    );
 
     let fast = DecodeOptions::default();
     let steps: Vec<(&str, DecodeOptions)> = vec![
-        ("stock: 30 s window, no KV cache, f32, FFT over padding", DecodeOptions::reference()),
-        ("+ mel over real samples only", DecodeOptions { mel_over_padding: false, ..DecodeOptions::reference() }),
+        (
+            "stock: 30 s window, no KV cache, f32, FFT over padding",
+            DecodeOptions::reference(),
+        ),
+        (
+            "+ mel over real samples only",
+            DecodeOptions {
+                mel_over_padding: false,
+                ..DecodeOptions::reference()
+            },
+        ),
         (
             "+ window max(10 s, len + 1 s)",
-            DecodeOptions { mel_over_padding: false, window: fast.window, ..DecodeOptions::reference() },
+            DecodeOptions {
+                mel_over_padding: false,
+                window: fast.window,
+                ..DecodeOptions::reference()
+            },
         ),
-        ("+ decoder KV cache", DecodeOptions { quantized_decoder: false, ..fast.clone() }),
+        (
+            "+ decoder KV cache",
+            DecodeOptions {
+                quantized_decoder: false,
+                ..fast.clone()
+            },
+        ),
         ("+ 8-bit decoder projections (default)", fast.clone()),
-        ("default, window max(6 s, len + 1 s)", DecodeOptions { window: Window::Padded { min_s: 6.0, margin_s: 1.0 }, ..fast.clone() }),
-        ("default, window max(4 s, len + 1 s)", DecodeOptions { window: Window::Padded { min_s: 4.0, margin_s: 1.0 }, ..fast.clone() }),
+        (
+            "default, window max(6 s, len + 1 s)",
+            DecodeOptions {
+                window: Window::Padded {
+                    min_s: 6.0,
+                    margin_s: 1.0,
+                },
+                ..fast.clone()
+            },
+        ),
+        (
+            "default, window max(4 s, len + 1 s)",
+            DecodeOptions {
+                window: Window::Padded {
+                    min_s: 4.0,
+                    margin_s: 1.0,
+                },
+                ..fast.clone()
+            },
+        ),
     ];
-    let steps = if full { steps } else { steps.into_iter().skip(4).take(1).collect() };
+    let steps = if full {
+        steps
+    } else {
+        steps.into_iter().skip(4).take(1).collect()
+    };
 
     for model in ["tiny.en", "base"] {
         let path = dir.whisper(model);
@@ -43,8 +91,15 @@ fn main() -> anyhow::Result<()> {
             continue;
         }
         let whisper = Whisper::load(&path, &dir.mel_filters(), &winnerr_models::device())?;
-        println!("\nWhisper {model}: ms per utterance (real-time factor), median of {} runs; WER on {} dev clips", runs(full), clips.len());
-        println!("| configuration | {} | WER |", LENGTHS.map(|l| format!("{l} s")).join(" | "));
+        println!(
+            "\nWhisper {model}: ms per utterance (real-time factor), median of {} runs; WER on {} dev clips",
+            runs(full),
+            clips.len()
+        );
+        println!(
+            "| configuration | {} | WER |",
+            LENGTHS.map(|l| format!("{l} s")).join(" | ")
+        );
         println!("|---|{}---|", "---|".repeat(LENGTHS.len()));
         for (name, options) in &steps {
             let mut cells = Vec::new();
@@ -58,7 +113,11 @@ fn main() -> anyhow::Result<()> {
             } else {
                 Vec::new()
             };
-            let wer = if full { format!("{:.1}%", 100.0 * evaluate::overall_wer(&results)) } else { "-".into() };
+            let wer = if full {
+                format!("{:.1}%", 100.0 * evaluate::overall_wer(&results))
+            } else {
+                "-".into()
+            };
             println!("| {name} | {} | {wer} |", cells.join(" | "));
         }
     }
@@ -66,7 +125,9 @@ fn main() -> anyhow::Result<()> {
         if let Ok(python) = std::env::var("WINNERR_FASTER_WHISPER_PYTHON") {
             faster_whisper(&python, &dir, &clips, &phone)?;
         } else {
-            println!("\nfaster-whisper: WINNERR_FASTER_WHISPER_PYTHON not set (`make bench` sets it), skipped");
+            println!(
+                "\nfaster-whisper: WINNERR_FASTER_WHISPER_PYTHON not set (`make bench` sets it), skipped"
+            );
         }
     }
     Ok(())
@@ -74,14 +135,24 @@ fn main() -> anyhow::Result<()> {
 
 /// faster-whisper on the same CTranslate2 tiny.en files, the same audio (written as 16-bit WAV),
 /// greedy, 2 threads, int8 and float32; WER with our normalization; beside ours as a ratio.
-fn faster_whisper(python: &str, dir: &ModelDir, clips: &[evaluate::Clip], phone: &[Vec<f32>]) -> anyhow::Result<()> {
+fn faster_whisper(
+    python: &str,
+    dir: &ModelDir,
+    clips: &[evaluate::Clip],
+    phone: &[Vec<f32>],
+) -> anyhow::Result<()> {
     let model = winnerr_models::fetch::ct2_tiny_en(dir)?;
     let tmp = std::env::temp_dir().join(format!("winnerr-asr-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let mut files = Vec::new();
     let write = |name: &str, audio: &[f32]| -> anyhow::Result<String> {
         let path = tmp.join(format!("{name}.wav"));
-        let spec = hound::WavSpec { channels: 1, sample_rate: 16_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
         let mut w = hound::WavWriter::create(&path, spec)?;
         for &s in audio {
             w.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)?;
@@ -93,19 +164,46 @@ fn faster_whisper(python: &str, dir: &ModelDir, clips: &[evaluate::Clip], phone:
         files.push(write(&clip.id, audio)?);
     }
     for seconds in LENGTHS {
-        files.push(write(&format!("utterance-{seconds}s"), &utterance(phone, seconds))?);
+        files.push(write(
+            &format!("utterance-{seconds}s"),
+            &utterance(phone, seconds),
+        )?);
     }
     // Ours on the very same 16-bit files, for the ratio.
     let dirs = ModelDir::from_env();
-    let whisper = Whisper::load(&dirs.whisper("tiny.en"), &dirs.mel_filters(), &winnerr_models::device())?;
+    let whisper = Whisper::load(
+        &dirs.whisper("tiny.en"),
+        &dirs.mel_filters(),
+        &winnerr_models::device(),
+    )?;
     let ours: Vec<f64> = LENGTHS
         .iter()
-        .map(|&s| median_ms(&whisper, &evaluate::load_16k(std::path::Path::new(&files[clips.len() + LENGTHS.iter().position(|&l| l == s).unwrap_or(0)]))?, &DecodeOptions::default(), 5))
+        .map(|&s| {
+            median_ms(
+                &whisper,
+                &evaluate::load_16k(std::path::Path::new(
+                    &files[clips.len() + LENGTHS.iter().position(|&l| l == s).unwrap_or(0)],
+                ))?,
+                &DecodeOptions::default(),
+                5,
+            )
+        })
         .collect::<anyhow::Result<_>>()?;
-    println!("\nfaster-whisper 1.2.0 on the same CTranslate2 tiny.en files, greedy, 2 threads, same audio:");
-    println!("| system | {} | WER | ours / theirs at 3 s |", LENGTHS.map(|l| format!("{l} s")).join(" | "));
+    println!(
+        "\nfaster-whisper 1.2.0 on the same CTranslate2 tiny.en files, greedy, 2 threads, same audio:"
+    );
+    println!(
+        "| system | {} | WER | ours / theirs at 3 s |",
+        LENGTHS.map(|l| format!("{l} s")).join(" | ")
+    );
     println!("|---|{}---|---|", "---|".repeat(LENGTHS.len()));
-    println!("| ours (default) | {} | (above) | 1.00 |", ours.iter().map(|ms| format!("{ms:.0}")).collect::<Vec<_>>().join(" | "));
+    println!(
+        "| ours (default) | {} | (above) | 1.00 |",
+        ours.iter()
+            .map(|ms| format!("{ms:.0}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("run_faster_whisper.py");
     for compute in ["int8", "float32"] {
         let output = std::process::Command::new(python)
@@ -114,21 +212,35 @@ fn faster_whisper(python: &str, dir: &ModelDir, clips: &[evaluate::Clip], phone:
             .args([compute, "2", "5"])
             .args(&files)
             .output()?;
-        anyhow::ensure!(output.status.success(), "faster-whisper failed: {}", String::from_utf8_lossy(&output.stderr));
+        anyhow::ensure!(
+            output.status.success(),
+            "faster-whisper failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let lines: Vec<serde_json::Value> = String::from_utf8(output.stdout)?
             .lines()
             .map(serde_json::from_str)
             .collect::<Result<_, _>>()?;
         let (mut errors, mut words) = (0, 0);
         for (clip, line) in clips.iter().zip(&lines) {
-            let (e, w) = winnerr_models::text::word_errors(&clip.reference, line["text"].as_str().unwrap_or(""));
+            let (e, w) = winnerr_models::text::word_errors(
+                &clip.reference,
+                line["text"].as_str().unwrap_or(""),
+            );
             errors += e;
             words += w;
         }
-        let times: Vec<f64> = lines[clips.len()..].iter().map(|l| l["ms"].as_f64().unwrap_or(f64::NAN)).collect();
+        let times: Vec<f64> = lines[clips.len()..]
+            .iter()
+            .map(|l| l["ms"].as_f64().unwrap_or(f64::NAN))
+            .collect();
         println!(
             "| faster-whisper {compute} | {} | {:.1}% | {:.2} |",
-            times.iter().map(|ms| format!("{ms:.0}")).collect::<Vec<_>>().join(" | "),
+            times
+                .iter()
+                .map(|ms| format!("{ms:.0}"))
+                .collect::<Vec<_>>()
+                .join(" | "),
             100.0 * errors as f64 / words.max(1) as f64,
             ours[1] / times[1]
         );
@@ -160,7 +272,12 @@ fn utterance(clips: &[Vec<f32>], seconds: f32) -> Vec<f32> {
     out
 }
 
-fn median_ms(whisper: &Whisper, audio: &[f32], options: &DecodeOptions, runs: usize) -> anyhow::Result<f64> {
+fn median_ms(
+    whisper: &Whisper,
+    audio: &[f32],
+    options: &DecodeOptions,
+    runs: usize,
+) -> anyhow::Result<f64> {
     whisper.transcribe(audio, options)?; // warm caches and the allocator
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {

@@ -22,9 +22,16 @@ const SENTENCES: [&str; 8] = [
 fn main() -> anyhow::Result<()> {
     let full = is_bench_run();
     let dir = ModelDir::from_env();
-    let model = SentimentModel::load(&dir.minilm(), &SentimentModel::head_file(), &winnerr_models::device())?;
+    let model = SentimentModel::load(
+        &dir.minilm(),
+        &SentimentModel::head_file(),
+        &winnerr_models::device(),
+    )?;
     let rounds = if full { 20 } else { 1 };
-    println!("sentiment: {}; MiniLM-L6 (2 layers fine-tuned) + head", machine());
+    println!(
+        "sentiment: {}; MiniLM-L6 (2 layers fine-tuned) + head",
+        machine()
+    );
     println!("| batch | ms per batch (p50) | ms per sentence |");
     println!("|---|---|---|");
     for batch in [1usize, 8, 32] {

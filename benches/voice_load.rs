@@ -21,14 +21,20 @@ const ORG: &str = "load-org";
 const END_OF_UTTERANCE_MS: u64 = 600;
 
 fn clip(name: &str) -> Vec<i16> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/audio").join(name);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../assets/audio")
+        .join(name);
     decode_wav_8k(std::fs::File::open(&path).unwrap(), name).unwrap()
 }
 
 /// A call of about 12 s: the caller says two things, then the agent answers (three utterances).
 fn conversation(index: usize) -> CallScript {
     let silence = |s: f32| vec![0i16; (s * 8000.0) as usize];
-    let (a, b, c) = (clip("ps_goforward.wav"), clip("ps_forever_input_2.wav"), clip("ps_cards_005.wav"));
+    let (a, b, c) = (
+        clip("ps_goforward.wav"),
+        clip("ps_forever_input_2.wav"),
+        clip("ps_cards_005.wav"),
+    );
     let mut inbound = a.clone();
     inbound.extend(silence(1.0));
     inbound.extend(&b);
@@ -38,7 +44,7 @@ fn conversation(index: usize) -> CallScript {
     outbound.resize(inbound.len(), 0);
     let identity = StreamIdentity {
         org_id: OrgId::parse(ORG).unwrap(),
-        agent_id: Some(UserId::parse(&format!("agent-{index}")).unwrap()),
+        agent_id: Some(UserId::parse(format!("agent-{index}")).unwrap()),
         lead_id: None,
     };
     let mut script = CallScript::new(identity, inbound);
@@ -49,13 +55,25 @@ fn conversation(index: usize) -> CallScript {
 
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+        f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
+    });
     ticks / 100.0
 }
 
 async fn dropped_interims(app: &App) -> f64 {
-    let page = reqwest::get(format!("{}/metrics", app.http_url())).await.unwrap().text().await.unwrap();
+    let page = reqwest::get(format!("{}/metrics", app.http_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     page.lines()
         .filter(|l| l.starts_with("winnerr_voice_asr_dropped_total"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -78,7 +96,10 @@ async fn round(app: &App, calls: usize) -> Round {
         Role::Manager,
         Duration::from_secs(3600),
     );
-    let (mut feed, _) = tokio_tungstenite::connect_async(format!("{}?access_token={token}", app.feed_url())).await.unwrap();
+    let (mut feed, _) =
+        tokio_tungstenite::connect_async(format!("{}?access_token={token}", app.feed_url()))
+            .await
+            .unwrap();
     let dropped_before = dropped_interims(app).await;
     let (cpu_before, started) = (cpu_seconds(), Instant::now());
     let simulator = Simulator::new(app.stream_url(), winnerr::config::DEV_TWILIO_AUTH_TOKEN);
@@ -91,12 +112,17 @@ async fn round(app: &App, calls: usize) -> Round {
             simulator.play(&conversation(i), |_| {}).await.unwrap();
         }));
     }
-    let (mut from_voice, mut from_endpoint, mut finals, mut interims, mut ended) = (Vec::new(), Vec::new(), 0, 0, 0);
+    let (mut from_voice, mut from_endpoint, mut finals, mut interims, mut ended) =
+        (Vec::new(), Vec::new(), 0, 0, 0);
     while ended < calls {
-        let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(Duration::from_secs(60), feed.next()).await else {
+        let Ok(Some(Ok(Message::Text(text)))) =
+            tokio::time::timeout(Duration::from_secs(60), feed.next()).await
+        else {
             panic!("feed stalled");
         };
-        let FeedMessage::Event { event } = serde_json::from_str(&text).unwrap() else { continue };
+        let FeedMessage::Event { event } = serde_json::from_str(&text).unwrap() else {
+            continue;
+        };
         match &event.event {
             Event::Transcript(t) if t.is_final => {
                 let delay = now_ms().saturating_sub(t.last_voiced_at_ms) as f64;
@@ -115,7 +141,14 @@ async fn round(app: &App, calls: usize) -> Round {
     let cores = (cpu_seconds() - cpu_before) / started.elapsed().as_secs_f64();
     from_voice.sort_by(f64::total_cmp);
     from_endpoint.sort_by(f64::total_cmp);
-    Round { from_voice, from_endpoint, finals, interims, dropped: dropped_interims(app).await - dropped_before, cores }
+    Round {
+        from_voice,
+        from_endpoint,
+        finals,
+        interims,
+        dropped: dropped_interims(app).await - dropped_before,
+        cores,
+    }
 }
 
 fn main() {

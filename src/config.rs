@@ -172,7 +172,10 @@ impl Config {
         let mut voice = winnerr_voice::VoiceConfig::default();
         voice.utterance.activity.hangover_ms = self.end_of_utterance_ms;
         if let Some(spec) = &self.alert_keywords {
-            voice.alerts.parse_keywords(spec).map_err(|e| format!("WINNERR_ALERT_KEYWORDS: {e}"))?;
+            voice
+                .alerts
+                .parse_keywords(spec)
+                .map_err(|e| format!("WINNERR_ALERT_KEYWORDS: {e}"))?;
         }
         Ok(voice)
     }

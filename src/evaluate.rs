@@ -36,31 +36,63 @@ pub fn speech_manifest() -> PathBuf {
 
 /// Reads a manifest TSV with a header; the file column is relative to the manifest.
 pub fn read_manifest(path: &Path) -> anyhow::Result<Vec<Clip>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().context("empty manifest")?.split('\t').collect();
-    let column = |name: &str| header.iter().position(|h| *h == name).with_context(|| format!("no {name} column"));
-    let (id, file, reference) = (column("id")?, column("file")?, column("reference_transcript")?);
+    let header: Vec<&str> = lines
+        .next()
+        .context("empty manifest")?
+        .split('\t')
+        .collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .with_context(|| format!("no {name} column"))
+    };
+    let (id, file, reference) = (
+        column("id")?,
+        column("file")?,
+        column("reference_transcript")?,
+    );
     lines
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
             let fields: Vec<&str> = line.split('\t').collect();
-            let get = |i: usize| fields.get(i).copied().with_context(|| format!("short line: {line}"));
-            Ok(Clip { id: get(id)?.to_string(), path: dir.join(get(file)?), reference: get(reference)?.to_string() })
+            let get = |i: usize| {
+                fields
+                    .get(i)
+                    .copied()
+                    .with_context(|| format!("short line: {line}"))
+            };
+            Ok(Clip {
+                id: get(id)?.to_string(),
+                path: dir.join(get(file)?),
+                reference: get(reference)?.to_string(),
+            })
         })
         .collect()
 }
 
 /// A WAV file as 16 kHz samples, as recorded.
 pub fn load_16k(path: &Path) -> anyhow::Result<Vec<f32>> {
-    let mut reader = hound::WavReader::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut reader =
+        hound::WavReader::open(path).with_context(|| format!("reading {}", path.display()))?;
     let spec = reader.spec();
-    anyhow::ensure!(spec.sample_rate == 16_000, "{} is {} Hz, not 16 kHz", path.display(), spec.sample_rate);
+    anyhow::ensure!(
+        spec.sample_rate == 16_000,
+        "{} is {} Hz, not 16 kHz",
+        path.display(),
+        spec.sample_rate
+    );
     let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
     let samples: Vec<i32> = reader.samples::<i32>().collect::<Result<_, _>>()?;
     let channels = usize::from(spec.channels.max(1));
-    Ok(samples.chunks(channels).map(|f| f.iter().map(|&s| s as f32 * scale).sum::<f32>() / channels as f32).collect())
+    Ok(samples
+        .chunks(channels)
+        .map(|f| f.iter().map(|&s| s as f32 * scale).sum::<f32>() / channels as f32)
+        .collect())
 }
 
 /// A WAV file as a phone delivers it to the model: 8 kHz, mu-law encoded and decoded, then
@@ -101,7 +133,11 @@ pub fn transcribe_clips(
     clips
         .iter()
         .map(|clip| {
-            let audio = if phone { load_phone(&clip.path)? } else { load_16k(&clip.path)? };
+            let audio = if phone {
+                load_phone(&clip.path)?
+            } else {
+                load_16k(&clip.path)?
+            };
             let started = std::time::Instant::now();
             let transcript = whisper.transcribe(&audio, options)?;
             let seconds = started.elapsed().as_secs_f32();
@@ -147,7 +183,13 @@ impl Accuracy {
         let mut out = String::from("            pred neg  pred neu  pred pos\n");
         for (i, label) in SentimentLabel::ALL.iter().enumerate() {
             let row = self.confusion[i];
-            out.push_str(&format!("  {:<9} {:>8}  {:>8}  {:>8}\n", label.as_str(), row[0], row[1], row[2]));
+            out.push_str(&format!(
+                "  {:<9} {:>8}  {:>8}  {:>8}\n",
+                label.as_str(),
+                row[0],
+                row[1],
+                row[2]
+            ));
         }
         out
     }
@@ -164,8 +206,14 @@ pub struct SentimentReport {
     pub clear_by_source: std::collections::BTreeMap<String, (Accuracy, Accuracy)>,
 }
 
-pub fn evaluate_sentiment(model: &SentimentModel, sentences: &[RatedSentence]) -> anyhow::Result<SentimentReport> {
-    let held_out: Vec<&RatedSentence> = sentences.iter().filter(|s| s.split() == Split::HeldOut).collect();
+pub fn evaluate_sentiment(
+    model: &SentimentModel,
+    sentences: &[RatedSentence],
+) -> anyhow::Result<SentimentReport> {
+    let held_out: Vec<&RatedSentence> = sentences
+        .iter()
+        .filter(|s| s.split() == Split::HeldOut)
+        .collect();
     let vader = vader_sentiment::SentimentIntensityAnalyzer::new();
     let mut report = SentimentReport {
         ours_all: Accuracy::default(),
@@ -184,7 +232,12 @@ pub fn evaluate_sentiment(model: &SentimentModel, sentences: &[RatedSentence]) -
             if let Some(clear) = sentence.clear_label() {
                 report.ours_clear.add(clear, ours.label);
                 report.vader_clear.add(clear, lexicon);
-                let source = sentence.source_id.split(['_', ':']).next().unwrap_or("").to_string();
+                let source = sentence
+                    .source_id
+                    .split(['_', ':'])
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
                 let (o, v) = report.clear_by_source.entry(source).or_default();
                 o.add(clear, ours.label);
                 v.add(clear, lexicon);

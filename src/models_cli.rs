@@ -63,25 +63,54 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
     let device = winnerr_models::device();
     match command {
         ModelsCommand::Fetch { base } => {
-            let which = if base { Which::WithBase } else { Which::Default };
+            let which = if base {
+                Which::WithBase
+            } else {
+                Which::Default
+            };
             for line in fetch::fetch(&dir, which)? {
                 println!("{line}");
             }
         }
-        ModelsCommand::Transcribe { file, model, phone, reference } => {
+        ModelsCommand::Transcribe {
+            file,
+            model,
+            phone,
+            reference,
+        } => {
             let whisper = Whisper::load(&dir.whisper(&model), &dir.mel_filters(), &device)?;
-            let audio = if phone { evaluate::load_phone(&file)? } else { evaluate::load_16k(&file)? };
-            let options = if reference { DecodeOptions::reference() } else { DecodeOptions::default() };
+            let audio = if phone {
+                evaluate::load_phone(&file)?
+            } else {
+                evaluate::load_16k(&file)?
+            };
+            let options = if reference {
+                DecodeOptions::reference()
+            } else {
+                DecodeOptions::default()
+            };
             let transcript = whisper.transcribe(&audio, &options)?;
             println!("{}", serde_json::to_string_pretty(&transcript)?);
         }
-        ModelsCommand::Eval { model, manifest, sentiment } => {
+        ModelsCommand::Eval {
+            model,
+            manifest,
+            sentiment,
+        } => {
             let whisper = Whisper::load(&dir.whisper(&model), &dir.mel_filters(), &device)?;
             let manifest = manifest.unwrap_or_else(evaluate::speech_manifest);
             let clips = evaluate::read_manifest(&manifest)?;
-            println!("Whisper {model} on {} ({} clips); WER after text::normalize", manifest.display(), clips.len());
-            for (label, phone) in [("16 kHz as recorded", false), ("8 kHz mu-law (phone path)", true)] {
-                let results = evaluate::transcribe_clips(&whisper, &clips, phone, &DecodeOptions::default())?;
+            println!(
+                "Whisper {model} on {} ({} clips); WER after text::normalize",
+                manifest.display(),
+                clips.len()
+            );
+            for (label, phone) in [
+                ("16 kHz as recorded", false),
+                ("8 kHz mu-law (phone path)", true),
+            ] {
+                let results =
+                    evaluate::transcribe_clips(&whisper, &clips, phone, &DecodeOptions::default())?;
                 println!("\n{label}:");
                 for r in &results {
                     println!(
@@ -93,20 +122,31 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
                         r.hypothesis
                     );
                 }
-                println!("  overall WER {:.1}%", 100.0 * evaluate::overall_wer(&results));
+                println!(
+                    "  overall WER {:.1}%",
+                    100.0 * evaluate::overall_wer(&results)
+                );
             }
             let sentiment_dir = sentiment.unwrap_or_else(|| dev_data().join("sentiment"));
             let sentences = data::load_dir(&sentiment_dir)?;
             let model = SentimentModel::load(&dir.minilm(), &SentimentModel::head_file(), &device)?;
             let report = evaluate::evaluate_sentiment(&model, &sentences)?;
-            println!("\nSentiment on the held-out split of {} ({} sentences)", sentiment_dir.display(), report.ours_all.total());
+            println!(
+                "\nSentiment on the held-out split of {} ({} sentences)",
+                sentiment_dir.display(),
+                report.ours_all.total()
+            );
             println!(
                 "  clear cases ({}): ours {:.3}, VADER {:.3}",
                 report.ours_clear.total(),
                 report.ours_clear.accuracy(),
                 report.vader_clear.accuracy()
             );
-            println!("  all held-out:      ours {:.3}, VADER {:.3}", report.ours_all.accuracy(), report.vader_all.accuracy());
+            println!(
+                "  all held-out:      ours {:.3}, VADER {:.3}",
+                report.ours_all.accuracy(),
+                report.vader_all.accuracy()
+            );
             for (source, (ours, vader)) in &report.clear_by_source {
                 println!(
                     "  clear, {source:<22} ({:>4}): ours {:.3}, VADER {:.3}",
@@ -119,14 +159,24 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
             println!("  ours, all held-out:\n{}", report.ours_all.render());
             println!("  VADER, clear cases:\n{}", report.vader_clear.render());
         }
-        ModelsCommand::TrainSentiment { data: data_dir, out, epochs, layer_learning_rate } => {
+        ModelsCommand::TrainSentiment {
+            data: data_dir,
+            out,
+            epochs,
+            layer_learning_rate,
+        } => {
             let data_dir = data_dir.unwrap_or_else(|| dev_data().join("sentiment"));
-            let sentences = data::load_dir(&data_dir).with_context(|| format!("reading {}", data_dir.display()))?;
+            let sentences = data::load_dir(&data_dir)
+                .with_context(|| format!("reading {}", data_dir.display()))?;
             let mut options = train::TrainOptions::default();
             options.epochs = epochs.unwrap_or(options.epochs);
-            options.layer_learning_rate = layer_learning_rate.unwrap_or(options.layer_learning_rate);
+            options.layer_learning_rate =
+                layer_learning_rate.unwrap_or(options.layer_learning_rate);
             let trained = train::train(&dir.minilm(), &sentences, &options, &out)?;
-            println!("trained on {trained} sentences with {options:?}; wrote {}", out.display());
+            println!(
+                "trained on {trained} sentences with {options:?}; wrote {}",
+                out.display()
+            );
         }
     }
     Ok(())

@@ -14,9 +14,9 @@ use tracing::{info, warn};
 use winnerr_events::{Bus, InProcessBus, KafkaBus};
 use winnerr_gateway::{Gateway, GatewayConfig, telemetry};
 use winnerr_ingest::{Ingest, IngestConfig};
+use winnerr_models::{DecodeOptions, ModelDir, SentimentModel, Whisper};
 use winnerr_store::writer::MAX_BATCH;
 use winnerr_store::{Store, StoreWriter};
-use winnerr_models::{DecodeOptions, ModelDir, SentimentModel, Whisper};
 use winnerr_voice::{AsrConfig, AsrWorker, Models, SpeechModels};
 
 use crate::config::{Config, Role};
@@ -76,7 +76,10 @@ impl App {
         };
         let asr = if config.asr && config.has_role(Role::Voice) {
             let models = load_models(&config.asr_model).await?;
-            let asr_config = AsrConfig { threads: config.asr_threads, max_interims_waiting: config.asr_max_interims };
+            let asr_config = AsrConfig {
+                threads: config.asr_threads,
+                max_interims_waiting: config.asr_max_interims,
+            };
             Some(AsrWorker::start(models, asr_config))
         } else {
             None
@@ -284,7 +287,12 @@ async fn start_store(
 /// in a process shares them: tests start many).
 async fn load_models(whisper_name: &str) -> anyhow::Result<Arc<dyn SpeechModels>> {
     static LOADED: std::sync::Mutex<Vec<(String, Arc<Models>)>> = std::sync::Mutex::new(Vec::new());
-    if let Some((_, models)) = LOADED.lock().expect("models lock").iter().find(|(n, _)| n == whisper_name) {
+    if let Some((_, models)) = LOADED
+        .lock()
+        .expect("models lock")
+        .iter()
+        .find(|(n, _)| n == whisper_name)
+    {
         return Ok(models.clone());
     }
     let name = whisper_name.to_string();
@@ -295,11 +303,18 @@ async fn load_models(whisper_name: &str) -> anyhow::Result<Arc<dyn SpeechModels>
         let whisper = Whisper::load(&dir.whisper(&name), &dir.mel_filters(), &device)?;
         let sentiment = SentimentModel::load(&dir.minilm(), &SentimentModel::head_file(), &device)?;
         info!(whisper = %name, seconds = started.elapsed().as_secs_f64(), "speech models loaded");
-        Ok(Models { whisper, sentiment, options: DecodeOptions::default() })
+        Ok(Models {
+            whisper,
+            sentiment,
+            options: DecodeOptions::default(),
+        })
     })
     .await?
     .context("cannot load the speech models (WINNERR_ASR=false runs without them)")?;
     let models = Arc::new(models);
-    LOADED.lock().expect("models lock").push((whisper_name.to_string(), models.clone()));
+    LOADED
+        .lock()
+        .expect("models lock")
+        .push((whisper_name.to_string(), models.clone()));
     Ok(models)
 }

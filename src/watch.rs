@@ -72,10 +72,25 @@ pub fn describe(message: &FeedMessage) -> String {
                         format!("  [{} {:+.2}, rolling {:+.2}]", s.label, s.score, s.rolling)
                     });
                     let tail = t.text.strip_prefix(t.stable_text.as_str()).unwrap_or("");
-                    let shown = if t.is_final { t.text.clone() } else { format!("{}…{}", t.stable_text, tail) };
-                    format!("{} #{} {:?}{sentiment}", t.track.as_str(), t.utterance, shown)
+                    let shown = if t.is_final {
+                        t.text.clone()
+                    } else {
+                        format!("{}…{}", t.stable_text, tail)
+                    };
+                    format!(
+                        "{} #{} {:?}{sentiment}",
+                        t.track.as_str(),
+                        t.utterance,
+                        shown
+                    )
                 }
-                Event::Alert(alert) => format!("!! {} #{} {:?}: {:?}", alert.track.as_str(), alert.utterance, alert.kind, alert.text),
+                Event::Alert(alert) => format!(
+                    "!! {} #{} {:?}: {:?}",
+                    alert.track.as_str(),
+                    alert.utterance,
+                    alert.kind,
+                    alert.text
+                ),
                 Event::CallEnded(ended) => format!(
                     "{:?} after {} ms, frames {:?}, missing {}, late {}, bad {}, dropped {}",
                     ended.reason,

@@ -13,7 +13,9 @@ const SECONDS_BUCKETS: &[f64] = &[
 ];
 
 /// Buckets for real-time factors (processing time over audio time): above 1 is behind.
-const RATIO_BUCKETS: &[f64] = &[0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0];
+const RATIO_BUCKETS: &[f64] = &[
+    0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0,
+];
 
 /// Samples the process's CPU, memory, threads and files.
 fn process_collector() -> &'static metrics_process::Collector {

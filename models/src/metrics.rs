@@ -12,10 +12,24 @@ const SENTIMENT_SECONDS: &str = "winnerr_models_sentiment_seconds";
 fn describe() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        describe_histogram!(TRANSCRIBE_SECONDS, metrics::Unit::Seconds, "Time to transcribe one stretch of audio, by model");
-        describe_histogram!(TRANSCRIBE_RTF, "Transcription time over audio duration, by model");
-        describe_counter!(REJECTED, "Transcripts dropped as silence, noise or a loop, by reason");
-        describe_histogram!(SENTIMENT_SECONDS, metrics::Unit::Seconds, "Time to classify one batch of texts");
+        describe_histogram!(
+            TRANSCRIBE_SECONDS,
+            metrics::Unit::Seconds,
+            "Time to transcribe one stretch of audio, by model"
+        );
+        describe_histogram!(
+            TRANSCRIBE_RTF,
+            "Transcription time over audio duration, by model"
+        );
+        describe_counter!(
+            REJECTED,
+            "Transcripts dropped as silence, noise or a loop, by reason"
+        );
+        describe_histogram!(
+            SENTIMENT_SECONDS,
+            metrics::Unit::Seconds,
+            "Time to classify one batch of texts"
+        );
     });
 }
 
@@ -24,7 +38,8 @@ pub(crate) fn transcribed(model: &str, transcript: &crate::Transcript) {
     let seconds = transcript.encode_s + transcript.decode_s;
     histogram!(TRANSCRIBE_SECONDS, "model" => model.to_string()).record(f64::from(seconds));
     if transcript.audio_s > 0.0 {
-        histogram!(TRANSCRIBE_RTF, "model" => model.to_string()).record(f64::from(seconds / transcript.audio_s));
+        histogram!(TRANSCRIBE_RTF, "model" => model.to_string())
+            .record(f64::from(seconds / transcript.audio_s));
     }
     if let Some(reason) = transcript.rejected {
         let reason = match reason {

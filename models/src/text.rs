@@ -5,17 +5,43 @@
 //! digit, "2934" → "two nine three four", as phone numbers and codes are read).
 
 const ONES: [&str; 20] = [
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-    "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
 ];
-const TENS: [&str; 10] = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"];
+const TENS: [&str; 10] = [
+    "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
+];
 
 /// Words of `text` after the normalization above.
 pub fn normalize(text: &str) -> Vec<String> {
     let lower = text.to_lowercase();
     let cleaned: String = lower
         .chars()
-        .map(|c| if c.is_alphanumeric() || c == '\'' { c } else { ' ' })
+        .map(|c| {
+            if c.is_alphanumeric() || c == '\'' {
+                c
+            } else {
+                ' '
+            }
+        })
         .collect();
     let mut words = Vec::new();
     for raw in cleaned.split_whitespace() {
@@ -59,7 +85,11 @@ fn push_token(words: &mut Vec<String>, token: &str, digits: bool) {
             }
         }
     } else {
-        words.extend(token.bytes().map(|b| ONES[usize::from(b - b'0')].to_string()));
+        words.extend(
+            token
+                .bytes()
+                .map(|b| ONES[usize::from(b - b'0')].to_string()),
+        );
     }
 }
 
@@ -87,17 +117,29 @@ mod tests {
     #[test]
     fn numbers_case_and_punctuation_normalize_alike() {
         assert_eq!(normalize("Ten of Clubs."), normalize("10 of clubs"));
-        assert_eq!(normalize("2-9-3-4-0"), normalize("two nine three four zero"));
+        assert_eq!(
+            normalize("2-9-3-4-0"),
+            normalize("two nine three four zero")
+        );
         assert_eq!(normalize("29340"), normalize("two nine three four zero"));
         assert_eq!(normalize("Forty-five"), vec!["forty", "five"]);
         assert_eq!(normalize("45"), vec!["forty", "five"]);
-        assert_eq!(normalize("It's fine, isn't it?"), vec!["it's", "fine", "isn't", "it"]);
+        assert_eq!(
+            normalize("It's fine, isn't it?"),
+            vec!["it's", "fine", "isn't", "it"]
+        );
     }
 
     #[test]
     fn word_errors_count_substitutions_insertions_and_deletions() {
-        assert_eq!(word_errors("go forward ten meters", "Go forward, 10 meters."), (0, 4));
-        assert_eq!(word_errors("go forward ten meters", "go forward to meters please"), (2, 4));
+        assert_eq!(
+            word_errors("go forward ten meters", "Go forward, 10 meters."),
+            (0, 4)
+        );
+        assert_eq!(
+            word_errors("go forward ten meters", "go forward to meters please"),
+            (2, 4)
+        );
         assert_eq!(word_errors("seven of clubs", ""), (3, 3));
     }
 }

@@ -52,7 +52,11 @@ impl Ct2Writer {
 }
 
 fn synthetic(d: u32, key_bias: bool) -> Vec<u8> {
-    let mut w = Ct2Writer { bytes: Vec::new(), count: 0, next: 1.0 };
+    let mut w = Ct2Writer {
+        bytes: Vec::new(),
+        count: 0,
+        next: 1.0,
+    };
     w.tensor("encoder/conv1/weight", &[d, 4, 3]);
     w.tensor("encoder/conv1/bias", &[d]);
     w.tensor("encoder/conv2/weight", &[d, d, 3]);
@@ -96,14 +100,22 @@ fn synthetic(d: u32, key_bias: bool) -> Vec<u8> {
     }
     let mut file = Vec::new();
     file.extend(6u32.to_le_bytes());
-    let mut header = Ct2Writer { bytes: Vec::new(), count: 0, next: 0.0 };
+    let mut header = Ct2Writer {
+        bytes: Vec::new(),
+        count: 0,
+        next: 0.0,
+    };
     header.string("WhisperSpec");
     file.extend(header.bytes);
     file.extend(1u32.to_le_bytes());
     file.extend(w.count.to_le_bytes());
     file.extend(w.bytes);
     file.extend(1u32.to_le_bytes());
-    let mut aliases = Ct2Writer { bytes: Vec::new(), count: 0, next: 0.0 };
+    let mut aliases = Ct2Writer {
+        bytes: Vec::new(),
+        count: 0,
+        next: 0.0,
+    };
     aliases.string("decoder/projection/weight");
     aliases.string("decoder/embeddings/weight");
     file.extend(aliases.bytes);
@@ -112,12 +124,20 @@ fn synthetic(d: u32, key_bias: bool) -> Vec<u8> {
 
 fn write(bytes: &[u8], name: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("winnerr-ct2-{name}-{}.bin", std::process::id()));
-    std::fs::File::create(&path).unwrap().write_all(bytes).unwrap();
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
     path
 }
 
 fn values(t: &Tensor) -> Vec<f32> {
-    t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    t.to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
 }
 
 #[test]
@@ -126,8 +146,23 @@ fn every_tensor_maps_exactly_and_fused_projections_split() {
     let path = write(&synthetic(d, false), "ok");
     let variables = ct2::read(&path).unwrap();
     let (tensors, config) = ct2::convert(&path).unwrap();
-    assert_eq!((config.d_model, config.num_mel_bins, config.encoder_layers, config.decoder_layers), (4, 4, 1, 1));
-    assert_eq!((config.encoder_attention_heads, config.vocab_size, config.max_target_positions), (2, 10, 5));
+    assert_eq!(
+        (
+            config.d_model,
+            config.num_mel_bins,
+            config.encoder_layers,
+            config.decoder_layers
+        ),
+        (4, 4, 1, 1)
+    );
+    assert_eq!(
+        (
+            config.encoder_attention_heads,
+            config.vocab_size,
+            config.max_target_positions
+        ),
+        (2, 10, 5)
+    );
     let source = |name: &str| match &variables[name] {
         ct2::Variable::Tensor(t) => values(t),
         ct2::Variable::Scalar(_) => panic!("{name} is a scalar"),
@@ -138,11 +173,23 @@ fn every_tensor_maps_exactly_and_fused_projections_split() {
         let got = values(&tensors[&format!("model.encoder.layers.0.self_attn.{part}.weight")]);
         assert_eq!(got, fused[i * d * d..(i + 1) * d * d], "{part}");
     }
-    assert!(!tensors.contains_key("model.encoder.layers.0.self_attn.k_proj.bias"), "keys have no bias");
+    assert!(
+        !tensors.contains_key("model.encoder.layers.0.self_attn.k_proj.bias"),
+        "keys have no bias"
+    );
     let kv = source("decoder/layer_0/attention/linear_1/weight");
-    assert_eq!(values(&tensors["model.decoder.layers.0.encoder_attn.k_proj.weight"]), kv[..d * d]);
-    assert_eq!(values(&tensors["model.decoder.layers.0.encoder_attn.v_proj.weight"]), kv[d * d..]);
-    assert_eq!(values(&tensors["model.decoder.layers.0.fc2.weight"]), source("decoder/layer_0/ffn/linear_1/weight"));
+    assert_eq!(
+        values(&tensors["model.decoder.layers.0.encoder_attn.k_proj.weight"]),
+        kv[..d * d]
+    );
+    assert_eq!(
+        values(&tensors["model.decoder.layers.0.encoder_attn.v_proj.weight"]),
+        kv[d * d..]
+    );
+    assert_eq!(
+        values(&tensors["model.decoder.layers.0.fc2.weight"]),
+        source("decoder/layer_0/ffn/linear_1/weight")
+    );
     assert_eq!(
         values(&tensors["model.decoder.layers.0.encoder_attn_layer_norm.weight"]),
         source("decoder/layer_0/attention/layer_norm/gamma")
@@ -158,21 +205,25 @@ fn every_tensor_maps_exactly_and_fused_projections_split() {
         })
         .sum();
     let out_values: usize = tensors.values().map(|t| t.elem_count()).sum();
-    assert_eq!(out_values, source_values - 3 * d, "only the three zero key biases are dropped");
+    assert_eq!(
+        out_values,
+        source_values - 3 * d,
+        "only the three zero key biases are dropped"
+    );
     std::fs::remove_file(path).ok();
 }
 
 #[test]
 fn a_nonzero_key_bias_or_a_truncated_file_is_refused() {
     let path = write(&synthetic(4, true), "keybias");
-    let err = ct2::convert(&path).err().expect("a key bias cannot be represented");
+    let err = ct2::convert(&path).expect_err("a key bias cannot be represented");
     assert!(err.to_string().contains("key bias"), "{err}");
     let bytes = synthetic(4, false);
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    let err = ct2::convert(&path).err().expect("truncated");
+    let err = ct2::convert(&path).expect_err("truncated");
     assert!(err.to_string().contains("truncated"), "{err}");
     std::fs::write(&path, b"\x05\x00\x00\x00").unwrap();
-    let err = ct2::convert(&path).err().expect("wrong version");
+    let err = ct2::convert(&path).expect_err("wrong version");
     assert!(err.to_string().contains("binary version 5"), "{err}");
     std::fs::remove_file(path).ok();
 }

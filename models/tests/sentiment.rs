@@ -7,7 +7,11 @@ use winnerr_models::{ModelDir, ModelError, SentimentLabel, SentimentModel};
 
 fn minilm() -> std::path::PathBuf {
     let dir = ModelDir::from_env().minilm();
-    assert!(dir.join("model.safetensors").exists(), "{} is missing: run `make models`", dir.display());
+    assert!(
+        dir.join("model.safetensors").exists(),
+        "{} is missing: run `make models`",
+        dir.display()
+    );
     dir
 }
 
@@ -15,11 +19,19 @@ fn minilm() -> std::path::PathBuf {
 fn our_differentiable_layers_reproduce_candles_bert() {
     let dir = minilm();
     let texts = ["The house has a lovely garden.", "No."];
-    let ours = SentenceEncoder::load(&dir, &Device::Cpu, None).unwrap().embed(&texts).unwrap();
+    let ours = SentenceEncoder::load(&dir, &Device::Cpu, None)
+        .unwrap()
+        .embed(&texts)
+        .unwrap();
 
-    let config: Config = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let config: Config =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let vb = unsafe {
-        candle_nn::VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu)
+        candle_nn::VarBuilder::from_mmaped_safetensors(
+            &[dir.join("model.safetensors")],
+            DType::F32,
+            &Device::Cpu,
+        )
     }
     .unwrap();
     let bert = BertModel::load(vb, &config).unwrap();
@@ -29,27 +41,64 @@ fn our_differentiable_layers_reproduce_candles_bert() {
         tok.encode(t, true).unwrap().get_ids().to_vec()
     };
     for (i, text) in texts.iter().enumerate() {
-        let ids = Tensor::new(encoding(text), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-        let hidden = bert.forward(&ids, &ids.zeros_like().unwrap(), None).unwrap();
+        let ids = Tensor::new(encoding(text), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let hidden = bert
+            .forward(&ids, &ids.zeros_like().unwrap(), None)
+            .unwrap();
         let pooled = hidden.mean(1).unwrap();
-        let norm = pooled.sqr().unwrap().sum_keepdim(1).unwrap().sqrt().unwrap();
+        let norm = pooled
+            .sqr()
+            .unwrap()
+            .sum_keepdim(1)
+            .unwrap()
+            .sqrt()
+            .unwrap();
         let expected = pooled.broadcast_div(&norm).unwrap().squeeze(0).unwrap();
         let got = ours.get(i).unwrap();
-        let diff = (&got - &expected).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = (&got - &expected)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(diff < 1e-4, "{text}: embeddings differ by {diff}");
     }
 }
 
 #[test]
 fn clear_sentences_get_their_sentiment() {
-    let model = SentimentModel::load(&minilm(), &SentimentModel::head_file(), &Device::Cpu).unwrap();
+    let model =
+        SentimentModel::load(&minilm(), &SentimentModel::head_file(), &Device::Cpu).unwrap();
     let cases = [
-        ("I love this house, it is absolutely perfect for our family!", SentimentLabel::Positive),
-        ("Thank you so much, that is wonderful news.", SentimentLabel::Positive),
-        ("This is a terrible experience and I am furious about it.", SentimentLabel::Negative),
-        ("The price is outrageous and your service has been awful.", SentimentLabel::Negative),
-        ("The property is located on Main Street.", SentimentLabel::Neutral),
-        ("The meeting is scheduled for Tuesday at ten.", SentimentLabel::Neutral),
+        (
+            "I love this house, it is absolutely perfect for our family!",
+            SentimentLabel::Positive,
+        ),
+        (
+            "Thank you so much, that is wonderful news.",
+            SentimentLabel::Positive,
+        ),
+        (
+            "This is a terrible experience and I am furious about it.",
+            SentimentLabel::Negative,
+        ),
+        (
+            "The price is outrageous and your service has been awful.",
+            SentimentLabel::Negative,
+        ),
+        (
+            "The property is located on Main Street.",
+            SentimentLabel::Neutral,
+        ),
+        (
+            "The meeting is scheduled for Tuesday at ten.",
+            SentimentLabel::Neutral,
+        ),
     ];
     let texts: Vec<&str> = cases.iter().map(|c| c.0).collect();
     let got = model.classify(&texts).unwrap();
@@ -64,12 +113,28 @@ fn clear_sentences_get_their_sentiment() {
 #[test]
 fn a_missing_or_corrupt_file_is_a_clear_error() {
     let dir = minilm();
-    let missing = SentimentModel::load(&dir, std::path::Path::new("/nonexistent/head.safetensors"), &Device::Cpu);
-    assert!(matches!(missing, Err(ModelError::Missing { .. })), "{:?}", missing.err());
-    let corrupt = std::env::temp_dir().join(format!("winnerr-corrupt-{}.safetensors", std::process::id()));
+    let missing = SentimentModel::load(
+        &dir,
+        std::path::Path::new("/nonexistent/head.safetensors"),
+        &Device::Cpu,
+    );
+    assert!(
+        matches!(missing, Err(ModelError::Missing { .. })),
+        "{:?}",
+        missing.err()
+    );
+    let corrupt = std::env::temp_dir().join(format!(
+        "winnerr-corrupt-{}.safetensors",
+        std::process::id()
+    ));
     std::fs::write(&corrupt, b"not a safetensors file").unwrap();
-    let err = SentimentModel::load(&dir, &corrupt, &Device::Cpu).err().expect("a corrupt file fails");
+    let err = SentimentModel::load(&dir, &corrupt, &Device::Cpu)
+        .err()
+        .expect("a corrupt file fails");
     assert!(matches!(err, ModelError::Corrupt { .. }), "{err:?}");
-    assert!(err.to_string().contains(&corrupt.display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&corrupt.display().to_string()),
+        "{err}"
+    );
     std::fs::remove_file(&corrupt).ok();
 }

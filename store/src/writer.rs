@@ -368,12 +368,19 @@ async fn write_utterances(
     finals: &[(&str, &Transcript)],
     keys: &Keyring,
 ) -> Result<(), StoreError> {
-    let (mut calls, mut ids, mut tracks, mut starts, mut ends) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut ciphertexts, mut key_ids, mut labels, mut scores) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut calls, mut ids, mut tracks, mut starts, mut ends) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ciphertexts, mut key_ids, mut labels, mut scores) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (call, t) in finals {
         let id = utterance_id(t);
         let row = format!("{call}/{id}");
-        let place = FieldPlace { org: org.as_str(), table: "utterances", column: "text", row: &row };
+        let place = FieldPlace {
+            org: org.as_str(),
+            table: "utterances",
+            column: "text",
+            row: &row,
+        };
         let sealed = keys.encrypt(&t.text, place);
         calls.push(*call);
         ids.push(id);

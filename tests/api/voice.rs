@@ -12,7 +12,9 @@ use winnerr_models::text::word_errors;
 use crate::helpers::*;
 
 fn clip(name: &str) -> Vec<i16> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/audio").join(name);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/audio")
+        .join(name);
     decode_wav_8k(std::fs::File::open(&path).unwrap(), name).unwrap()
 }
 
@@ -23,7 +25,13 @@ fn silence(seconds: f32) -> Vec<i16> {
 fn transcripts(events: &[Arc<Envelope>]) -> Vec<&Transcript> {
     events
         .iter()
-        .filter_map(|e| if let Event::Transcript(t) = &e.event { Some(t) } else { None })
+        .filter_map(|e| {
+            if let Event::Transcript(t) = &e.event {
+                Some(t)
+            } else {
+                None
+            }
+        })
         .collect()
 }
 
@@ -41,12 +49,17 @@ async fn a_two_track_call_is_transcribed_per_track_with_interims_first_and_senti
     let test = spawn_app_with(|c| c.asr = true).await;
     let mut manager = test.feed("acme", "manager-1", Role::Manager).await;
     // The caller says two things; the agent answers after both.
-    let (goforward, forever, cards) = (clip("ps_goforward.wav"), clip("ps_forever_input_2.wav"), clip("ps_cards_005.wav"));
+    let (goforward, forever, cards) = (
+        clip("ps_goforward.wav"),
+        clip("ps_forever_input_2.wav"),
+        clip("ps_cards_005.wav"),
+    );
     let mut inbound = goforward.clone();
     inbound.extend(silence(1.2));
     inbound.extend(&forever);
     inbound.extend(silence(1.2 + cards.len() as f32 / 8000.0 + 1.0));
-    let mut outbound = silence(goforward.len() as f32 / 8000.0 + 1.2 + forever.len() as f32 / 8000.0 + 1.2);
+    let mut outbound =
+        silence(goforward.len() as f32 / 8000.0 + 1.2 + forever.len() as f32 / 8000.0 + 1.2);
     outbound.extend(&cards);
     outbound.extend(silence(1.0));
     outbound.truncate(inbound.len());
@@ -58,7 +71,10 @@ async fn a_two_track_call_is_transcribed_per_track_with_interims_first_and_senti
     let events = manager.call_events(&call_id(&script.call_sid)).await;
     let caller = finals_text(&events, Track::Inbound);
     let agent = finals_text(&events, Track::Outbound);
-    let (errors, words) = word_errors("go forward ten meters feels like these days go on forever", &caller);
+    let (errors, words) = word_errors(
+        "go forward ten meters feels like these days go on forever",
+        &caller,
+    );
     assert!(errors as f64 / words as f64 <= 0.15, "caller: {caller:?}");
     let (errors, words) = word_errors("eight of spades four of clubs seven of hearts", &agent);
     assert!(errors as f64 / words as f64 <= 0.15, "agent: {agent:?}");
@@ -67,7 +83,10 @@ async fn a_two_track_call_is_transcribed_per_track_with_interims_first_and_senti
     let finals: Vec<&&Transcript> = all.iter().filter(|t| t.is_final).collect();
     assert_eq!(finals.len(), 3, "three utterances: {all:#?}");
     for f in &finals {
-        let s = f.sentiment.as_ref().unwrap_or_else(|| panic!("final without sentiment: {f:?}"));
+        let s = f
+            .sentiment
+            .as_ref()
+            .unwrap_or_else(|| panic!("final without sentiment: {f:?}"));
         assert!((s.probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-3);
         assert!(f.start_ms < f.end_ms && f.last_voiced_at_ms > 0);
         // Interims of this utterance all come before it, and at least one came.
@@ -79,13 +98,19 @@ async fn a_two_track_call_is_transcribed_per_track_with_interims_first_and_senti
             .map(|(i, _)| i)
             .collect();
         assert!(!interims.is_empty(), "no interim before {f:?}");
-        assert!(interims.iter().all(|&i| i < position), "an interim after its final: {all:#?}");
+        assert!(
+            interims.iter().all(|&i| i < position),
+            "an interim after its final: {all:#?}"
+        );
         for &i in &interims {
             assert!(all[i].text.starts_with(&all[i].stable_text), "{:?}", all[i]);
         }
     }
     // The end of the call comes after every transcript.
-    assert!(matches!(events.last().map(|e| &e.event), Some(Event::CallEnded(_))));
+    assert!(matches!(
+        events.last().map(|e| &e.event),
+        Some(Event::CallEnded(_))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,10 +132,16 @@ async fn silence_and_line_noise_give_no_transcript() {
     test.simulator().play(&script, |_| {}).await.unwrap();
     let events = manager.call_events(&call_id(&script.call_sid)).await;
     assert!(
-        events.iter().any(|e| matches!(&e.event, Event::AudioActivity(_))),
+        events
+            .iter()
+            .any(|e| matches!(&e.event, Event::AudioActivity(_))),
         "the noise should count as activity, or this test shows nothing"
     );
-    assert!(transcripts(&events).is_empty(), "noise was transcribed: {:?}", transcripts(&events));
+    assert!(
+        transcripts(&events).is_empty(),
+        "noise was transcribed: {:?}",
+        transcripts(&events)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +156,10 @@ async fn a_track_that_stops_mid_word_gets_its_final_at_stop() {
     test.simulator().play(&script, |_| {}).await.unwrap();
     let events = manager.call_events(&call_id(&script.call_sid)).await;
     let text = finals_text(&events, Track::Inbound);
-    assert!(text.to_lowercase().contains("forward"), "final at stop: {text:?}");
+    assert!(
+        text.to_lowercase().contains("forward"),
+        "final at stop: {text:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,10 +181,18 @@ async fn final_transcripts_are_stored_encrypted_and_served_by_the_rest_api() {
     assert!(!spoken.is_empty());
 
     let token = test.token("acme", "manager-1", Role::Manager);
-    let url = format!("http://{}/api/calls/{}/utterances", test.app.addr, script.call_sid);
+    let url = format!(
+        "http://{}/api/calls/{}/utterances",
+        test.app.addr, script.call_sid
+    );
     let items = tokio::time::timeout(std::time::Duration::from_secs(30), async {
         loop {
-            let response = reqwest::Client::new().get(&url).bearer_auth(&token).send().await.unwrap();
+            let response = reqwest::Client::new()
+                .get(&url)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
             let body: serde_json::Value = response.json().await.unwrap_or_default();
             match body["items"].as_array() {
                 Some(items) if !items.is_empty() => return items.clone(),
@@ -167,7 +209,10 @@ async fn final_transcripts_are_stored_encrypted_and_served_by_the_rest_api() {
     // At rest the text is ciphertext.
     use sqlx::Connection;
     let mut owner = sqlx::PgConnection::connect(&db.owner_url).await.unwrap();
-    let stored: Vec<u8> = sqlx::query_scalar("SELECT text_ciphertext FROM utterances").fetch_one(&mut owner).await.unwrap();
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT text_ciphertext FROM utterances")
+        .fetch_one(&mut owner)
+        .await
+        .unwrap();
     assert!(!String::from_utf8_lossy(&stored).contains("forward"));
     test.app.shutdown().await;
     db.drop_database().await;

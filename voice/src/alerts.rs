@@ -23,9 +23,16 @@ impl Default for AlertConfig {
             rolling_weight: 0.5,
             drop_threshold: 0.6,
             keywords: HashMap::new(),
-            default_keywords: ["cancel", "lawyer", "attorney", "too expensive", "complaint", "refund"]
-                .map(String::from)
-                .to_vec(),
+            default_keywords: [
+                "cancel",
+                "lawyer",
+                "attorney",
+                "too expensive",
+                "complaint",
+                "refund",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }
@@ -40,9 +47,14 @@ impl AlertConfig {
     /// boundaries; `*=` sets the default list).
     pub fn parse_keywords(&mut self, spec: &str) -> Result<(), String> {
         for entry in spec.split(';').map(str::trim).filter(|e| !e.is_empty()) {
-            let (org, phrases) = entry.split_once('=').ok_or_else(|| format!("{entry:?}: expected org=phrase|phrase"))?;
-            let phrases: Vec<String> =
-                phrases.split('|').map(|p| p.trim().to_lowercase()).filter(|p| !p.is_empty()).collect();
+            let (org, phrases) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("{entry:?}: expected org=phrase|phrase"))?;
+            let phrases: Vec<String> = phrases
+                .split('|')
+                .map(|p| p.trim().to_lowercase())
+                .filter(|p| !p.is_empty())
+                .collect();
             if org.trim() == "*" {
                 self.default_keywords = phrases;
             } else {
@@ -78,7 +90,10 @@ impl Rolling {
         let fall = self.best - value;
         let alert = if fall >= config.drop_threshold && !self.alerted {
             self.alerted = true;
-            Some(AlertKind::SentimentDrop { from: self.best, to: value })
+            Some(AlertKind::SentimentDrop {
+                from: self.best,
+                to: value,
+            })
         } else {
             if fall < config.drop_threshold / 2.0 {
                 self.alerted = false;
@@ -101,7 +116,10 @@ pub fn keywords_in(text: &str, keywords: &[String]) -> Vec<String> {
         .iter()
         .filter(|phrase| {
             let phrase: Vec<&str> = phrase.split_whitespace().collect();
-            !phrase.is_empty() && words.windows(phrase.len()).any(|w| w.iter().zip(&phrase).all(|(a, b)| a == b))
+            !phrase.is_empty()
+                && words
+                    .windows(phrase.len())
+                    .any(|w| w.iter().zip(&phrase).all(|(a, b)| a == b))
         })
         .cloned()
         .collect()
@@ -114,7 +132,10 @@ mod tests {
     #[test]
     fn keywords_match_whole_words_and_phrases() {
         let list = AlertConfig::default().default_keywords;
-        assert_eq!(keywords_in("I want to CANCEL this, it's too expensive!", &list), vec!["cancel", "too expensive"]);
+        assert_eq!(
+            keywords_in("I want to CANCEL this, it's too expensive!", &list),
+            vec!["cancel", "too expensive"]
+        );
         assert!(keywords_in("The cancellation policy is fine", &list).is_empty());
         assert!(keywords_in("it's expensive, too", &list).is_empty());
     }
@@ -126,17 +147,29 @@ mod tests {
         assert_eq!(r.add(0.8, &config).1, None);
         assert_eq!(r.add(0.6, &config).1, None);
         let (value, alert) = r.add(-0.9, &config);
-        assert!(matches!(alert, Some(AlertKind::SentimentDrop { .. })), "{value} {alert:?}");
-        assert_eq!(r.add(-0.9, &config).1, None, "no second alert for the same drop");
+        assert!(
+            matches!(alert, Some(AlertKind::SentimentDrop { .. })),
+            "{value} {alert:?}"
+        );
+        assert_eq!(
+            r.add(-0.9, &config).1,
+            None,
+            "no second alert for the same drop"
+        );
     }
 
     #[test]
     fn watch_lists_parse_per_organization() {
         let mut config = AlertConfig::default();
-        config.parse_keywords("acme=Walk Away|lawsuit; *=cancel").unwrap();
+        config
+            .parse_keywords("acme=Walk Away|lawsuit; *=cancel")
+            .unwrap();
         let acme = OrgId::parse("acme").unwrap();
         assert_eq!(config.keywords_for(&acme), ["walk away", "lawsuit"]);
-        assert_eq!(config.keywords_for(&OrgId::parse("other").unwrap()), ["cancel"]);
+        assert_eq!(
+            config.keywords_for(&OrgId::parse("other").unwrap()),
+            ["cancel"]
+        );
         assert!(config.parse_keywords("no-equals-sign").is_err());
     }
 }

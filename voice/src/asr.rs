@@ -34,11 +34,17 @@ pub struct Models {
 
 impl SpeechModels for Models {
     fn transcribe(&self, audio: &[f32]) -> Result<String, String> {
-        self.whisper.transcribe(audio, &self.options).map(|t| t.text).map_err(|e| e.to_string())
+        self.whisper
+            .transcribe(audio, &self.options)
+            .map(|t| t.text)
+            .map_err(|e| e.to_string())
     }
 
     fn sentiment(&self, text: &str) -> Result<Sentiment, String> {
-        let mut all = self.sentiment.classify(&[text]).map_err(|e| e.to_string())?;
+        let mut all = self
+            .sentiment
+            .classify(&[text])
+            .map_err(|e| e.to_string())?;
         all.pop().ok_or_else(|| "no sentiment returned".to_string())
     }
 }
@@ -88,7 +94,14 @@ impl Job {
         reply: mpsc::UnboundedSender<AsrResult>,
         live: Arc<AtomicBool>,
     ) -> Self {
-        Self { key, kind, audio, reply, live, enqueued: Instant::now() }
+        Self {
+            key,
+            kind,
+            audio,
+            reply,
+            live,
+            enqueued: Instant::now(),
+        }
     }
 }
 
@@ -115,7 +128,10 @@ pub struct AsrConfig {
 
 impl Default for AsrConfig {
     fn default() -> Self {
-        Self { threads: 1, max_interims_waiting: 8 }
+        Self {
+            threads: 1,
+            max_interims_waiting: 8,
+        }
     }
 }
 
@@ -158,7 +174,10 @@ impl AsrWorker {
     /// Starts `config.threads` threads running `models`.
     pub fn start(models: Arc<dyn SpeechModels>, config: AsrConfig) -> Self {
         metrics::describe();
-        let shared = Arc::new(Shared { queue: Mutex::new(Queue::default()), ready: Condvar::new() });
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            ready: Condvar::new(),
+        });
         let handles = (0..config.threads.max(1))
             .map(|i| {
                 let shared = shared.clone();
@@ -169,7 +188,11 @@ impl AsrWorker {
                     .expect("an ASR thread starts")
             })
             .collect();
-        Self { shared: shared.clone(), config, _threads: Arc::new(Threads { shared, handles }) }
+        Self {
+            shared: shared.clone(),
+            config,
+            _threads: Arc::new(Threads { shared, handles }),
+        }
     }
 
     /// Queues a job under the policy above.
@@ -177,7 +200,8 @@ impl AsrWorker {
         let mut q = self.shared.queue.lock().expect("asr queue lock");
         // Whatever interim of this track waits is out of date now.
         let before = q.interims.len();
-        q.interims.retain(|j| !(j.key.call == job.key.call && j.key.track == job.key.track));
+        q.interims
+            .retain(|j| !(j.key.call == job.key.call && j.key.track == job.key.track));
         for _ in q.interims.len()..before {
             metrics::asr_dropped("superseded");
         }
@@ -245,7 +269,14 @@ fn run(shared: &Shared, models: &dyn SpeechModels) {
         if let Err(error) = &text {
             tracing::warn!(call_id = %job.key.call, track = job.key.track.as_str(), %error, "transcription failed");
         }
-        let result = AsrResult { key: job.key, kind: job.kind, text, sentiment, waited, took };
+        let result = AsrResult {
+            key: job.key,
+            kind: job.kind,
+            text,
+            sentiment,
+            waited,
+            took,
+        };
         let _ = job.reply.send(result); // the call may have gone; nothing to do then
     }
 }
@@ -270,18 +301,34 @@ mod tests {
             Ok(format!("{} samples", audio.len()))
         }
         fn sentiment(&self, _: &str) -> Result<Sentiment, String> {
-            Ok(Sentiment { label: SentimentLabel::Neutral, probabilities: [0.0, 1.0, 0.0] })
+            Ok(Sentiment {
+                label: SentimentLabel::Neutral,
+                probabilities: [0.0, 1.0, 0.0],
+            })
         }
     }
 
     fn key(call: &str, track: Track, utterance: u32) -> UtteranceKey {
-        UtteranceKey { call: CallId::parse(call).unwrap(), track, utterance }
+        UtteranceKey {
+            call: CallId::parse(call).unwrap(),
+            track,
+            utterance,
+        }
     }
 
     #[tokio::test]
     async fn finals_go_first_interims_are_superseded_and_dropped_under_overload() {
-        let gate = Arc::new(Gate { open: Mutex::new(false), cv: Condvar::new() });
-        let worker = AsrWorker::start(gate.clone(), AsrConfig { threads: 1, max_interims_waiting: 2 });
+        let gate = Arc::new(Gate {
+            open: Mutex::new(false),
+            cv: Condvar::new(),
+        });
+        let worker = AsrWorker::start(
+            gate.clone(),
+            AsrConfig {
+                threads: 1,
+                max_interims_waiting: 2,
+            },
+        );
         let (tx, mut rx) = mpsc::unbounded_channel();
         let live = Arc::new(AtomicBool::new(true));
         let job = |k, kind, n| Job::new(k, kind, vec![0.0; n], tx.clone(), live.clone());
@@ -315,14 +362,32 @@ mod tests {
 
     #[tokio::test]
     async fn interims_of_an_ended_call_are_skipped_but_finals_run() {
-        let gate = Arc::new(Gate { open: Mutex::new(true), cv: Condvar::new() });
+        let gate = Arc::new(Gate {
+            open: Mutex::new(true),
+            cv: Condvar::new(),
+        });
         let worker = AsrWorker::start(gate, AsrConfig::default());
         let (tx, mut rx) = mpsc::unbounded_channel();
         let live = Arc::new(AtomicBool::new(false));
-        worker.submit(Job::new(key("CA1", Track::Inbound, 1), JobKind::Interim, vec![0.0; 5], tx.clone(), live.clone()));
-        worker.submit(Job::new(key("CA1", Track::Outbound, 2), JobKind::Final, vec![0.0; 7], tx, live));
+        worker.submit(Job::new(
+            key("CA1", Track::Inbound, 1),
+            JobKind::Interim,
+            vec![0.0; 5],
+            tx.clone(),
+            live.clone(),
+        ));
+        worker.submit(Job::new(
+            key("CA1", Track::Outbound, 2),
+            JobKind::Final,
+            vec![0.0; 7],
+            tx,
+            live,
+        ));
         let r = rx.recv().await.unwrap();
-        assert_eq!((r.kind, r.text.unwrap()), (JobKind::Final, "7 samples".to_string()));
+        assert_eq!(
+            (r.kind, r.text.unwrap()),
+            (JobKind::Final, "7 samples".to_string())
+        );
         assert!(r.sentiment.is_some(), "finals with text get a sentiment");
     }
 }

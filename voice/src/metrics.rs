@@ -28,13 +28,37 @@ pub(crate) fn describe() {
         describe_counter!(EVENTS, "Events the voice stage published, by type");
         describe_counter!(PUBLISH_ERRORS, "Events the bus refused, by type");
         describe_counter!(UTTERANCES, "Utterances cut from tracks, by track");
-        describe_histogram!(UTTERANCE_SECONDS, metrics::Unit::Seconds, "Length of utterances sent for a final transcript");
-        describe_counter!(EMPTY_FINALS, "Utterances whose final transcript was empty (noise, or rejected as no speech)");
-        describe_gauge!(ASR_QUEUE, "Speech jobs waiting for the worker, by kind (final, interim)");
-        describe_counter!(ASR_DROPPED, "Interim speech jobs dropped, by reason (superseded, overload, call_ended)");
-        describe_histogram!(ASR_WAIT, metrics::Unit::Seconds, "Time speech jobs waited in the queue, by kind");
-        describe_histogram!(ASR_SECONDS, metrics::Unit::Seconds, "Time to transcribe (and classify) a speech job, by kind");
-        describe_histogram!(ASR_RTF, "Transcription time over audio length, by kind: above 1 the worker falls behind");
+        describe_histogram!(
+            UTTERANCE_SECONDS,
+            metrics::Unit::Seconds,
+            "Length of utterances sent for a final transcript"
+        );
+        describe_counter!(
+            EMPTY_FINALS,
+            "Utterances whose final transcript was empty (noise, or rejected as no speech)"
+        );
+        describe_gauge!(
+            ASR_QUEUE,
+            "Speech jobs waiting for the worker, by kind (final, interim)"
+        );
+        describe_counter!(
+            ASR_DROPPED,
+            "Interim speech jobs dropped, by reason (superseded, overload, call_ended)"
+        );
+        describe_histogram!(
+            ASR_WAIT,
+            metrics::Unit::Seconds,
+            "Time speech jobs waited in the queue, by kind"
+        );
+        describe_histogram!(
+            ASR_SECONDS,
+            metrics::Unit::Seconds,
+            "Time to transcribe (and classify) a speech job, by kind"
+        );
+        describe_histogram!(
+            ASR_RTF,
+            "Transcription time over audio length, by kind: above 1 the worker falls behind"
+        );
         describe_counter!(ASR_ERRORS, "Speech jobs that failed, by kind");
     });
 }
@@ -77,7 +101,13 @@ pub(crate) fn asr_dropped(reason: &'static str) {
     counter!(ASR_DROPPED, "reason" => reason).increment(1);
 }
 
-pub(crate) fn asr_done(kind: &'static str, waited: Duration, took: Duration, audio_s: f64, failed: bool) {
+pub(crate) fn asr_done(
+    kind: &'static str,
+    waited: Duration,
+    took: Duration,
+    audio_s: f64,
+    failed: bool,
+) {
     histogram!(ASR_WAIT, "kind" => kind).record(waited.as_secs_f64());
     histogram!(ASR_SECONDS, "kind" => kind).record(took.as_secs_f64());
     if audio_s > 0.0 {

@@ -91,7 +91,13 @@ impl CallRun {
                 Segmented::Activity(change) => {
                     publish(self.bus.as_ref(), &self.call, Event::AudioActivity(change)).await;
                 }
-                Segmented::Interim { number, audio, start_ms, end_ms, last_voiced_at_ms } => {
+                Segmented::Interim {
+                    number,
+                    audio,
+                    start_ms,
+                    end_ms,
+                    last_voiced_at_ms,
+                } => {
                     let state = &mut self.tracks[track.index()];
                     if state.open.as_ref().is_none_or(|(n, _)| *n != number) {
                         state.open = Some((number, StablePrefix::default()));
@@ -104,7 +110,9 @@ impl CallRun {
                     if state.open.as_ref().is_some_and(|(n, _)| *n == u.number) {
                         state.open = None;
                     }
-                    state.pending.insert(u.number, (u.start_ms, u.end_ms, u.last_voiced_at_ms));
+                    state
+                        .pending
+                        .insert(u.number, (u.start_ms, u.end_ms, u.last_voiced_at_ms));
                     metrics::utterance(track.as_str(), u.audio.len() as f64 / 16_000.0);
                     self.submit(track, u.number, JobKind::Final, u.audio);
                 }
@@ -114,8 +122,18 @@ impl CallRun {
 
     fn submit(&self, track: Track, utterance: u32, kind: JobKind, audio: Vec<f32>) {
         let Some(asr) = &self.asr else { return };
-        let key = UtteranceKey { call: self.call.call_id.clone(), track, utterance };
-        asr.submit(Job::new(key, kind, audio, self.results.clone(), self.live.clone()));
+        let key = UtteranceKey {
+            call: self.call.call_id.clone(),
+            track,
+            utterance,
+        };
+        asr.submit(Job::new(
+            key,
+            kind,
+            audio,
+            self.results.clone(),
+            self.live.clone(),
+        ));
     }
 
     fn pending_finals(&self) -> usize {
@@ -133,12 +151,16 @@ impl CallRun {
         match result.kind {
             JobKind::Interim => {
                 // Only for the utterance still open: a late interim must not follow its final.
-                let Some((open, prefix)) = &mut state.open else { return };
+                let Some((open, prefix)) = &mut state.open else {
+                    return;
+                };
                 if *open != number || text.is_empty() {
                     return;
                 }
                 let (shown, stable) = prefix.update(&text);
-                let Some((start_ms, end_ms, last_voiced_at_ms)) = state.interim_times else { return };
+                let Some((start_ms, end_ms, last_voiced_at_ms)) = state.interim_times else {
+                    return;
+                };
                 let event = Transcript {
                     track,
                     utterance: number,
@@ -153,7 +175,10 @@ impl CallRun {
                 publish(self.bus.as_ref(), &self.call, Event::Transcript(event)).await;
             }
             JobKind::Final => {
-                let Some((start_ms, end_ms, last_voiced_at_ms)) = state.pending.remove(&number) else { return };
+                let Some((start_ms, end_ms, last_voiced_at_ms)) = state.pending.remove(&number)
+                else {
+                    return;
+                };
                 if text.is_empty() {
                     metrics::empty_final(track.as_str());
                     return;
@@ -162,9 +187,16 @@ impl CallRun {
                 let sentiment = result.sentiment.map(|s| {
                     let (rolling, drop) = state.rolling.add(s.score(), &self.config.alerts);
                     alerts.extend(drop);
-                    SentimentScore { label: s.label.as_str().to_string(), probabilities: s.probabilities, score: s.score(), rolling }
+                    SentimentScore {
+                        label: s.label.as_str().to_string(),
+                        probabilities: s.probabilities,
+                        score: s.score(),
+                        rolling,
+                    }
                 });
-                for keyword in keywords_in(&text, self.config.alerts.keywords_for(&self.call.org_id)) {
+                for keyword in
+                    keywords_in(&text, self.config.alerts.keywords_for(&self.call.org_id))
+                {
                     alerts.push(winnerr_events::AlertKind::Keyword { keyword });
                 }
                 let event = Transcript {
@@ -180,7 +212,13 @@ impl CallRun {
                 };
                 publish(self.bus.as_ref(), &self.call, Event::Transcript(event)).await;
                 for kind in alerts {
-                    let alert = Alert { track, utterance: number, kind, text: text.clone(), last_voiced_at_ms };
+                    let alert = Alert {
+                        track,
+                        utterance: number,
+                        kind,
+                        text: text.clone(),
+                        last_voiced_at_ms,
+                    };
                     publish(self.bus.as_ref(), &self.call, Event::Alert(alert)).await;
                 }
             }
@@ -188,8 +226,17 @@ impl CallRun {
     }
 }
 
-async fn run_call(audio: CallAudio, bus: Arc<dyn Bus>, config: Arc<VoiceConfig>, asr: Option<AsrWorker>) {
-    let CallAudio { call, started, mut inputs } = audio;
+async fn run_call(
+    audio: CallAudio,
+    bus: Arc<dyn Bus>,
+    config: Arc<VoiceConfig>,
+    asr: Option<AsrWorker>,
+) {
+    let CallAudio {
+        call,
+        started,
+        mut inputs,
+    } = audio;
     let sample_rate = started.media_format.sample_rate;
     metrics::call_started();
     publish(bus.as_ref(), &call, Event::CallStarted(started)).await;
@@ -204,7 +251,8 @@ async fn run_call(audio: CallAudio, bus: Arc<dyn Bus>, config: Arc<VoiceConfig>,
         tracks: Default::default(),
     };
     let transcribing = run.asr.is_some();
-    let mut segmenters = Track::ALL.map(|track| Segmenter::with_audio(track, config.utterance, transcribing));
+    let mut segmenters =
+        Track::ALL.map(|track| Segmenter::with_audio(track, config.utterance, transcribing));
     let ended = loop {
         tokio::select! {
             biased;

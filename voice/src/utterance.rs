@@ -54,7 +54,13 @@ pub struct Utterance {
 pub enum Segmented {
     Activity(AudioActivity),
     /// The utterance so far, for an interim hypothesis.
-    Interim { number: u32, audio: Vec<f32>, start_ms: u64, end_ms: u64, last_voiced_at_ms: u64 },
+    Interim {
+        number: u32,
+        audio: Vec<f32>,
+        start_ms: u64,
+        end_ms: u64,
+        last_voiced_at_ms: u64,
+    },
     Final(Utterance),
 }
 
@@ -101,15 +107,24 @@ impl Segmenter {
     }
 
     /// Takes the track's next 8 kHz frame.
-    pub fn push(&mut self, frame: &AudioFrame, sample_rate: u32) -> Result<Vec<Segmented>, ResampleError> {
+    pub fn push(
+        &mut self,
+        frame: &AudioFrame,
+        sample_rate: u32,
+    ) -> Result<Vec<Segmented>, ResampleError> {
         let mut out = Vec::new();
         if !self.collect_audio {
-            out.extend(self.detector.push(frame, sample_rate).map(Segmented::Activity));
+            out.extend(
+                self.detector
+                    .push(frame, sample_rate)
+                    .map(Segmented::Activity),
+            );
             return Ok(out);
         }
         self.chunk.clear();
         if sample_rate as u64 == MODEL_RATE {
-            self.chunk.extend(frame.samples.iter().map(|&s| f32::from(s) / 32768.0));
+            self.chunk
+                .extend(frame.samples.iter().map(|&s| f32::from(s) / 32768.0));
         } else {
             self.upsampler.push(&frame.samples, &mut self.chunk)?;
         }
@@ -144,10 +159,13 @@ impl Segmenter {
             out.push(Segmented::Activity(change));
             return Ok(out);
         }
-        let Some(open) = &mut self.open else { return Ok(out) };
+        let Some(open) = &mut self.open else {
+            return Ok(out);
+        };
         let length_ms = open.audio.len() as u64 * 1000 / MODEL_RATE;
         let too_long = length_ms >= self.config.max_utterance_ms
-            && (!voiced || length_ms >= self.config.max_utterance_ms + self.config.hard_cut_after_ms);
+            && (!voiced
+                || length_ms >= self.config.max_utterance_ms + self.config.hard_cut_after_ms);
         if too_long {
             // Cut here and go on with a new utterance: the speaker has not stopped.
             out.extend(self.close().map(Segmented::Final));
@@ -220,13 +238,24 @@ impl StablePrefix {
     /// Takes the next hypothesis; returns (text to show, its stable prefix).
     pub fn update(&mut self, hypothesis: &str) -> (String, String) {
         let words: Vec<String> = hypothesis.split_whitespace().map(str::to_string).collect();
-        let agreed = self.previous.iter().zip(&words).take_while(|(a, b)| a == b).count();
+        let agreed = self
+            .previous
+            .iter()
+            .zip(&words)
+            .take_while(|(a, b)| a == b)
+            .count();
         if agreed > self.committed.len() && words.starts_with(&self.committed) {
             self.committed = words[..agreed].to_vec();
         }
         let tail = words.get(self.committed.len()..).unwrap_or(&[]);
         let stable = self.committed.join(" ");
-        let shown = if tail.is_empty() { stable.clone() } else if stable.is_empty() { tail.join(" ") } else { format!("{stable} {}", tail.join(" ")) };
+        let shown = if tail.is_empty() {
+            stable.clone()
+        } else if stable.is_empty() {
+            tail.join(" ")
+        } else {
+            format!("{stable} {}", tail.join(" "))
+        };
         self.previous = words;
         (shown, stable)
     }
@@ -237,8 +266,14 @@ mod tests {
     use super::*;
 
     fn frame(index: u64, amplitude: i16) -> AudioFrame {
-        let samples = (0..160).map(|i| if i % 2 == 0 { amplitude } else { -amplitude }).collect();
-        AudioFrame { track: Track::Inbound, timestamp_ms: index * 20, samples }
+        let samples = (0..160)
+            .map(|i| if i % 2 == 0 { amplitude } else { -amplitude })
+            .collect();
+        AudioFrame {
+            track: Track::Inbound,
+            timestamp_ms: index * 20,
+            samples,
+        }
     }
 
     /// What came out, without the audio (too long to print).
@@ -266,33 +301,68 @@ mod tests {
         levels.extend([8000; 125]); // 2.5 s speech
         levels.extend([0; 40]); // 0.8 s silence
         let out = run(&mut s, &levels);
-        let interims = out.iter().filter(|o| matches!(o, Segmented::Interim { .. })).count();
-        assert_eq!(interims, 3, "one a second of the 3.1 s (with the ending silence): {}", kinds(&out));
-        let finals: Vec<_> = out.iter().filter_map(|o| if let Segmented::Final(u) = o { Some(u) } else { None }).collect();
+        let interims = out
+            .iter()
+            .filter(|o| matches!(o, Segmented::Interim { .. }))
+            .count();
+        assert_eq!(
+            interims,
+            3,
+            "one a second of the 3.1 s (with the ending silence): {}",
+            kinds(&out)
+        );
+        let finals: Vec<_> = out
+            .iter()
+            .filter_map(|o| {
+                if let Segmented::Final(u) = o {
+                    Some(u)
+                } else {
+                    None
+                }
+            })
+            .collect();
         assert_eq!(finals.len(), 1);
         let u = finals[0];
         assert_eq!(u.number, 1);
         assert_eq!(u.end_ms, 150 * 20, "ends with the last voiced frame");
         // Pre-roll: 300 ms before the onset frame's end.
-        assert!(u.start_ms <= 25 * 20 && u.start_ms >= 25 * 20 - 320, "{}", u.start_ms);
+        assert!(
+            u.start_ms <= 25 * 20 && u.start_ms >= 25 * 20 - 320,
+            "{}",
+            u.start_ms
+        );
         let seconds = u.audio.len() as f64 / 16_000.0;
         assert!(seconds > 2.8 && seconds < 3.6, "{seconds}");
     }
 
     #[test]
     fn a_long_utterance_is_cut_at_a_pause_and_stop_flushes_the_rest() {
-        let config = UtteranceConfig { max_utterance_ms: 2_000, ..UtteranceConfig::default() };
+        let config = UtteranceConfig {
+            max_utterance_ms: 2_000,
+            ..UtteranceConfig::default()
+        };
         let mut s = Segmenter::new(Track::Inbound, config);
         let mut levels = vec![8000i16; 110]; // 2.2 s
         levels.extend([0; 5]); // a 100 ms pause: not the end of speech, but a place to cut
         levels.extend([8000; 30]);
         let mut out = run(&mut s, &levels);
         out.extend(s.stop());
-        let finals: Vec<_> = out.iter().filter_map(|o| if let Segmented::Final(u) = o { Some(u) } else { None }).collect();
+        let finals: Vec<_> = out
+            .iter()
+            .filter_map(|o| {
+                if let Segmented::Final(u) = o {
+                    Some(u)
+                } else {
+                    None
+                }
+            })
+            .collect();
         assert_eq!(finals.len(), 2, "{}", kinds(&out));
         assert_eq!((finals[0].number, finals[1].number), (1, 2));
         assert!(finals[1].start_ms >= finals[0].end_ms);
-        assert!(matches!(out.last(), Some(Segmented::Activity(a)) if a.state == ActivityState::Silent));
+        assert!(
+            matches!(out.last(), Some(Segmented::Activity(a)) if a.state == ActivityState::Silent)
+        );
     }
 
     #[test]
@@ -307,10 +377,25 @@ mod tests {
     fn committed_words_do_not_flicker() {
         let mut p = StablePrefix::default();
         assert_eq!(p.update("I want"), ("I want".into(), "".into()));
-        assert_eq!(p.update("I want to see"), ("I want to see".into(), "I want".into()));
+        assert_eq!(
+            p.update("I want to see"),
+            ("I want to see".into(), "I want".into())
+        );
         // A later hypothesis that changes a committed word does not uncommit it.
-        assert_eq!(p.update("I went to see the house"), ("I want to see the house".into(), "I want".into()));
-        assert_eq!(p.update("I want to see the house"), ("I want to see the house".into(), "I want".into()));
-        assert_eq!(p.update("I want to see the house today"), ("I want to see the house today".into(), "I want to see the house".into()));
+        assert_eq!(
+            p.update("I went to see the house"),
+            ("I want to see the house".into(), "I want".into())
+        );
+        assert_eq!(
+            p.update("I want to see the house"),
+            ("I want to see the house".into(), "I want".into())
+        );
+        assert_eq!(
+            p.update("I want to see the house today"),
+            (
+                "I want to see the house today".into(),
+                "I want to see the house".into()
+            )
+        );
     }
 }

@@ -27,7 +27,11 @@ pub enum Split {
 impl RatedSentence {
     pub fn split(&self) -> Split {
         let hash = Sha256::digest(self.source_id.as_bytes());
-        if hash[0] % 5 == 0 { Split::HeldOut } else { Split::Train }
+        if hash[0] % 5 == 0 {
+            Split::HeldOut
+        } else {
+            Split::Train
+        }
     }
 
     /// The label of a clear case (raters agreed on a direction: |score| ≥ 1.0, or neutral within
@@ -58,7 +62,13 @@ pub fn load_dir(dir: &Path) -> Result<Vec<RatedSentence>> {
         let text = std::fs::read_to_string(&file).map_err(|e| ModelError::io(&file, e))?;
         for (n, line) in text.lines().enumerate().skip(1) {
             let fields: Vec<&str> = line.split('\t').collect();
-            let bad = |why: &str| ModelError::corrupt(&file, "rated sentence file", format!("line {}: {why}", n + 1));
+            let bad = |why: &str| {
+                ModelError::corrupt(
+                    &file,
+                    "rated sentence file",
+                    format!("line {}: {why}", n + 1),
+                )
+            };
             let [text, label, score, source_id] = fields[..] else {
                 return Err(bad("expected 4 tab-separated fields"));
             };

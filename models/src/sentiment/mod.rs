@@ -18,7 +18,10 @@ pub mod data;
 pub mod train;
 
 /// The fine-tuned layers and the head, shipped with the code.
-pub const HEAD_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/sentiment-head.safetensors");
+pub const HEAD_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/assets/sentiment-head.safetensors"
+);
 /// Tokens per sentence; an utterance longer than this is judged on its start.
 const MAX_TOKENS: usize = 128;
 /// Hidden units of the head.
@@ -92,7 +95,9 @@ impl BertLayer {
     /// Loads `encoder.layer.{i}` names (as in MiniLM's file) from `vb`.
     pub fn load(vb: VarBuilder) -> candle_core::Result<Self> {
         let a = vb.pp("attention");
-        let norm = |vb: VarBuilder| -> candle_core::Result<(Tensor, Tensor)> { Ok((vb.get(384, "weight")?, vb.get(384, "bias")?)) };
+        let norm = |vb: VarBuilder| -> candle_core::Result<(Tensor, Tensor)> {
+            Ok((vb.get(384, "weight")?, vb.get(384, "bias")?))
+        };
         Ok(Self {
             query: candle_nn::linear(384, 384, a.pp("self.query"))?,
             key: candle_nn::linear(384, 384, a.pp("self.key"))?,
@@ -108,7 +113,11 @@ impl BertLayer {
     /// `x` [batch, tokens, 384]; `mask` additive [batch, 1, 1, tokens].
     pub fn forward(&self, x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
         let (b, t, _) = x.dims3()?;
-        let heads = |y: Tensor| y.reshape((b, t, HEADS, 384 / HEADS))?.transpose(1, 2)?.contiguous();
+        let heads = |y: Tensor| {
+            y.reshape((b, t, HEADS, 384 / HEADS))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
         let q = heads(self.query.forward(x)?)?;
         let k = heads(self.key.forward(x)?)?;
         let v = heads(self.value.forward(x)?)?;
@@ -116,8 +125,15 @@ impl BertLayer {
         let weights = candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?;
         let context = weights.matmul(&v)?.transpose(1, 2)?.reshape((b, t, 384))?;
         let (w, bias) = &self.attention_norm;
-        let x = candle_nn::ops::layer_norm_slow(&(x + self.attention_out.forward(&context)?)?, w, bias, LAYER_NORM_EPS)?;
-        let h = self.output.forward(&self.intermediate.forward(&x)?.gelu_erf()?)?;
+        let x = candle_nn::ops::layer_norm_slow(
+            &(x + self.attention_out.forward(&context)?)?,
+            w,
+            bias,
+            LAYER_NORM_EPS,
+        )?;
+        let h = self
+            .output
+            .forward(&self.intermediate.forward(&x)?.gelu_erf()?)?;
         let (w, bias) = &self.output_norm;
         candle_nn::ops::layer_norm_slow(&(x + h)?, w, bias, LAYER_NORM_EPS)
     }
@@ -144,7 +160,8 @@ impl SentenceEncoder {
     /// `tokenizer.json`). `tuned` holds fine-tuned last layers (`layer.{i}.…`); `None` keeps
     /// MiniLM's own.
     pub fn load(dir: &Path, device: &Device, tuned: Option<(VarBuilder, &Path)>) -> Result<Self> {
-        let mut config: BertConfig = crate::whisper::read_json(&dir.join("config.json"), "BERT config")?;
+        let mut config: BertConfig =
+            crate::whisper::read_json(&dir.join("config.json"), "BERT config")?;
         let weights = dir.join("model.safetensors");
         if !weights.exists() {
             return Err(ModelError::Missing { path: weights });
@@ -164,13 +181,26 @@ impl SentenceEncoder {
             .collect::<candle_core::Result<Vec<_>>>()
             .map_err(|e| ModelError::corrupt(file, what, e))?;
         let path = dir.join("tokenizer.json");
-        let mut tokenizer =
-            Tokenizer::from_file(&path).map_err(|e| ModelError::Tokenizer { path: path.clone(), reason: e.to_string() })?;
+        let mut tokenizer = Tokenizer::from_file(&path).map_err(|e| ModelError::Tokenizer {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         tokenizer.with_padding(Some(PaddingParams::default()));
         tokenizer
-            .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
-            .map_err(|e| ModelError::Tokenizer { path, reason: e.to_string() })?;
-        Ok(Self { trunk, tuned, tokenizer, device: device.clone() })
+            .with_truncation(Some(TruncationParams {
+                max_length: MAX_TOKENS,
+                ..Default::default()
+            }))
+            .map_err(|e| ModelError::Tokenizer {
+                path,
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            trunk,
+            tuned,
+            tokenizer,
+            device: device.clone(),
+        })
     }
 
     /// The frozen first layers over a batch of texts.
@@ -190,18 +220,26 @@ impl SentenceEncoder {
         let ids = Tensor::stack(&ids, 0)?;
         let mask = Tensor::stack(&mask, 0)?;
         let hidden = self.trunk.forward(&ids, &ids.zeros_like()?, Some(&mask))?;
-        Ok(TrunkOutput { hidden, mask: mask.to_dtype(DType::F32)? })
+        Ok(TrunkOutput {
+            hidden,
+            mask: mask.to_dtype(DType::F32)?,
+        })
     }
 
     /// The tuned layers, mean pooling over real tokens and L2 normalization: [batch, 384].
     pub fn top(layers: &[BertLayer], trunk: &TrunkOutput) -> candle_core::Result<Tensor> {
-        let additive = ((trunk.mask.ones_like()? - &trunk.mask)? * -10_000.0)?.unsqueeze(1)?.unsqueeze(1)?;
+        let additive = ((trunk.mask.ones_like()? - &trunk.mask)? * -10_000.0)?
+            .unsqueeze(1)?
+            .unsqueeze(1)?;
         let mut x = trunk.hidden.clone();
         for layer in layers {
             x = layer.forward(&x, &additive)?;
         }
         let mask = trunk.mask.unsqueeze(2)?;
-        let pooled = x.broadcast_mul(&mask)?.sum(1)?.broadcast_div(&mask.sum(1)?)?;
+        let pooled = x
+            .broadcast_mul(&mask)?
+            .sum(1)?
+            .broadcast_div(&mask.sum(1)?)?;
         let norm = pooled.sqr()?.sum_keepdim(1)?.sqrt()?;
         pooled.broadcast_div(&norm)
     }
@@ -243,13 +281,16 @@ impl SentimentModel {
     /// Loads MiniLM from `minilm_dir` and the head from `head_file` (normally [`HEAD_FILE`]).
     pub fn load(minilm_dir: &Path, head_file: &Path, device: &Device) -> Result<Self> {
         if !head_file.exists() {
-            return Err(ModelError::Missing { path: head_file.to_path_buf() });
+            return Err(ModelError::Missing {
+                path: head_file.to_path_buf(),
+            });
         }
         let tensors = candle_core::safetensors::load(head_file, device)
             .map_err(|e| ModelError::corrupt(head_file, "sentiment head", e))?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
         let encoder = SentenceEncoder::load(minilm_dir, device, Some((vb.clone(), head_file)))?;
-        let head = SentimentHead::load(vb).map_err(|e| ModelError::corrupt(head_file, "sentiment head", e))?;
+        let head = SentimentHead::load(vb)
+            .map_err(|e| ModelError::corrupt(head_file, "sentiment head", e))?;
         Ok(Self { encoder, head })
     }
 
@@ -265,14 +306,24 @@ impl SentimentModel {
         }
         let started = std::time::Instant::now();
         let embeddings = self.encoder.embed(texts)?;
-        let probabilities = candle_nn::ops::softmax_last_dim(&self.head.logits(&embeddings)?)?.to_vec2::<f32>()?;
+        let probabilities =
+            candle_nn::ops::softmax_last_dim(&self.head.logits(&embeddings)?)?.to_vec2::<f32>()?;
         crate::metrics::classified(started.elapsed().as_secs_f64());
         Ok(probabilities
             .into_iter()
             .map(|p| {
                 let probabilities = [p[0], p[1], p[2]];
-                let best = (0..3).fold(0, |b, i| if probabilities[i] > probabilities[b] { i } else { b });
-                Sentiment { label: SentimentLabel::ALL[best], probabilities }
+                let best = (0..3).fold(0, |b, i| {
+                    if probabilities[i] > probabilities[b] {
+                        i
+                    } else {
+                        b
+                    }
+                });
+                Sentiment {
+                    label: SentimentLabel::ALL[best],
+                    probabilities,
+                }
             })
             .collect())
     }

@@ -47,13 +47,22 @@ struct Batch {
 
 /// Fine-tunes on the train split and writes the tuned layers and head to `out` (f16).
 /// Returns how many sentences it trained on.
-pub fn train(minilm_dir: &Path, sentences: &[RatedSentence], options: &TrainOptions, out: &Path) -> Result<usize> {
+pub fn train(
+    minilm_dir: &Path,
+    sentences: &[RatedSentence],
+    options: &TrainOptions,
+    out: &Path,
+) -> Result<usize> {
     let device = Device::Cpu;
     let mut train: Vec<(&str, u32)> = sentences
         .iter()
         .filter(|s| s.split() == Split::Train)
         .filter_map(|s| {
-            let label = if options.clear_only { s.clear_label()? } else { s.label };
+            let label = if options.clear_only {
+                s.clear_label()?
+            } else {
+                s.label
+            };
             Some((s.text.as_str(), label.index() as u32))
         })
         .collect();
@@ -67,7 +76,10 @@ pub fn train(minilm_dir: &Path, sentences: &[RatedSentence], options: &TrainOpti
     let class_weight = |l: u32| train.len() as f32 / (3.0 * counts[l as usize].max(1) as f32);
 
     let encoder = SentenceEncoder::load(minilm_dir, &device, None)?;
-    tracing::info!(sentences = train.len(), "running the frozen layers over the training sentences");
+    tracing::info!(
+        sentences = train.len(),
+        "running the frozen layers over the training sentences"
+    );
     let batches = train
         .chunks(options.batch)
         .map(|chunk| {
@@ -97,12 +109,17 @@ pub fn train(minilm_dir: &Path, sentences: &[RatedSentence], options: &TrainOpti
         for (name, var) in vars.iter() {
             let value = if let Some(rest) = name.strip_prefix("layer.") {
                 let key = format!("encoder.layer.{rest}");
-                let t = original.get(&key).or_else(|| original.get(&format!("bert.{key}")));
-                t.ok_or_else(|| ModelError::Input(format!("MiniLM has no {key}")))?.to_dtype(DType::F32)?
+                let t = original
+                    .get(&key)
+                    .or_else(|| original.get(&format!("bert.{key}")));
+                t.ok_or_else(|| ModelError::Input(format!("MiniLM has no {key}")))?
+                    .to_dtype(DType::F32)?
             } else if name.ends_with(".weight") {
                 let (rows, cols) = var.dims2()?;
                 let bound = (6.0 / (rows + cols) as f64).sqrt();
-                let values: Vec<f32> = (0..rows * cols).map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32).collect();
+                let values: Vec<f32> = (0..rows * cols)
+                    .map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32)
+                    .collect();
                 Tensor::from_vec(values, (rows, cols), &device)?
             } else {
                 var.zeros_like()?
@@ -114,12 +131,23 @@ pub fn train(minilm_dir: &Path, sentences: &[RatedSentence], options: &TrainOpti
         let vars = varmap.data().lock().expect("varmap lock");
         let mut named: Vec<_> = vars.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
-        named.into_iter().partition(|(n, _)| n.starts_with("layer."))
+        named
+            .into_iter()
+            .partition(|(n, _)| n.starts_with("layer."))
     };
-    let params = |lr: f64| ParamsAdamW { lr, weight_decay: options.weight_decay, ..Default::default() };
-    let mut layer_opt =
-        AdamW::new(layer_vars.into_iter().map(|(_, v)| v).collect(), params(options.layer_learning_rate))?;
-    let mut head_opt = AdamW::new(head_vars.into_iter().map(|(_, v)| v).collect(), params(options.head_learning_rate))?;
+    let params = |lr: f64| ParamsAdamW {
+        lr,
+        weight_decay: options.weight_decay,
+        ..Default::default()
+    };
+    let mut layer_opt = AdamW::new(
+        layer_vars.into_iter().map(|(_, v)| v).collect(),
+        params(options.layer_learning_rate),
+    )?;
+    let mut head_opt = AdamW::new(
+        head_vars.into_iter().map(|(_, v)| v).collect(),
+        params(options.head_learning_rate),
+    )?;
 
     let mut order: Vec<usize> = (0..batches.len()).collect();
     for epoch in 0..options.epochs {
@@ -140,7 +168,13 @@ pub fn train(minilm_dir: &Path, sentences: &[RatedSentence], options: &TrainOpti
             total += f64::from(loss.to_scalar::<f32>()?);
             seen += 1;
             if n % 100 == 0 {
-                tracing::info!(epoch, batch = n, of = batches.len(), loss = total / seen as f64, "fine-tuning");
+                tracing::info!(
+                    epoch,
+                    batch = n,
+                    of = batches.len(),
+                    loss = total / seen as f64,
+                    "fine-tuning"
+                );
             }
         }
         tracing::info!(epoch, loss = total / seen.max(1) as f64, "epoch done");
@@ -169,4 +203,3 @@ impl SplitMix {
         (z >> 11) as f64 / (1u64 << 53) as f64
     }
 }
-

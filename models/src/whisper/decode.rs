@@ -49,7 +49,10 @@ pub struct DecodeOptions {
 impl Default for DecodeOptions {
     fn default() -> Self {
         Self {
-            window: Window::Padded { min_s: 10.0, margin_s: 1.0 },
+            window: Window::Padded {
+                min_s: 10.0,
+                margin_s: 1.0,
+            },
             kv_cache: true,
             mel_over_padding: false,
             quantized_decoder: true,
@@ -137,9 +140,15 @@ const WINDOW_SAMPLES: usize = 30 * mel::SAMPLE_RATE;
 /// Whisper's cap on the first timestamp (1 s).
 const MAX_INITIAL_TIMESTAMP: u32 = 50;
 
-pub(super) fn transcribe(whisper: &Whisper, samples: &[f32], options: &DecodeOptions) -> Result<Transcript> {
+pub(super) fn transcribe(
+    whisper: &Whisper,
+    samples: &[f32],
+    options: &DecodeOptions,
+) -> Result<Transcript> {
     if let Some(bad) = samples.iter().position(|s| !s.is_finite()) {
-        return Err(ModelError::Input(format!("sample {bad} is not a finite number")));
+        return Err(ModelError::Input(format!(
+            "sample {bad} is not a finite number"
+        )));
     }
     let mut total: Option<Transcript> = None;
     for (i, window) in samples.chunks(WINDOW_SAMPLES).enumerate() {
@@ -185,7 +194,11 @@ fn window_frames(window: Window, audio_s: f32) -> usize {
     frames + frames % 2 // the second convolution halves it
 }
 
-fn decode_window(whisper: &Whisper, samples: &[f32], options: &DecodeOptions) -> Result<Transcript> {
+fn decode_window(
+    whisper: &Whisper,
+    samples: &[f32],
+    options: &DecodeOptions,
+) -> Result<Transcript> {
     let t = &whisper.tokens;
     let audio_s = samples.len() as f32 / mel::SAMPLE_RATE as f32;
     if loudest_dbfs(samples) < options.silence_dbfs {
@@ -207,14 +220,18 @@ fn decode_window(whisper: &Whisper, samples: &[f32], options: &DecodeOptions) ->
     }
     let mut state = whisper.model.start(&audio)?;
     state.exact = !options.quantized_decoder;
-    let all = whisper.model.decode(&mut state, &prompt, true)?.squeeze(0)?;
+    let all = whisper
+        .model
+        .decode(&mut state, &prompt, true)?
+        .squeeze(0)?;
     let no_speech_prob = {
         let first = log_softmax(&all.get(0)?.to_vec1::<f32>()?);
         first[t.no_speech as usize].exp()
     };
     let mut logits = all.get(prompt.len() - 1)?.to_vec1::<f32>()?;
     // The last timestamp that still lies inside the real audio (plus a little slack).
-    let last_timestamp = t.timestamp_begin + ((audio_s + 0.5) / SECONDS_PER_TIMESTAMP).ceil() as u32;
+    let last_timestamp =
+        t.timestamp_begin + ((audio_s + 0.5) / SECONDS_PER_TIMESTAMP).ceil() as u32;
 
     let mut tokens: Vec<u32> = Vec::new();
     let mut sum_logprob = 0f32;
@@ -225,7 +242,13 @@ fn decode_window(whisper: &Whisper, samples: &[f32], options: &DecodeOptions) ->
             suppress(&mut logits, &t.suppress_at_begin);
         }
         if options.timestamps {
-            timestamp_rules(&mut logits, &tokens, t.timestamp_begin, t.eot, last_timestamp);
+            timestamp_rules(
+                &mut logits,
+                &tokens,
+                t.timestamp_begin,
+                t.eot,
+                last_timestamp,
+            );
         }
         let logprobs = log_softmax(&logits);
         let (next, logprob) = argmax(&logprobs);
@@ -239,7 +262,9 @@ fn decode_window(whisper: &Whisper, samples: &[f32], options: &DecodeOptions) ->
             loop_cut = true;
             break;
         }
-        if tokens.len() >= options.max_tokens || prompt.len() + tokens.len() >= whisper.config().max_target_positions {
+        if tokens.len() >= options.max_tokens
+            || prompt.len() + tokens.len() >= whisper.config().max_target_positions
+        {
             break;
         }
         let step = if options.kv_cache {
@@ -254,9 +279,15 @@ fn decode_window(whisper: &Whisper, samples: &[f32], options: &DecodeOptions) ->
     }
     let avg_logprob = sum_logprob / (tokens.len() + 1) as f32;
     let segments = segments(whisper, &tokens, voiced_span(samples))?;
-    let text = segments.iter().map(|s| s.text.as_str()).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
+    let text = segments
+        .iter()
+        .map(|s| s.text.as_str())
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
     let no_speech = no_speech_prob > options.no_speech_alone_threshold
-        || (no_speech_prob > options.no_speech_threshold && avg_logprob < options.logprob_threshold);
+        || (no_speech_prob > options.no_speech_threshold
+            && avg_logprob < options.logprob_threshold);
     let rejected = if no_speech {
         Some(Rejected::NoSpeech)
     } else if compression_ratio(&text) > options.compression_ratio_threshold {
@@ -264,7 +295,11 @@ fn decode_window(whisper: &Whisper, samples: &[f32], options: &DecodeOptions) ->
     } else {
         None
     };
-    let (text, segments) = if rejected.is_some() { (String::new(), Vec::new()) } else { (text, segments) };
+    let (text, segments) = if rejected.is_some() {
+        (String::new(), Vec::new())
+    } else {
+        (text, segments)
+    };
     Ok(Transcript {
         text,
         segments,
@@ -291,14 +326,22 @@ fn argmax(values: &[f32]) -> (u32, f32) {
     let (i, v) = values
         .iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best });
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 { (i, v) } else { best }
+        });
     (i as u32, v)
 }
 
 /// Whisper's `ApplyTimestampRules`: timestamps come in pairs, never go back, the first token is a
 /// timestamp within 1 s, and a timestamp is forced when timestamps together outweigh any text
 /// token. Timestamps past the end of the real audio are suppressed too.
-fn timestamp_rules(logits: &mut [f32], tokens: &[u32], ts_begin: u32, eot: u32, last_timestamp: u32) {
+fn timestamp_rules(
+    logits: &mut [f32],
+    tokens: &[u32],
+    ts_begin: u32,
+    eot: u32,
+    last_timestamp: u32,
+) {
     let ts = ts_begin as usize;
     let is_ts = |t: u32| t >= ts_begin;
     let last_was_ts = tokens.last().is_some_and(|&t| is_ts(t));
@@ -313,7 +356,11 @@ fn timestamp_rules(logits: &mut [f32], tokens: &[u32], ts_begin: u32, eot: u32, 
     }
     if let Some(&last) = tokens.iter().rev().find(|&&t| is_ts(t)) {
         // Never go back in time; after a closing timestamp, move strictly forward.
-        let floor = if last_was_ts && !penultimate_was_ts { last } else { last + 1 };
+        let floor = if last_was_ts && !penultimate_was_ts {
+            last
+        } else {
+            last + 1
+        };
         let floor = (floor as usize).min(logits.len());
         logits[ts..floor].fill(neg);
     }
@@ -345,7 +392,12 @@ fn log_sum_exp(values: &[f32]) -> f32 {
 /// Where to cut when the text tokens end in a block repeated three times (four for a single
 /// token, since "no no no" is speech): returns the length that keeps the first occurrence.
 fn repeated_tail(tokens: &[u32], eot: u32) -> Option<usize> {
-    let text: Vec<(usize, u32)> = tokens.iter().copied().enumerate().filter(|&(_, t)| t < eot).collect();
+    let text: Vec<(usize, u32)> = tokens
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|&(_, t)| t < eot)
+        .collect();
     for block in 1..=16 {
         let repeats = if block == 1 { 4 } else { 3 };
         if text.len() < block * repeats {
@@ -353,7 +405,10 @@ fn repeated_tail(tokens: &[u32], eot: u32) -> Option<usize> {
         }
         let tail = &text[text.len() - block * repeats..];
         let first: Vec<u32> = tail[..block].iter().map(|&(_, t)| t).collect();
-        if tail.chunks(block).all(|c| c.iter().map(|&(_, t)| t).eq(first.iter().copied())) {
+        if tail
+            .chunks(block)
+            .all(|c| c.iter().map(|&(_, t)| t).eq(first.iter().copied()))
+        {
             return Some(tail[block].0);
         }
     }
@@ -365,7 +420,9 @@ fn compression_ratio(text: &str) -> f32 {
         return 0.0; // too short to judge; gzip's header dominates
     }
     let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    let compressed = encoder.write_all(text.as_bytes()).and_then(|()| encoder.finish());
+    let compressed = encoder
+        .write_all(text.as_bytes())
+        .and_then(|()| encoder.finish());
     compressed.map_or(0.0, |c| text.len() as f32 / c.len() as f32)
 }
 
@@ -390,7 +447,10 @@ fn voiced_span(samples: &[f32]) -> (f32, f32) {
     let first = rms.iter().position(|&r| r > threshold && r > 0.0);
     let last = rms.iter().rposition(|&r| r > threshold && r > 0.0);
     match (first, last) {
-        (Some(first), Some(last)) => (first as f32 * 0.02, ((last + 1) * FRAME).min(samples.len()) as f32 / mel::SAMPLE_RATE as f32),
+        (Some(first), Some(last)) => (
+            first as f32 * 0.02,
+            ((last + 1) * FRAME).min(samples.len()) as f32 / mel::SAMPLE_RATE as f32,
+        ),
         _ => (0.0, samples.len() as f32 / mel::SAMPLE_RATE as f32),
     }
 }
@@ -409,7 +469,11 @@ fn segments(whisper: &Whisper, tokens: &[u32], voiced: (f32, f32)) -> Result<Vec
             match start {
                 Some(s) if !text.is_empty() => {
                     let words = whisper.detokenize(&text)?.trim().to_string();
-                    segments.push(Segment { start_s: s, end_s: time(tok).min(audio_s), text: words });
+                    segments.push(Segment {
+                        start_s: s,
+                        end_s: time(tok).min(audio_s),
+                        text: words,
+                    });
                     text.clear();
                     start = None;
                 }
@@ -421,7 +485,11 @@ fn segments(whisper: &Whisper, tokens: &[u32], voiced: (f32, f32)) -> Result<Vec
     }
     if !text.is_empty() {
         let words = whisper.detokenize(&text)?.trim().to_string();
-        segments.push(Segment { start_s: start.unwrap_or(voiced.0), end_s: voiced.1, text: words });
+        segments.push(Segment {
+            start_s: start.unwrap_or(voiced.0),
+            end_s: voiced.1,
+            text: words,
+        });
     }
     segments.retain(|s| !s.text.is_empty());
     Ok(segments)
@@ -435,7 +503,11 @@ mod tests {
     fn a_block_repeated_three_times_is_cut_after_its_first_occurrence() {
         let tokens = [5, 1, 2, 3, 1, 2, 3, 1, 2, 3];
         assert_eq!(repeated_tail(&tokens, 100), Some(4));
-        assert_eq!(repeated_tail(&[7, 7, 7], 100), None, "three of one token can be speech");
+        assert_eq!(
+            repeated_tail(&[7, 7, 7], 100),
+            None,
+            "three of one token can be speech"
+        );
         assert_eq!(repeated_tail(&[7, 7, 7, 7], 100), Some(1));
         assert_eq!(repeated_tail(&[1, 2, 3, 4, 5, 6], 100), None);
     }
@@ -448,12 +520,19 @@ mod tests {
         let (start, end) = voiced_span(&audio);
         assert!((start - 1.0).abs() < 0.021, "{start}");
         assert!((end - 1.5).abs() < 0.021, "{end}");
-        assert_eq!(voiced_span(&[0.0; 800]), (0.0, 0.05), "silence: the whole stretch");
+        assert_eq!(
+            voiced_span(&[0.0; 800]),
+            (0.0, 0.05),
+            "silence: the whole stretch"
+        );
     }
 
     #[test]
     fn windows_are_padded_to_at_least_ten_seconds_and_even() {
-        let fast = Window::Padded { min_s: 10.0, margin_s: 1.0 };
+        let fast = Window::Padded {
+            min_s: 10.0,
+            margin_s: 1.0,
+        };
         assert_eq!(window_frames(fast, 3.0), 1000);
         assert_eq!(window_frames(fast, 12.005), 1302);
         assert_eq!(window_frames(fast, 40.0), 3000);
@@ -465,13 +544,25 @@ mod tests {
         let (ts, eot) = (10u32, 8u32);
         let mut logits = vec![1.0f32; 80];
         timestamp_rules(&mut logits, &[], ts, eot, 70);
-        assert!(logits[..10].iter().all(|l| l.is_infinite()), "no text first");
-        assert!(logits[61..].iter().all(|l| l.is_infinite()), "first timestamp within 1 s");
+        assert!(
+            logits[..10].iter().all(|l| l.is_infinite()),
+            "no text first"
+        );
+        assert!(
+            logits[61..].iter().all(|l| l.is_infinite()),
+            "first timestamp within 1 s"
+        );
         // Text after an opening timestamp, then a timestamp: the pair is open, text cannot follow.
         let mut logits = vec![1.0f32; 80];
         timestamp_rules(&mut logits, &[12, 3, 20], ts, eot, 70);
         assert!(logits[..8].iter().all(|l| l.is_infinite()));
-        assert!(logits[10..20].iter().all(|l| l.is_infinite()), "never back in time");
-        assert!(logits[71..].iter().all(|l| l.is_infinite()), "nothing past the audio");
+        assert!(
+            logits[10..20].iter().all(|l| l.is_infinite()),
+            "never back in time"
+        );
+        assert!(
+            logits[71..].iter().all(|l| l.is_infinite()),
+            "nothing past the audio"
+        );
     }
 }

@@ -32,7 +32,9 @@ impl MelSpectrogram {
     /// Loads `mel_80` (or `mel_128`) from Whisper's `mel_filters.npz`.
     pub fn load(path: &Path, n_mels: usize) -> Result<Self> {
         if !path.exists() {
-            return Err(ModelError::Missing { path: path.to_path_buf() });
+            return Err(ModelError::Missing {
+                path: path.to_path_buf(),
+            });
         }
         let name = format!("mel_{n_mels}");
         let tensors = candle_core::Tensor::read_npz_by_name(path, &[&name])
@@ -41,19 +43,28 @@ impl MelSpectrogram {
             .to_dtype(candle_core::DType::F32)
             .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
             .map_err(|e| ModelError::corrupt(path, "mel filter file", e))?;
-        Self::new(filters, n_mels).map_err(|reason| ModelError::corrupt(path, "mel filter file", reason))
+        Self::new(filters, n_mels)
+            .map_err(|reason| ModelError::corrupt(path, "mel filter file", reason))
     }
 
     /// From a filter bank [n_mels × 201], row-major.
     pub fn new(filters: Vec<f32>, n_mels: usize) -> Result<Self, String> {
         if filters.len() != n_mels * FREQ_BINS {
-            return Err(format!("{} values, expected {n_mels} × {FREQ_BINS}", filters.len()));
+            return Err(format!(
+                "{} values, expected {n_mels} × {FREQ_BINS}",
+                filters.len()
+            ));
         }
         let window = (0..N_FFT)
             .map(|i| 0.5 * (1.0 - (2.0 * std::f32::consts::PI * i as f32 / N_FFT as f32).cos()))
             .collect();
         let fft = RealFftPlanner::<f32>::new().plan_fft_forward(N_FFT);
-        Ok(Self { filters, n_mels, window, fft })
+        Ok(Self {
+            filters,
+            n_mels,
+            window,
+            fft,
+        })
     }
 
     pub fn n_mels(&self) -> usize {
@@ -67,7 +78,11 @@ impl MelSpectrogram {
         let mut mel = vec![ZERO_FRAME; self.n_mels * frames];
         let half = N_FFT / 2;
         // Frames whose window reaches a real sample; later ones see only padding.
-        let real_frames = if compute_padding { frames } else { ((samples.len() + half) / HOP + 1).min(frames) };
+        let real_frames = if compute_padding {
+            frames
+        } else {
+            ((samples.len() + half) / HOP + 1).min(frames)
+        };
         let sample_at = |i: isize| -> f32 {
             // Reflect padding at the start, zeros after the end (Whisper pads with zeros first).
             let i = if i < 0 { -i } else { i };
@@ -82,7 +97,11 @@ impl MelSpectrogram {
             for (j, x) in input.iter_mut().enumerate() {
                 *x = self.window[j] * sample_at(start + j as isize);
             }
-            if self.fft.process_with_scratch(&mut input, &mut spectrum, &mut scratch).is_err() {
+            if self
+                .fft
+                .process_with_scratch(&mut input, &mut spectrum, &mut scratch)
+                .is_err()
+            {
                 continue; // lengths come from the plan itself; cannot fail
             }
             for (p, c) in power.iter_mut().zip(&spectrum) {

@@ -75,25 +75,42 @@ pub struct Whisper {
 impl Whisper {
     /// Loads `dir` (as written by `winnerr models fetch`) and the mel filters at `mel_filters`.
     pub fn load(dir: &Path, mel_filters: &Path, device: &Device) -> Result<Self> {
-        let files = WhisperFiles { dir: dir.to_path_buf() };
+        let files = WhisperFiles {
+            dir: dir.to_path_buf(),
+        };
         let config: WhisperConfig = read_json(&files.path(WhisperFiles::CONFIG), "Whisper config")?;
-        let tokens: SpecialTokens = read_json(&files.path(WhisperFiles::TOKENS), "special token list")?;
+        let tokens: SpecialTokens =
+            read_json(&files.path(WhisperFiles::TOKENS), "special token list")?;
         let weights = files.path(WhisperFiles::WEIGHTS);
         if !weights.exists() {
             return Err(ModelError::Missing { path: weights });
         }
         // Safety: the file is mapped read-only and not changed while the model lives; a
         // truncated or corrupt file is reported by the safetensors header check.
-        let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
-            .map_err(|e| ModelError::corrupt(&weights, "safetensors file", e))?;
+        let vb = unsafe {
+            candle_nn::VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device)
+        }
+        .map_err(|e| ModelError::corrupt(&weights, "safetensors file", e))?;
         let model = WhisperModel::load(vb, config.clone())
             .map_err(|e| ModelError::corrupt(&weights, "Whisper weight file", e))?;
         let tokenizer_path = files.path(WhisperFiles::TOKENIZER);
-        let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path)
-            .map_err(|e| ModelError::Tokenizer { path: tokenizer_path, reason: e.to_string() })?;
+        let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path).map_err(|e| {
+            ModelError::Tokenizer {
+                path: tokenizer_path,
+                reason: e.to_string(),
+            }
+        })?;
         let mel = MelSpectrogram::load(mel_filters, config.num_mel_bins)?;
-        let name = dir.file_name().map_or_else(|| "whisper".into(), |n| n.to_string_lossy().into_owned());
-        Ok(Self { model, tokenizer, mel, tokens, name })
+        let name = dir
+            .file_name()
+            .map_or_else(|| "whisper".into(), |n| n.to_string_lossy().into_owned());
+        Ok(Self {
+            model,
+            tokenizer,
+            mel,
+            tokens,
+            name,
+        })
     }
 
     /// The model folder's name, e.g. `whisper-tiny.en`.
@@ -116,16 +133,26 @@ impl Whisper {
     pub fn detokenize(&self, ids: &[u32]) -> Result<String> {
         self.tokenizer
             .decode(ids, true)
-            .map_err(|e| ModelError::Tokenizer { path: self.name.clone().into(), reason: e.to_string() })
+            .map_err(|e| ModelError::Tokenizer {
+                path: self.name.clone().into(),
+                reason: e.to_string(),
+            })
     }
 
     fn mel_tensor(&self, samples: &[f32], frames: usize, compute_padding: bool) -> Result<Tensor> {
         let mel = self.mel.compute(samples, frames, compute_padding);
-        Ok(Tensor::from_vec(mel, (1, self.mel.n_mels(), frames), self.model.device())?)
+        Ok(Tensor::from_vec(
+            mel,
+            (1, self.mel.n_mels(), frames),
+            self.model.device(),
+        )?)
     }
 }
 
-pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &'static str) -> Result<T> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &'static str,
+) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| ModelError::corrupt(path, what, e))
 }

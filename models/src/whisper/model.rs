@@ -38,8 +38,15 @@ impl Proj {
 
 fn linear(inp: usize, out: usize, bias: bool, vb: VarBuilder) -> candle_core::Result<Proj> {
     let weight = vb.get((out, inp), "weight")?;
-    let bias = if bias { Some(vb.get(out, "bias")?) } else { None };
-    Ok(Proj { linear: Linear::new(weight, bias), q8: None })
+    let bias = if bias {
+        Some(vb.get(out, "bias")?)
+    } else {
+        None
+    };
+    Ok(Proj {
+        linear: Linear::new(weight, bias),
+        q8: None,
+    })
 }
 
 /// The 8-bit copy of a weight, where the device and shape allow it.
@@ -48,11 +55,18 @@ fn quantize(weight: &Tensor) -> candle_core::Result<Option<QMatMul>> {
     if !fits {
         return Ok(None);
     }
-    Ok(Some(QMatMul::from_qtensor(QTensor::quantize(weight, GgmlDType::Q8_0)?)?))
+    Ok(Some(QMatMul::from_qtensor(QTensor::quantize(
+        weight,
+        GgmlDType::Q8_0,
+    )?)?))
 }
 
 fn layer_norm(size: usize, vb: VarBuilder) -> candle_core::Result<LayerNorm> {
-    Ok(LayerNorm::new(vb.get(size, "weight")?, vb.get(size, "bias")?, 1e-5))
+    Ok(LayerNorm::new(
+        vb.get(size, "weight")?,
+        vb.get(size, "bias")?,
+        1e-5,
+    ))
 }
 
 struct Attention {
@@ -80,11 +94,18 @@ impl Attention {
     /// [batch, time, state] → [batch, head, time, d_head].
     fn heads(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (b, t, s) = x.dims3()?;
-        x.reshape((b, t, self.n_head, s / self.n_head))?.transpose(1, 2)?.contiguous()
+        x.reshape((b, t, self.n_head, s / self.n_head))?
+            .transpose(1, 2)?
+            .contiguous()
     }
 
     fn quantize(&mut self) -> candle_core::Result<()> {
-        for p in [&mut self.query, &mut self.key, &mut self.value, &mut self.out] {
+        for p in [
+            &mut self.query,
+            &mut self.key,
+            &mut self.value,
+            &mut self.out,
+        ] {
             p.q8 = quantize(p.linear.weight())?;
         }
         Ok(())
@@ -98,7 +119,14 @@ impl Attention {
     }
 
     /// Attention of `x` over keys given transposed ([batch, head, d_head, time]) and values.
-    fn attend(&self, x: &Tensor, k_t: &Tensor, v: &Tensor, mask: Option<&Tensor>, q: bool) -> candle_core::Result<Tensor> {
+    fn attend(
+        &self,
+        x: &Tensor,
+        k_t: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        q: bool,
+    ) -> candle_core::Result<Tensor> {
         let query = (self.heads(&self.query.forward(x, q)?)? * self.scale)?;
         let mut w = query.matmul(k_t)?;
         if let Some(mask) = mask {
@@ -120,7 +148,12 @@ struct Block {
 }
 
 impl Block {
-    fn load(n_state: usize, n_head: usize, cross: bool, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn load(
+        n_state: usize,
+        n_head: usize,
+        cross: bool,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
         let cross = if cross {
             Some((
                 Attention::load(n_state, n_head, vb.pp("encoder_attn"))?,
@@ -213,15 +246,33 @@ impl WhisperModel {
         let c = &config;
         let vbe = vb.pp("model.encoder");
         let conv = |inp, stride, vb: VarBuilder| -> candle_core::Result<Conv1d> {
-            let cfg = Conv1dConfig { padding: 1, stride, ..Default::default() };
-            Ok(Conv1d::new(vb.get((c.d_model, inp, 3), "weight")?, Some(vb.get(c.d_model, "bias")?), cfg))
+            let cfg = Conv1dConfig {
+                padding: 1,
+                stride,
+                ..Default::default()
+            };
+            Ok(Conv1d::new(
+                vb.get((c.d_model, inp, 3), "weight")?,
+                Some(vb.get(c.d_model, "bias")?),
+                cfg,
+            ))
         };
         let encoder = Encoder {
             conv1: conv(c.num_mel_bins, 1, vbe.pp("conv1"))?,
             conv2: conv(c.d_model, 2, vbe.pp("conv2"))?,
-            positions: vbe.get((c.max_source_positions, c.d_model), "embed_positions.weight")?,
+            positions: vbe.get(
+                (c.max_source_positions, c.d_model),
+                "embed_positions.weight",
+            )?,
             blocks: (0..c.encoder_layers)
-                .map(|i| Block::load(c.d_model, c.encoder_attention_heads, false, vbe.pp(format!("layers.{i}"))))
+                .map(|i| {
+                    Block::load(
+                        c.d_model,
+                        c.encoder_attention_heads,
+                        false,
+                        vbe.pp(format!("layers.{i}")),
+                    )
+                })
                 .collect::<candle_core::Result<_>>()?,
             ln_post: layer_norm(c.d_model, vbe.pp("layer_norm"))?,
         };
@@ -235,16 +286,31 @@ impl WhisperModel {
         let mut decoder = Decoder {
             embedding,
             vocab_q8,
-            positions: vbd.get((c.max_target_positions, c.d_model), "embed_positions.weight")?,
+            positions: vbd.get(
+                (c.max_target_positions, c.d_model),
+                "embed_positions.weight",
+            )?,
             blocks: (0..c.decoder_layers)
-                .map(|i| Block::load(c.d_model, c.decoder_attention_heads, true, vbd.pp(format!("layers.{i}"))))
+                .map(|i| {
+                    Block::load(
+                        c.d_model,
+                        c.decoder_attention_heads,
+                        true,
+                        vbd.pp(format!("layers.{i}")),
+                    )
+                })
                 .collect::<candle_core::Result<_>>()?,
             ln: layer_norm(c.d_model, vbd.pp("layer_norm"))?,
         };
         for block in &mut decoder.blocks {
             block.quantize()?;
         }
-        Ok(Self { encoder, decoder, config, device })
+        Ok(Self {
+            encoder,
+            decoder,
+            config,
+            device,
+        })
     }
 
     pub fn device(&self) -> &Device {
@@ -274,14 +340,24 @@ impl WhisperModel {
             .blocks
             .iter()
             .map(|b| {
-                let (k, v) = b.cross.as_ref().expect("decoder blocks cross-attend").0.keys_values(audio, false)?;
+                let (k, v) = b
+                    .cross
+                    .as_ref()
+                    .expect("decoder blocks cross-attend")
+                    .0
+                    .keys_values(audio, false)?;
                 // Stored transposed and contiguous: every step multiplies by it (2x faster).
                 Ok((k.t()?.contiguous()?, v))
             })
             .collect::<candle_core::Result<_>>()?;
         let max = self.config.max_target_positions;
         Ok(DecoderState {
-            self_kv: self.decoder.blocks.iter().map(|_| KvCache::new(2, max)).collect(),
+            self_kv: self
+                .decoder
+                .blocks
+                .iter()
+                .map(|_| KvCache::new(2, max))
+                .collect(),
             cross_kv,
             exact: false,
         })
@@ -290,18 +366,34 @@ impl WhisperModel {
     /// Feeds `tokens` after those already in `state` and returns the logits [batch, vocab] that
     /// predict the token after the last one. `all_positions` also returns the logits of every fed
     /// position ([batch, tokens, vocab]) — the no-speech probability is read at the first.
-    pub fn decode(&self, state: &mut DecoderState, tokens: &[u32], all_positions: bool) -> candle_core::Result<Tensor> {
+    pub fn decode(
+        &self,
+        state: &mut DecoderState,
+        tokens: &[u32],
+        all_positions: bool,
+    ) -> candle_core::Result<Tensor> {
         let d = &self.decoder;
         let q = !state.exact;
         let offset = state.len();
         let n = tokens.len();
         if offset + n > self.config.max_target_positions {
-            candle_core::bail!("decoder context full ({} tokens)", self.config.max_target_positions);
+            candle_core::bail!(
+                "decoder context full ({} tokens)",
+                self.config.max_target_positions
+            );
         }
         let ids = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
-        let mut x = d.embedding.forward(&ids)?.broadcast_add(&d.positions.narrow(0, offset, n)?)?;
-        let mask = if n > 1 { Some(causal_mask(n, offset, &self.device)?) } else { None };
-        for ((block, kv), (ck, cv)) in d.blocks.iter().zip(&mut state.self_kv).zip(&state.cross_kv) {
+        let mut x = d
+            .embedding
+            .forward(&ids)?
+            .broadcast_add(&d.positions.narrow(0, offset, n)?)?;
+        let mask = if n > 1 {
+            Some(causal_mask(n, offset, &self.device)?)
+        } else {
+            None
+        };
+        for ((block, kv), (ck, cv)) in d.blocks.iter().zip(&mut state.self_kv).zip(&state.cross_kv)
+        {
             let h = block.attn_ln.forward(&x)?;
             let (k, v) = block.attn.keys_values(&h, q)?;
             let (k, v) = kv.append(&k, &v)?;
@@ -310,14 +402,22 @@ impl WhisperModel {
             x = (&x + cross.attend(&cross_ln.forward(&x)?, ck, cv, None, q)?)?;
             x = block.mlp(&x, q)?;
         }
-        let x = if all_positions { x } else { x.narrow(1, n - 1, 1)? };
+        let x = if all_positions {
+            x
+        } else {
+            x.narrow(1, n - 1, 1)?
+        };
         let x = d.ln.forward(&x)?;
         let logits = if state.exact {
             x.broadcast_matmul(&d.embedding.embeddings().t()?)?
         } else {
             d.vocab_q8.forward(&x)?
         };
-        if all_positions { Ok(logits) } else { logits.squeeze(1) }
+        if all_positions {
+            Ok(logits)
+        } else {
+            logits.squeeze(1)
+        }
     }
 }
 
@@ -325,7 +425,15 @@ impl WhisperModel {
 fn causal_mask(n: usize, offset: usize, device: &Device) -> candle_core::Result<Tensor> {
     let total = offset + n;
     let mask: Vec<f32> = (0..n)
-        .flat_map(|i| (0..total).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 }))
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j > offset + i {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
         .collect();
     Tensor::from_vec(mask, (n, total), device)?.to_dtype(DType::F32)
 }
