@@ -157,7 +157,9 @@ impl CallRun {
                 if *open != number || text.is_empty() {
                     return;
                 }
-                let (shown, stable) = prefix.update(&text);
+                let Some((shown, stable)) = prefix.update(&text) else {
+                    return; // the same as the last interim: nothing new for the feed
+                };
                 let Some((start_ms, end_ms, last_voiced_at_ms)) = state.interim_times else {
                     return;
                 };

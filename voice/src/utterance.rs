@@ -232,11 +232,14 @@ impl Segmenter {
 pub struct StablePrefix {
     previous: Vec<String>,
     committed: Vec<String>,
+    /// What the last update showed, so a hypothesis that changes nothing is not sent again.
+    last: (String, String),
 }
 
 impl StablePrefix {
-    /// Takes the next hypothesis; returns (text to show, its stable prefix).
-    pub fn update(&mut self, hypothesis: &str) -> (String, String) {
+    /// Takes the next hypothesis; returns (text to show, its stable prefix), or `None` when that
+    /// is what the last one showed.
+    pub fn update(&mut self, hypothesis: &str) -> Option<(String, String)> {
         let words: Vec<String> = hypothesis.split_whitespace().map(str::to_string).collect();
         let agreed = self
             .previous
@@ -257,7 +260,11 @@ impl StablePrefix {
             format!("{stable} {}", tail.join(" "))
         };
         self.previous = words;
-        (shown, stable)
+        if self.last == (shown.clone(), stable.clone()) {
+            return None;
+        }
+        self.last = (shown.clone(), stable.clone());
+        Some((shown, stable))
     }
 }
 
@@ -376,26 +383,19 @@ mod tests {
     #[test]
     fn committed_words_do_not_flicker() {
         let mut p = StablePrefix::default();
-        assert_eq!(p.update("I want"), ("I want".into(), "".into()));
-        assert_eq!(
-            p.update("I want to see"),
-            ("I want to see".into(), "I want".into())
-        );
+        let shown = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
+        assert_eq!(p.update("I want"), shown("I want", ""));
+        assert_eq!(p.update("I want to see"), shown("I want to see", "I want"));
         // A later hypothesis that changes a committed word does not uncommit it.
         assert_eq!(
             p.update("I went to see the house"),
-            ("I want to see the house".into(), "I want".into())
+            shown("I want to see the house", "I want")
         );
-        assert_eq!(
-            p.update("I want to see the house"),
-            ("I want to see the house".into(), "I want".into())
-        );
+        // Nothing new to show: nothing sent.
+        assert_eq!(p.update("I want to see the house"), None);
         assert_eq!(
             p.update("I want to see the house today"),
-            (
-                "I want to see the house today".into(),
-                "I want to see the house".into()
-            )
+            shown("I want to see the house today", "I want to see the house")
         );
     }
 }
