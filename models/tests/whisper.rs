@@ -37,6 +37,18 @@ fn speech(name: &str) -> Vec<f32> {
         .collect()
 }
 
+/// The largest absolute difference between two tensors of one shape.
+fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 #[test]
 fn our_decoder_matches_candle_transformers_on_the_converted_weights() {
     let dir = tiny();
@@ -61,14 +73,7 @@ fn our_decoder_matches_candle_transformers_on_the_converted_weights() {
 
     let ours_audio = ours.encode(&mel).unwrap();
     let stock_audio = stock.encoder.forward(&mel, true).unwrap();
-    let diff = (&ours_audio - &stock_audio)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = max_difference(&ours_audio, &stock_audio);
     // Stock candle uses sinusoids computed in f32 where we use the file's f16 table, and the
     // tanh GELU where we use the exact one: small differences only.
     assert!(diff < 0.1, "encoder outputs differ by {diff}");
@@ -94,14 +99,7 @@ fn our_decoder_matches_candle_transformers_on_the_converted_weights() {
     let logits = logits.unwrap();
     let argmax = |t: &Tensor| t.argmax(0).unwrap().to_scalar::<u32>().unwrap();
     assert_eq!(argmax(&logits), argmax(&stock_logits));
-    let diff = (&logits - &stock_logits)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = max_difference(&logits, &stock_logits);
     assert!(diff < 0.5, "logits differ by {diff}");
 }
 

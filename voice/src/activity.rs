@@ -125,10 +125,11 @@ impl ActivityDetector {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn frame(index: u64, amplitude: i16) -> AudioFrame {
+    /// 20 ms of a square wave at `amplitude` (0 for silence), the `index`th frame of the track.
+    pub(crate) fn frame(index: u64, amplitude: i16) -> AudioFrame {
         let samples = (0..160)
             .map(|i| if i % 2 == 0 { amplitude } else { -amplitude })
             .collect();

@@ -271,16 +271,16 @@ impl StablePrefix {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::activity::tests::frame;
 
-    fn frame(index: u64, amplitude: i16) -> AudioFrame {
-        let samples = (0..160)
-            .map(|i| if i % 2 == 0 { amplitude } else { -amplitude })
-            .collect();
-        AudioFrame {
-            track: Track::Inbound,
-            timestamp_ms: index * 20,
-            samples,
-        }
+    /// The finished utterances among the outputs.
+    fn finals(out: &[Segmented]) -> Vec<&Utterance> {
+        out.iter()
+            .filter_map(|o| match o {
+                Segmented::Final(u) => Some(u),
+                _ => None,
+            })
+            .collect()
     }
 
     /// What came out, without the audio (too long to print).
@@ -318,16 +318,7 @@ mod tests {
             "one a second of the 3.1 s (with the ending silence): {}",
             kinds(&out)
         );
-        let finals: Vec<_> = out
-            .iter()
-            .filter_map(|o| {
-                if let Segmented::Final(u) = o {
-                    Some(u)
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let finals = finals(&out);
         assert_eq!(finals.len(), 1);
         let u = finals[0];
         assert_eq!(u.number, 1);
@@ -354,16 +345,7 @@ mod tests {
         levels.extend([8000; 30]);
         let mut out = run(&mut s, &levels);
         out.extend(s.stop());
-        let finals: Vec<_> = out
-            .iter()
-            .filter_map(|o| {
-                if let Segmented::Final(u) = o {
-                    Some(u)
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let finals = finals(&out);
         assert_eq!(finals.len(), 2, "{}", kinds(&out));
         assert_eq!((finals[0].number, finals[1].number), (1, 2));
         assert!(finals[1].start_ms >= finals[0].end_ms);

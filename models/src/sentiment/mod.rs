@@ -73,7 +73,7 @@ impl Sentiment {
 
 /// MiniLM's layers that fine-tuning changes (the last two of six); the first four stay frozen.
 pub const TUNED_LAYERS: usize = 2;
-const MINILM_LAYERS: usize = 6;
+pub(crate) const MINILM_LAYERS: usize = 6;
 const HEADS: usize = 12;
 const LAYER_NORM_EPS: f32 = 1e-12;
 

@@ -9,7 +9,7 @@ use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 
 use super::data::{RatedSentence, Split};
-use super::{BertLayer, SentenceEncoder, SentimentHead, TUNED_LAYERS, TrunkOutput};
+use super::{BertLayer, MINILM_LAYERS, SentenceEncoder, SentimentHead, TUNED_LAYERS, TrunkOutput};
 use crate::error::{ModelError, Result};
 
 /// Training settings; the defaults produced the committed file.
@@ -97,8 +97,7 @@ pub fn train(
     // Trainable copies of MiniLM's last layers, and a freshly initialized head.
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
-    let first_tuned = 6 - TUNED_LAYERS;
-    let layers = (first_tuned..6)
+    let layers = (MINILM_LAYERS - TUNED_LAYERS..MINILM_LAYERS)
         .map(|i| BertLayer::load(vb.pp(format!("layer.{i}"))))
         .collect::<candle_core::Result<Vec<_>>>()?;
     let head = SentimentHead::load(vb.clone())?;
