@@ -98,6 +98,7 @@ pub enum Event {
     Transcript(Transcript),
     Alert(Alert),
     CallEnded(CallEnded),
+    LeadScore(LeadScore),
     /// A kind this build does not know (written by a newer producer); skip it.
     #[serde(other)]
     Unknown,
@@ -114,6 +115,7 @@ impl Event {
             Event::Transcript(_) => "transcript_interim",
             Event::Alert(_) => "alert",
             Event::CallEnded(_) => "call_ended",
+            Event::LeadScore(_) => "lead_score",
             Event::Unknown => "unknown",
         }
     }
@@ -260,6 +262,39 @@ pub struct CallEnded {
     /// Length of the audio received, on the call's clock.
     pub duration_ms: u64,
     pub stats: StreamStats,
+}
+
+/// A lead's score moved (or its reasons changed) because of an event of the call it is on: the
+/// probability that the lead closes, shown as 0–100, with every feature's part in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeadScore {
+    pub lead_id: LeadId,
+    /// `round(100 × probability)`.
+    pub score: u8,
+    pub probability: f32,
+    /// `intercept + Σ factors[].contribution`.
+    pub logit: f32,
+    /// The logit of a lead at the training average.
+    pub intercept: f32,
+    /// Every feature's part in the logit, highest contribution first: the first are the top
+    /// positive reasons, the last the top negative ones.
+    pub factors: Vec<ScoreFactor>,
+    pub model_version: String,
+    /// The event that moved the score, and when it was produced (ms since the epoch).
+    pub cause: EventId,
+    pub cause_ts_ms: u64,
+}
+
+/// One feature's part in a lead's score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreFactor {
+    pub feature: String,
+    /// `behavioural`, `engagement`, `demographic`, `timeline` or `source`.
+    pub group: String,
+    /// The feature's value for this lead.
+    pub value: f32,
+    /// Its term of the logit.
+    pub contribution: f32,
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ pub use audio::{AudioFrame, CallAudio, CallInput};
 pub use bus::{Bus, BusError, Delivery, InProcessBus, KafkaBus, KafkaConfig, Subscription};
 pub use event::{
     ActivityState, Alert, AlertKind, AudioActivity, CallContext, CallEnded, CallStarted, Dtmf,
-    EndReason, Envelope, Event, EventId, MediaFormat, SCHEMA_VERSION, SentimentScore, StreamStats,
-    Track, Transcript, now_ms,
+    EndReason, Envelope, Event, EventId, LeadScore, MediaFormat, SCHEMA_VERSION, ScoreFactor,
+    SentimentScore, StreamStats, Track, Transcript, now_ms,
 };
 pub use feed::{FEED_PROTOCOL_VERSION, FeedMessage};
 pub use ids::{CallId, InvalidId, LeadId, OrgId, Role, UserId};

@@ -1,9 +1,10 @@
-//! Candle models that know nothing of calls: Whisper speech-to-text and the sentiment classifier,
-//! with weight fetching and conversion, and the text normalization used to score them.
+//! Candle models that know nothing of calls: Whisper speech-to-text, the sentiment classifier and
+//! the lead-score model, with weight fetching and conversion, and the text normalization used to score them.
 
 pub mod ct2;
 pub mod error;
 pub mod fetch;
+pub mod leadscore;
 pub mod metrics;
 pub mod sentiment;
 pub mod text;
@@ -11,6 +12,7 @@ pub mod whisper;
 
 pub use error::{ModelError, Result};
 pub use fetch::ModelDir;
+pub use leadscore::{LeadModel, Scored, TrainOptions};
 pub use sentiment::{Sentiment, SentimentLabel, SentimentModel};
 pub use whisper::{DecodeOptions, Transcript, Whisper};
 

@@ -1,0 +1,322 @@
+//! The live scorer: a transform on the bus. A call that starts with a lead loads what the CRM
+//! knows of the lead (and the organization's model); every final utterance, its sentiment and the
+//! call's end update the lead's features and re-score it; a [`LeadScore`] event goes back on the
+//! bus when the score or its reasons changed.
+//!
+//! State is keyed by organization and call or lead, never by a bare id: two organizations may
+//! use the same lead id and never see each other's features. A lead's state lives while it has a
+//! live call; the CRM's record (which the store keeps up to date) is its memory between calls.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+use winnerr_events::{
+    ActivityState, Bus, CallContext, CallId, Delivery, Envelope, Event, LeadId, OrgId,
+    Subscription, Track,
+};
+use winnerr_models::LeadModel;
+
+use crate::features::{CallRecord, LeadHistory, features};
+use crate::metrics;
+use crate::model::{self, Explained};
+use crate::timeline::TimelineCues;
+
+/// Where the scorer learns what the CRM knows: a lead's history and an organization's model.
+pub trait LeadSource: Send + Sync + 'static {
+    /// What is recorded of `lead` in `org`; `None` for a lead the CRM has no record of.
+    fn history<'a>(
+        &'a self,
+        org: &'a OrgId,
+        lead: &'a LeadId,
+    ) -> BoxFuture<'a, Result<Option<LeadHistory>, String>>;
+
+    /// `org`'s own trained model, if it has one.
+    fn model<'a>(&'a self, org: &'a OrgId) -> BoxFuture<'a, Result<Option<LeadModel>, String>>;
+}
+
+/// No CRM: every lead starts from nothing and every organization uses the prior.
+pub struct NoCrm;
+
+impl LeadSource for NoCrm {
+    fn history<'a>(
+        &'a self,
+        _: &'a OrgId,
+        _: &'a LeadId,
+    ) -> BoxFuture<'a, Result<Option<LeadHistory>, String>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    fn model<'a>(&'a self, _: &'a OrgId) -> BoxFuture<'a, Result<Option<LeadModel>, String>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+}
+
+/// How long an organization's model is used before the source is asked again (a newly trained
+/// model takes effect within this time).
+pub const MODEL_REFRESH: Duration = Duration::from_secs(300);
+
+struct LiveCall {
+    lead: LeadId,
+    /// The call's record in its lead's history.
+    record: usize,
+}
+
+struct LeadState {
+    history: LeadHistory,
+    model: Arc<LeadModel>,
+    live_calls: usize,
+    /// The score and reasons last published.
+    published: Option<(u8, Vec<String>, Vec<String>)>,
+}
+
+/// Scores leads from call events. Not shared: one task owns it and feeds it events in order.
+pub struct Scorer {
+    source: Arc<dyn LeadSource>,
+    calls: HashMap<(OrgId, CallId), LiveCall>,
+    leads: HashMap<(OrgId, LeadId), LeadState>,
+    models: HashMap<OrgId, (Arc<LeadModel>, Instant)>,
+}
+
+impl Scorer {
+    pub fn new(source: Arc<dyn LeadSource>) -> Self {
+        metrics::describe();
+        Self {
+            source,
+            calls: HashMap::new(),
+            leads: HashMap::new(),
+            models: HashMap::new(),
+        }
+    }
+
+    /// Leads with a live call.
+    pub fn live_leads(&self) -> usize {
+        self.leads.len()
+    }
+
+    /// Applies one event; returns the score event to publish, if the score or its reasons moved.
+    pub async fn handle(&mut self, event: &Envelope) -> Option<Envelope> {
+        let started = Instant::now();
+        let call_key = (event.org_id.clone(), event.call_id.clone());
+        let rescore = match &event.event {
+            Event::CallStarted(start) => {
+                let lead = start.lead_id.clone()?;
+                metrics::received(event.event.kind());
+                self.start_call(event, lead).await;
+                true
+            }
+            Event::AudioActivity(activity) => {
+                let (ActivityState::Silent, Some(spoken)) = (activity.state, activity.spoken_ms)
+                else {
+                    return None;
+                };
+                let record = self.record(&call_key)?;
+                match activity.track {
+                    Track::Inbound => record.customer_talk_ms += spoken,
+                    Track::Outbound => record.agent_talk_ms += spoken,
+                }
+                false
+            }
+            Event::Transcript(t) if t.is_final => {
+                metrics::received(event.event.kind());
+                let record = self.record(&call_key)?;
+                if t.track == Track::Inbound {
+                    if let Some(sentiment) = &t.sentiment {
+                        record.customer_sentiment.push(sentiment.score);
+                    }
+                    record.cues.merge(TimelineCues::scan(&t.text));
+                }
+                true
+            }
+            Event::CallEnded(_) => {
+                metrics::received(event.event.kind());
+                true
+            }
+            _ => false,
+        };
+        if !rescore {
+            return None;
+        }
+        let Some(call) = self.calls.get(&call_key) else {
+            // A call with no lead, or one that started before this scorer did.
+            metrics::skipped();
+            debug!(org_id = %event.org_id, call_id = %event.call_id, "event of a call with no lead to score");
+            return None;
+        };
+        let lead_key = (event.org_id.clone(), call.lead.clone());
+        let lead = self.leads.get_mut(&lead_key)?;
+        let explained = model::explain(&lead.model, &features(&lead.history, event.ts_ms));
+        let published = publish_if_changed(lead, &explained).then(|| {
+            let ctx = CallContext {
+                org_id: event.org_id.clone(),
+                call_id: event.call_id.clone(),
+                agent_id: event.agent_id.clone(),
+                lead_id: Some(lead_key.1.clone()),
+            };
+            let version = lead.model.version.clone();
+            Envelope::new(
+                &ctx,
+                Event::LeadScore(explained.into_event(
+                    lead_key.1.clone(),
+                    &version,
+                    event.id,
+                    event.ts_ms,
+                )),
+            )
+        });
+        if matches!(event.event, Event::CallEnded(_)) {
+            self.end_call(&call_key, &lead_key);
+        }
+        metrics::scored(started.elapsed());
+        metrics::live_leads(self.leads.len());
+        published
+    }
+
+    /// The live call's record in its lead's history.
+    fn record(&mut self, call: &(OrgId, CallId)) -> Option<&mut CallRecord> {
+        let live = self.calls.get(call)?;
+        self.leads
+            .get_mut(&(call.0.clone(), live.lead.clone()))
+            .and_then(|lead| lead.history.calls.get_mut(live.record))
+    }
+
+    async fn start_call(&mut self, event: &Envelope, lead: LeadId) {
+        let org = &event.org_id;
+        let lead_key = (org.clone(), lead.clone());
+        if !self.leads.contains_key(&lead_key) {
+            let model = self.model_of(org).await;
+            let loaded = Instant::now();
+            let history = match self.source.history(org, &lead).await {
+                Ok(history) => history.unwrap_or_default(),
+                Err(err) => {
+                    // Scored from this call alone rather than not at all.
+                    metrics::history_failed();
+                    warn!(org_id = %org, lead_id = %lead, error = %err, "lead history could not be loaded; scoring from this call only");
+                    LeadHistory::default()
+                }
+            };
+            metrics::history_loaded(loaded.elapsed());
+            self.leads.insert(
+                lead_key.clone(),
+                LeadState {
+                    history,
+                    model,
+                    live_calls: 0,
+                    published: None,
+                },
+            );
+        }
+        let state = self.leads.get_mut(&lead_key).expect("inserted above");
+        state.history.calls.push(CallRecord {
+            started_ms: event.ts_ms,
+            ..Default::default()
+        });
+        state.live_calls += 1;
+        let record = state.history.calls.len() - 1;
+        self.calls.insert(
+            (org.clone(), event.call_id.clone()),
+            LiveCall { lead, record },
+        );
+    }
+
+    fn end_call(&mut self, call: &(OrgId, CallId), lead: &(OrgId, LeadId)) {
+        self.calls.remove(call);
+        if let Some(state) = self.leads.get_mut(lead) {
+            state.live_calls -= 1;
+            if state.live_calls == 0 {
+                self.leads.remove(lead);
+            }
+        }
+    }
+
+    async fn model_of(&mut self, org: &OrgId) -> Arc<LeadModel> {
+        if let Some((model, at)) = self.models.get(org) {
+            if at.elapsed() < MODEL_REFRESH {
+                return model.clone();
+            }
+        }
+        let model = match self.source.model(org).await {
+            Ok(Some(model)) if model.features == crate::features::names() => Arc::new(model),
+            Ok(Some(model)) => {
+                warn!(org_id = %org, version = %model.version, "the organization's model has other features; using the prior");
+                model::prior()
+            }
+            Ok(None) => model::prior(),
+            Err(err) => {
+                metrics::history_failed();
+                warn!(org_id = %org, error = %err, "the organization's model could not be loaded; using the prior");
+                model::prior()
+            }
+        };
+        self.models
+            .insert(org.clone(), (model.clone(), Instant::now()));
+        model
+    }
+
+    /// Scores what `subscription` delivers, publishing score events on `bus`, until `shutdown`
+    /// (and what was already delivered by then).
+    pub fn spawn(
+        mut self,
+        mut subscription: Subscription,
+        bus: Arc<dyn Bus>,
+        shutdown: CancellationToken,
+    ) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                let delivery = tokio::select! {
+                    biased;
+                    delivery = subscription.next() => delivery,
+                    _ = shutdown.cancelled() => break,
+                };
+                match delivery {
+                    Some(Delivery::Event(event)) => {
+                        self.handle_and_publish(&event, bus.as_ref()).await
+                    }
+                    Some(Delivery::Lagged(missed)) => {
+                        metrics::lagged(missed);
+                        warn!(
+                            missed,
+                            "scorer fell behind the bus; some lead scores may be stale until their next event"
+                        );
+                    }
+                    None => break,
+                }
+            }
+        })
+    }
+
+    /// Handles one event and publishes its score event, if any.
+    pub async fn handle_and_publish(&mut self, event: &Envelope, bus: &dyn Bus) {
+        if let Some(score) = self.handle(event).await {
+            let delay = winnerr_events::now_ms().saturating_sub(event.ts_ms);
+            match bus.publish(score).await {
+                Ok(()) => metrics::published(Duration::from_millis(delay)),
+                Err(err) => {
+                    metrics::publish_failed();
+                    warn!(org_id = %event.org_id, call_id = %event.call_id, error = %err, "lead score could not be published");
+                }
+            }
+        }
+    }
+}
+
+/// Whether `explained` differs from what was last published for `lead` (and remembers it).
+fn publish_if_changed(lead: &mut LeadState, explained: &Explained) -> bool {
+    let (positive, negative) = explained.reasons();
+    let now = (
+        explained.score,
+        positive.into_iter().map(str::to_owned).collect(),
+        negative.into_iter().map(str::to_owned).collect(),
+    );
+    if lead.published.as_ref() == Some(&now) {
+        metrics::unchanged();
+        return false;
+    }
+    lead.published = Some(now);
+    true
+}
