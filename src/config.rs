@@ -27,19 +27,22 @@ pub enum Role {
     Gateway,
     /// The store writer (needs DATABASE_URL).
     Store,
+    /// Lead scoring: re-scores a call's lead as the call goes (reads the CRM when DATABASE_URL
+    /// is set).
+    Scoring,
 }
 
 /// Settings of `winnerr serve`.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Roles of this process, comma-separated (voice, gateway, store); anything less than all of
+    /// Roles of this process, comma-separated (voice, gateway, store, scoring); anything less than all of
     /// them needs KAFKA_BROKERS, so the other roles can run elsewhere.
     #[arg(
         long,
         env = "WINNERR_ROLES",
         value_enum,
         value_delimiter = ',',
-        default_value = "voice,gateway,store"
+        default_value = "voice,gateway,store,scoring"
     )]
     pub roles: Vec<Role>,
 
@@ -144,6 +147,10 @@ pub struct Config {
     #[arg(long, env = "WINNERR_ASR", default_value_t = true, action = clap::ArgAction::Set)]
     pub asr: bool,
 
+    /// Score each call's lead as the call goes (in a process with the scoring role).
+    #[arg(long, env = "WINNERR_SCORING", default_value_t = true, action = clap::ArgAction::Set)]
+    pub scoring: bool,
+
     /// Whisper model: tiny.en, or base (`winnerr models fetch --base`).
     #[arg(long, env = "WINNERR_ASR_MODEL", default_value = "tiny.en")]
     pub asr_model: String,
@@ -228,7 +235,7 @@ impl Config {
         if self.roles.is_empty() {
             return Err("WINNERR_ROLES names no role".into());
         }
-        let all = [Role::Voice, Role::Gateway, Role::Store]
+        let all = [Role::Voice, Role::Gateway, Role::Store, Role::Scoring]
             .iter()
             .all(|r| self.roles.contains(r));
         if !all && self.kafka_brokers.is_none() {

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod demo;
 pub mod evaluate;
+pub mod leads;
 pub mod models_cli;
 pub mod startup;
 pub mod watch;

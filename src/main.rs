@@ -52,12 +52,27 @@ enum Command {
         #[command(subcommand)]
         command: winnerr::models_cli::ModelsCommand,
     },
+    /// Lead scoring's models.
+    Scoring {
+        #[command(subcommand)]
+        command: ScoringCommand,
+    },
     /// Operations on the CRM store (DATABASE_URL, keys as for `serve`).
     Store {
         #[command(subcommand)]
         command: StoreCommand,
         #[command(flatten)]
         config: Config,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScoringCommand {
+    /// Train the global prior on the synthetic organization (deterministic) and write it where
+    /// the build embeds it, printing its held-out AUC and calibration.
+    TrainPrior {
+        #[arg(long, default_value = "scoring/assets/prior-model.json")]
+        out: std::path::PathBuf,
     },
 }
 
@@ -148,6 +163,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Watch { url, token } => watch::run(&url, &token).await,
         Command::Store { command, config } => store_command(command, config).await,
+        Command::Scoring {
+            command: ScoringCommand::TrainPrior { out },
+        } => tokio::task::spawn_blocking(move || train_prior(&out)).await?,
         Command::Models { command } => {
             init_logs(LogFormat::Text);
             tokio::task::spawn_blocking(move || winnerr::models_cli::run(command)).await?
@@ -329,5 +347,27 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         None if script.send_stop => println!("server did not close the stream"),
         None => println!("dropped the connection without stop"),
     }
+    Ok(())
+}
+
+/// `winnerr scoring train-prior`: trains, checks on held-out synthetic leads, writes.
+fn train_prior(out: &std::path::Path) -> anyhow::Result<()> {
+    use winnerr_models::leadscore::{auc, calibration_deciles};
+    use winnerr_scoring::model::{self, PRIOR_NOW_MS};
+    let model = model::train_prior()?;
+    let held_out = winnerr_scoring::synth::generate(model::PRIOR_SEED + 1, 10_000, PRIOR_NOW_MS);
+    let probabilities = model.probabilities(&held_out.rows(), &winnerr_models::device())?;
+    let closed = held_out.outcomes();
+    println!(
+        "{}: {} examples, {} closed",
+        model.version, model.examples, model.positives
+    );
+    println!("held-out AUC {:.3}", auc(&probabilities, &closed));
+    for (predicted, observed, leads) in calibration_deciles(&probabilities, &closed) {
+        println!("  decile of {leads}: predicted {predicted:.3}, observed {observed:.3}");
+    }
+    std::fs::write(out, model.to_json() + "\n")
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    println!("wrote {}", out.display());
     Ok(())
 }

@@ -15,16 +15,20 @@ use winnerr_events::{Bus, InProcessBus, KafkaBus};
 use winnerr_gateway::{Gateway, GatewayConfig, telemetry};
 use winnerr_ingest::{Ingest, IngestConfig};
 use winnerr_models::{DecodeOptions, ModelDir, SentimentModel, Whisper};
+use winnerr_scoring::{LeadSource, NoCrm, Scorer};
 use winnerr_store::writer::MAX_BATCH;
 use winnerr_store::{Store, StoreWriter};
 use winnerr_voice::{AsrConfig, AsrWorker, Models, SpeechModels};
 
 use crate::config::{Config, Role};
+use crate::leads::StoreLeads;
 
 /// New calls that may wait for the voice stage to pick them up.
 const NEW_CALL_QUEUE: usize = 64;
 /// Consumer group of the store writer on Kafka.
 const STORE_GROUP: &str = "winnerr-store";
+/// Consumer group of the lead scorer on Kafka.
+const SCORING_GROUP: &str = "winnerr-scoring";
 /// How long feeds keep going after the last events are published, for the rooms to hand them
 /// to clients (a broker round trip on Kafka) before the feeds close.
 const FEED_GRACE: Duration = Duration::from_millis(300);
@@ -47,6 +51,8 @@ pub struct App {
     voice: JoinHandle<()>,
     /// The store writer, with its own stop: it stops after the voice stage has drained.
     writer: Option<(JoinHandle<()>, CancellationToken)>,
+    /// The lead scorer, with its own stop: it scores the calls' last events, then stops.
+    scorer: Option<(JoinHandle<()>, CancellationToken)>,
 }
 
 impl App {
@@ -107,6 +113,15 @@ impl App {
             }
             None => (None, None),
         };
+        let scorer = if config.scoring && config.has_role(Role::Scoring) {
+            let source: Arc<dyn LeadSource> = match &store {
+                Some(store) => Arc::new(StoreLeads(store.clone())),
+                None => Arc::new(NoCrm),
+            };
+            Some(start_scorer(source, bus.clone(), kafka.as_ref()).await?)
+        } else {
+            None
+        };
         let gateway = Gateway::new(
             &GatewayConfig {
                 jwt_secret: config.jwt_secret.clone(),
@@ -153,6 +168,7 @@ impl App {
             server,
             voice,
             writer,
+            scorer,
         })
     }
 
@@ -194,6 +210,7 @@ impl App {
             voice,
             kafka,
             writer,
+            scorer,
             shutdown,
             feeds,
             ..
@@ -207,10 +224,25 @@ impl App {
         if tokio::time::timeout(DRAIN_DEADLINE, voice).await.is_err() {
             warn!("voice stage did not drain before the deadline");
         }
-        if let Some(kafka) = kafka {
+        if let Some(kafka) = kafka.clone() {
             let flushed = tokio::task::spawn_blocking(move || kafka.flush(DRAIN_DEADLINE)).await;
             if let Ok(Err(err)) = flushed {
                 warn!(error = %err, "events left unacknowledged at shutdown");
+            }
+        }
+        // Every call event is published now; the scorer scores what it has, and its last
+        // scores are published before the writer stops.
+        if let Some((scorer, stop)) = scorer {
+            stop.cancel();
+            if tokio::time::timeout(DRAIN_DEADLINE, scorer).await.is_err() {
+                warn!("lead scorer did not finish before the deadline");
+            }
+        }
+        if let Some(kafka) = &kafka {
+            let kafka = kafka.clone();
+            let flushed = tokio::task::spawn_blocking(move || kafka.flush(DRAIN_DEADLINE)).await;
+            if let Ok(Err(err)) = flushed {
+                warn!(error = %err, "lead scores left unacknowledged at shutdown");
             }
         }
         // Every event is published now; the writer stores what it has and stops.
@@ -281,6 +313,46 @@ async fn start_store(
     };
     info!("store writer started");
     Ok((store, Some((task, stop))))
+}
+
+/// Starts the lead scorer on the bus: a consumer group on Kafka (a call's events share a
+/// partition, so one scorer sees all of them), a subscription in-process.
+async fn start_scorer(
+    source: Arc<dyn LeadSource>,
+    bus: Arc<dyn Bus>,
+    kafka: Option<&KafkaBus>,
+) -> anyhow::Result<(JoinHandle<()>, CancellationToken)> {
+    let scorer = Scorer::new(source);
+    let stop = CancellationToken::new();
+    let task = match kafka {
+        Some(kafka) => {
+            let (kafka, stop) = (kafka.clone(), stop.clone());
+            let scorer = Arc::new(tokio::sync::Mutex::new(scorer));
+            tokio::spawn(async move {
+                let consumed = kafka
+                    .consume_group(SCORING_GROUP, MAX_BATCH, stop, move |events| {
+                        let (scorer, bus) = (scorer.clone(), bus.clone());
+                        async move {
+                            let mut scorer = scorer.lock().await;
+                            for event in &events {
+                                scorer.handle_and_publish(event, bus.as_ref()).await;
+                            }
+                            Ok(())
+                        }
+                    })
+                    .await;
+                if let Err(err) = consumed {
+                    warn!(error = %err, "lead scorer stopped");
+                }
+            })
+        }
+        None => {
+            let subscription = bus.subscribe().await?;
+            scorer.spawn(subscription, bus, stop.clone())
+        }
+    };
+    info!("lead scorer started");
+    Ok((task, stop))
 }
 
 /// Loads Whisper and the sentiment model from the model folder, once per process (every engine

@@ -101,6 +101,24 @@ pub fn describe(message: &FeedMessage) -> String {
                     ended.stats.bad_frames,
                     ended.stats.dropped
                 ),
+                Event::LeadScore(score) => {
+                    let reasons =
+                        |factors: &mut dyn Iterator<Item = &winnerr_events::ScoreFactor>| {
+                            factors
+                                .take(3)
+                                .map(|f| format!("{} {:+.2}", f.feature, f.contribution))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        };
+                    format!(
+                        "lead {} scores {} ({}) — up: {} — down: {}",
+                        score.lead_id,
+                        score.score,
+                        score.model_version,
+                        reasons(&mut score.factors.iter().filter(|f| f.contribution > 0.0)),
+                        reasons(&mut score.factors.iter().rev().filter(|f| f.contribution < 0.0)),
+                    )
+                }
                 Event::Unknown => String::new(),
             };
             format!(

@@ -178,10 +178,13 @@ pub struct CallRecord {
     pub customer_sentiment: Vec<f32>,
     /// What the customer said about their timeline.
     pub cues: TimelineCues,
+    /// Still going: it counts as answered once the customer speaks, and not at all before.
+    #[serde(default)]
+    pub live: bool,
 }
 
 /// What is known of a lead: CRM profile, activity, calls (the live one last).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeadHistory {
     pub location: Option<String>,
     pub budget_min: Option<i64>,
@@ -191,6 +194,25 @@ pub struct LeadHistory {
     /// The organization's closing rate for leads of this lead's source (see [`source_rate`]).
     pub source_conversion: f32,
 }
+
+/// A lead the CRM knows nothing of: no activity, no calls, and a source closing at
+/// [`UNKNOWN_SOURCE_RATE`].
+impl Default for LeadHistory {
+    fn default() -> Self {
+        Self {
+            location: None,
+            budget_min: None,
+            budget_max: None,
+            activity: Vec::new(),
+            calls: Vec::new(),
+            source_conversion: UNKNOWN_SOURCE_RATE,
+        }
+    }
+}
+
+/// The closing rate assumed for a source with no record (with no CRM, every lead's): a typical
+/// organization's overall rate.
+pub const UNKNOWN_SOURCE_RATE: f32 = 0.25;
 
 /// Prior weight, in leads, of an organization's overall closing rate in a source's rate.
 pub const SOURCE_PRIOR_LEADS: f32 = 20.0;
@@ -229,12 +251,13 @@ pub fn features(lead: &LeadHistory, now_ms: u64) -> [f32; WIDTH] {
     } else {
         customer_ms as f32 / talk_ms as f32
     };
-    let answered_share = if lead.calls.is_empty() {
-        0.5
-    } else {
-        let answered = lead.calls.iter().filter(|c| c.customer_talk_ms > 0).count();
-        answered as f32 / lead.calls.len() as f32
-    };
+    let judged = lead
+        .calls
+        .iter()
+        .filter(|c| !c.live || c.customer_talk_ms > 0);
+    let answered_share = share(&judged.collect::<Vec<_>>(), |c| {
+        Some(c.customer_talk_ms > 0)
+    });
 
     let scores = lead.calls.iter().flat_map(|c| &c.customer_sentiment);
     let (mut count, mut sum, mut ema) = (0usize, 0f32, 0f32);

@@ -40,7 +40,7 @@ pub fn prior() -> Arc<LeadModel> {
     PRIOR.clone()
 }
 
-/// Trains the prior from scratch (what `winnerr scoring train --prior` writes).
+/// Trains the prior from scratch (what `winnerr scoring train-prior` writes).
 pub fn train_prior() -> Result<LeadModel, winnerr_models::ModelError> {
     let org = synth::generate(PRIOR_SEED, PRIOR_LEADS, PRIOR_NOW_MS);
     train("prior-1", &org.rows(), &org.outcomes())
@@ -239,7 +239,7 @@ mod tests {
         for (a, b) in fresh.weights.iter().zip(&committed.weights) {
             assert!(
                 (a - b).abs() < 1e-3,
-                "retrain the prior: `winnerr scoring train --prior`"
+                "retrain the prior: `cargo run -- scoring train-prior`"
             );
         }
     }
@@ -277,14 +277,5 @@ mod tests {
         mixed.extend(vec![false; 150]);
         assert!(not_enough_deals(&mixed).is_none());
         assert!(not_enough_deals(&mixed[..150]).is_some());
-    }
-}
-#[cfg(test)]
-mod write_prior {
-    #[test]
-    #[ignore]
-    fn write_prior() {
-        let model = super::train_prior().unwrap();
-        std::fs::write("assets/prior-model.json", model.to_json() + "\n").unwrap();
     }
 }

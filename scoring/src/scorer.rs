@@ -135,6 +135,9 @@ impl Scorer {
             }
             Event::CallEnded(_) => {
                 metrics::received(event.event.kind());
+                if let Some(record) = self.record(&call_key) {
+                    record.live = false;
+                }
                 true
             }
             _ => false,
@@ -214,6 +217,7 @@ impl Scorer {
         let state = self.leads.get_mut(&lead_key).expect("inserted above");
         state.history.calls.push(CallRecord {
             started_ms: event.ts_ms,
+            live: true,
             ..Default::default()
         });
         state.live_calls += 1;

@@ -126,6 +126,7 @@ impl SyntheticCall {
             agent_talk_ms: self.agent_talk_ms,
             customer_sentiment: self.lines.iter().map(|l| l.sentiment).collect(),
             cues,
+            live: false,
         }
     }
 }

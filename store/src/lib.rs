@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod calls;
 pub mod crypto;
+pub mod leads;
 mod metrics;
 pub mod people;
 mod rotate;
@@ -23,6 +24,7 @@ use winnerr_events::OrgId;
 pub use audit::{AuditCheck, AuditEntry};
 pub use calls::{CallFilter, CallSummary, Deal, LeadScore, Page, Utterance};
 pub use crypto::{CryptoError, Keyring};
+pub use leads::{ActivityRow, LeadRecord, PastCall, StoredModel};
 pub use people::{Person, PersonFields};
 pub use writer::StoreWriter;
 

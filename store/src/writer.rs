@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 use uuid::Uuid;
 use winnerr_events::{
-    ActivityState, CallEnded, CallStarted, Delivery, EndReason, Envelope, Event, OrgId,
+    ActivityState, CallEnded, CallStarted, Delivery, EndReason, Envelope, Event, LeadScore, OrgId,
     Subscription, Track, Transcript,
 };
 
@@ -178,6 +178,8 @@ struct CallChanges<'a> {
     ended: HashMap<&'a str, (&'a Envelope, &'a CallEnded)>,
     /// Final transcripts: one utterance row each.
     utterances: Vec<(&'a str, &'a Transcript)>,
+    /// Lead scores by lead and time (ms): the last of any two at the same millisecond.
+    scores: HashMap<(&'a str, u64), &'a LeadScore>,
 }
 
 impl<'a> CallChanges<'a> {
@@ -205,6 +207,11 @@ impl<'a> CallChanges<'a> {
                     changes.ended.insert(call, (event, ended));
                 }
                 Event::Transcript(t) if t.is_final => changes.utterances.push((call, t)),
+                Event::LeadScore(score) => {
+                    changes
+                        .scores
+                        .insert((score.lead_id.as_str(), event.ts_ms), score);
+                }
                 Event::Transcript(_) | Event::Alert(_) | Event::Unknown => {}
             }
         }
@@ -321,6 +328,9 @@ async fn apply_all(
     if !changes.utterances.is_empty() {
         write_utterances(tx, org, &changes.utterances, keys).await?;
     }
+    if !changes.scores.is_empty() {
+        write_scores(tx, org, &changes.scores).await?;
+    }
     if !changes.ended.is_empty() {
         let mut rows = EndedRows::default();
         for (call, (event, ended)) in &changes.ended {
@@ -351,6 +361,43 @@ async fn apply_all(
         .execute(&mut **tx)
         .await?;
     }
+    Ok(())
+}
+
+/// Inserts lead scores into `lead_scores`, the history the CRM charts a lead's score from.
+async fn write_scores(
+    tx: &mut Transaction<'static, Postgres>,
+    org: &OrgId,
+    scores: &HashMap<(&str, u64), &LeadScore>,
+) -> Result<(), StoreError> {
+    let mut leads = Vec::with_capacity(scores.len());
+    let mut at = Vec::with_capacity(scores.len());
+    let mut values = Vec::with_capacity(scores.len());
+    let mut factors = Vec::with_capacity(scores.len());
+    let mut versions = Vec::with_capacity(scores.len());
+    for ((lead, ts_ms), score) in scores {
+        leads.push(*lead);
+        at.push(*ts_ms as f64 / 1000.0);
+        values.push(i16::from(score.score));
+        factors.push(serde_json::to_string(&score.factors).expect("factors serialize"));
+        versions.push(score.model_version.as_str());
+    }
+    sqlx::query(
+        "INSERT INTO lead_scores (organization_id, person_id, scored_at, score, factors, model_version) \
+         SELECT $1, u.lead, to_timestamp(u.at), u.score, u.factors::jsonb, u.version \
+         FROM unnest($2::text[], $3::float8[], $4::int2[], $5::text[], $6::text[]) \
+              AS u(lead, at, score, factors, version) \
+         ON CONFLICT (organization_id, person_id, scored_at) DO UPDATE SET score = EXCLUDED.score, \
+         factors = EXCLUDED.factors, model_version = EXCLUDED.model_version",
+    )
+    .bind(org.as_str())
+    .bind(leads)
+    .bind(at)
+    .bind(values)
+    .bind(factors)
+    .bind(versions)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

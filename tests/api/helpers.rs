@@ -34,12 +34,14 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// The engine on its embedded defaults, changed by `configure`. Speech recognition is off unless
-/// `configure` turns it on (`voice.rs` does): other tests count a call's events exactly.
+/// The engine on its embedded defaults, changed by `configure`. Speech recognition and lead
+/// scoring are off unless `configure` turns them on (`voice.rs`, `scoring.rs` do): other tests
+/// count a call's events exactly.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     init_logs();
     let mut config = Config::local("127.0.0.1:0".parse().unwrap());
     config.asr = false;
+    config.scoring = false;
     configure(&mut config);
     let app = App::start(&config).await.expect("app starts");
     TestApp { app, config }

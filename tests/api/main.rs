@@ -9,6 +9,7 @@ mod kafka;
 mod lifecycle;
 mod observability;
 mod rest;
+mod scoring;
 mod store;
 mod two_way;
 mod voice;

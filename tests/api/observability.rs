@@ -59,6 +59,7 @@ fn defined_metrics() -> BTreeSet<String> {
         "ingest/src/metrics.rs",
         "voice/src/metrics.rs",
         "store/src/metrics.rs",
+        "scoring/src/metrics.rs",
         "gateway/src/metrics.rs",
     ] {
         let source = std::fs::read_to_string(repo(file)).unwrap();
@@ -85,10 +86,14 @@ fn metrics_in(expr: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exported_metrics_pass_promtool_and_the_dashboard_asks_only_for_them() {
-    // With speech recognition on, so the speech worker's series are on the page too.
-    let test = spawn_app_with(|c| c.asr = true).await;
+    // With speech recognition and scoring on, so their series are on the page too.
+    let test = spawn_app_with(|c| {
+        c.asr = true;
+        c.scoring = true;
+    })
+    .await;
     let mut feed = test.feed("acme", "manager-1", Role::Manager).await;
-    let script = CallScript::new(identity("acme", None, None), caller_speech());
+    let script = CallScript::new(identity("acme", None, Some("lead-1")), caller_speech());
     test.simulator().play(&script, |_| {}).await.unwrap();
     // Its transcript reached the feed (finals come before the call's end).
     feed.call_events(&call_id(&script.call_sid)).await;
@@ -119,6 +124,7 @@ async fn exported_metrics_pass_promtool_and_the_dashboard_asks_only_for_them() {
         "winnerr_gateway_speech_delivery_seconds",
         "winnerr_voice_asr_real_time_factor",
         "winnerr_voice_asr_queue_depth",
+        "winnerr_scoring_score_seconds",
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
     ] {
