@@ -224,12 +224,7 @@ impl App {
         if tokio::time::timeout(DRAIN_DEADLINE, voice).await.is_err() {
             warn!("voice stage did not drain before the deadline");
         }
-        if let Some(kafka) = kafka.clone() {
-            let flushed = tokio::task::spawn_blocking(move || kafka.flush(DRAIN_DEADLINE)).await;
-            if let Ok(Err(err)) = flushed {
-                warn!(error = %err, "events left unacknowledged at shutdown");
-            }
-        }
+        flush(kafka.as_ref(), "call events").await;
         // Every call event is published now; the scorer scores what it has, and its last
         // scores are published before the writer stops.
         if let Some((scorer, stop)) = scorer {
@@ -238,13 +233,7 @@ impl App {
                 warn!("lead scorer did not finish before the deadline");
             }
         }
-        if let Some(kafka) = &kafka {
-            let kafka = kafka.clone();
-            let flushed = tokio::task::spawn_blocking(move || kafka.flush(DRAIN_DEADLINE)).await;
-            if let Ok(Err(err)) = flushed {
-                warn!(error = %err, "lead scores left unacknowledged at shutdown");
-            }
-        }
+        flush(kafka.as_ref(), "lead scores").await;
         // Every event is published now; the writer stores what it has and stops.
         if let Some((writer, stop)) = writer {
             stop.cancel();
@@ -263,6 +252,17 @@ impl App {
             Err(err) => warn!(error = %err, "server task failed"),
         }
         info!("winnerr stopped");
+    }
+}
+
+/// Waits (up to the drain deadline) for the broker to acknowledge what was published, if on Kafka.
+async fn flush(kafka: Option<&KafkaBus>, what: &'static str) {
+    let Some(kafka) = kafka.cloned() else {
+        return;
+    };
+    let flushed = tokio::task::spawn_blocking(move || kafka.flush(DRAIN_DEADLINE)).await;
+    if let Ok(Err(err)) = flushed {
+        warn!(error = %err, "{what} left unacknowledged at shutdown");
     }
 }
 

@@ -105,7 +105,6 @@ pub fn describe(message: &FeedMessage) -> String {
                     let reasons =
                         |factors: &mut dyn Iterator<Item = &winnerr_events::ScoreFactor>| {
                             factors
-                                .take(3)
                                 .map(|f| format!("{} {:+.2}", f.feature, f.contribution))
                                 .collect::<Vec<_>>()
                                 .join(", ")
@@ -115,8 +114,8 @@ pub fn describe(message: &FeedMessage) -> String {
                         score.lead_id,
                         score.score,
                         score.model_version,
-                        reasons(&mut score.factors.iter().filter(|f| f.contribution > 0.0)),
-                        reasons(&mut score.factors.iter().rev().filter(|f| f.contribution < 0.0)),
+                        reasons(&mut score.raising(3)),
+                        reasons(&mut score.lowering(3)),
                     )
                 }
                 Event::Unknown => String::new(),

@@ -297,6 +297,34 @@ pub struct ScoreFactor {
     pub contribution: f32,
 }
 
+impl LeadScore {
+    /// The reasons the score is up: the `n` factors that raise it most, largest first.
+    pub fn raising(&self, n: usize) -> impl Iterator<Item = &ScoreFactor> {
+        ScoreFactor::raising(&self.factors, n)
+    }
+
+    /// The reasons the score is down: the `n` factors that lower it most, largest first.
+    pub fn lowering(&self, n: usize) -> impl Iterator<Item = &ScoreFactor> {
+        ScoreFactor::lowering(&self.factors, n)
+    }
+}
+
+impl ScoreFactor {
+    /// Of `factors` sorted highest contribution first, the `n` that raise a score most.
+    pub fn raising(factors: &[ScoreFactor], n: usize) -> impl Iterator<Item = &ScoreFactor> {
+        factors.iter().filter(|f| f.contribution > 0.0).take(n)
+    }
+
+    /// Of `factors` sorted highest contribution first, the `n` that lower a score most.
+    pub fn lowering(factors: &[ScoreFactor], n: usize) -> impl Iterator<Item = &ScoreFactor> {
+        factors
+            .iter()
+            .rev()
+            .filter(|f| f.contribution < 0.0)
+            .take(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

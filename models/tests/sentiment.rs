@@ -5,14 +5,11 @@ use candle_transformers::models::bert::{BertModel, Config};
 use winnerr_models::sentiment::SentenceEncoder;
 use winnerr_models::{ModelDir, ModelError, SentimentLabel, SentimentModel};
 
+mod common;
+use common::{fetched, max_difference};
+
 fn minilm() -> std::path::PathBuf {
-    let dir = ModelDir::from_env().minilm();
-    assert!(
-        dir.join("model.safetensors").exists(),
-        "{} is missing: run `make models`",
-        dir.display()
-    );
-    dir
+    fetched(ModelDir::from_env().minilm(), "model.safetensors")
 }
 
 #[test]
@@ -58,14 +55,7 @@ fn our_differentiable_layers_reproduce_candles_bert() {
             .unwrap();
         let expected = pooled.broadcast_div(&norm).unwrap().squeeze(0).unwrap();
         let got = ours.get(i).unwrap();
-        let diff = (&got - &expected)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_difference(&got, &expected);
         assert!(diff < 1e-4, "{text}: embeddings differ by {diff}");
     }
 }

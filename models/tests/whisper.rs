@@ -8,14 +8,14 @@ use winnerr_models::whisper::model::WhisperModel;
 use winnerr_models::whisper::{WhisperConfig, WhisperFiles};
 use winnerr_models::{DecodeOptions, ModelDir, Whisper};
 
+mod common;
+use common::{fetched, max_difference};
+
 fn tiny() -> std::path::PathBuf {
-    let dir = ModelDir::from_env().whisper("tiny.en");
-    assert!(
-        dir.join(WhisperFiles::WEIGHTS).exists(),
-        "{} is missing: run `make models`",
-        dir.display()
-    );
-    dir
+    fetched(
+        ModelDir::from_env().whisper("tiny.en"),
+        WhisperFiles::WEIGHTS,
+    )
 }
 
 fn vb(dir: &std::path::Path) -> candle_nn::VarBuilder<'static> {
@@ -35,18 +35,6 @@ fn speech(name: &str) -> Vec<f32> {
         .samples::<i16>()
         .map(|s| s.unwrap() as f32 / 32768.0)
         .collect()
-}
-
-/// The largest absolute difference between two tensors of one shape.
-fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 #[test]

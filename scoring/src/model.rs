@@ -114,29 +114,19 @@ impl Explained {
     /// Names of the top positive and top negative factors: a change in them is a change in the
     /// reasons the agent is shown.
     pub fn reasons(&self) -> (Vec<&str>, Vec<&str>) {
-        let positive = self
-            .factors
-            .iter()
-            .filter(|f| f.contribution > 0.0)
-            .take(TOP_FACTORS)
-            .map(|f| f.feature.as_str())
-            .collect();
-        let negative = self
-            .factors
-            .iter()
-            .rev()
-            .filter(|f| f.contribution < 0.0)
-            .take(TOP_FACTORS)
-            .map(|f| f.feature.as_str())
-            .collect();
-        (positive, negative)
+        let positive = ScoreFactor::raising(&self.factors, TOP_FACTORS);
+        let negative = ScoreFactor::lowering(&self.factors, TOP_FACTORS);
+        (
+            positive.map(|f| f.feature.as_str()).collect(),
+            negative.map(|f| f.feature.as_str()).collect(),
+        )
     }
 
     /// The score event for `lead`.
     pub fn into_event(
         self,
         lead_id: winnerr_events::LeadId,
-        model_version: &str,
+        model_version: String,
         cause: winnerr_events::EventId,
         cause_ts_ms: u64,
     ) -> LeadScore {
@@ -147,7 +137,7 @@ impl Explained {
             logit: self.logit,
             intercept: self.intercept,
             factors: self.factors,
-            model_version: model_version.to_owned(),
+            model_version,
             cause,
             cause_ts_ms,
         }

@@ -94,11 +94,6 @@ impl Scorer {
         }
     }
 
-    /// Leads with a live call.
-    pub fn live_leads(&self) -> usize {
-        self.leads.len()
-    }
-
     /// Applies one event; returns the score event to publish, if the score or its reasons moved.
     pub async fn handle(&mut self, event: &Envelope) -> Option<Envelope> {
         let started = Instant::now();
@@ -161,16 +156,13 @@ impl Scorer {
                 agent_id: event.agent_id.clone(),
                 lead_id: Some(lead_key.1.clone()),
             };
-            let version = lead.model.version.clone();
-            Envelope::new(
-                &ctx,
-                Event::LeadScore(explained.into_event(
-                    lead_key.1.clone(),
-                    &version,
-                    event.id,
-                    event.ts_ms,
-                )),
-            )
+            let score = explained.into_event(
+                lead_key.1.clone(),
+                lead.model.version.clone(),
+                event.id,
+                event.ts_ms,
+            );
+            Envelope::new(&ctx, Event::LeadScore(score))
         });
         if matches!(event.event, Event::CallEnded(_)) {
             self.end_call(&call_key, &lead_key);

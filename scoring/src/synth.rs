@@ -7,6 +7,7 @@
 //! logistic model over its [`features`](crate::features::features), [`TRUE_WEIGHTS`], so a model
 //! trained on this data can be checked against the truth.
 
+use rand::distr::weighted::WeightedIndex;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal, Poisson};
@@ -187,18 +188,12 @@ fn poisson(rng: &mut ChaCha8Rng, mean: f32) -> usize {
 pub fn generate(seed: u64, leads: usize, now_ms: u64) -> SyntheticOrg {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let normal = Normal::new(0f32, 1.0).expect("a unit normal");
+    let source_mix =
+        WeightedIndex::new(SOURCES.iter().map(|s| s.1)).expect("the sources' shares are positive");
     let mut drafts: Vec<(SyntheticLead, f32)> = Vec::with_capacity(leads);
     for index in 0..leads {
         let intent = normal.sample(&mut rng);
-        let weights: Vec<f32> = SOURCES.iter().map(|s| s.1).collect();
-        let mut draw = rng.random::<f32>() * weights.iter().sum::<f32>();
-        let source = SOURCES
-            .iter()
-            .find(|s| {
-                draw -= s.1;
-                draw <= 0.0
-            })
-            .unwrap_or(&SOURCES[0]);
+        let source = &SOURCES[source_mix.sample(&mut rng)];
 
         let location = LOCATIONS[rng.random_range(0..LOCATIONS.len())];
         let budget_mid = 250_000 + rng.random_range(0..8) * 50_000;

@@ -8,7 +8,7 @@ use sqlx::FromRow;
 use winnerr_events::{OrgId, UserId};
 
 use crate::audit::{self, AuditEntry};
-use crate::crypto::FieldPlace;
+use crate::writer::open_utterance;
 use crate::{Store, StoreError};
 
 /// A call as the CRM lists it. Times are milliseconds since the Unix epoch.
@@ -197,15 +197,7 @@ impl Store {
         rows.into_iter()
             .map(
                 |(id, track, start_ms, end_ms, bytes, key_id, sentiment, sentiment_score)| {
-                    // Utterance ids are unique within their call: the place is `call/id`.
-                    let row = format!("{call_id}/{id}");
-                    let place = FieldPlace {
-                        org: org.as_str(),
-                        table: "utterances",
-                        column: "text",
-                        row: &row,
-                    };
-                    let text = self.keys().decrypt(&key_id, &bytes, place)?;
+                    let text = open_utterance(self.keys(), org, call_id, &id, &key_id, &bytes)?;
                     Ok(Utterance {
                         id,
                         track,

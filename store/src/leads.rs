@@ -5,7 +5,7 @@ use sqlx::Row;
 use winnerr_events::OrgId;
 
 use crate::audit::{self, AuditEntry};
-use crate::crypto::FieldPlace;
+use crate::writer::open_utterance;
 use crate::{Store, StoreError};
 
 /// Activity older than this is not read (scoring looks at the last 30 days).
@@ -133,14 +133,7 @@ impl Store {
         .await?;
         let read = lines.len();
         for (call_id, id, bytes, key_id, score) in lines {
-            let row = format!("{call_id}/{id}");
-            let place = FieldPlace {
-                org: org.as_str(),
-                table: "utterances",
-                column: "text",
-                row: &row,
-            };
-            let text = self.keys().decrypt(&key_id, &bytes, place)?;
+            let text = open_utterance(self.keys(), org, &call_id, &id, &key_id, &bytes)?;
             if let Some(call) = calls.iter_mut().find(|c| c.id == call_id) {
                 call.customer.push((text, score));
             }

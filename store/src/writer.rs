@@ -19,7 +19,7 @@ use winnerr_events::{
     Subscription, Track, Transcript,
 };
 
-use crate::crypto::{FieldPlace, Keyring};
+use crate::crypto::{CryptoError, FieldPlace, Keyring, Sealed};
 use crate::{Store, StoreError, metrics, set_organization};
 
 /// Most events written in one transaction.
@@ -406,6 +406,38 @@ pub fn utterance_id(transcript: &Transcript) -> String {
     format!("{}-{:05}", transcript.track.as_str(), transcript.utterance)
 }
 
+/// Where an utterance's text lives, bound into its ciphertext: utterance ids are unique within
+/// their call, so the row is `call/id`.
+fn utterance_place<'a>(org: &'a OrgId, row: &'a str) -> FieldPlace<'a> {
+    FieldPlace {
+        org: org.as_str(),
+        table: "utterances",
+        column: "text",
+        row,
+    }
+}
+
+/// An utterance's text, encrypted in its place.
+fn seal_utterance(keys: &Keyring, org: &OrgId, call_id: &str, id: &str, text: &str) -> Sealed {
+    keys.encrypt(text, utterance_place(org, &format!("{call_id}/{id}")))
+}
+
+/// An utterance's text, decrypted from its place.
+pub(crate) fn open_utterance(
+    keys: &Keyring,
+    org: &OrgId,
+    call_id: &str,
+    id: &str,
+    key_id: &str,
+    ciphertext: &[u8],
+) -> Result<String, CryptoError> {
+    keys.decrypt(
+        key_id,
+        ciphertext,
+        utterance_place(org, &format!("{call_id}/{id}")),
+    )
+}
+
 /// Final transcripts as utterance rows, the text encrypted in its place; a replay rewrites the
 /// same rows. Finals of a call this store never saw start (a writer started mid-call) are left
 /// out rather than failing the batch.
@@ -421,14 +453,7 @@ async fn write_utterances(
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (call, t) in finals {
         let id = utterance_id(t);
-        let row = format!("{call}/{id}");
-        let place = FieldPlace {
-            org: org.as_str(),
-            table: "utterances",
-            column: "text",
-            row: &row,
-        };
-        let sealed = keys.encrypt(&t.text, place);
+        let sealed = seal_utterance(keys, org, call, &id, &t.text);
         calls.push(*call);
         ids.push(id);
         tracks.push(t.track.as_str());

@@ -71,24 +71,11 @@ fn check_explained(score: &LeadScore) {
 }
 
 fn top_positive(score: &LeadScore) -> Vec<&str> {
-    score
-        .factors
-        .iter()
-        .filter(|f| f.contribution > 0.0)
-        .take(3)
-        .map(|f| f.feature.as_str())
-        .collect()
+    score.raising(3).map(|f| f.feature.as_str()).collect()
 }
 
 fn top_negative(score: &LeadScore) -> Vec<&str> {
-    score
-        .factors
-        .iter()
-        .rev()
-        .filter(|f| f.contribution < 0.0)
-        .take(3)
-        .map(|f| f.feature.as_str())
-        .collect()
+    score.lowering(3).map(|f| f.feature.as_str()).collect()
 }
 
 /// The demo call, spoken: the customer loves the photos, is pre-approved and their lease ends
