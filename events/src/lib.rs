@@ -10,7 +10,9 @@ pub mod ids;
 mod metrics;
 
 pub use audio::{AudioFrame, CallAudio, CallInput};
-pub use bus::{Bus, BusError, Delivery, InProcessBus, KafkaBus, KafkaConfig, Subscription};
+pub use bus::{
+    Bus, BusError, Delivery, InProcessBus, KafkaBus, KafkaConfig, RecentIds, Subscription,
+};
 pub use event::{
     ActivityState, Alert, AlertKind, AudioActivity, CallContext, CallEnded, CallStarted, Dtmf,
     EndReason, Envelope, Event, EventId, LeadScore, MediaFormat, SCHEMA_VERSION, ScoreFactor,

@@ -2,7 +2,6 @@
 //! its organization's room; a room exists only while someone listens. A client that falls behind
 //! its room's buffer loses the oldest messages (and is told), never anyone else's.
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
@@ -13,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 use winnerr_events::{
-    Delivery, Envelope, Event, EventId, FeedMessage, OrgId, Subscription, UserId,
+    Delivery, Envelope, Event, FeedMessage, OrgId, RecentIds, Subscription, UserId,
 };
 
 use crate::metrics;
@@ -130,52 +129,3 @@ impl Rooms {
 
 /// Event ids remembered to drop redeliveries: far more than a bus redelivers after a reconnect.
 const RECENT_IDS: usize = 65_536;
-
-/// The last `capacity` event ids seen.
-struct RecentIds {
-    order: VecDeque<EventId>,
-    seen: HashSet<EventId>,
-    capacity: usize,
-}
-
-impl RecentIds {
-    fn new(capacity: usize) -> Self {
-        Self {
-            order: VecDeque::with_capacity(capacity),
-            seen: HashSet::with_capacity(capacity),
-            capacity,
-        }
-    }
-
-    /// Whether `id` is new; remembers it.
-    fn first_time(&mut self, id: EventId) -> bool {
-        if !self.seen.insert(id) {
-            return false;
-        }
-        if self.order.len() == self.capacity {
-            if let Some(oldest) = self.order.pop_front() {
-                self.seen.remove(&oldest);
-            }
-        }
-        self.order.push_back(id);
-        true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recent_ids_drop_repeats_within_capacity() {
-        let mut recent = RecentIds::new(2);
-        let [a, b, c] = [EventId::now_v7(), EventId::now_v7(), EventId::now_v7()];
-        assert!(recent.first_time(a));
-        assert!(!recent.first_time(a));
-        assert!(recent.first_time(b));
-        assert!(recent.first_time(c));
-        // `a` was forgotten to make room.
-        assert!(recent.first_time(a));
-        assert!(!recent.first_time(c));
-    }
-}

@@ -8,6 +8,7 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 const RECEIVED: &str = "winnerr_scoring_events_received_total";
 const SKIPPED: &str = "winnerr_scoring_events_skipped_total";
 const LAGGED: &str = "winnerr_scoring_events_dropped_total";
+const REPEATED: &str = "winnerr_scoring_events_repeated_total";
 const PUBLISHED: &str = "winnerr_scoring_scores_published_total";
 const UNCHANGED: &str = "winnerr_scoring_scores_unchanged_total";
 const PUBLISH_ERRORS: &str = "winnerr_scoring_publish_errors_total";
@@ -31,6 +32,10 @@ pub(crate) fn describe() {
         describe_counter!(
             LAGGED,
             "Events the scorer missed because it fell behind the bus"
+        );
+        describe_counter!(
+            REPEATED,
+            "Events the bus delivered again, which the scorer skipped"
         );
         describe_counter!(PUBLISHED, "Lead score events published");
         describe_counter!(
@@ -74,6 +79,10 @@ pub(crate) fn skipped() {
 
 pub(crate) fn lagged(missed: u64) {
     counter!(LAGGED).increment(missed);
+}
+
+pub(crate) fn repeated() {
+    counter!(REPEATED).increment(1);
 }
 
 pub(crate) fn unchanged() {

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use winnerr_events::{
-    ActivityState, Bus, CallContext, CallId, Delivery, Envelope, Event, LeadId, OrgId,
+    ActivityState, Bus, CallContext, CallId, Delivery, Envelope, Event, LeadId, OrgId, RecentIds,
     Subscription, Track,
 };
 use winnerr_models::LeadModel;
@@ -81,7 +81,12 @@ pub struct Scorer {
     calls: HashMap<(OrgId, CallId), LiveCall>,
     leads: HashMap<(OrgId, LeadId), LeadState>,
     models: HashMap<OrgId, (Arc<LeadModel>, Instant)>,
+    /// Events already applied: a redelivered transcript must not count its sentiment twice.
+    recent: RecentIds,
 }
+
+/// Event ids remembered to drop redeliveries: far more than a bus redelivers after a rebalance.
+const RECENT_IDS: usize = 65_536;
 
 impl Scorer {
     pub fn new(source: Arc<dyn LeadSource>) -> Self {
@@ -91,11 +96,16 @@ impl Scorer {
             calls: HashMap::new(),
             leads: HashMap::new(),
             models: HashMap::new(),
+            recent: RecentIds::new(RECENT_IDS),
         }
     }
 
     /// Applies one event; returns the score event to publish, if the score or its reasons moved.
     pub async fn handle(&mut self, event: &Envelope) -> Option<Envelope> {
+        if !self.recent.first_time(event.id) {
+            metrics::repeated();
+            return None;
+        }
         let started = Instant::now();
         let call_key = (event.org_id.clone(), event.call_id.clone());
         let rescore = match &event.event {
@@ -315,4 +325,87 @@ fn publish_if_changed(lead: &mut LeadState, explained: &Explained) -> bool {
     }
     lead.published = Some(now);
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use winnerr_events::{CallStarted, MediaFormat, SentimentScore, Transcript};
+
+    use super::*;
+
+    fn call() -> CallContext {
+        CallContext {
+            org_id: OrgId::parse("acme").unwrap(),
+            call_id: CallId::parse("CA1").unwrap(),
+            agent_id: None,
+            lead_id: Some(LeadId::parse("lead-1").unwrap()),
+        }
+    }
+
+    fn started() -> Envelope {
+        Envelope::new(
+            &call(),
+            Event::CallStarted(CallStarted {
+                stream_sid: "MZ1".into(),
+                account_sid: "AC1".into(),
+                lead_id: call().lead_id,
+                tracks: vec![Track::Inbound],
+                media_format: MediaFormat {
+                    encoding: "audio/x-mulaw".into(),
+                    sample_rate: 8000,
+                    channels: 1,
+                },
+            }),
+        )
+    }
+
+    fn said(utterance: u32, text: &str, score: f32) -> Envelope {
+        Envelope::new(
+            &call(),
+            Event::Transcript(Transcript {
+                track: Track::Inbound,
+                utterance,
+                is_final: true,
+                text: text.into(),
+                stable_text: text.into(),
+                start_ms: 0,
+                end_ms: 1000,
+                last_voiced_at_ms: 0,
+                sentiment: Some(SentimentScore {
+                    label: "positive".into(),
+                    probabilities: [0.0, 0.1, 0.9],
+                    score,
+                    rolling: score,
+                }),
+            }),
+        )
+    }
+
+    async fn logits(events: &[&Envelope]) -> Vec<f32> {
+        let mut scorer = Scorer::new(Arc::new(NoCrm));
+        let mut logits = Vec::new();
+        for event in events {
+            if let Some(Envelope {
+                event: Event::LeadScore(score),
+                ..
+            }) = scorer.handle(event).await
+            {
+                logits.push(score.logit);
+            }
+        }
+        logits
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_event_changes_nothing() {
+        let (start, warm, cold) = (
+            started(),
+            said(1, "We love it, and we're pre-approved.", 0.9),
+            said(2, "The price is a problem.", -0.6),
+        );
+        let once = logits(&[&start, &warm, &cold]).await;
+        let redelivered = logits(&[&start, &warm, &start, &warm, &cold, &warm]).await;
+        assert_eq!(once.len(), 3);
+        assert_eq!(redelivered, once);
+    }
 }

@@ -7,9 +7,11 @@
 
 mod in_process;
 pub mod kafka;
+mod recent;
 
 pub use in_process::InProcessBus;
 pub use kafka::{KafkaBus, KafkaConfig};
+pub use recent::RecentIds;
 
 use std::pin::Pin;
 use std::sync::Arc;
