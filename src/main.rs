@@ -74,6 +74,34 @@ enum ScoringCommand {
         #[arg(long, default_value = "scoring/assets/prior-model.json")]
         out: std::path::PathBuf,
     },
+    /// Train organizations' own models from their won and lost deals in the store (DATABASE_URL
+    /// and keys as for `serve`), each lead's features as of its deal's close; the organization's
+    /// scorers pick the new model up within five minutes. An organization with too few deals
+    /// keeps the prior (exit status 1).
+    Train {
+        /// Organizations to train (repeatable).
+        #[arg(long = "org", required = true)]
+        orgs: Vec<String>,
+        /// Who trains, for the audit log.
+        #[arg(long, default_value = "cli")]
+        actor: String,
+        #[command(flatten)]
+        config: Config,
+    },
+    /// Import a synthetic organization history into the store: leads with activity, calls,
+    /// what the customer said and deal outcomes, made up by a deterministic generator (no real
+    /// person is in it), for demos and for `train` to learn from. Every tenth lead stays open.
+    Seed {
+        #[arg(long)]
+        org: String,
+        #[arg(long, default_value_t = 1000)]
+        leads: usize,
+        /// The generator's seed: the same seed gives the same history.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[command(flatten)]
+        config: Config,
+    },
 }
 
 #[derive(Subcommand)]
@@ -166,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Scoring {
             command: ScoringCommand::TrainPrior { out },
         } => tokio::task::spawn_blocking(move || train_prior(&out)).await?,
+        Command::Scoring { command } => scoring_command(command).await,
         Command::Models { command } => {
             init_logs(LogFormat::Text);
             tokio::task::spawn_blocking(move || winnerr::models_cli::run(command)).await?
@@ -188,6 +217,74 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The store of `config` (DATABASE_URL and the encryption keys).
+async fn connect_store(config: &Config) -> anyhow::Result<winnerr_store::Store> {
+    let url = config
+        .database_url
+        .as_deref()
+        .context("DATABASE_URL is required")?;
+    let keys = config.keyring().map_err(anyhow::Error::msg)?;
+    Ok(winnerr_store::Store::connect(url, 4, keys).await?)
+}
+
+async fn scoring_command(command: ScoringCommand) -> anyhow::Result<()> {
+    match command {
+        ScoringCommand::TrainPrior { .. } => unreachable!("trained without a store"),
+        ScoringCommand::Train {
+            orgs,
+            actor,
+            config,
+        } => {
+            init_logs(config.log_format);
+            let store = connect_store(&config).await?;
+            let mut refused = false;
+            for org in orgs {
+                match winnerr::leads::train_organization(&store, &OrgId::parse(&org)?, &actor).await
+                {
+                    Ok(trained) => {
+                        println!(
+                            "{org}: model {} from {} won and {} lost deals; held-out AUC {:.3}",
+                            trained.version, trained.won, trained.lost, trained.held_out_auc
+                        );
+                        for (predicted, observed, leads) in trained.calibration {
+                            println!(
+                                "  decile of {leads}: predicted {predicted:.3}, observed {observed:.3}"
+                            );
+                        }
+                    }
+                    Err(err) => {
+                        refused = true;
+                        eprintln!("{err:#}");
+                    }
+                }
+            }
+            if refused {
+                std::process::exit(1);
+            }
+        }
+        ScoringCommand::Seed {
+            org,
+            leads,
+            seed,
+            config,
+        } => {
+            init_logs(config.log_format);
+            let store = connect_store(&config).await?;
+            let history =
+                winnerr_scoring::synth::generate(seed, leads, winnerr_events::event::now_ms());
+            let import = winnerr::leads::synthetic_import(&history, 10);
+            let added = store
+                .import_leads(&OrgId::parse(&org)?, &import, "cli:seed")
+                .await?;
+            println!(
+                "{org}: {added} synthetic leads imported ({} were there already)",
+                leads - added
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn store_command(command: StoreCommand, config: Config) -> anyhow::Result<()> {
     init_logs(config.log_format);
     if let StoreCommand::Migrate = command {
@@ -199,12 +296,7 @@ async fn store_command(command: StoreCommand, config: Config) -> anyhow::Result<
         println!("schema is up to date");
         return Ok(());
     }
-    let url = config
-        .database_url
-        .as_deref()
-        .context("DATABASE_URL is required")?;
-    let keys = config.keyring().map_err(anyhow::Error::msg)?;
-    let store = winnerr_store::Store::connect(url, 2, keys).await?;
+    let store = connect_store(&config).await?;
     match command {
         StoreCommand::Migrate => unreachable!("handled above"),
         StoreCommand::RotateKey { orgs, actor } => {

@@ -151,6 +151,24 @@ pub enum ActivityKind {
     EmailOpen,
 }
 
+impl ActivityKind {
+    /// The name the CRM records the kind by.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActivityKind::WebsiteVisit => "website_visit",
+            ActivityKind::PropertyView => "property_view",
+            ActivityKind::EmailOpen => "email_open",
+        }
+    }
+
+    /// The kind the CRM records as `name`, if scoring reads it.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::WebsiteVisit, Self::PropertyView, Self::EmailOpen]
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+    }
+}
+
 /// A property as a lead's activity points at it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PropertyFacts {

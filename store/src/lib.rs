@@ -24,7 +24,7 @@ use winnerr_events::OrgId;
 pub use audit::{AuditCheck, AuditEntry};
 pub use calls::{CallFilter, CallSummary, Deal, LeadScore, Page, Utterance};
 pub use crypto::{CryptoError, Keyring};
-pub use leads::{ActivityRow, LeadRecord, PastCall, StoredModel};
+pub use leads::{ActivityRow, DealOutcome, ImportedLead, LeadRecord, PastCall, StoredModel};
 pub use people::{Person, PersonFields};
 pub use writer::StoreWriter;
 

@@ -418,7 +418,13 @@ fn utterance_place<'a>(org: &'a OrgId, row: &'a str) -> FieldPlace<'a> {
 }
 
 /// An utterance's text, encrypted in its place.
-fn seal_utterance(keys: &Keyring, org: &OrgId, call_id: &str, id: &str, text: &str) -> Sealed {
+pub(crate) fn seal_utterance(
+    keys: &Keyring,
+    org: &OrgId,
+    call_id: &str,
+    id: &str,
+    text: &str,
+) -> Sealed {
     keys.encrypt(text, utterance_place(org, &format!("{call_id}/{id}")))
 }
 

@@ -325,3 +325,175 @@ async fn a_hostile_call_lowers_its_leads_score_and_no_organization_sees_anothers
     }
     test.app.shutdown().await;
 }
+
+/// A synthetic history in Postgres (`winnerr scoring seed`) trains the organization's own model
+/// (`winnerr scoring train`): each lead's record, read back as of its deal's close, gives the
+/// features the generator made it with; the trained model measures well on held-out deals and
+/// scores the organization's next call, while an organization with too few deals keeps the prior.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organization_trains_its_own_model_from_its_deals_in_postgres() {
+    use winnerr::leads::{StoreLeads, history, synthetic_import, train_organization};
+    use winnerr_scoring::features::{FEATURES, features};
+    use winnerr_scoring::synth;
+
+    let db = winnerr_testkit::TestDatabase::create().await;
+    winnerr_store::migrate(&db.owner_url).await.unwrap();
+    let store =
+        winnerr_store::Store::connect(&db.service_url, 4, winnerr_store::Keyring::development())
+            .await
+            .unwrap();
+    let (acme, globex) = (
+        OrgId::parse("acme").unwrap(),
+        OrgId::parse("globex").unwrap(),
+    );
+    let now = winnerr_events::now_ms();
+    let generated = synth::generate(11, 1_000, now);
+    let import = synthetic_import(&generated, 10);
+    assert_eq!(
+        store.import_leads(&acme, &import, "test").await.unwrap(),
+        1_000
+    );
+    assert_eq!(
+        store.import_leads(&acme, &import, "test").await.unwrap(),
+        0,
+        "a second import changes nothing"
+    );
+    // Globex has the same lead ids, fewer of them, and other histories.
+    let small = synth::generate(12, 100, now);
+    store
+        .import_leads(&globex, &synthetic_import(&small, 10), "test")
+        .await
+        .unwrap();
+
+    // Each closed lead's record as of its close gives back its generated features: activity,
+    // calls, the customer's words (decrypted) and their sentiment. The source's closing rate is
+    // the organization's record of other leads, not the generator's long-run rate.
+    let window_ms = 90 * 86_400_000;
+    let mut compared = 0;
+    for (lead, imported) in generated.leads.iter().zip(&import) {
+        let Some(deal) = imported.deal else { continue };
+        if lead
+            .history
+            .activity
+            .iter()
+            .any(|a| a.at_ms + window_ms <= now)
+        {
+            continue; // older activity than a record holds
+        }
+        let record = store
+            .lead_record_as_of(&acme, &lead.id, deal.closed_ms, "test")
+            .await
+            .unwrap()
+            .expect("an imported lead has a record");
+        let said: Vec<&str> = record
+            .calls
+            .iter()
+            .flat_map(|c| c.customer.iter().map(|(text, _)| text.as_str()))
+            .collect();
+        let generated_said: Vec<&str> = lead
+            .calls
+            .iter()
+            .flat_map(|c| c.lines.iter().map(|l| l.text))
+            .collect();
+        assert_eq!(said, generated_said, "{}", lead.id);
+        let from_store = features(&history(record), now);
+        let from_generator = features(&lead.history, now);
+        for (j, feature) in FEATURES.iter().enumerate() {
+            if feature.name != "source_conversion" {
+                assert!(
+                    (from_store[j] - from_generator[j]).abs() < 1e-4,
+                    "{}: {} is {} from the store, {} generated",
+                    lead.id,
+                    feature.name,
+                    from_store[j],
+                    from_generator[j]
+                );
+            }
+        }
+        compared += 1;
+    }
+    println!("{compared} closed leads' records match their generated features");
+    assert!(compared >= 700, "only {compared} leads compared");
+    // The source's closing rate is what the organization's other closed leads of that source
+    // say, smoothed toward its overall rate.
+    for source in ["referral", "facebook"] {
+        let lead = import
+            .iter()
+            .find(|l| l.source.as_deref() == Some(source))
+            .unwrap();
+        let others = || {
+            import
+                .iter()
+                .filter(|l| l.id != lead.id)
+                .filter_map(|l| Some((l, l.deal?)))
+        };
+        let count = |same: bool, won: bool| {
+            others()
+                .filter(|(l, d)| d.won == won && (!same || l.source == lead.source))
+                .count() as u32
+        };
+        let overall = count(false, true) as f32 / (count(false, true) + count(false, false)) as f32;
+        let expected =
+            winnerr_scoring::features::source_rate(count(true, true), count(true, false), overall);
+        let record = store
+            .lead_record(&acme, &lead.id, "test")
+            .await
+            .unwrap()
+            .unwrap();
+        let rate = history(record).source_conversion;
+        println!(
+            "{source}: {} won, {} lost; rate {rate:.3}",
+            count(true, true),
+            count(true, false)
+        );
+        assert!(
+            (rate - expected).abs() < 1e-5,
+            "{source}: {rate}, expected {expected}"
+        );
+    }
+
+    // Training: refused with too few deals, done with enough.
+    let refused = train_organization(&store, &globex, "test")
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("needs 200 closed deals"),
+        "{refused}"
+    );
+    assert!(store.lead_model(&globex).await.unwrap().is_none());
+    let trained = train_organization(&store, &acme, "test").await.unwrap();
+    println!(
+        "acme: {} won, {} lost, held-out AUC {:.3}",
+        trained.won, trained.lost, trained.held_out_auc
+    );
+    assert_eq!(trained.won + trained.lost, 900);
+    assert!(
+        trained.held_out_auc >= 0.75,
+        "held-out AUC {}",
+        trained.held_out_auc
+    );
+    assert_eq!(
+        store.lead_model(&acme).await.unwrap().unwrap().version,
+        trained.version
+    );
+
+    // The next calls: acme's open lead under acme's model, globex's lead of the same id under
+    // the prior, each with its own organization's history.
+    let open = &import.iter().find(|l| l.deal.is_none()).unwrap().id;
+    let mut scorer = Scorer::new(Arc::new(StoreLeads(store.clone())));
+    let mut versions = Vec::new();
+    for (org, call) in [("acme", "CA-acme-next"), ("globex", "CA-globex-next")] {
+        let started = SimulatedCall::new(org, call, open).started();
+        let score = match scorer.handle(&started).await.map(|e| e.event) {
+            Some(Event::LeadScore(score)) => score,
+            other => panic!("a call start scores its lead: {other:?}"),
+        };
+        versions.push(score.model_version);
+    }
+    assert_eq!(versions, [trained.version.clone(), "prior-1".to_owned()]);
+
+    for org in [&acme, &globex] {
+        let check = store.verify_audit(org).await.unwrap();
+        assert!(check.problem.is_none(), "{org}: {:?}", check.problem);
+    }
+}
