@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use winnerr::{App, Config};
 use winnerr_benches::{is_bench_run, machine, percentile, runtime};
@@ -100,6 +100,8 @@ async fn round(app: &App, calls: usize) -> Round {
         tokio_tungstenite::connect_async(format!("{}?access_token={token}", app.feed_url()))
             .await
             .unwrap();
+    let subscribe = r#"{"type":"subscribe","channel":"calls"}"#;
+    feed.send(Message::Text(subscribe.into())).await.unwrap();
     let dropped_before = dropped_interims(app).await;
     let (cpu_before, started) = (cpu_seconds(), Instant::now());
     let simulator = Simulator::new(app.stream_url(), winnerr::config::DEV_TWILIO_AUTH_TOKEN);
@@ -120,7 +122,7 @@ async fn round(app: &App, calls: usize) -> Round {
         else {
             panic!("feed stalled");
         };
-        let FeedMessage::Event { event } = serde_json::from_str(&text).unwrap() else {
+        let FeedMessage::Event { event, .. } = serde_json::from_str(&text).unwrap() else {
             continue;
         };
         match &event.event {

@@ -80,9 +80,24 @@ pub struct Config {
     #[arg(long, env = "WINNERR_CALL_QUEUE", default_value_t = 500)]
     pub call_queue: usize,
 
-    /// Messages a feed client may fall behind before it loses the oldest.
+    /// Messages a feed client may fall behind its organization's room before it loses the
+    /// oldest (and is told, to recover them).
     #[arg(long, env = "WINNERR_FEED_BUFFER", default_value_t = 1024)]
     pub feed_buffer: usize,
+
+    /// Events each organization's room keeps for feed clients that reconnect.
+    #[arg(long, env = "WINNERR_FEED_HISTORY", default_value_t = 2048)]
+    pub feed_history: usize,
+
+    /// Messages queued for one feed client before it is closed as too slow (4008); interim
+    /// transcripts are skipped for it once half of this is queued.
+    #[arg(long, env = "WINNERR_FEED_SEND_QUEUE", default_value_t = 512)]
+    pub feed_send_queue: usize,
+
+    /// Seconds between the gateway's pings to feed clients; a client silent for twice this
+    /// is closed (4002) and leaves presence.
+    #[arg(long, env = "WINNERR_FEED_HEARTBEAT", default_value_t = 20.0)]
+    pub feed_heartbeat: f64,
 
     /// Events the in-process bus buffers for its slowest subscriber.
     #[arg(long, env = "WINNERR_BUS_CAPACITY", default_value_t = 8192)]
@@ -186,6 +201,11 @@ impl Config {
         }
         Ok(voice)
     }
+
+    /// The gateway's ping interval.
+    pub fn feed_heartbeat(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.feed_heartbeat)
+    }
 }
 
 fn parse_dial(value: &str) -> Result<Dial, String> {
@@ -208,6 +228,9 @@ impl Config {
 
     /// Problems that should stop the server from starting.
     pub fn validate(&self) -> Result<(), String> {
+        if !(self.feed_heartbeat.is_finite() && (0.05..=3600.0).contains(&self.feed_heartbeat)) {
+            return Err("WINNERR_FEED_HEARTBEAT must be between 0.05 and 3600 seconds".into());
+        }
         if self.jwt_secret.len() < 16 {
             return Err("WINNERR_JWT_SECRET must be at least 16 bytes".into());
         }
@@ -254,6 +277,8 @@ impl Config {
         if self.max_message_bytes < 1024
             || self.call_queue == 0
             || self.feed_buffer == 0
+            || self.feed_history == 0
+            || self.feed_send_queue < 2
             || self.bus_capacity == 0
         {
             return Err(

@@ -44,6 +44,9 @@ enum Command {
         /// Bearer token (see `winnerr token`).
         #[arg(long, env = "WINNERR_TOKEN")]
         token: String,
+        /// Channels to follow (repeatable): calls, org, call:<id>, lead:<id>.
+        #[arg(long = "channel", default_value = "calls")]
+        channels: Vec<String>,
     },
     /// Mint a bearer token (for development and tests).
     Token(TokenArgs),
@@ -189,7 +192,11 @@ async fn main() -> anyhow::Result<()> {
             init_logs(LogFormat::Text);
             simulate(args).await
         }
-        Command::Watch { url, token } => watch::run(&url, &token).await,
+        Command::Watch {
+            url,
+            token,
+            channels,
+        } => watch::run(&url, &token, &channels).await,
         Command::Store { command, config } => store_command(command, config).await,
         Command::Scoring {
             command: ScoringCommand::TrainPrior { out },

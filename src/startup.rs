@@ -126,6 +126,9 @@ impl App {
             &GatewayConfig {
                 jwt_secret: config.jwt_secret.clone(),
                 feed_buffer: config.feed_buffer,
+                feed_history: config.feed_history,
+                feed_send_queue: config.feed_send_queue,
+                feed_heartbeat: config.feed_heartbeat(),
             },
             bus.clone(),
             store,

@@ -1,23 +1,42 @@
-//! `winnerr watch`: a small feed client that prints an organization's live events, one line each.
+//! `winnerr watch`: a small feed client that follows channels of an organization's feed and
+//! prints what arrives, one line each.
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use winnerr_events::{Event, FeedMessage};
+use winnerr_events::{ClientMessage, Event, FeedMessage};
 
-/// Connects to `feed_url` with `token` and prints every message until the server closes.
-pub async fn run(feed_url: &str, token: &str) -> anyhow::Result<()> {
+/// Connects to `feed_url` with `token`, subscribes to `channels` and prints every message until
+/// the server closes.
+pub async fn run(feed_url: &str, token: &str, channels: &[String]) -> anyhow::Result<()> {
     let mut request = feed_url.into_client_request()?;
     request.headers_mut().insert(
         "Authorization",
         HeaderValue::from_str(&format!("Bearer {token}"))?,
     );
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+    for channel in channels {
+        let subscribe = ClientMessage::Subscribe {
+            channel: channel.clone(),
+            since: None,
+        };
+        let text = serde_json::to_string(&subscribe)?;
+        socket.send(Message::Text(text.into())).await?;
+    }
     while let Some(message) = socket.next().await {
         match message? {
             Message::Text(text) => match serde_json::from_str::<FeedMessage>(text.as_str()) {
-                Ok(message) => println!("{}", describe(&message)),
+                Ok(message) => {
+                    // Following several channels, an event on two of them shows twice: say where.
+                    let on = match &message {
+                        FeedMessage::Event { channel, .. } if channels.len() > 1 => {
+                            format!("[{channel}] ")
+                        }
+                        _ => String::new(),
+                    };
+                    println!("{on}{}", describe(&message))
+                }
                 Err(_) => println!("{text}"),
             },
             Message::Close(frame) => {
@@ -48,7 +67,35 @@ pub fn describe(message: &FeedMessage) -> String {
             format!("watching organization {org_id} as {user_id} ({role:?})")
         }
         FeedMessage::Lagged { missed } => format!("!! fell behind: {missed} events dropped"),
-        FeedMessage::Event { event } => {
+        FeedMessage::Subscribed {
+            channel, position, ..
+        } => format!("following {channel} from offset {}", position.offset),
+        FeedMessage::Unsubscribed { channel } => format!("stopped following {channel}"),
+        FeedMessage::PresenceState { members } => {
+            let online: Vec<String> = members
+                .iter()
+                .map(|m| format!("{} ({:?}, {:?})", m.user_id, m.role, m.status))
+                .collect();
+            format!("online: {}", online.join(", "))
+        }
+        FeedMessage::Presence { change, member } => format!(
+            "presence: {} {change:?} ({:?}, {:?})",
+            member.user_id, member.role, member.status
+        ),
+        FeedMessage::Refreshed { expires_at } => format!("token refreshed until {expires_at}"),
+        FeedMessage::Error {
+            code,
+            message,
+            channel,
+        } => format!(
+            "!! refused ({code:?}{}): {message}",
+            channel
+                .as_ref()
+                .map(|c| format!(", {c}"))
+                .unwrap_or_default()
+        ),
+        FeedMessage::Pong => "pong".into(),
+        FeedMessage::Event { event, .. } => {
             let detail = match &event.event {
                 Event::CallStarted(started) => format!(
                     "agent={} lead={} tracks={:?}",

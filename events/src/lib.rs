@@ -18,5 +18,8 @@ pub use event::{
     EndReason, Envelope, Event, EventId, LeadScore, MediaFormat, SCHEMA_VERSION, ScoreFactor,
     SentimentScore, StreamStats, Track, Transcript, now_ms,
 };
-pub use feed::{FEED_PROTOCOL_VERSION, FeedMessage};
+pub use feed::{
+    Channel, ClientMessage, ErrorCode, FEED_PROTOCOL_VERSION, FeedMessage, Member, Position,
+    PresenceChange, PresenceStatus,
+};
 pub use ids::{CallId, InvalidId, LeadId, OrgId, Role, UserId};

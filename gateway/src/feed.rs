@@ -1,25 +1,47 @@
-//! `GET /feed`: a WebSocket of the caller's organization's live events. Managers and admins get
-//! every call of their organization, agents their own calls. Messages are [`FeedMessage`]s as JSON
-//! text; the first is `hello`. Close codes: 1001 server shutting down, 4001 token expired.
+//! `GET /feed`: the feed protocol (`docs/feed-protocol.md`) over a WebSocket. A client of an
+//! organization subscribes to channels (`org`, `calls`, `call:<id>`, `lead:<id>`); managers and
+//! admins see every call of their organization, agents their own. Each connection has a bounded
+//! send queue: when it runs low, interim transcripts are skipped; when it is full, the client is
+//! closed (4008), and nobody else waits for it.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
-use tracing::{debug, info};
-use winnerr_events::{FEED_PROTOCOL_VERSION, FeedMessage};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+use winnerr_events::{
+    Channel, ClientMessage, ErrorCode, FEED_PROTOCOL_VERSION, FeedMessage, Member, PresenceStatus,
+    Role,
+};
 
 use crate::auth::Claims;
 use crate::metrics;
-use crate::rooms::FeedItem;
+use crate::rooms::{EventItem, FeedItem, Room};
 use crate::server::Gateway;
 
-/// Close code sent when the client's token expires.
+/// Close code: the token expired and no fresh one came.
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+/// Close code: the client stopped answering the gateway's pings.
+pub const CLOSE_HEARTBEAT: u16 = 4002;
+/// Close code: the client did not read its messages fast enough.
+pub const CLOSE_TOO_SLOW: u16 = 4008;
+
+/// The longest message a client may send.
+const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+/// How long a closing connection may take to send what it has queued and its close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// How long a recovering client may take to accept its replay.
+const REPLAY_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct TokenQuery {
@@ -39,85 +61,381 @@ pub(crate) async fn upgrade(
         Ok(claims) => {
             let connections = gateway.connections().clone();
             upgrade
+                .max_message_size(MAX_CLIENT_MESSAGE)
                 .on_upgrade(move |socket| connections.track_future(serve(socket, gateway, claims)))
         }
         Err(err) => err.into_response(),
     }
 }
 
-fn visible(claims: &Claims, item: &FeedItem) -> bool {
-    claims.role.sees_whole_org() || item.agent_id.as_ref() == Some(&claims.sub)
+/// A message on its way to the client; events carry what their delivery delay is measured from.
+struct Outgoing {
+    message: Message,
+    event: Option<(u64, Option<(&'static str, u64)>)>,
 }
 
-async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
-    let frame = CloseFrame {
-        code,
-        reason: reason.into(),
-    };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+impl Outgoing {
+    fn text(message: &FeedMessage) -> Self {
+        let text = serde_json::to_string(message).expect("feed messages always serialize");
+        Self {
+            message: Message::Text(text.into()),
+            event: None,
+        }
+    }
 }
 
-async fn serve(mut socket: WebSocket, gateway: Gateway, claims: Claims) {
-    let mut room = gateway.rooms().join(&claims.org);
-    metrics::feed_connected();
-    info!(user_id = %claims.sub, org_id = %claims.org, role = ?claims.role, "feed client connected");
-    let expires = tokio::time::Instant::now()
-        + (UNIX_EPOCH + Duration::from_secs(claims.exp))
-            .duration_since(std::time::SystemTime::now())
-            .unwrap_or_default();
-    let hello = FeedMessage::Hello {
-        protocol: FEED_PROTOCOL_VERSION,
-        user_id: claims.sub.clone(),
-        org_id: claims.org.clone(),
-        role: claims.role,
-    };
-    let hello = serde_json::to_string(&hello).expect("feed messages always serialize");
-    let shutdown = gateway.shutdown().clone();
-    if socket.send(Message::Text(hello.into())).await.is_ok() {
-        loop {
-            tokio::select! {
-                item = room.recv() => match item {
-                    Ok(item) => {
-                        if !visible(&claims, &item) {
-                            continue;
-                        }
-                        if socket.send(Message::Text(item.text.clone())).await.is_err() {
-                            break;
-                        }
-                        let now = winnerr_events::event::now_ms();
-                        metrics::feed_sent(now.saturating_sub(item.ts_ms) as f64 / 1000.0);
-                        if let Some((kind, spoken_at)) = item.spoken {
-                            metrics::speech_delivered(kind, now.saturating_sub(spoken_at) as f64 / 1000.0);
-                        }
-                    }
-                    Err(RecvError::Lagged(missed)) => {
-                        metrics::feed_dropped(missed);
-                        debug!(user_id = %claims.sub, missed, "feed client fell behind");
-                        let lagged = serde_json::to_string(&FeedMessage::Lagged { missed }).expect("serializes");
-                        if socket.send(Message::Text(lagged.into())).await.is_err() {
-                            break;
-                        }
-                    }
-                    Err(RecvError::Closed) => break,
-                },
-                incoming = socket.recv() => match incoming {
-                    // Clients have nothing to say yet; pings are answered by the socket itself.
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                    Some(Ok(_)) => {}
-                },
-                _ = tokio::time::sleep_until(expires) => {
-                    close(&mut socket, CLOSE_TOKEN_EXPIRED, "token expired").await;
-                    break;
+/// Why the gateway ends a connection.
+struct Closing {
+    code: u16,
+    reason: &'static str,
+    metric: &'static str,
+}
+
+const TOO_SLOW: Closing = Closing {
+    code: CLOSE_TOO_SLOW,
+    reason: "too slow: send queue full",
+    metric: "too_slow",
+};
+
+/// One client's connection: who it is, what it follows, and its send queue.
+struct Connection {
+    gateway: Gateway,
+    claims: Claims,
+    room: Arc<Room>,
+    queue: mpsc::Sender<Outgoing>,
+    queue_size: usize,
+    /// Each channel followed, with the offset its live messages start after.
+    subscriptions: HashMap<Channel, u64>,
+    expires: Instant,
+}
+
+impl Connection {
+    fn sees(&self, event: &EventItem) -> bool {
+        self.claims.role.sees_whole_org() || event.agent_id.as_ref() == Some(&self.claims.sub)
+    }
+
+    /// Queues a message, or says the client is too slow to take it.
+    fn push(&self, outgoing: Outgoing) -> Result<(), Closing> {
+        self.queue.try_send(outgoing).map_err(|_| TOO_SLOW)
+    }
+
+    fn reply(&self, message: &FeedMessage) -> Result<(), Closing> {
+        self.push(Outgoing::text(message))
+    }
+
+    fn push_event(&self, event: &EventItem, channel: &Channel) -> Result<(), Closing> {
+        // Interim words are worth less than keeping up: skip them while the queue is half full.
+        if event.interim && self.queue.capacity() < self.queue_size / 2 {
+            metrics::feed_dropped("interim", 1);
+            return Ok(());
+        }
+        self.push(Outgoing {
+            message: Message::Text(event.message(channel)),
+            event: Some((event.ts_ms, event.spoken)),
+        })
+    }
+
+    /// Hands a room item to the client on every channel it follows that the item is on.
+    fn forward(&self, item: &FeedItem) -> Result<(), Closing> {
+        match item {
+            FeedItem::Presence { offset, text } => {
+                if self
+                    .subscriptions
+                    .get(&Channel::Org)
+                    .is_some_and(|from| offset > from)
+                {
+                    self.push(Outgoing {
+                        message: Message::Text(text.clone()),
+                        event: None,
+                    })?;
                 }
-                _ = shutdown.cancelled() => {
-                    close(&mut socket, 1001, "server shutting down").await;
-                    break;
+            }
+            FeedItem::Event(event) => {
+                if !self.sees(event) {
+                    return Ok(());
+                }
+                for (channel, from) in &self.subscriptions {
+                    if event.offset > *from && event.on(channel) {
+                        self.push_event(event, channel)?;
+                    }
                 }
             }
         }
+        Ok(())
     }
-    drop(room);
-    gateway.rooms().leave(&claims.org);
+
+    fn refuse(
+        &self,
+        code: ErrorCode,
+        message: String,
+        channel: Option<&str>,
+    ) -> Result<(), Closing> {
+        metrics::request_rejected(code);
+        debug!(user_id = %self.claims.sub, org_id = %self.claims.org, ?code, %message, "feed request refused");
+        self.reply(&FeedMessage::Error {
+            code,
+            message,
+            channel: channel.map(str::to_owned),
+        })
+    }
+
+    /// Does what the client asked.
+    async fn request(&mut self, text: &str) -> Result<(), Closing> {
+        let request = match serde_json::from_str::<ClientMessage>(text) {
+            Ok(request) => request,
+            Err(err) => {
+                return self.refuse(
+                    ErrorCode::BadRequest,
+                    format!("not a feed protocol message: {err}"),
+                    None,
+                );
+            }
+        };
+        match request {
+            ClientMessage::Subscribe {
+                channel: name,
+                since,
+            } => {
+                let channel = match Channel::parse(&name) {
+                    Ok(channel) => channel,
+                    Err(err) => return self.refuse(ErrorCode::UnknownChannel, err, Some(&name)),
+                };
+                if let Channel::Call(call) = &channel
+                    && self.claims.role == Role::Agent
+                    && let Some(agent) = self.room.call_agent(call)
+                    && agent.as_ref() != Some(&self.claims.sub)
+                {
+                    return self.refuse(
+                        ErrorCode::Forbidden,
+                        "an agent follows only their own calls".into(),
+                        Some(&name),
+                    );
+                }
+                let start = self.room.start(&channel, since);
+                let replay = async {
+                    for item in &start.replay {
+                        if let FeedItem::Event(event) = &**item
+                            && self.sees(event)
+                        {
+                            let outgoing = Outgoing {
+                                message: Message::Text(event.message(&channel)),
+                                event: Some((event.ts_ms, event.spoken)),
+                            };
+                            self.queue.send(outgoing).await.map_err(|_| TOO_SLOW)?;
+                        }
+                    }
+                    Ok(())
+                };
+                tokio::time::timeout(REPLAY_WAIT, replay)
+                    .await
+                    .map_err(|_| TOO_SLOW)??;
+                self.subscriptions
+                    .insert(channel.clone(), start.position.offset);
+                self.reply(&FeedMessage::Subscribed {
+                    channel,
+                    position: start.position,
+                    recovered: start.recovered,
+                })?;
+                if let Some(members) = start.members {
+                    self.reply(&FeedMessage::PresenceState { members })?;
+                }
+                Ok(())
+            }
+            ClientMessage::Unsubscribe { channel: name } => match Channel::parse(&name) {
+                Ok(channel) => {
+                    self.subscriptions.remove(&channel);
+                    self.reply(&FeedMessage::Unsubscribed { channel })
+                }
+                Err(err) => self.refuse(ErrorCode::UnknownChannel, err, Some(&name)),
+            },
+            ClientMessage::Presence { status, call_id } => {
+                self.room.update(&self.claims.sub, status, call_id);
+                Ok(())
+            }
+            ClientMessage::Refresh { token } => match self.gateway.auth().verify(&token) {
+                Ok(fresh) if fresh.sub == self.claims.sub && fresh.org == self.claims.org => {
+                    self.expires = expiry(fresh.exp);
+                    let expires_at = fresh.exp;
+                    self.claims = fresh;
+                    self.reply(&FeedMessage::Refreshed { expires_at })
+                }
+                Ok(_) => self.refuse(
+                    ErrorCode::BadToken,
+                    "the token is another user's or organization's".into(),
+                    None,
+                ),
+                Err(err) => self.refuse(ErrorCode::BadToken, err.to_string(), None),
+            },
+            ClientMessage::Ping => self.reply(&FeedMessage::Pong),
+        }
+    }
+}
+
+/// When a token that expires at `exp` (s since the epoch) runs out, on the runtime's clock.
+fn expiry(exp: u64) -> Instant {
+    Instant::now()
+        + (UNIX_EPOCH + Duration::from_secs(exp))
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default()
+}
+
+/// Sends queued messages until the queue closes or a close frame has gone; an urgent close
+/// (a client too slow for its queue) goes out ahead of what is queued.
+async fn write(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut queue: mpsc::Receiver<Outgoing>,
+    urgent: oneshot::Receiver<CloseFrame>,
+) {
+    let mut urgent = Some(urgent);
+    loop {
+        let outgoing = tokio::select! {
+            biased;
+            frame = async { urgent.as_mut().expect("guarded").await }, if urgent.is_some() => {
+                match frame {
+                    Ok(frame) => {
+                        let close = sink.send(Message::Close(Some(frame)));
+                        let _ = tokio::time::timeout(CLOSE_WAIT, close).await;
+                        return;
+                    }
+                    // No urgent close will come; carry on with the queue.
+                    Err(_) => {
+                        urgent = None;
+                        continue;
+                    }
+                }
+            }
+            outgoing = queue.recv() => outgoing,
+        };
+        let Some(Outgoing { message, event }) = outgoing else {
+            return;
+        };
+        let closing = matches!(message, Message::Close(_));
+        if sink.send(message).await.is_err() || closing {
+            return;
+        }
+        if let Some((ts_ms, spoken)) = event {
+            let now = winnerr_events::event::now_ms();
+            metrics::feed_sent(now.saturating_sub(ts_ms) as f64 / 1000.0);
+            if let Some((kind, spoken_at)) = spoken {
+                metrics::speech_delivered(kind, now.saturating_sub(spoken_at) as f64 / 1000.0);
+            }
+        }
+    }
+}
+
+async fn serve(socket: WebSocket, gateway: Gateway, claims: Claims) {
+    let settings = gateway.feed_settings();
+    let room = gateway.rooms().room(&claims.org);
+    let mut items = room.receiver();
+    let (sink, mut incoming) = socket.split();
+    let (queue, outgoing) = mpsc::channel(settings.send_queue);
+    let (urgent, urgent_close) = oneshot::channel();
+    let mut writer = tokio::spawn(write(sink, outgoing, urgent_close));
+    metrics::feed_connected();
+    info!(user_id = %claims.sub, org_id = %claims.org, role = ?claims.role, "feed client connected");
+
+    let user = claims.sub.clone();
+    room.join(Member {
+        user_id: user.clone(),
+        role: claims.role,
+        status: PresenceStatus::Available,
+        call_id: None,
+    });
+    let mut connection = Connection {
+        expires: expiry(claims.exp),
+        gateway: gateway.clone(),
+        room: room.clone(),
+        queue,
+        queue_size: settings.send_queue,
+        subscriptions: HashMap::new(),
+        claims,
+    };
+    let hello = FeedMessage::Hello {
+        protocol: FEED_PROTOCOL_VERSION,
+        user_id: connection.claims.sub.clone(),
+        org_id: connection.claims.org.clone(),
+        role: connection.claims.role,
+        expires_at: connection.claims.exp,
+        heartbeat_ms: settings.heartbeat.as_millis() as u64,
+    };
+    let shutdown = gateway.shutdown().clone();
+    let mut heartbeat =
+        tokio::time::interval_at(Instant::now() + settings.heartbeat, settings.heartbeat);
+    let mut last_heard = Instant::now();
+    let mut closing = connection.reply(&hello).err();
+    while closing.is_none() {
+        closing = tokio::select! {
+            item = items.recv() => match item {
+                Ok(item) => connection.forward(&item).err(),
+                Err(RecvError::Lagged(missed)) => {
+                    metrics::feed_dropped("lagged", missed);
+                    debug!(user_id = %user, missed, "feed client fell behind its room");
+                    connection.reply(&FeedMessage::Lagged { missed }).err()
+                }
+                Err(RecvError::Closed) => break,
+            },
+            message = incoming.next() => match message {
+                Some(Ok(message)) => {
+                    last_heard = Instant::now();
+                    match message {
+                        Message::Text(text) => connection.request(text.as_str()).await.err(),
+                        Message::Binary(_) => connection
+                            .refuse(ErrorCode::BadRequest, "feed messages are JSON text frames".into(), None)
+                            .err(),
+                        Message::Close(_) => break,
+                        Message::Ping(_) | Message::Pong(_) => None,
+                    }
+                }
+                Some(Err(err)) => {
+                    debug!(user_id = %user, error = %err, "feed client socket failed");
+                    break;
+                }
+                None => break,
+            },
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > settings.heartbeat * 2 {
+                    Some(Closing { code: CLOSE_HEARTBEAT, reason: "heartbeat timeout", metric: "heartbeat" })
+                } else {
+                    connection.push(Outgoing { message: Message::Ping(Default::default()), event: None }).err()
+                }
+            }
+            _ = tokio::time::sleep_until(connection.expires) => Some(Closing {
+                code: CLOSE_TOKEN_EXPIRED, reason: "token expired", metric: "token_expired",
+            }),
+            _ = shutdown.cancelled() => Some(Closing {
+                code: 1001, reason: "server shutting down", metric: "shutdown",
+            }),
+        };
+    }
+    room.leave(&user);
+    let Connection { queue, .. } = connection;
+    if let Some(closing) = closing {
+        metrics::feed_closed(closing.metric);
+        let frame = CloseFrame {
+            code: closing.code,
+            reason: Utf8Bytes::from_static(closing.reason),
+        };
+        if closing.code == CLOSE_TOO_SLOW {
+            warn!(user_id = %user, "feed client too slow for its send queue: closed");
+            let _ = urgent.send(frame);
+        } else {
+            // What is queued goes first, then the close frame.
+            let close = Outgoing {
+                message: Message::Close(Some(frame)),
+                event: None,
+            };
+            let _ = tokio::time::timeout(CLOSE_WAIT, queue.send(close)).await;
+        }
+    }
+    drop(queue);
+    if tokio::time::timeout(CLOSE_WAIT * 2, &mut writer)
+        .await
+        .is_err()
+    {
+        // Stuck on a client that reads nothing: drop the socket.
+        writer.abort();
+        debug!(user_id = %user, "feed client did not take its close in time");
+    }
     metrics::feed_disconnected();
-    info!(user_id = %claims.sub, org_id = %claims.org, "feed client disconnected");
+    info!(user_id = %user, "feed client disconnected");
 }

@@ -12,6 +12,11 @@ const ROOMS: &str = "winnerr_gateway_rooms";
 const SPEECH_DELAY: &str = "winnerr_gateway_speech_delivery_seconds";
 const AUTH_FAILURES: &str = "winnerr_gateway_auth_failures_total";
 const FEED_DUPLICATES: &str = "winnerr_gateway_feed_duplicates_total";
+const FEED_CLOSED: &str = "winnerr_gateway_feed_closed_total";
+const FEED_RECOVERIES: &str = "winnerr_gateway_feed_recoveries_total";
+const FEED_REJECTED: &str = "winnerr_gateway_feed_requests_rejected_total";
+const PRESENCE_MEMBERS: &str = "winnerr_gateway_presence_members";
+const PRESENCE_CHANGES: &str = "winnerr_gateway_presence_changes_total";
 const BUILD_INFO: &str = "winnerr_build_info";
 
 pub(crate) fn describe() {
@@ -21,14 +26,28 @@ pub(crate) fn describe() {
         describe_counter!(FEED_MESSAGES, "Event messages sent to feed clients");
         describe_counter!(
             FEED_DROPPED,
-            "Event messages dropped for feed clients that fell behind"
+            "Feed messages not delivered, by reason: interim transcripts spared a slow client's queue (interim), a client behind its room (lagged), the gateway behind the bus (gateway_lagged)"
         );
+        describe_counter!(
+            FEED_CLOSED,
+            "Feed connections the gateway closed, by reason (too_slow, heartbeat, token_expired, shutdown)"
+        );
+        describe_counter!(
+            FEED_RECOVERIES,
+            "Subscriptions with a position to resume from, by result (recovered, unrecoverable)"
+        );
+        describe_counter!(
+            FEED_REJECTED,
+            "Feed client requests refused, by code (bad_request, unknown_channel, forbidden, bad_token)"
+        );
+        describe_gauge!(PRESENCE_MEMBERS, "People online in the rooms of this gateway node");
+        describe_counter!(PRESENCE_CHANGES, "Presence joins, updates and leaves, by change");
         describe_histogram!(
             FEED_DELIVERY_SECONDS,
             metrics::Unit::Seconds,
             "Delay from an event's creation to its delivery to a feed client"
         );
-        describe_gauge!(ROOMS, "Organization rooms with at least one feed client");
+        describe_gauge!(ROOMS, "Organization rooms on this gateway node (with clients, or idle for under 10 minutes)");
         describe_histogram!(
             SPEECH_DELAY,
             metrics::Unit::Seconds,
@@ -66,8 +85,44 @@ pub(crate) fn speech_delivered(kind: &'static str, delay_seconds: f64) {
     histogram!(SPEECH_DELAY, "type" => kind).record(delay_seconds);
 }
 
-pub(crate) fn feed_dropped(count: u64) {
-    counter!(FEED_DROPPED).increment(count);
+pub(crate) fn feed_dropped(reason: &'static str, count: u64) {
+    counter!(FEED_DROPPED, "reason" => reason).increment(count);
+}
+
+pub(crate) fn feed_closed(reason: &'static str) {
+    counter!(FEED_CLOSED, "reason" => reason).increment(1);
+}
+
+pub(crate) fn recovery(recovered: bool) {
+    let result = if recovered {
+        "recovered"
+    } else {
+        "unrecoverable"
+    };
+    counter!(FEED_RECOVERIES, "result" => result).increment(1);
+}
+
+pub(crate) fn request_rejected(code: winnerr_events::ErrorCode) {
+    let code = match code {
+        winnerr_events::ErrorCode::BadRequest => "bad_request",
+        winnerr_events::ErrorCode::UnknownChannel => "unknown_channel",
+        winnerr_events::ErrorCode::Forbidden => "forbidden",
+        winnerr_events::ErrorCode::BadToken => "bad_token",
+    };
+    counter!(FEED_REJECTED, "code" => code).increment(1);
+}
+
+pub(crate) fn presence(members: usize) {
+    gauge!(PRESENCE_MEMBERS).set(members as f64);
+}
+
+pub(crate) fn presence_changed(change: winnerr_events::PresenceChange) {
+    let change = match change {
+        winnerr_events::PresenceChange::Join => "join",
+        winnerr_events::PresenceChange::Update => "update",
+        winnerr_events::PresenceChange::Leave => "leave",
+    };
+    counter!(PRESENCE_CHANGES, "change" => change).increment(1);
 }
 
 pub(crate) fn rooms(count: usize) {

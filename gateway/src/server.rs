@@ -25,8 +25,21 @@ pub const FEED_PATH: &str = "/feed";
 pub struct GatewayConfig {
     /// HS256 secret of the bearer tokens.
     pub jwt_secret: String,
-    /// Messages a feed client may fall behind before it loses the oldest.
+    /// Items a feed connection may fall behind its room before it loses the oldest.
     pub feed_buffer: usize,
+    /// Events each organization's room keeps for clients that reconnect.
+    pub feed_history: usize,
+    /// Messages queued for one feed client before it counts as too slow.
+    pub feed_send_queue: usize,
+    /// How often the gateway pings feed clients; one silent for twice this is gone.
+    pub feed_heartbeat: std::time::Duration,
+}
+
+/// What every feed connection is held to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FeedSettings {
+    pub send_queue: usize,
+    pub heartbeat: std::time::Duration,
 }
 
 /// The gateway of this process; cheap to clone.
@@ -36,6 +49,7 @@ pub struct Gateway(Arc<Inner>);
 struct Inner {
     auth: Auth,
     rooms: Arc<Rooms>,
+    feed: FeedSettings,
     ready: AtomicBool,
     shutdown: CancellationToken,
     store: Option<Store>,
@@ -57,13 +71,19 @@ impl Gateway {
     ) -> Result<Self, BusError> {
         metrics::describe();
         metrics::build_info();
-        let rooms = Arc::new(Rooms::new(config.feed_buffer));
+        let rooms = Arc::new(Rooms::new(config.feed_buffer, config.feed_history));
         if feeds {
             rooms.spawn_pump(bus.subscribe().await?, shutdown.clone());
         }
         Ok(Self(Arc::new(Inner {
             auth: Auth::new(config.jwt_secret.as_bytes()),
             rooms,
+            feed: FeedSettings {
+                send_queue: config.feed_send_queue.max(2),
+                heartbeat: config
+                    .feed_heartbeat
+                    .max(std::time::Duration::from_millis(10)),
+            },
             ready: AtomicBool::new(false),
             shutdown,
             store,
@@ -109,6 +129,10 @@ impl Gateway {
 
     pub(crate) fn store(&self) -> Option<&Store> {
         self.0.store.as_ref()
+    }
+
+    pub(crate) fn feed_settings(&self) -> FeedSettings {
+        self.0.feed
     }
 
     pub(crate) fn rooms(&self) -> &Rooms {

@@ -3,13 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use winnerr::{App, Config};
-use winnerr_events::{CallId, Envelope, Event, FeedMessage, LeadId, OrgId, Role, UserId};
+use winnerr_events::{
+    CallId, ClientMessage, Envelope, Event, FeedMessage, LeadId, OrgId, Position, Role, UserId,
+};
 use winnerr_ingest::simulator::{Socket, decode_wav_8k};
 use winnerr_ingest::{CallScript, PlayReport, Simulator, StreamIdentity};
 
@@ -61,8 +63,16 @@ impl TestApp {
         )
     }
 
-    /// A feed client of `user`, after its `hello`.
+    /// A feed client of `user` following the `calls` channel (every event of every call they
+    /// may see), after its `hello`.
     pub async fn feed(&self, org: &str, user: &str, role: Role) -> FeedClient {
+        let mut client = self.feed_unsubscribed(org, user, role).await;
+        client.subscribe("calls", None).await;
+        client
+    }
+
+    /// A feed client of `user` after its `hello`, following nothing yet.
+    pub async fn feed_unsubscribed(&self, org: &str, user: &str, role: Role) -> FeedClient {
         let mut client =
             FeedClient::connect(&self.app.feed_url(), &self.token(org, user, role)).await;
         match client.next_message().await {
@@ -165,10 +175,48 @@ impl FeedClient {
         next.await.expect("feed message in time")
     }
 
+    /// Sends a text frame as it is.
+    pub async fn socket_send_text(&mut self, text: &str) {
+        self.socket.send(Message::Text(text.into())).await.unwrap();
+    }
+
+    /// Closes the connection from the client's side.
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
+
+    /// Sends a protocol message.
+    pub async fn send(&mut self, message: &ClientMessage) {
+        let text = serde_json::to_string(message).unwrap();
+        self.socket.send(Message::Text(text.into())).await.unwrap();
+    }
+
+    /// Subscribes to `channel` and returns the `subscribed` answer, with the events replayed
+    /// before it (those after `since`).
+    pub async fn subscribe(
+        &mut self,
+        channel: &str,
+        since: Option<Position>,
+    ) -> (FeedMessage, Vec<(u64, Arc<Envelope>)>) {
+        self.send(&ClientMessage::Subscribe {
+            channel: channel.into(),
+            since,
+        })
+        .await;
+        let mut replayed = Vec::new();
+        loop {
+            match self.next_message().await {
+                Some(subscribed @ FeedMessage::Subscribed { .. }) => return (subscribed, replayed),
+                Some(FeedMessage::Event { offset, event, .. }) => replayed.push((offset, event)),
+                other => panic!("expected subscribed, got {other:?}"),
+            }
+        }
+    }
+
     /// The next event on the feed.
     pub async fn next_event(&mut self) -> Arc<Envelope> {
         match self.next_message().await {
-            Some(FeedMessage::Event { event }) => event,
+            Some(FeedMessage::Event { event, .. }) => event,
             other => panic!("expected an event, got {other:?}"),
         }
     }

@@ -130,6 +130,7 @@ async fn sigterm_during_a_live_call_delivers_and_stores_its_end_before_exit() {
         feed.next_message().await,
         Some(FeedMessage::Hello { .. })
     ));
+    feed.subscribe("calls", None).await;
 
     let mut script = CallScript::new(identity("acme", Some("agent-1"), None), caller_speech());
     script.outbound = Some(agent_speech());

@@ -8,6 +8,7 @@ mod http;
 mod kafka;
 mod lifecycle;
 mod observability;
+mod protocol;
 mod rest;
 mod scoring;
 mod store;

@@ -1,0 +1,592 @@
+//! The feed protocol (docs/feed-protocol.md) with real WebSocket clients: channels and role
+//! rules, presence, recovery after a reconnect, slow clients, token expiry and refresh.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use winnerr_events::{
+    CallContext, CallEnded, CallId, CallStarted, ClientMessage, EndReason, Envelope, ErrorCode,
+    Event, FeedMessage, LeadId, MediaFormat, OrgId, Position, PresenceChange, PresenceStatus, Role,
+    StreamStats, Track, Transcript, UserId,
+};
+
+use crate::helpers::*;
+
+fn context(org: &str, call: &str, agent: &str) -> CallContext {
+    CallContext {
+        org_id: OrgId::parse(org).unwrap(),
+        call_id: CallId::parse(call).unwrap(),
+        agent_id: Some(UserId::parse(agent).unwrap()),
+        lead_id: Some(LeadId::parse("lead-1").unwrap()),
+    }
+}
+
+fn started(ctx: &CallContext) -> Envelope {
+    Envelope::new(
+        ctx,
+        Event::CallStarted(CallStarted {
+            stream_sid: format!("MZ{}", ctx.call_id),
+            account_sid: "AC1".into(),
+            lead_id: ctx.lead_id.clone(),
+            tracks: vec![Track::Inbound],
+            media_format: MediaFormat {
+                encoding: "audio/x-mulaw".into(),
+                sample_rate: 8000,
+                channels: 1,
+            },
+        }),
+    )
+}
+
+fn transcript(ctx: &CallContext, utterance: u32, is_final: bool, text: &str) -> Envelope {
+    Envelope::new(
+        ctx,
+        Event::Transcript(Transcript {
+            track: Track::Inbound,
+            utterance,
+            is_final,
+            text: text.into(),
+            stable_text: String::new(),
+            start_ms: 0,
+            end_ms: 1_000,
+            last_voiced_at_ms: winnerr_events::now_ms(),
+            sentiment: None,
+        }),
+    )
+}
+
+fn ended(ctx: &CallContext) -> Envelope {
+    Envelope::new(
+        ctx,
+        Event::CallEnded(CallEnded {
+            reason: EndReason::Completed,
+            duration_ms: 1_000,
+            stats: StreamStats::default(),
+        }),
+    )
+}
+
+/// A short call: start, an interim and a final transcript, end.
+fn short_call(ctx: &CallContext) -> Vec<Envelope> {
+    vec![
+        started(ctx),
+        transcript(ctx, 1, false, "we are"),
+        transcript(ctx, 1, true, "we are pre-approved"),
+        ended(ctx),
+    ]
+}
+
+/// Publishes `events` on the engine's bus as the voice stage would, stamped with the time.
+async fn publish(test: &TestApp, events: &[Envelope]) {
+    for event in events {
+        let mut event = event.clone();
+        event.ts_ms = winnerr_events::now_ms();
+        test.app.bus.publish(event).await.unwrap();
+    }
+}
+
+/// The next message, or `None` when nothing comes within `wait`.
+async fn within(feed: &mut FeedClient, wait: Duration) -> Option<FeedMessage> {
+    tokio::time::timeout(wait, feed.next_message())
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Events of the feed until `call` ends, with their channel and offset.
+async fn until_end(feed: &mut FeedClient, call: &CallId) -> Vec<(String, u64, Arc<Envelope>)> {
+    let mut seen = Vec::new();
+    loop {
+        match feed.next_message().await {
+            Some(FeedMessage::Event {
+                channel,
+                offset,
+                event,
+            }) => {
+                let done = &event.call_id == call && matches!(event.event, Event::CallEnded(_));
+                seen.push((channel.to_string(), offset, event));
+                if done {
+                    return seen;
+                }
+            }
+            Some(FeedMessage::Presence { .. } | FeedMessage::PresenceState { .. }) => {}
+            other => panic!("expected events, got {other:?}"),
+        }
+    }
+}
+
+async fn presence(feed: &mut FeedClient) -> (PresenceChange, winnerr_events::Member) {
+    match feed.next_message().await {
+        Some(FeedMessage::Presence { change, member }) => (change, member),
+        other => panic!("expected presence, got {other:?}"),
+    }
+}
+
+/// Waits until the metrics page shows `series` at `at_least` or more.
+async fn metric_reaches(test: &TestApp, series: &str, at_least: f64) {
+    for _ in 0..100 {
+        if metric(&test.metrics().await, series) >= at_least {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{series} stayed under {at_least}");
+}
+
+fn error_code(message: Option<FeedMessage>) -> ErrorCode {
+    match message {
+        Some(FeedMessage::Error { code, .. }) => code,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_carry_what_they_promise_to_whom_the_role_allows() {
+    let test = spawn_app().await;
+    let mut manager = test
+        .feed_unsubscribed("acme", "manager-1", Role::Manager)
+        .await;
+    let mut agent_1 = test.feed("acme", "agent-1", Role::Agent).await;
+    let mut agent_2 = test.feed("acme", "agent-2", Role::Agent).await;
+    let mut globex = test
+        .feed_unsubscribed("globex", "manager-9", Role::Manager)
+        .await;
+    let (subscribed, _) = manager.subscribe("org", None).await;
+    assert!(matches!(
+        subscribed,
+        FeedMessage::Subscribed {
+            recovered: None,
+            ..
+        }
+    ));
+    match manager.next_message().await {
+        Some(FeedMessage::PresenceState { members }) => {
+            let mut online: Vec<&str> = members.iter().map(|m| m.user_id.as_str()).collect();
+            online.sort();
+            assert_eq!(online, ["agent-1", "agent-2", "manager-1"]);
+        }
+        other => panic!("expected presence, got {other:?}"),
+    }
+
+    let call = context("acme", "CA-agent-1", "agent-1");
+    publish(&test, &short_call(&call)[..1]).await;
+    agent_1.next_event().await;
+    // A colleague's call, once the gateway has seen it, is refused to an agent; the agent's own
+    // and any call for a manager are allowed; another organization's name for it reaches nothing.
+    agent_2
+        .send(&ClientMessage::Subscribe {
+            channel: "call:CA-agent-1".into(),
+            since: None,
+        })
+        .await;
+    assert_eq!(
+        error_code(agent_2.next_message().await),
+        ErrorCode::Forbidden
+    );
+    agent_1.subscribe("call:CA-agent-1", None).await;
+    globex.subscribe("call:CA-agent-1", None).await;
+    globex.subscribe("calls", None).await;
+    for bad in ["org:acme", "calls:acme", "call:", "everything"] {
+        globex
+            .send(&ClientMessage::Subscribe {
+                channel: bad.into(),
+                since: None,
+            })
+            .await;
+        assert_eq!(
+            error_code(globex.next_message().await),
+            ErrorCode::UnknownChannel,
+            "{bad}"
+        );
+    }
+    globex.socket_send_text("{\"type\":\"subscribe\"").await;
+    assert_eq!(
+        error_code(globex.next_message().await),
+        ErrorCode::BadRequest
+    );
+    globex.send(&ClientMessage::Ping).await;
+    assert_eq!(globex.next_message().await, Some(FeedMessage::Pong));
+
+    publish(&test, &short_call(&call)[1..]).await;
+    // The agent's own call arrives on both channels it follows, each message once per channel.
+    let mut seen = until_end(&mut agent_1, &call.call_id).await;
+    seen.extend(until_end(&mut agent_1, &call.call_id).await);
+    let kinds = |channel: &str| -> Vec<&str> {
+        seen.iter()
+            .filter(|(c, _, _)| c == channel)
+            .map(|(_, _, e)| e.event.kind())
+            .collect()
+    };
+    assert_eq!(
+        kinds("calls"),
+        ["transcript_interim", "transcript_final", "call_ended"]
+    );
+    assert_eq!(kinds("call:CA-agent-1"), kinds("calls"));
+    // The manager's org channel: the overview, without interim words.
+    let overview = until_end(&mut manager, &call.call_id).await;
+    let kinds: Vec<&str> = overview.iter().map(|(_, _, e)| e.event.kind()).collect();
+    assert_eq!(kinds, ["call_started", "transcript_final", "call_ended"]);
+    let offsets: Vec<u64> = overview.iter().map(|(_, o, _)| *o).collect();
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+
+    // Agent 2 and globex saw none of it: their next messages are their own.
+    let own = context("acme", "CA-agent-2", "agent-2");
+    publish(&test, &[started(&own)]).await;
+    assert_eq!(agent_2.next_event().await.call_id, own.call_id);
+    let theirs = context("globex", "CA-globex", "agent-9");
+    publish(&test, &[started(&theirs)]).await;
+    assert_eq!(globex.next_event().await.call_id, theirs.call_id);
+
+    // Unsubscribed, a channel is quiet.
+    agent_1
+        .send(&ClientMessage::Unsubscribe {
+            channel: "calls".into(),
+        })
+        .await;
+    assert!(matches!(
+        agent_1.next_message().await,
+        Some(FeedMessage::Unsubscribed { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_follows_joins_status_and_leaves_and_times_out_silent_clients() {
+    let test = spawn_app_with(|c| c.feed_heartbeat = 0.2).await;
+    let mut manager = test
+        .feed_unsubscribed("acme", "manager-1", Role::Manager)
+        .await;
+    manager.subscribe("org", None).await;
+    assert!(matches!(
+        manager.next_message().await,
+        Some(FeedMessage::PresenceState { .. })
+    ));
+
+    let mut agent = test.feed_unsubscribed("acme", "agent-1", Role::Agent).await;
+    let (change, member) = presence(&mut manager).await;
+    assert_eq!(
+        (change, member.user_id.as_str(), member.role),
+        (PresenceChange::Join, "agent-1", Role::Agent)
+    );
+    agent
+        .send(&ClientMessage::Presence {
+            status: PresenceStatus::OnCall,
+            call_id: Some(CallId::parse("CA1").unwrap()),
+        })
+        .await;
+    let (change, member) = presence(&mut manager).await;
+    assert_eq!(change, PresenceChange::Update);
+    assert_eq!(member.status, PresenceStatus::OnCall);
+    assert_eq!(member.call_id.unwrap().as_str(), "CA1");
+    // A second connection of the same person is no new arrival, and closing it no departure.
+    let second = test.feed_unsubscribed("acme", "agent-1", Role::Agent).await;
+    drop(second);
+    // Clients of another organization are not in this room.
+    let _other = test
+        .feed_unsubscribed("globex", "agent-7", Role::Agent)
+        .await;
+    agent.close().await;
+    let (change, member) = presence(&mut manager).await;
+    assert_eq!(
+        (change, member.user_id.as_str()),
+        (PresenceChange::Leave, "agent-1")
+    );
+
+    // A client that stops answering pings (it reads nothing) leaves after two heartbeats.
+    let url = format!(
+        "{}?access_token={}",
+        test.app.feed_url(),
+        test.token("acme", "agent-2", Role::Agent)
+    );
+    let (mut silent, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let joined = tokio::time::Instant::now();
+    let (change, _) = presence(&mut manager).await;
+    assert_eq!(change, PresenceChange::Join);
+    let (change, member) = presence(&mut manager).await;
+    assert_eq!(
+        (change, member.user_id.as_str()),
+        (PresenceChange::Leave, "agent-2")
+    );
+    let gone_after = joined.elapsed();
+    assert!(gone_after >= Duration::from_millis(400), "{gone_after:?}");
+    let mut code = None;
+    while let Some(Ok(message)) = silent.next().await {
+        if let Message::Close(frame) = message {
+            code = frame.map(|f| u16::from(f.code));
+            break;
+        }
+    }
+    assert_eq!(code, Some(4002));
+    metric_reaches(
+        &test,
+        "winnerr_gateway_feed_closed_total{reason=\"heartbeat\"}",
+        1.0,
+    )
+    .await;
+    metric_reaches(
+        &test,
+        "winnerr_gateway_presence_changes_total{change=\"leave\"}",
+        2.0,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_client_recovers_what_it_missed_or_is_told_it_cannot() {
+    let test = spawn_app_with(|c| c.feed_history = 12).await;
+    let mut steady = test.feed("acme", "manager-1", Role::Manager).await;
+    let mut flaky = test
+        .feed_unsubscribed("acme", "manager-2", Role::Manager)
+        .await;
+    let (subscribed, _) = flaky.subscribe("calls", None).await;
+    let FeedMessage::Subscribed {
+        position: start, ..
+    } = subscribed
+    else {
+        unreachable!()
+    };
+
+    let first = context("acme", "CA-first", "agent-1");
+    publish(&test, &short_call(&first)).await;
+    let seen_by_flaky = until_end(&mut flaky, &first.call_id).await;
+    // It reads two events, then its connection drops; two more calls go by meanwhile.
+    let last = Position {
+        epoch: start.epoch,
+        offset: seen_by_flaky[1].1,
+    };
+    flaky.close().await;
+    let (second, third) = (
+        context("acme", "CA-second", "agent-2"),
+        context("acme", "CA-third", "agent-1"),
+    );
+    publish(&test, &short_call(&second)).await;
+    publish(&test, &short_call(&third)).await;
+    let mut everything = until_end(&mut steady, &first.call_id).await;
+    everything.extend(until_end(&mut steady, &second.call_id).await);
+    everything.extend(until_end(&mut steady, &third.call_id).await);
+
+    // Back, from its last position: exactly what it missed, in order, then live.
+    let mut back = test
+        .feed_unsubscribed("acme", "manager-2", Role::Manager)
+        .await;
+    let (subscribed, replayed) = back.subscribe("calls", Some(last)).await;
+    assert!(matches!(
+        subscribed,
+        FeedMessage::Subscribed {
+            recovered: Some(true),
+            ..
+        }
+    ));
+    let missed: Vec<(u64, _)> = everything
+        .iter()
+        .filter(|(_, offset, _)| *offset > last.offset)
+        .map(|(_, offset, event)| (*offset, event.id))
+        .collect();
+    let got: Vec<(u64, _)> = replayed.iter().map(|(o, e)| (*o, e.id)).collect();
+    assert_eq!(got, missed);
+    let fourth = context("acme", "CA-fourth", "agent-1");
+    publish(&test, &[started(&fourth)]).await;
+    assert_eq!(back.next_event().await.call_id, fourth.call_id);
+
+    // Too far back (the history keeps 12 events), or another node's epoch: told plainly, no replay.
+    let too_old = Position {
+        epoch: start.epoch,
+        offset: start.offset,
+    };
+    let other_node = Position {
+        epoch: start.epoch ^ 1,
+        offset: last.offset,
+    };
+    for since in [too_old, other_node] {
+        let mut client = test
+            .feed_unsubscribed("acme", "manager-3", Role::Manager)
+            .await;
+        let (subscribed, replayed) = client.subscribe("calls", Some(since)).await;
+        assert!(
+            matches!(
+                subscribed,
+                FeedMessage::Subscribed {
+                    recovered: Some(false),
+                    ..
+                }
+            ),
+            "{subscribed:?}"
+        );
+        assert!(replayed.is_empty());
+    }
+    // An agent recovering gets only their own calls back.
+    let mut agent = test.feed_unsubscribed("acme", "agent-2", Role::Agent).await;
+    let (_, replayed) = agent.subscribe("calls", Some(last)).await;
+    assert!(!replayed.is_empty());
+    assert!(replayed.iter().all(|(_, e)| e.call_id == second.call_id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_loses_interims_then_its_connection_and_never_delays_a_fast_one() {
+    // A queue of 64 messages: interims are skipped for a client with 32 waiting, and it is
+    // closed with 64 (skipped interims never reach it, so only the metric shows them).
+    let test = spawn_app_with(|c| {
+        c.feed_send_queue = 64;
+        c.feed_buffer = 100_000;
+        c.bus_capacity = 100_000;
+    })
+    .await;
+    let mut fast = test.feed("acme", "manager-1", Role::Manager).await;
+    // The slow client subscribes, then reads nothing.
+    let url = format!(
+        "{}?access_token={}",
+        test.app.feed_url(),
+        test.token("acme", "manager-2", Role::Manager)
+    );
+    let (mut slow, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let subscribe = serde_json::to_string(&ClientMessage::Subscribe {
+        channel: "calls".into(),
+        since: None,
+    })
+    .unwrap();
+    slow.send(Message::Text(subscribe.into())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // 4,000 transcripts of 8 KB, every other one interim: 32 MB, more than the sockets buffer.
+    let call = context("acme", "CA-flood", "agent-1");
+    let words = "word ".repeat(1_600);
+    let mut events = vec![started(&call)];
+    for n in 0..2_000 {
+        events.push(transcript(&call, n, false, &words));
+        events.push(transcript(&call, n, true, &words));
+    }
+    events.push(ended(&call));
+    let reader = tokio::spawn(async move {
+        let (mut delays, mut interims) = (Vec::new(), 0);
+        loop {
+            let event = fast.next_event().await;
+            delays.push(winnerr_events::now_ms().saturating_sub(event.ts_ms));
+            match &event.event {
+                Event::Transcript(t) if !t.is_final => interims += 1,
+                Event::CallEnded(_) => return (delays, interims),
+                _ => {}
+            }
+        }
+    });
+    // At 1,000 events (8 MB) a second: a fast reader keeps up, one that reads nothing cannot.
+    for batch in events.chunks(10) {
+        publish(&test, batch).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (mut delays, interims) = reader.await.unwrap();
+    // Every final and the end; interims too, unless it fell behind on its own.
+    assert_eq!(
+        delays.len() - interims,
+        2_002,
+        "the fast client got every final"
+    );
+    delays.sort_unstable();
+    let p99 = delays[delays.len() * 99 / 100];
+    println!(
+        "fast client: {} events ({interims} of 2000 interims), p99 delay {p99} ms",
+        delays.len()
+    );
+    assert!(p99 < 2_000, "the fast client was held up: p99 {p99} ms");
+
+    // The slow one was closed as too slow, after interims were skipped for it.
+    metric_reaches(
+        &test,
+        "winnerr_gateway_feed_closed_total{reason=\"too_slow\"}",
+        1.0,
+    )
+    .await;
+    metric_reaches(
+        &test,
+        "winnerr_gateway_feed_dropped_total{reason=\"interim\"}",
+        1.0,
+    )
+    .await;
+    let (mut finals, mut interims, mut close) = (0, 0, None);
+    let drained = tokio::time::timeout(WAIT, async {
+        while let Some(Ok(message)) = slow.next().await {
+            match message {
+                Message::Text(text) => {
+                    if let FeedMessage::Event { event, .. } =
+                        serde_json::from_str(text.as_str()).unwrap()
+                        && let Event::Transcript(t) = &event.event
+                    {
+                        if t.is_final {
+                            finals += 1
+                        } else {
+                            interims += 1
+                        }
+                    }
+                }
+                Message::Close(frame) => {
+                    close = frame.map(|f| u16::from(f.code));
+                    break;
+                }
+                _ => {}
+            }
+        }
+    });
+    drained.await.expect("the slow client's connection ends");
+    println!("slow client: {finals} finals, {interims} interims before its close ({close:?})");
+    assert!(finals < 2_000, "the slow client cannot have kept up");
+    // Its close frame comes after what its socket already holds, if the gateway could still
+    // write it; otherwise the connection just ends.
+    assert!(close.is_none_or(|code| code == 4008), "{close:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_closes_the_feed_unless_refreshed_by_the_same_user() {
+    let test = spawn_app().await;
+    let auth = test.app.gateway.auth();
+    let issue = |user: &str, ttl: u64| {
+        auth.issue(
+            &UserId::parse(user).unwrap(),
+            &OrgId::parse("acme").unwrap(),
+            Role::Agent,
+            Duration::from_secs(ttl),
+        )
+    };
+    let mut expiring = FeedClient::connect(&test.app.feed_url(), &issue("agent-1", 1)).await;
+    let mut refreshed = FeedClient::connect(&test.app.feed_url(), &issue("agent-2", 3)).await;
+    for feed in [&mut expiring, &mut refreshed] {
+        assert!(matches!(
+            feed.next_message().await,
+            Some(FeedMessage::Hello { .. })
+        ));
+    }
+    // Someone else's token does not extend this connection.
+    refreshed
+        .send(&ClientMessage::Refresh {
+            token: issue("agent-1", 600),
+        })
+        .await;
+    assert_eq!(
+        error_code(refreshed.next_message().await),
+        ErrorCode::BadToken
+    );
+    refreshed
+        .send(&ClientMessage::Refresh {
+            token: "not-a-token".into(),
+        })
+        .await;
+    assert_eq!(
+        error_code(refreshed.next_message().await),
+        ErrorCode::BadToken
+    );
+    refreshed
+        .send(&ClientMessage::Refresh {
+            token: issue("agent-2", 600),
+        })
+        .await;
+    assert!(matches!(
+        refreshed.next_message().await,
+        Some(FeedMessage::Refreshed { .. })
+    ));
+
+    assert_eq!(within(&mut expiring, Duration::from_secs(5)).await, None);
+    assert_eq!(expiring.close_code(), Some(4001));
+    // Past the first token's expiry, the refreshed connection still answers.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    refreshed.send(&ClientMessage::Ping).await;
+    assert_eq!(refreshed.next_message().await, Some(FeedMessage::Pong));
+}
