@@ -54,6 +54,19 @@ pub struct Config {
     #[arg(long, env = "WINNERR_JWT_SECRET", default_value = DEV_JWT_SECRET, hide_default_value = true)]
     pub jwt_secret: String,
 
+    /// The CRM identity provider's signing keys (a JWKS file): its RS256 tokens are accepted
+    /// beside the HS256 ones.
+    #[arg(long, env = "WINNERR_JWKS_FILE")]
+    pub jwks_file: Option<std::path::PathBuf>,
+
+    /// The `iss` that identity-provider tokens must carry.
+    #[arg(long, env = "WINNERR_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// The `aud` that identity-provider tokens must carry.
+    #[arg(long, env = "WINNERR_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
     /// Twilio account auth token: checks X-Twilio-Signature and signs stream identities.
     #[arg(long, env = "TWILIO_AUTH_TOKEN", default_value = DEV_TWILIO_AUTH_TOKEN, hide_default_value = true)]
     pub twilio_auth_token: String,
@@ -202,6 +215,27 @@ impl Config {
         Ok(voice)
     }
 
+    /// The identity provider's keys, read and checked (none without `WINNERR_JWKS_FILE`).
+    pub fn jwks(&self) -> Result<Option<winnerr_gateway::Jwks>, String> {
+        let Some(path) = &self.jwks_file else {
+            if self.jwt_issuer.is_some() || self.jwt_audience.is_some() {
+                return Err(
+                    "WINNERR_JWT_ISSUER and WINNERR_JWT_AUDIENCE need WINNERR_JWKS_FILE".into(),
+                );
+            }
+            return Ok(None);
+        };
+        let json = std::fs::read_to_string(path)
+            .map_err(|e| format!("WINNERR_JWKS_FILE {}: {e}", path.display()))?;
+        winnerr_gateway::Jwks::parse(
+            &json,
+            self.jwt_issuer.as_deref(),
+            self.jwt_audience.as_deref(),
+        )
+        .map(Some)
+        .map_err(|e| format!("WINNERR_JWKS_FILE {}: {e}", path.display()))
+    }
+
     /// The gateway's ping interval.
     pub fn feed_heartbeat(&self) -> std::time::Duration {
         std::time::Duration::from_secs_f64(self.feed_heartbeat)
@@ -231,6 +265,7 @@ impl Config {
         if !(self.feed_heartbeat.is_finite() && (0.05..=3600.0).contains(&self.feed_heartbeat)) {
             return Err("WINNERR_FEED_HEARTBEAT must be between 0.05 and 3600 seconds".into());
         }
+        self.jwks()?;
         if self.jwt_secret.len() < 16 {
             return Err("WINNERR_JWT_SECRET must be at least 16 bytes".into());
         }

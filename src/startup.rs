@@ -125,6 +125,7 @@ impl App {
         let gateway = Gateway::new(
             &GatewayConfig {
                 jwt_secret: config.jwt_secret.clone(),
+                jwks: config.jwks().map_err(anyhow::Error::msg)?,
                 feed_buffer: config.feed_buffer,
                 feed_history: config.feed_history,
                 feed_send_queue: config.feed_send_queue,

@@ -11,5 +11,5 @@ pub mod rooms;
 mod server;
 pub mod telemetry;
 
-pub use auth::{Auth, AuthError, Claims};
+pub use auth::{Auth, AuthError, Claims, Jwks};
 pub use server::{FEED_PATH, Gateway, GatewayConfig};

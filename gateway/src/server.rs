@@ -25,6 +25,8 @@ pub const FEED_PATH: &str = "/feed";
 pub struct GatewayConfig {
     /// HS256 secret of the bearer tokens.
     pub jwt_secret: String,
+    /// The identity provider's keys, for its RS256 tokens.
+    pub jwks: Option<crate::auth::Jwks>,
     /// Items a feed connection may fall behind its room before it loses the oldest.
     pub feed_buffer: usize,
     /// Events each organization's room keeps for clients that reconnect.
@@ -76,7 +78,10 @@ impl Gateway {
             rooms.spawn_pump(bus.subscribe().await?, shutdown.clone());
         }
         Ok(Self(Arc::new(Inner {
-            auth: Auth::new(config.jwt_secret.as_bytes()),
+            auth: match &config.jwks {
+                Some(jwks) => Auth::new(config.jwt_secret.as_bytes()).with_jwks(jwks.clone()),
+                None => Auth::new(config.jwt_secret.as_bytes()),
+            },
             rooms,
             feed: FeedSettings {
                 send_queue: config.feed_send_queue.max(2),

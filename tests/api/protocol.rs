@@ -590,3 +590,62 @@ async fn an_expired_token_closes_the_feed_unless_refreshed_by_the_same_user() {
     refreshed.send(&ClientMessage::Ping).await;
     assert_eq!(refreshed.next_message().await, Some(FeedMessage::Pong));
 }
+
+/// A token from the CRM's identity provider (RS256, its claim names) opens the feed when the
+/// engine has the provider's keys (`WINNERR_JWKS_FILE`), and only for the issuer configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_provider_tokens_open_the_feed_with_the_providers_keys() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway/tests/fixtures");
+    let test = spawn_app_with(|c| {
+        c.jwks_file = Some(fixtures.join("idp-test-jwks.json"));
+        c.jwt_issuer = Some("https://idp.example".into());
+    })
+    .await;
+    let key = std::fs::read(fixtures.join("idp-test-key.der")).unwrap();
+    let sign = |issuer: &str| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some("test-key-1".into());
+        let claims = serde_json::json!({
+            "sub": "user_2x", "org_id": "acme", "org_role": "org:manager",
+            "iss": issuer, "exp": winnerr_events::now_ms() / 1000 + 600,
+        });
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_rsa_der(&key),
+        )
+        .unwrap()
+    };
+    let mut feed = FeedClient::connect(&test.app.feed_url(), &sign("https://idp.example")).await;
+    match feed.next_message().await {
+        Some(FeedMessage::Hello {
+            user_id,
+            org_id,
+            role,
+            ..
+        }) => assert_eq!(
+            (user_id.as_str(), org_id.as_str(), role),
+            ("user_2x", "acme", Role::Manager)
+        ),
+        other => panic!("expected hello, got {other:?}"),
+    }
+    // Another issuer's token, on the feed and on the REST API.
+    let url = format!(
+        "{}?access_token={}",
+        test.app.feed_url(),
+        sign("https://elsewhere")
+    );
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 401)
+        }
+        other => panic!("expected 401, got {other:?}"),
+    }
+    let refused = reqwest::Client::new()
+        .get(format!("{}/api/calls", test.app.http_url()))
+        .bearer_auth(sign("https://elsewhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+}
