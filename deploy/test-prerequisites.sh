@@ -29,4 +29,5 @@ if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
 fi
 "$(dirname "$0")/postgres.sh" ensure
 "$(dirname "$0")/prometheus.sh" install
+"$(dirname "$0")/browser.sh" install
 echo "test prerequisites: $(cargo --version), $(python3 --version)"

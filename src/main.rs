@@ -350,7 +350,8 @@ async fn serve(config: Config, with_demo: bool) -> anyhow::Result<()> {
         );
         println!(
             "\nWinnerr is serving on {http} with a demo call playing in a loop.\n\n\
-             Watch organization {org}'s live feed (in another terminal):\n  \
+             Open the dashboard at {http}/dashboard/ and log in with this token:\n  {token}\n\n\
+             or watch organization {org}'s live feed in another terminal:\n  \
              cargo run -q -- watch --url {feed} --token {token}\n\n\
              or connect any WebSocket client to {feed}?access_token={token}\n\
              Metrics: {http}/metrics   Health: {http}/healthz   Ready: {http}/readyz\n",

@@ -4,6 +4,7 @@
 
 mod api;
 pub mod auth;
+mod dashboard;
 mod feed;
 mod health;
 mod metrics;

@@ -12,7 +12,7 @@ use winnerr_store::Store;
 
 use crate::auth::Auth;
 use crate::rooms::Rooms;
-use crate::{api, feed, health, metrics, telemetry};
+use crate::{api, dashboard, feed, health, metrics, telemetry};
 
 /// How long a readiness check waits for the database or the bus.
 const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
@@ -102,6 +102,7 @@ impl Gateway {
         Router::new()
             .route(FEED_PATH, get(feed::upgrade))
             .merge(api::routes())
+            .merge(dashboard::routes())
             .with_state(self.clone())
             .merge(self.ops_router())
     }

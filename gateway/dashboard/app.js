@@ -1,0 +1,361 @@
+// Winnerr Live: the manager's view of their organization's calls, and one call's live view, on
+// the feed protocol (docs/feed-protocol.md). Plain ES module, no build step; every value from the
+// feed is written as text, never as HTML.
+
+const $ = (id) => document.getElementById(id);
+const TOKEN_KEY = "winnerr.token";
+
+const state = {
+  token: null,
+  hello: null,
+  socket: null,
+  retry: 0,
+  // Channel name -> last position seen ({epoch, offset}), to recover after a reconnect.
+  positions: new Map(),
+  calls: new Map(),
+  presence: new Map(),
+  alerts: [],
+  openCall: null,
+  transcript: new Map(),
+  series: { inbound: [], outbound: [] },
+};
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("data-")) node.setAttribute(key, value);
+    else node[key] = value;
+  }
+  for (const child of children) node.append(child instanceof Node ? child : String(child));
+  return node;
+}
+
+function send(message) {
+  if (state.socket?.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify(message));
+}
+
+function setStatus(text, kind) {
+  $("status").textContent = text;
+  $("status").className = `status ${kind}`;
+}
+
+// ---- connection ----
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const url = `${scheme}://${location.host}/feed?access_token=${encodeURIComponent(state.token)}`;
+  const socket = new WebSocket(url);
+  state.socket = socket;
+  setStatus(state.retry ? "reconnecting" : "connecting", "reconnecting");
+  socket.onmessage = (message) => receive(JSON.parse(message.data));
+  socket.onclose = (event) => {
+    if (state.socket !== socket) return;
+    state.socket = null;
+    if (event.code === 4001) {
+      logout(`Signed out: ${event.reason || event.code}`);
+      return;
+    }
+    if (!state.hello && state.retry > 2) {
+      logout("Could not connect with this token.");
+      return;
+    }
+    setStatus("reconnecting", "reconnecting");
+    const delay = Math.min(10_000, 500 * 2 ** state.retry++);
+    setTimeout(() => state.token && connect(), delay);
+  };
+}
+
+function subscribe(channel) {
+  const since = state.positions.get(channel);
+  send(since ? { type: "subscribe", channel, since } : { type: "subscribe", channel });
+}
+
+function receive(message) {
+  switch (message.type) {
+    case "hello":
+      state.hello = message;
+      state.retry = 0;
+      setStatus("live", "online");
+      $("who").textContent = `${message.user_id} · ${message.role} · ${message.org_id}`;
+      subscribe("org");
+      if (state.openCall) subscribe(`call:${state.openCall}`);
+      break;
+    case "subscribed":
+      if (message.recovered === false) forget(message.channel);
+      state.positions.set(message.channel, message.position);
+      break;
+    case "event":
+      state.positions.set(message.channel, {
+        epoch: state.positions.get(message.channel)?.epoch,
+        offset: message.offset,
+      });
+      if (message.channel === "org") onOverview(message.event, message.offset);
+      else if (message.channel === `call:${state.openCall}`) onCallEvent(message.event);
+      break;
+    case "presence_state":
+      state.presence = new Map(message.members.map((m) => [m.user_id, m]));
+      renderPresence();
+      break;
+    case "presence":
+      if (message.change === "leave") state.presence.delete(message.member.user_id);
+      else state.presence.set(message.member.user_id, message.member);
+      renderPresence();
+      break;
+    case "lagged":
+      // Resubscribing from the last position recovers what was dropped.
+      subscribe("org");
+      if (state.openCall) subscribe(`call:${state.openCall}`);
+      break;
+    case "error":
+      console.warn("feed refused:", message.code, message.message);
+      break;
+  }
+}
+
+/// What a channel showed cannot be recovered: start it afresh.
+function forget(channel) {
+  if (channel === "org") {
+    state.calls.clear();
+    state.alerts = [];
+    renderCalls();
+    renderAlerts();
+  } else if (channel === `call:${state.openCall}`) {
+    resetCallView();
+  }
+}
+
+// ---- the organization ----
+
+function onOverview(event, offset) {
+  let call = state.calls.get(event.call_id);
+  if (!call) {
+    // `from`: the stream position just before the call's first message, to replay it from.
+    call = { id: event.call_id, agent: event.agent_id, lead: null, started: event.ts_ms,
+             ended: false, sentiment: null, score: null, from: offset - 1 };
+    state.calls.set(event.call_id, call);
+  }
+  switch (event.type) {
+    case "call_started":
+      call.lead = event.lead_id ?? null;
+      call.started = event.ts_ms;
+      break;
+    case "transcript":
+      if (event.is_final && event.sentiment && event.track === "inbound") {
+        call.sentiment = event.sentiment.rolling;
+      }
+      break;
+    case "alert":
+      state.alerts.unshift({ call: event.call_id, kind: event.alert, text: event.text,
+                             keyword: event.keyword, at: event.ts_ms });
+      state.alerts.length = Math.min(state.alerts.length, 30);
+      renderAlerts();
+      break;
+    case "lead_score":
+      call.score = event.score;
+      break;
+    case "call_ended":
+      call.ended = true;
+      // Ended calls stay greyed for a minute.
+      setTimeout(() => { state.calls.delete(call.id); renderCalls(); }, 60_000);
+      break;
+  }
+  renderCalls();
+}
+
+function gauge(value) {
+  const span = el("span", { class: "gauge", "data-testid": "gauge" });
+  if (value === null) {
+    span.append("–");
+    return span;
+  }
+  const meter = el("meter", { min: -1, max: 1, low: -0.3, high: 0.3, optimum: 1, value });
+  const label = value > 0.3 ? "positive" : value < -0.3 ? "negative" : "neutral";
+  span.append(meter, el("span", { class: `value ${label}` }, value.toFixed(2)));
+  return span;
+}
+
+function since(ms) {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+function renderCalls() {
+  const body = $("calls");
+  body.replaceChildren();
+  const calls = [...state.calls.values()].sort((a, b) => b.started - a.started);
+  for (const call of calls) {
+    const row = el("tr", { class: call.ended ? "ended" : "", "data-call": call.id },
+      el("td", {}, call.id.slice(-10)),
+      el("td", {}, call.agent ?? "–"),
+      el("td", {}, call.lead ?? "–"),
+      el("td", {}, call.ended ? "ended" : since(call.started)),
+      el("td", {}, gauge(call.sentiment)),
+      el("td", {}, call.score ?? "–"));
+    row.onclick = () => openCall(call.id);
+    body.append(row);
+  }
+  const live = calls.filter((c) => !c.ended).length;
+  $("live-count").textContent = live;
+  $("no-calls").hidden = calls.length > 0;
+}
+
+function renderPresence() {
+  const list = $("presence");
+  list.replaceChildren();
+  const members = [...state.presence.values()].sort((a, b) => a.user_id.localeCompare(b.user_id));
+  for (const m of members) {
+    const status = m.status === "monitoring" || m.status === "on_call"
+      ? `${m.status.replace("_", " ")}${m.call_id ? ` ${m.call_id.slice(-6)}` : ""}`
+      : m.status;
+    list.append(el("li", { "data-user": m.user_id },
+      el("span", {}, `${m.user_id} `, el("small", {}, m.role)),
+      el("span", { class: `badge ${m.status}` }, status)));
+  }
+}
+
+function renderAlerts() {
+  const list = $("alerts");
+  list.replaceChildren();
+  for (const a of state.alerts) {
+    const what = a.kind === "keyword" ? `said "${a.keyword}"` : "sentiment dropped";
+    list.append(el("li", {}, el("span", { class: "kind" }, what), ` · ${a.call.slice(-6)} · `,
+      el("q", {}, a.text)));
+  }
+}
+
+// ---- one call ----
+
+function openCall(id) {
+  if (state.openCall && state.openCall !== id) {
+    send({ type: "unsubscribe", channel: `call:${state.openCall}` });
+    state.positions.delete(`call:${state.openCall}`);
+  }
+  state.openCall = id;
+  resetCallView();
+  $("call-id").textContent = id;
+  $("call").hidden = false;
+  // Replays the call from its start, if the gateway still holds it.
+  const org = state.positions.get("org");
+  const from = state.calls.get(id)?.from;
+  if (org && from !== undefined) state.positions.set(`call:${id}`, { epoch: org.epoch, offset: from });
+  subscribe(`call:${id}`);
+  send({ type: "presence", status: "monitoring", call_id: id });
+}
+
+function closeCall() {
+  if (!state.openCall) return;
+  send({ type: "unsubscribe", channel: `call:${state.openCall}` });
+  state.positions.delete(`call:${state.openCall}`);
+  state.openCall = null;
+  $("call").hidden = true;
+  send({ type: "presence", status: $("my-status").value });
+}
+
+function resetCallView() {
+  state.transcript = new Map();
+  state.series = { inbound: [], outbound: [] };
+  $("transcript").replaceChildren();
+  $("score").textContent = "–";
+  $("reasons").replaceChildren();
+  drawSeries();
+}
+
+function onCallEvent(event) {
+  switch (event.type) {
+    case "transcript": {
+      const key = `${event.track}-${event.utterance}`;
+      let line = state.transcript.get(key);
+      if (!line) {
+        line = el("li", { class: event.track });
+        state.transcript.set(key, line);
+        $("transcript").append(line);
+      }
+      const who = event.track === "inbound" ? "customer" : "agent";
+      line.classList.toggle("interim", !event.is_final);
+      line.dataset.final = event.is_final;
+      line.replaceChildren(el("span", { class: "who" }, who), event.text);
+      if (event.is_final && event.sentiment) {
+        const s = event.sentiment;
+        line.append(el("span", { class: `sentiment ${s.label}`, "data-testid": "sentiment" },
+          `${s.label} ${s.score.toFixed(2)}`));
+        state.series[event.track].push(s.rolling);
+        drawSeries();
+      }
+      line.scrollIntoView({ block: "nearest" });
+      break;
+    }
+    case "lead_score": {
+      $("score").textContent = event.score;
+      const reasons = $("reasons");
+      reasons.replaceChildren();
+      const factors = [...event.factors].sort((a, b) => b.contribution - a.contribution);
+      for (const f of factors.filter((f) => f.contribution > 0).slice(0, 3)) {
+        reasons.append(el("li", { class: "up" }, `▲ ${f.feature} +${f.contribution.toFixed(2)}`));
+      }
+      for (const f of factors.filter((f) => f.contribution < 0).reverse().slice(0, 3)) {
+        reasons.append(el("li", { class: "down" }, `▼ ${f.feature} ${f.contribution.toFixed(2)}`));
+      }
+      break;
+    }
+    case "call_ended":
+      $("transcript").append(el("li", { class: "ended" }, `call ended (${event.reason})`));
+      break;
+  }
+}
+
+function drawSeries() {
+  for (const track of ["inbound", "outbound"]) {
+    const values = state.series[track];
+    const step = 300 / Math.max(1, values.length - 1);
+    const xy = values.map((v, i) => [(i * step).toFixed(1), (50 - v * 48).toFixed(1)]);
+    $(`sentiment-${track}`).setAttribute("points", xy.map((p) => p.join(",")).join(" "));
+    // A dot per utterance, so that a single one shows too.
+    const dots = $(`sentiment-${track}-dots`);
+    dots.replaceChildren(...xy.map(([x, y]) => {
+      const dot = document.createElementNS("http://www.w3.org/2000/svg", "circle");
+      dot.setAttribute("cx", x);
+      dot.setAttribute("cy", y);
+      dot.setAttribute("r", 3);
+      return dot;
+    }));
+  }
+}
+
+// ---- session ----
+
+function login(token) {
+  state.token = token.trim();
+  sessionStorage.setItem(TOKEN_KEY, state.token);
+  $("login").hidden = true;
+  $("manager").hidden = false;
+  $("logout").hidden = false;
+  $("my-status").hidden = false;
+  connect();
+}
+
+function logout(reason) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  const socket = state.socket;
+  Object.assign(state, { token: null, hello: null, socket: null, retry: 0, openCall: null });
+  state.positions.clear();
+  socket?.close(1000);
+  $("login").hidden = false;
+  $("manager").hidden = true;
+  $("call").hidden = true;
+  $("logout").hidden = true;
+  $("my-status").hidden = true;
+  setStatus(reason ?? "offline", "offline");
+}
+
+$("login").addEventListener("submit", (event) => {
+  event.preventDefault();
+  login($("token").value);
+});
+$("logout").onclick = () => logout();
+$("close-call").onclick = closeCall;
+$("my-status").onchange = () => send({ type: "presence", status: $("my-status").value });
+setInterval(() => state.calls.size && renderCalls(), 1000);
+
+const saved = sessionStorage.getItem(TOKEN_KEY);
+if (saved) login(saved);

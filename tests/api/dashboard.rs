@@ -1,0 +1,81 @@
+//! The dashboard in a real headless Chromium (Debian's `chromium`, driven by `playwright-core`
+//! from `tests/browser/`, both installed by `deploy/browser.sh`): a manager logs in with a token
+//! and watches a simulated call, transcribed by Whisper, while an agent comes online.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use winnerr_events::Role;
+use winnerr_ingest::{CallScript, Pace};
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_watches_a_live_call_and_presence_in_the_browser() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let browser_tests = root.join("tests/browser");
+    assert!(
+        browser_tests.join("node_modules/playwright-core").exists()
+            && std::path::Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs Chromium and playwright-core: run deploy/browser.sh install"
+    );
+    let test = spawn_app_with(|c| c.asr = true).await;
+    let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let mut browser = tokio::process::Command::new("node")
+        .arg(browser_tests.join("dashboard.mjs"))
+        .current_dir(&browser_tests)
+        .env(
+            "DASHBOARD_URL",
+            format!("{}/dashboard/", test.app.http_url()),
+        )
+        .env("TOKEN", test.token("acme", "manager-1", Role::Manager))
+        .env("SCREENSHOT", &screenshot)
+        .env("EXPECT_TEXT", "forward")
+        .env("EXPECT_USER", "agent-7")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut lines = BufReader::new(browser.stdout.take().unwrap()).lines();
+    let mut said = Vec::new();
+    let ready = tokio::time::timeout(Duration::from_secs(90), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            said.push(line.clone());
+            if line == "READY" {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        matches!(ready, Ok(true)),
+        "the page did not get ready: {said:?}"
+    );
+
+    // An agent comes online, and the caller speaks.
+    let _agent = test.feed_unsubscribed("acme", "agent-7", Role::Agent).await;
+    let mut script = CallScript::new(
+        identity("acme", Some("agent-1"), Some("lead-1")),
+        caller_speech(),
+    );
+    script.outbound = Some(agent_speech());
+    script.pace = Pace::RealTime;
+    let call = test.play_in_background(&script);
+
+    let finished = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            println!("browser: {line}");
+            said.push(line);
+        }
+        browser.wait().await.unwrap()
+    })
+    .await
+    .expect("the browser test finishes");
+    call.await.unwrap();
+    println!("screenshot: {}", screenshot.display());
+    assert!(finished.success(), "the browser test failed: {said:#?}");
+    assert!(said.iter().any(|l| l == "PASS"));
+    assert!(screenshot.exists());
+}

@@ -1,0 +1,70 @@
+// Drives the dashboard in headless Chromium for tests/api/dashboard.rs: logs in with a token,
+// waits for the feed, says READY (the Rust side then brings an agent online and plays a call),
+// and checks that presence, the live call, its transcript and sentiment appear. Exits 0 on
+// success; saves a screenshot either way.
+import { chromium } from "playwright-core";
+
+const { DASHBOARD_URL, TOKEN, SCREENSHOT, EXPECT_TEXT, EXPECT_USER } = process.env;
+const WAIT = { timeout: 60_000 };
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+});
+const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+const problems = [];
+page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+page.on("console", (message) => {
+  if (message.type() === "error") problems.push(`console error: ${message.text()}`);
+});
+
+let failed = null;
+try {
+  await page.goto(DASHBOARD_URL);
+  await page.getByTestId("token").fill(TOKEN);
+  await page.getByTestId("login-button").click();
+  await page.getByTestId("status").filter({ hasText: "live" }).waitFor(WAIT);
+  await page.locator('#presence li[data-user="manager-1"]').waitFor(WAIT);
+  console.log("READY");
+
+  // Presence: the agent the test brings online joins the list.
+  await page.locator(`#presence li[data-user="${EXPECT_USER}"]`).waitFor(WAIT);
+  console.log(`presence shows ${EXPECT_USER}`);
+
+  // The live call appears; open it.
+  const row = page.locator("#calls tr").first();
+  await row.waitFor(WAIT);
+  await row.click();
+  await page.getByTestId("call-view").waitFor({ state: "visible", ...WAIT });
+  // Opening a call sets the manager's own presence to monitoring it.
+  await page
+    .locator('#presence li[data-user="manager-1"] .badge')
+    .filter({ hasText: "monitoring" })
+    .waitFor(WAIT);
+
+  // Its transcript, final with sentiment; the sentiment gauge in the calls list.
+  const final = page.locator('#transcript li[data-final="true"]').filter({
+    hasText: new RegExp(EXPECT_TEXT, "i"),
+  });
+  await final.first().waitFor(WAIT);
+  const sentiment = await final.first().getByTestId("sentiment").textContent();
+  console.log(`transcript: ${await final.first().textContent()}`);
+  if (!/^(positive|neutral|negative) -?\d\.\d\d$/.test(sentiment)) {
+    throw new Error(`sentiment shows as ${JSON.stringify(sentiment)}`);
+  }
+  await page.locator("#calls tr meter").first().waitFor(WAIT);
+  const points = await page.locator("#sentiment-inbound").getAttribute("points");
+  if (!points) throw new Error("the sentiment chart has no points");
+  console.log(`sentiment: ${sentiment}; chart ${points}`);
+  if (problems.length) throw new Error(problems.join("; "));
+} catch (error) {
+  failed = error;
+} finally {
+  await page.screenshot({ path: SCREENSHOT, fullPage: true }).catch(() => {});
+  await browser.close();
+}
+if (failed) {
+  console.log(`FAILED: ${failed.message}`);
+  process.exit(1);
+}
+console.log("PASS");
