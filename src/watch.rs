@@ -165,7 +165,7 @@ pub fn describe(message: &FeedMessage) -> String {
                         reasons(&mut score.lowering(3)),
                     )
                 }
-                Event::Unknown => String::new(),
+                Event::Presence(_) | Event::Unknown => String::new(),
             };
             format!(
                 "{} {:<14} {:<16} {}",

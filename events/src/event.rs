@@ -99,6 +99,8 @@ pub enum Event {
     Alert(Alert),
     CallEnded(CallEnded),
     LeadScore(LeadScore),
+    /// Who is online on a gateway node: not a call event (see [`NodePresence`]).
+    Presence(NodePresence),
     /// A kind this build does not know (written by a newer producer); skip it.
     #[serde(other)]
     Unknown,
@@ -116,6 +118,7 @@ impl Event {
             Event::Alert(_) => "alert",
             Event::CallEnded(_) => "call_ended",
             Event::LeadScore(_) => "lead_score",
+            Event::Presence(_) => "presence",
             Event::Unknown => "unknown",
         }
     }
@@ -262,6 +265,25 @@ pub struct CallEnded {
     /// Length of the audio received, on the call's clock.
     pub duration_ms: u64,
     pub stats: StreamStats,
+}
+
+/// Who is online in an organization on one gateway node. Each node publishes it when that
+/// changes and at every heartbeat, so that every node's presence rooms show everyone; a node not
+/// heard from for three heartbeats is taken to be gone. It travels in an envelope of its
+/// organization with [`NodePresence::call_id`] as its call id, and only gateways read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodePresence {
+    /// The publishing gateway node.
+    pub node: String,
+    /// Everyone connected to that node, now (empty: nobody; the node is leaving).
+    pub members: Vec<crate::feed::Member>,
+}
+
+impl NodePresence {
+    /// The call id that presence envelopes carry (no call has it: Twilio's start with `CA`).
+    pub fn call_id() -> CallId {
+        CallId::parse("presence").expect("a valid id")
+    }
 }
 
 /// A lead's score moved (or its reasons changed) because of an event of the call it is on: the

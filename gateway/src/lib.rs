@@ -8,6 +8,7 @@ mod dashboard;
 mod feed;
 mod health;
 mod metrics;
+mod presence;
 pub mod rooms;
 mod server;
 pub mod telemetry;

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use futures_util::StreamExt;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 use winnerr_events::{
-    CallId, Channel, Delivery, Envelope, Event, FeedMessage, LeadId, Member, OrgId, Position,
-    PresenceChange, PresenceStatus, RecentIds, Subscription, UserId,
+    CallId, Channel, Delivery, Envelope, Event, FeedMessage, LeadId, Member, NodePresence, OrgId,
+    Position, PresenceChange, PresenceStatus, RecentIds, Subscription, UserId,
 };
 
 use crate::metrics;
@@ -63,7 +63,9 @@ impl EventItem {
             ),
             Event::LeadScore(score) => (true, false, Some(score.lead_id.clone()), None),
             Event::CallStarted(_) | Event::CallEnded(_) => (true, false, None, None),
-            Event::AudioActivity(_) | Event::Dtmf(_) | Event::Unknown => (false, false, None, None),
+            Event::AudioActivity(_) | Event::Dtmf(_) | Event::Presence(_) | Event::Unknown => {
+                (false, false, None, None)
+            }
         };
         Self {
             offset,
@@ -119,11 +121,16 @@ impl FeedItem {
     }
 }
 
+/// Where a node's presence changes go: to the bus, for the other gateway nodes.
+pub type PresenceOutbox = mpsc::UnboundedSender<(OrgId, Vec<Member>)>;
+
 /// One organization's room.
 pub struct Room {
+    org: OrgId,
     epoch: u64,
     sender: broadcast::Sender<Arc<FeedItem>>,
     state: Mutex<RoomState>,
+    outbox: Option<PresenceOutbox>,
 }
 
 struct RoomState {
@@ -136,8 +143,10 @@ struct RoomState {
     evicted_through: u64,
     /// The agent of each call seen, to refuse an agent a colleague's call.
     call_agents: HashMap<CallId, Option<UserId>>,
-    /// Who is online, with their number of connections.
+    /// Who is online on this node, with their number of connections.
     presence: HashMap<UserId, (Member, usize)>,
+    /// Who is online on other gateway nodes, by node.
+    remote: HashMap<String, Vec<Member>>,
     clients: usize,
     idle_since: Option<Instant>,
 }
@@ -151,9 +160,41 @@ pub struct Start {
     pub members: Option<Vec<Member>>,
 }
 
+impl RoomState {
+    /// Everyone online, on any node (this node's view of a person wins).
+    fn online(&self) -> HashMap<UserId, Member> {
+        let mut online: HashMap<UserId, Member> = self
+            .remote
+            .values()
+            .flatten()
+            .map(|m| (m.user_id.clone(), m.clone()))
+            .collect();
+        online.extend(
+            self.presence
+                .iter()
+                .map(|(user, (member, _))| (user.clone(), member.clone())),
+        );
+        online
+    }
+
+    fn local_members(&self) -> Vec<Member> {
+        let mut members: Vec<Member> = self.presence.values().map(|(m, _)| m.clone()).collect();
+        members.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        members
+    }
+}
+
 impl Room {
-    fn new(capacity: usize, history_limit: usize) -> Self {
+    fn new(
+        org: OrgId,
+        capacity: usize,
+        history_limit: usize,
+        remote: HashMap<String, Vec<Member>>,
+        outbox: Option<PresenceOutbox>,
+    ) -> Self {
         Self {
+            org,
+            outbox,
             // The random half of a fresh v7 UUID, below 2^53 so JavaScript reads it exactly.
             epoch: winnerr_events::EventId::now_v7().as_u64_pair().1 >> 11,
             sender: broadcast::channel(capacity).0,
@@ -164,6 +205,7 @@ impl Room {
                 evicted_through: 0,
                 call_agents: HashMap::new(),
                 presence: HashMap::new(),
+                remote,
                 clients: 0,
                 idle_since: Some(Instant::now()),
             }),
@@ -227,8 +269,7 @@ impl Room {
             recovered: None,
             replay: Vec::new(),
             members: (channel == &Channel::Org).then(|| {
-                let mut members: Vec<Member> =
-                    state.presence.values().map(|(m, _)| m.clone()).collect();
+                let mut members: Vec<Member> = state.online().into_values().collect();
                 members.sort_by(|a, b| a.user_id.cmp(&b.user_id));
                 members
             }),
@@ -252,49 +293,101 @@ impl Room {
         start
     }
 
-    /// Someone connected: they are online (a join for everyone if it is their first connection).
+    /// Someone connected: they are online (a join for everyone if it is their first connection
+    /// on any node).
     pub fn join(&self, member: Member) {
-        let mut state = self.state();
-        state.clients += 1;
-        state.idle_since = None;
-        let user = member.user_id.clone();
-        let entry = state.presence.entry(user).or_insert((member.clone(), 0));
-        entry.1 += 1;
-        if entry.1 == 1 {
-            self.announce(&mut state, PresenceChange::Join, member);
-        }
+        self.change(|state| {
+            state.clients += 1;
+            state.idle_since = None;
+            let user = member.user_id.clone();
+            state.presence.entry(user).or_insert((member, 0)).1 += 1;
+            true
+        });
     }
 
     /// Someone set their status (on every connection of theirs).
     pub fn update(&self, user: &UserId, status: PresenceStatus, call_id: Option<CallId>) {
-        let mut state = self.state();
-        let Some((member, _)) = state.presence.get_mut(user) else {
-            return;
-        };
-        if member.status == status && member.call_id == call_id {
-            return;
-        }
-        member.status = status;
-        member.call_id = call_id;
-        let member = member.clone();
-        self.announce(&mut state, PresenceChange::Update, member);
+        self.change(|state| {
+            let Some((member, _)) = state.presence.get_mut(user) else {
+                return false;
+            };
+            let changed = member.status != status || member.call_id != call_id;
+            member.status = status;
+            member.call_id = call_id;
+            changed
+        });
     }
 
-    /// One of someone's connections closed: they leave when it was their last.
+    /// One of someone's connections closed: they leave when it was their last (and they are on
+    /// no other node).
     pub fn leave(&self, user: &UserId) {
+        self.change(|state| {
+            state.clients = state.clients.saturating_sub(1);
+            if state.clients == 0 {
+                state.idle_since = Some(Instant::now());
+            }
+            let Some((_, connections)) = state.presence.get_mut(user) else {
+                return false;
+            };
+            *connections -= 1;
+            if *connections == 0 {
+                state.presence.remove(user);
+                return true;
+            }
+            false
+        });
+    }
+
+    /// Another gateway node said who is online there (`None`: the node is gone).
+    fn set_remote(&self, node: &str, members: Option<Vec<Member>>) {
         let mut state = self.state();
-        state.clients = state.clients.saturating_sub(1);
-        if state.clients == 0 {
-            state.idle_since = Some(Instant::now());
+        let before = state.online();
+        match members {
+            Some(members) if !members.is_empty() => {
+                state.remote.insert(node.to_owned(), members);
+            }
+            _ => {
+                state.remote.remove(node);
+            }
         }
-        let Some((_, connections)) = state.presence.get_mut(user) else {
+        self.announce_changes(&mut state, before);
+    }
+
+    /// Applies a change of this node's presence; `change` says whether it changed anyone's.
+    /// Clients hear what changed in the organization's presence, and the other nodes hear of
+    /// this node's.
+    fn change(&self, change: impl FnOnce(&mut RoomState) -> bool) {
+        let mut state = self.state();
+        let before = state.online();
+        if !change(&mut state) {
             return;
-        };
-        *connections -= 1;
-        if *connections == 0
-            && let Some((member, _)) = state.presence.remove(user)
-        {
-            self.announce(&mut state, PresenceChange::Leave, member);
+        }
+        self.announce_changes(&mut state, before);
+        if let Some(outbox) = &self.outbox {
+            let _ = outbox.send((self.org.clone(), state.local_members()));
+        }
+    }
+
+    fn announce_changes(&self, state: &mut RoomState, before: HashMap<UserId, Member>) {
+        let after = state.online();
+        let mut changes: Vec<(PresenceChange, Member)> = Vec::new();
+        for (user, member) in &after {
+            match before.get(user) {
+                None => changes.push((PresenceChange::Join, member.clone())),
+                Some(old) if old != member => {
+                    changes.push((PresenceChange::Update, member.clone()))
+                }
+                Some(_) => {}
+            }
+        }
+        for (user, member) in before {
+            if !after.contains_key(&user) {
+                changes.push((PresenceChange::Leave, member));
+            }
+        }
+        changes.sort_by(|a, b| a.1.user_id.cmp(&b.1.user_id));
+        for (change, member) in changes {
+            self.announce(state, change, member);
         }
     }
 
@@ -309,8 +402,13 @@ impl Room {
         metrics::presence_changed(change);
     }
 
+    /// Who is connected to this node.
+    pub fn local_members(&self) -> Vec<Member> {
+        self.state().local_members()
+    }
+
     fn members(&self) -> usize {
-        self.state().presence.len()
+        self.state().online().len()
     }
 
     fn idle_for(&self) -> Option<Duration> {
@@ -321,33 +419,134 @@ impl Room {
 /// Calls whose agent a room remembers; beyond that it forgets them all and starts again.
 const CALLS_REMEMBERED: usize = 100_000;
 
-/// Rooms by organization.
+/// Rooms by organization, with what the other gateway nodes say of presence.
 pub struct Rooms {
     rooms: DashMap<OrgId, Arc<Room>>,
     capacity: usize,
     history: usize,
+    /// This gateway node's name in presence messages.
+    node: String,
+    /// Who is online on other nodes, by organization and node, with when it was last said.
+    remote: Mutex<HashMap<OrgId, HashMap<String, (Instant, Vec<Member>)>>>,
+    outbox: Option<PresenceOutbox>,
 }
 
 impl Rooms {
     /// Each client may fall `capacity` items behind the room before it loses the oldest; each
-    /// room keeps its last `history` events for clients that reconnect.
-    pub fn new(capacity: usize, history: usize) -> Self {
+    /// room keeps its last `history` events for clients that reconnect. Presence changes on
+    /// this node (`node`) go to `outbox`, if other nodes are to hear of them.
+    pub fn new(
+        capacity: usize,
+        history: usize,
+        node: String,
+        outbox: Option<PresenceOutbox>,
+    ) -> Self {
         Self {
             rooms: DashMap::new(),
             capacity: capacity.max(1),
             history: history.max(1),
+            node,
+            remote: Mutex::new(HashMap::new()),
+            outbox,
         }
     }
 
-    /// `org`'s room, created if needed.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn remote(&self) -> MutexGuard<'_, HashMap<OrgId, HashMap<String, (Instant, Vec<Member>)>>> {
+        self.remote.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `org`'s room, created if needed (knowing who is online on the other nodes).
     pub fn room(&self, org: &OrgId) -> Arc<Room> {
+        if let Some(room) = self.rooms.get(org) {
+            return room.clone();
+        }
+        let remote: HashMap<String, Vec<Member>> = self
+            .remote()
+            .get(org)
+            .map(|nodes| {
+                nodes
+                    .iter()
+                    .map(|(node, (_, members))| (node.clone(), members.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
         let room = self
             .rooms
             .entry(org.clone())
-            .or_insert_with(|| Arc::new(Room::new(self.capacity, self.history)))
+            .or_insert_with(|| {
+                Arc::new(Room::new(
+                    org.clone(),
+                    self.capacity,
+                    self.history,
+                    remote,
+                    self.outbox.clone(),
+                ))
+            })
             .clone();
         metrics::rooms(self.rooms.len());
         room
+    }
+
+    /// What another node says of who is online there; this node's own word is ignored.
+    pub fn node_presence(&self, org: &OrgId, presence: &NodePresence) {
+        if presence.node == self.node {
+            return;
+        }
+        {
+            let mut remote = self.remote();
+            let nodes = remote.entry(org.clone()).or_default();
+            if presence.members.is_empty() {
+                nodes.remove(&presence.node);
+            } else {
+                nodes.insert(
+                    presence.node.clone(),
+                    (Instant::now(), presence.members.clone()),
+                );
+            }
+            if nodes.is_empty() {
+                remote.remove(org);
+            }
+        }
+        if let Some(room) = self.rooms.get(org).map(|r| r.value().clone()) {
+            room.set_remote(&presence.node, Some(presence.members.clone()));
+        }
+    }
+
+    /// Forgets nodes not heard from for `timeout`: their people leave.
+    pub fn expire_nodes(&self, timeout: Duration) {
+        let mut gone = Vec::new();
+        {
+            let mut remote = self.remote();
+            for (org, nodes) in remote.iter_mut() {
+                nodes.retain(|node, (heard, _)| {
+                    let alive = heard.elapsed() < timeout;
+                    if !alive {
+                        warn!(node, org_id = %org, "gateway node silent: its people leave presence");
+                        gone.push((org.clone(), node.clone()));
+                    }
+                    alive
+                });
+            }
+            remote.retain(|_, nodes| !nodes.is_empty());
+        }
+        for (org, node) in gone {
+            if let Some(room) = self.rooms.get(&org).map(|r| r.value().clone()) {
+                room.set_remote(&node, None);
+            }
+        }
+    }
+
+    /// Who is connected to this node, by organization (for its presence heartbeat).
+    pub fn local_presence(&self) -> Vec<(OrgId, Vec<Member>)> {
+        self.rooms
+            .iter()
+            .map(|room| (room.key().clone(), room.local_members()))
+            .filter(|(_, members)| !members.is_empty())
+            .collect()
     }
 
     /// Hands one event to its organization's room, if the room exists (someone listens, or
@@ -389,7 +588,9 @@ impl Rooms {
                 };
                 match delivery {
                     Some(Delivery::Event(event)) => {
-                        if recent.first_time(event.id) {
+                        if let Event::Presence(presence) = &event.event {
+                            rooms.node_presence(&event.org_id, presence);
+                        } else if recent.first_time(event.id) {
                             rooms.deliver(&event);
                         } else {
                             metrics::feed_duplicate();
@@ -438,7 +639,7 @@ mod tests {
 
     #[test]
     fn a_client_recovers_what_the_history_still_holds_and_is_told_when_it_cannot() {
-        let rooms = Rooms::new(16, 3);
+        let rooms = Rooms::new(16, 3, "node-a".into(), None);
         let org = OrgId::parse("acme").unwrap();
         let room = rooms.room(&org);
         for n in 0..2 {
@@ -486,9 +687,89 @@ mod tests {
         assert_eq!(room.start(&Channel::Calls, None).position, at(6));
     }
 
+    fn changes(receiver: &mut broadcast::Receiver<Arc<FeedItem>>) -> Vec<(PresenceChange, String)> {
+        let mut changes = Vec::new();
+        while let Ok(item) = receiver.try_recv() {
+            if let FeedItem::Presence { text, .. } = &*item {
+                match serde_json::from_str(text.as_str()).unwrap() {
+                    FeedMessage::Presence { change, member } => {
+                        changes.push((change, member.user_id.to_string()))
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        changes
+    }
+
+    #[test]
+    fn presence_merges_what_other_nodes_say_and_forgets_silent_ones() {
+        let (outbox, mut published) = mpsc::unbounded_channel();
+        let rooms = Rooms::new(16, 8, "node-a".into(), Some(outbox));
+        let org = OrgId::parse("acme").unwrap();
+        let member = |user: &str, status| Member {
+            user_id: UserId::parse(user).unwrap(),
+            role: Role::Agent,
+            status,
+            call_id: None,
+        };
+        let says = |node: &str, members: Vec<Member>| NodePresence {
+            node: node.into(),
+            members,
+        };
+        // Node b speaks before this node has a room for the organization: the room knows.
+        rooms.node_presence(
+            &org,
+            &says("node-b", vec![member("agent-2", PresenceStatus::Available)]),
+        );
+        let room = rooms.room(&org);
+        let mut receiver = room.receiver();
+        assert_eq!(room.start(&Channel::Org, None).members.unwrap().len(), 1);
+
+        room.join(member("agent-1", PresenceStatus::Available));
+        // What this node publishes for the others: its own people only.
+        let (published_org, members) = published.try_recv().unwrap();
+        assert_eq!(published_org, org);
+        assert_eq!(members.len(), 1);
+        assert_eq!(members[0].user_id.as_str(), "agent-1");
+        // Its own word, coming back over the bus, changes nothing.
+        rooms.node_presence(&org, &says("node-a", vec![]));
+        // Agent 1 also on node b: still one person; agent 2 now on call there.
+        rooms.node_presence(
+            &org,
+            &says(
+                "node-b",
+                vec![
+                    member("agent-1", PresenceStatus::Available),
+                    member("agent-2", PresenceStatus::OnCall),
+                ],
+            ),
+        );
+        room.leave(&UserId::parse("agent-1").unwrap());
+        let _ = published.try_recv();
+        assert_eq!(
+            changes(&mut receiver),
+            [
+                (PresenceChange::Join, "agent-1".to_owned()),
+                (PresenceChange::Update, "agent-2".to_owned()),
+            ],
+            "agent 1 leaving here is still on node b"
+        );
+        // Node b goes silent: its people leave.
+        rooms.expire_nodes(Duration::ZERO);
+        assert_eq!(
+            changes(&mut receiver),
+            [
+                (PresenceChange::Leave, "agent-1".to_owned()),
+                (PresenceChange::Leave, "agent-2".to_owned()),
+            ]
+        );
+        assert!(room.start(&Channel::Org, None).members.unwrap().is_empty());
+    }
+
     #[test]
     fn presence_joins_once_per_person_and_leaves_with_their_last_connection() {
-        let rooms = Rooms::new(16, 8);
+        let rooms = Rooms::new(16, 8, "node-a".into(), None);
         let room = rooms.room(&OrgId::parse("acme").unwrap());
         let mut receiver = room.receiver();
         let member = Member {

@@ -12,7 +12,7 @@ use winnerr_store::Store;
 
 use crate::auth::Auth;
 use crate::rooms::Rooms;
-use crate::{api, dashboard, feed, health, metrics, telemetry};
+use crate::{api, dashboard, feed, health, metrics, presence, telemetry};
 
 /// How long a readiness check waits for the database or the bus.
 const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
@@ -73,9 +73,23 @@ impl Gateway {
     ) -> Result<Self, BusError> {
         metrics::describe();
         metrics::build_info();
-        let rooms = Arc::new(Rooms::new(config.feed_buffer, config.feed_history));
+        let node = format!("gateway-{}", winnerr_events::EventId::now_v7().simple());
+        let (outbox, presence_changes) = tokio::sync::mpsc::unbounded_channel();
+        let rooms = Arc::new(Rooms::new(
+            config.feed_buffer,
+            config.feed_history,
+            node,
+            feeds.then_some(outbox),
+        ));
         if feeds {
             rooms.spawn_pump(bus.subscribe().await?, shutdown.clone());
+            presence::spawn(
+                rooms.clone(),
+                bus.clone(),
+                presence_changes,
+                config.feed_heartbeat,
+                shutdown.clone(),
+            );
         }
         Ok(Self(Arc::new(Inner {
             auth: match &config.jwks {

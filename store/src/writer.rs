@@ -50,6 +50,13 @@ impl StoreWriter {
     /// set-based statements, whatever their number.
     pub async fn apply(&self, events: &[Arc<Envelope>]) -> Result<usize, StoreError> {
         let started = Instant::now();
+        // Gateways' presence is not a call's record.
+        let events: Vec<Arc<Envelope>> = events
+            .iter()
+            .filter(|e| !matches!(e.event, Event::Presence(_)))
+            .cloned()
+            .collect();
+        let events = &events[..];
         let mut tx = self.store.pool().begin().await?;
         let mut applied = 0;
         for (org, events) in by_organization(events) {
@@ -212,7 +219,7 @@ impl<'a> CallChanges<'a> {
                         .scores
                         .insert((score.lead_id.as_str(), event.ts_ms), score);
                 }
-                Event::Transcript(_) | Event::Alert(_) | Event::Unknown => {}
+                Event::Transcript(_) | Event::Alert(_) | Event::Presence(_) | Event::Unknown => {}
             }
         }
         changes

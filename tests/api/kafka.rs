@@ -404,3 +404,80 @@ fn recording_writer(
         })
     }
 }
+
+/// Presence across gateway nodes: a manager on node A sees people come and go on node B, through
+/// the bus; when node B stops, its people leave A's list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_is_shared_by_gateway_nodes_over_the_bus() {
+    use winnerr_events::{ClientMessage, FeedMessage, PresenceChange, PresenceStatus};
+    let broker = Broker::start().await;
+    let fast_heartbeat = |config: &mut winnerr::Config| {
+        on_kafka(config, &broker);
+        config.feed_heartbeat = 0.5;
+    };
+    let node_a = spawn_app_with(fast_heartbeat).await;
+    let node_b = spawn_app_with(fast_heartbeat).await;
+    let mut manager = node_a
+        .feed_unsubscribed("acme", "manager-1", Role::Manager)
+        .await;
+    manager.subscribe("org", None).await;
+    assert!(matches!(
+        manager.next_message().await,
+        Some(FeedMessage::PresenceState { .. })
+    ));
+    // Waits for the next presence change of `user` on the manager's feed.
+    async fn change_of(feed: &mut FeedClient, user: &str) -> (PresenceChange, PresenceStatus) {
+        loop {
+            match feed.next_message().await {
+                Some(FeedMessage::Presence { change, member })
+                    if member.user_id.as_str() == user =>
+                {
+                    return (change, member.status);
+                }
+                Some(FeedMessage::Presence { .. }) => {}
+                other => panic!("expected presence, got {other:?}"),
+            }
+        }
+    }
+
+    let mut agent = node_b
+        .feed_unsubscribed("acme", "agent-1", Role::Agent)
+        .await;
+    assert_eq!(
+        change_of(&mut manager, "agent-1").await,
+        (PresenceChange::Join, PresenceStatus::Available)
+    );
+    agent
+        .send(&ClientMessage::Presence {
+            status: PresenceStatus::OnCall,
+            call_id: None,
+        })
+        .await;
+    assert_eq!(
+        change_of(&mut manager, "agent-1").await,
+        (PresenceChange::Update, PresenceStatus::OnCall)
+    );
+    agent.close().await;
+    assert_eq!(
+        change_of(&mut manager, "agent-1").await.0,
+        PresenceChange::Leave
+    );
+    // Another organization's people on node B never show.
+    let _other = node_b
+        .feed_unsubscribed("globex", "agent-9", Role::Agent)
+        .await;
+
+    // Node B stops with someone on it: they leave A's list.
+    let _leaving = node_b
+        .feed_unsubscribed("acme", "agent-2", Role::Agent)
+        .await;
+    assert_eq!(
+        change_of(&mut manager, "agent-2").await.0,
+        PresenceChange::Join
+    );
+    node_b.app.shutdown().await;
+    assert_eq!(
+        change_of(&mut manager, "agent-2").await.0,
+        PresenceChange::Leave
+    );
+}
