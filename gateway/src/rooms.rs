@@ -419,6 +419,9 @@ impl Room {
 /// Calls whose agent a room remembers; beyond that it forgets them all and starts again.
 const CALLS_REMEMBERED: usize = 100_000;
 
+/// Who is online on each other node in an organization, with when that node last said so.
+type NodesPresence = HashMap<String, (Instant, Vec<Member>)>;
+
 /// Rooms by organization, with what the other gateway nodes say of presence.
 pub struct Rooms {
     rooms: DashMap<OrgId, Arc<Room>>,
@@ -427,7 +430,7 @@ pub struct Rooms {
     /// This gateway node's name in presence messages.
     node: String,
     /// Who is online on other nodes, by organization and node, with when it was last said.
-    remote: Mutex<HashMap<OrgId, HashMap<String, (Instant, Vec<Member>)>>>,
+    remote: Mutex<HashMap<OrgId, NodesPresence>>,
     outbox: Option<PresenceOutbox>,
 }
 
@@ -455,7 +458,7 @@ impl Rooms {
         &self.node
     }
 
-    fn remote(&self) -> MutexGuard<'_, HashMap<OrgId, HashMap<String, (Instant, Vec<Member>)>>> {
+    fn remote(&self) -> MutexGuard<'_, HashMap<OrgId, NodesPresence>> {
         self.remote.lock().unwrap_or_else(|e| e.into_inner())
     }
 
