@@ -22,6 +22,7 @@ fuzz-api:
 
 ## Run the benchmarks and print their figures (record them in benches/RESULTS.md).
 bench: models
+	cd benches/socketio && npm ci --no-audit --no-fund --loglevel=error
 	WINNERR_KAFKA_BROKER_BIN="$$(deploy/kafka.sh install)" \
 	WINNERR_FASTER_WHISPER_PYTHON="$$(deploy/faster-whisper.sh install)" \
 	$(CARGO) bench -p winnerr-benches

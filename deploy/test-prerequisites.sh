@@ -30,4 +30,8 @@ fi
 "$(dirname "$0")/postgres.sh" ensure
 "$(dirname "$0")/prometheus.sh" install
 "$(dirname "$0")/browser.sh" install
+# The fan-out bench (run small by `cargo test`) compares the gateway with Socket.IO rooms.
+if [ ! -d "$(dirname "$0")/../benches/socketio/node_modules/socket.io" ]; then
+    (cd "$(dirname "$0")/../benches/socketio" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 echo "test prerequisites: $(cargo --version), $(python3 --version)"

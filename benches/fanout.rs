@@ -1,0 +1,465 @@
+//! Fan-out: thousands of feed clients in many organization rooms, each following its
+//! organization's `org` channel, against Socket.IO rooms (npm `socket.io`, in `benches/socketio/`)
+//! on the same fan-out in the same run. Both servers get the same clients (Rust, one task each,
+//! in this process), the same messages (a final transcript's envelope, ~600 bytes) and the same
+//! schedule; each message carries the time it was published, and clients record the delay.
+//!
+//! Two phases per server: steady (every room gets `STEADY_RATE` messages a second for
+//! `STEADY_S` seconds: delivery delay p50/p99, nothing lost) and a burst (`BURST` messages to every
+//! room at once: delivered messages per second until the last client has the last one). Memory per
+//! connection: Socket.IO's from its process; the gateway's from this process's growth while its
+//! clients connect, less the growth the same clients cause when they connect to Socket.IO.
+//!
+//! `make bench` (or `cargo bench -p winnerr-benches --bench fanout`, after
+//! `cd benches/socketio && npm ci`); `cargo test` runs a small version.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio_tungstenite::tungstenite::Message;
+use winnerr::{App, Config};
+use winnerr_benches::{is_bench_run, machine, runtime};
+use winnerr_events::{
+    CallContext, CallId, Envelope, Event, OrgId, Role, SentimentScore, Track, Transcript, UserId,
+};
+
+/// Sizes of a run: (organizations, clients per organization, steady seconds, burst per room).
+/// The gateway's run holds both ends of each connection in this process: 9,600 clients fit the
+/// 20,000 open files a process may have on the development machine.
+fn sizes() -> (usize, usize, u64, usize) {
+    if is_bench_run() {
+        (96, 100, 10, 50)
+    } else {
+        (4, 10, 2, 5)
+    }
+}
+const STEADY_RATE: f64 = 2.0;
+const CONNECTING_AT_ONCE: usize = 200;
+const MAX_DELAY_MS: usize = 10_000;
+
+/// What the clients saw.
+struct Seen {
+    delivered: AtomicU64,
+    recording: AtomicBool,
+    /// Delays in whole milliseconds (the last bucket holds anything longer).
+    delays: Vec<AtomicU64>,
+}
+
+impl Seen {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            delivered: AtomicU64::new(0),
+            recording: AtomicBool::new(false),
+            delays: (0..=MAX_DELAY_MS).map(|_| AtomicU64::new(0)).collect(),
+        })
+    }
+
+    /// Records one message, from the `"ts_ms":` it carries.
+    fn record(&self, text: &str) {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        if !self.recording.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(at) = text.find("\"ts_ms\":") else {
+            return;
+        };
+        let digits: String = text[at + 8..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        if let Ok(ts) = digits.parse::<u64>() {
+            let delay = winnerr_events::now_ms().saturating_sub(ts) as usize;
+            self.delays[delay.min(MAX_DELAY_MS)].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn reset(&self, recording: bool) {
+        self.delivered.store(0, Ordering::SeqCst);
+        for bucket in &self.delays {
+            bucket.store(0, Ordering::Relaxed);
+        }
+        self.recording.store(recording, Ordering::SeqCst);
+    }
+
+    /// The delay (ms) below which fraction `q` of the recorded messages arrived.
+    fn percentile(&self, q: f64) -> usize {
+        let counts: Vec<u64> = self
+            .delays
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        let mut seen = 0;
+        for (ms, count) in counts.iter().enumerate() {
+            seen += count;
+            if seen as f64 >= q * total as f64 {
+                return ms;
+            }
+        }
+        MAX_DELAY_MS
+    }
+}
+
+/// Figures of one server.
+struct Figures {
+    clients: usize,
+    connect_s: f64,
+    steady_expected: u64,
+    steady_delivered: u64,
+    p50_ms: usize,
+    p99_ms: usize,
+    burst_delivered: u64,
+    burst_expected: u64,
+    burst_per_s: f64,
+    server_kib_per_connection: f64,
+    client_growth_kib: f64,
+}
+
+fn rss_kib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+/// Lets this process (and the Socket.IO server it starts) hold as many sockets as it may: the
+/// gateway's run holds both ends of every connection. Returns the limit.
+fn raise_open_files() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read or fill the struct they are given; a failure leaves
+    // the limit as it was.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+    }
+    limit.rlim_cur
+}
+
+fn message(org: &OrgId, n: u64) -> Envelope {
+    let ctx = CallContext {
+        org_id: org.clone(),
+        call_id: CallId::parse(format!("CA{n:032x}")).unwrap(),
+        agent_id: Some(UserId::parse("agent-1").unwrap()),
+        lead_id: None,
+    };
+    let text = "We're pre-approved and our lease ends next month, so we would like to see the \
+                house on Maple Street this weekend if the owners are flexible on the price.";
+    Envelope::new(
+        &ctx,
+        Event::Transcript(Transcript {
+            track: Track::Inbound,
+            utterance: 3,
+            is_final: true,
+            text: text.into(),
+            stable_text: text.into(),
+            start_ms: 41_200,
+            end_ms: 47_900,
+            last_voiced_at_ms: winnerr_events::now_ms(),
+            sentiment: Some(SentimentScore {
+                label: "positive".into(),
+                probabilities: [0.01, 0.2, 0.79],
+                score: 0.78,
+                rolling: 0.61,
+            }),
+        }),
+    )
+}
+
+/// Connects `count` clients with `connect`, a few hundred at a time.
+async fn connect_all<F, Fut>(count: usize, connect: F) -> Vec<tokio::task::JoinHandle<()>>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = tokio::task::JoinHandle<()>>,
+{
+    futures_util::stream::iter(0..count)
+        .map(connect)
+        .buffer_unordered(CONNECTING_AT_ONCE)
+        .collect()
+        .await
+}
+
+async fn wait_for(seen: &Seen, expected: u64, limit: Duration) -> Duration {
+    let started = Instant::now();
+    while seen.delivered.load(Ordering::SeqCst) < expected && started.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    started.elapsed()
+}
+
+async fn gateway(orgs: &[OrgId], per_org: usize, steady_s: u64, burst: usize) -> Figures {
+    let mut config = Config::local("127.0.0.1:0".parse().unwrap());
+    config.asr = false;
+    config.scoring = false;
+    config.bus_capacity = 1 << 16;
+    let app = App::start(&config).await.expect("the engine starts");
+    let clients = orgs.len() * per_org;
+    let seen = Seen::new();
+    let before = rss_kib(std::process::id());
+    let started = Instant::now();
+    let tasks = connect_all(clients, |i| {
+        let org = orgs[i % orgs.len()].clone();
+        let token = app.gateway.auth().issue(
+            &UserId::parse(format!("user-{i}")).unwrap(),
+            &org,
+            Role::Manager,
+            Duration::from_secs(3600),
+        );
+        let url = format!("{}?access_token={token}", app.feed_url());
+        let seen = seen.clone();
+        async move {
+            let (mut socket, _) = tokio_tungstenite::connect_async(url)
+                .await
+                .expect("feed connects");
+            let subscribe = r#"{"type":"subscribe","channel":"org"}"#;
+            socket.send(Message::Text(subscribe.into())).await.unwrap();
+            while let Some(Ok(message)) = socket.next().await {
+                if let Message::Text(text) = message
+                    && text.starts_with(r#"{"type":"subscribed""#)
+                {
+                    break;
+                }
+            }
+            tokio::spawn(async move {
+                while let Some(Ok(message)) = socket.next().await {
+                    if let Message::Text(text) = message
+                        && text.starts_with(r#"{"type":"event""#)
+                    {
+                        seen.record(&text);
+                    }
+                }
+            })
+        }
+    })
+    .await;
+    let connect_s = started.elapsed().as_secs_f64();
+    // Presence of 10,000 arrivals is still flowing; let it settle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let growth = rss_kib(std::process::id()) - before;
+
+    // Steady.
+    seen.reset(true);
+    let per_ms = STEADY_RATE * orgs.len() as f64 / 1000.0;
+    let start = Instant::now();
+    let mut sent = 0usize;
+    while start.elapsed() < Duration::from_secs(steady_s) {
+        let due = (start.elapsed().as_millis() as f64 * per_ms) as usize;
+        while sent < due {
+            let org = &orgs[sent % orgs.len()];
+            app.bus.publish(message(org, sent as u64)).await.unwrap();
+            sent += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let steady_expected = (sent * per_org) as u64;
+    wait_for(&seen, steady_expected, Duration::from_secs(10)).await;
+    let steady_delivered = seen.delivered.load(Ordering::SeqCst);
+    let (p50_ms, p99_ms) = (seen.percentile(0.5), seen.percentile(0.99));
+
+    // Burst.
+    seen.reset(false);
+    let burst_expected = (orgs.len() * burst * per_org) as u64;
+    let start = Instant::now();
+    for n in 0..burst {
+        for org in orgs {
+            app.bus.publish(message(org, n as u64)).await.unwrap();
+        }
+    }
+    wait_for(&seen, burst_expected, Duration::from_secs(60)).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let burst_delivered = seen.delivered.load(Ordering::SeqCst);
+
+    for task in tasks {
+        task.abort();
+    }
+    app.shutdown().await;
+    Figures {
+        clients,
+        connect_s,
+        steady_expected,
+        steady_delivered,
+        p50_ms,
+        p99_ms,
+        burst_delivered,
+        burst_expected,
+        burst_per_s: burst_delivered as f64 / elapsed,
+        server_kib_per_connection: 0.0,
+        client_growth_kib: growth,
+    }
+}
+
+async fn socket_io(orgs: &[OrgId], per_org: usize, steady_s: u64, burst: usize) -> Figures {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("socketio");
+    assert!(
+        dir.join("node_modules/socket.io").exists(),
+        "Socket.IO is not installed: cd benches/socketio && npm ci"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = tokio::process::Command::new("node")
+        .arg("server.mjs")
+        .current_dir(&dir)
+        .env("PORT", port.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node starts");
+    let pid = server.id().unwrap();
+    let mut stdin = server.stdin.take().unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    assert_eq!(
+        lines.next_line().await.unwrap().as_deref(),
+        Some("listening")
+    );
+    let clients = orgs.len() * per_org;
+    let seen = Seen::new();
+    let (server_before, before) = (rss_kib(pid), rss_kib(std::process::id()));
+    let started = Instant::now();
+    let tasks = connect_all(clients, |i| {
+        let url = format!(
+            "ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket&org={}",
+            orgs[i % orgs.len()]
+        );
+        let seen = seen.clone();
+        async move {
+            let (mut socket, _) = tokio_tungstenite::connect_async(url)
+                .await
+                .expect("Socket.IO connects");
+            // Engine.IO open, then connect to the default namespace.
+            socket.next().await.unwrap().unwrap();
+            socket.send(Message::Text("40".into())).await.unwrap();
+            socket.next().await.unwrap().unwrap();
+            tokio::spawn(async move {
+                while let Some(Ok(message)) = socket.next().await {
+                    if let Message::Text(text) = message {
+                        if text.as_str() == "2" {
+                            let _ = socket.send(Message::Text("3".into())).await;
+                        } else if text.starts_with("42") {
+                            seen.record(&text);
+                        }
+                    }
+                }
+            })
+        }
+    })
+    .await;
+    let connect_s = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let server_growth = rss_kib(pid) - server_before;
+    let growth = rss_kib(std::process::id()) - before;
+
+    let rooms: Vec<&str> = orgs.iter().map(|o| o.as_str()).collect();
+    let template = serde_json::to_value(message(&orgs[0], 0)).unwrap();
+    let command = |value: serde_json::Value| value.to_string() + "\n";
+    seen.reset(true);
+    let steady = command(serde_json::json!({
+        "cmd": "steady", "rooms": rooms, "per_room_per_s": STEADY_RATE,
+        "seconds": steady_s, "template": template,
+    }));
+    stdin.write_all(steady.as_bytes()).await.unwrap();
+    assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("done"));
+    let steady_expected =
+        ((STEADY_RATE * orgs.len() as f64 * steady_s as f64) as usize * per_org) as u64;
+    wait_for(&seen, steady_expected, Duration::from_secs(10)).await;
+    let steady_delivered = seen.delivered.load(Ordering::SeqCst);
+    let (p50_ms, p99_ms) = (seen.percentile(0.5), seen.percentile(0.99));
+
+    seen.reset(false);
+    let burst_expected = (orgs.len() * burst * per_org) as u64;
+    let line = command(serde_json::json!({
+        "cmd": "burst", "rooms": rooms, "count": burst, "template": template,
+    }));
+    let start = Instant::now();
+    stdin.write_all(line.as_bytes()).await.unwrap();
+    wait_for(&seen, burst_expected, Duration::from_secs(60)).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let burst_delivered = seen.delivered.load(Ordering::SeqCst);
+
+    for task in tasks {
+        task.abort();
+    }
+    let _ = server.kill().await;
+    Figures {
+        clients,
+        connect_s,
+        steady_expected,
+        steady_delivered,
+        p50_ms,
+        p99_ms,
+        burst_delivered,
+        burst_expected,
+        burst_per_s: burst_delivered as f64 / elapsed,
+        server_kib_per_connection: server_growth / clients as f64,
+        client_growth_kib: growth,
+    }
+}
+
+fn main() {
+    let open_files = raise_open_files();
+    let (org_count, per_org, steady_s, burst) = sizes();
+    assert!(
+        (2 * org_count * per_org + 200) as u64 <= open_files,
+        "{open_files} open files are too few for {} clients",
+        org_count * per_org
+    );
+    let orgs: Vec<OrgId> = (0..org_count)
+        .map(|k| OrgId::parse(format!("org-{k}")).unwrap())
+        .collect();
+    let rt = runtime();
+    let mut ours = rt.block_on(gateway(&orgs, per_org, steady_s, burst));
+    let theirs = rt.block_on(socket_io(&orgs, per_org, steady_s, burst));
+    // The gateway's share of this process's growth: what the same clients grew it by on their own.
+    ours.server_kib_per_connection =
+        (ours.client_growth_kib - theirs.client_growth_kib).max(0.0) / ours.clients as f64;
+
+    println!("fan-out on {}", machine());
+    println!(
+        "{org_count} organization rooms x {per_org} clients; steady {STEADY_RATE} messages/s per room for {steady_s} s; burst {burst} per room"
+    );
+    println!(
+        "| server | clients | connect s | steady delivered | p50 ms | p99 ms | burst delivered | burst msgs/s | server KiB/conn |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (name, f) in [
+        ("winnerr gateway", &ours),
+        ("Socket.IO 4.8.4 (node)", &theirs),
+    ] {
+        println!(
+            "| {name} | {} | {:.1} | {}/{} | {} | {} | {}/{} | {:.0} | {:.1} |",
+            f.clients,
+            f.connect_s,
+            f.steady_delivered,
+            f.steady_expected,
+            f.p50_ms,
+            f.p99_ms,
+            f.burst_delivered,
+            f.burst_expected,
+            f.burst_per_s,
+            f.server_kib_per_connection
+        );
+    }
+    println!(
+        "ratio (gateway / Socket.IO): burst messages/s {:.2}x; steady p99 {} ms vs {} ms",
+        ours.burst_per_s / theirs.burst_per_s,
+        ours.p99_ms,
+        theirs.p99_ms
+    );
+}
