@@ -180,11 +180,14 @@ fn message(org: &OrgId, n: u64) -> Envelope {
     )
 }
 
+/// A connected client's reading task.
+struct Client(tokio::task::JoinHandle<()>);
+
 /// Connects `count` clients with `connect`, a few hundred at a time.
-async fn connect_all<F, Fut>(count: usize, connect: F) -> Vec<tokio::task::JoinHandle<()>>
+async fn connect_all<F, Fut>(count: usize, connect: F) -> Vec<Client>
 where
     F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = tokio::task::JoinHandle<()>>,
+    Fut: std::future::Future<Output = Client>,
 {
     futures_util::stream::iter(0..count)
         .map(connect)
@@ -234,7 +237,7 @@ async fn gateway(orgs: &[OrgId], per_org: usize, steady_s: u64, burst: usize) ->
                     break;
                 }
             }
-            tokio::spawn(async move {
+            Client(tokio::spawn(async move {
                 while let Some(Ok(message)) = socket.next().await {
                     if let Message::Text(text) = message
                         && text.starts_with(r#"{"type":"event""#)
@@ -242,7 +245,7 @@ async fn gateway(orgs: &[OrgId], per_org: usize, steady_s: u64, burst: usize) ->
                         seen.record(&text);
                     }
                 }
-            })
+            }))
         }
     })
     .await;
@@ -283,7 +286,7 @@ async fn gateway(orgs: &[OrgId], per_org: usize, steady_s: u64, burst: usize) ->
     let elapsed = start.elapsed().as_secs_f64();
     let burst_delivered = seen.delivered.load(Ordering::SeqCst);
 
-    for task in tasks {
+    for Client(task) in tasks {
         task.abort();
     }
     app.shutdown().await;
@@ -347,7 +350,7 @@ async fn socket_io(orgs: &[OrgId], per_org: usize, steady_s: u64, burst: usize) 
             socket.next().await.unwrap().unwrap();
             socket.send(Message::Text("40".into())).await.unwrap();
             socket.next().await.unwrap().unwrap();
-            tokio::spawn(async move {
+            Client(tokio::spawn(async move {
                 while let Some(Ok(message)) = socket.next().await {
                     if let Message::Text(text) = message {
                         if text.as_str() == "2" {
@@ -357,7 +360,7 @@ async fn socket_io(orgs: &[OrgId], per_org: usize, steady_s: u64, burst: usize) 
                         }
                     }
                 }
-            })
+            }))
         }
     })
     .await;
@@ -393,7 +396,7 @@ async fn socket_io(orgs: &[OrgId], per_org: usize, steady_s: u64, burst: usize) 
     let elapsed = start.elapsed().as_secs_f64();
     let burst_delivered = seen.delivered.load(Ordering::SeqCst);
 
-    for task in tasks {
+    for Client(task) in tasks {
         task.abort();
     }
     let _ = server.kill().await;

@@ -27,6 +27,10 @@ fi
 if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
     install_package build-essential "rdkafka builds librdkafka from source"
 fi
+# The opus crate builds libopus from source with cmake.
+if ! command -v cmake >/dev/null 2>&1; then
+    install_package cmake "the opus crate builds libopus from source"
+fi
 "$(dirname "$0")/postgres.sh" ensure
 "$(dirname "$0")/prometheus.sh" install
 "$(dirname "$0")/browser.sh" install

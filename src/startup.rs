@@ -92,6 +92,9 @@ impl App {
         };
         let voice_config = config.voice().map_err(anyhow::Error::msg)?;
         let (calls, calls_rx) = mpsc::channel(NEW_CALL_QUEUE);
+        // Calls pass the listen-in tap on their way from ingest to voice.
+        let audio = winnerr_events::AudioTap::new();
+        let calls_rx = tap_calls(calls_rx, audio.clone(), config.call_queue);
         let voice = winnerr_voice::spawn(calls_rx, bus.clone(), voice_config, asr);
         let ingest = Ingest::new(
             IngestConfig {
@@ -130,6 +133,7 @@ impl App {
                 feed_history: config.feed_history,
                 feed_send_queue: config.feed_send_queue,
                 feed_heartbeat: config.feed_heartbeat(),
+                audio: Some(audio),
             },
             bus.clone(),
             store,
@@ -393,4 +397,38 @@ async fn load_models(whisper_name: &str) -> anyhow::Result<Arc<dyn SpeechModels>
         .expect("models lock")
         .push((whisper_name.to_string(), models.clone()));
     Ok(models)
+}
+
+/// Hands each call on from `calls` with its audio also copied to `tap` for listeners. Each call's
+/// inputs pass through a channel of `queue` items: when voice falls behind, ingest's own bounded
+/// channel fills and drops the newest audio, as without the tap.
+fn tap_calls(
+    mut calls: mpsc::Receiver<winnerr_events::CallAudio>,
+    tap: Arc<winnerr_events::AudioTap>,
+    queue: usize,
+) -> mpsc::Receiver<winnerr_events::CallAudio> {
+    let (tapped, tapped_rx) = mpsc::channel(NEW_CALL_QUEUE);
+    tokio::spawn(async move {
+        while let Some(mut call) = calls.recv().await {
+            let (inputs, inputs_rx) = mpsc::channel(queue.max(1));
+            let handle = tap.open(&call.call);
+            let mut from_ingest = std::mem::replace(&mut call.inputs, inputs_rx);
+            tokio::spawn(async move {
+                while let Some(input) = from_ingest.recv().await {
+                    if let winnerr_events::CallInput::Frame(frame) = &input {
+                        handle.send(frame);
+                    }
+                    if inputs.send(input).await.is_err() {
+                        break;
+                    }
+                }
+                // The call's end: its listeners are told when the handle goes.
+                drop(handle);
+            });
+            if tapped.send(call).await.is_err() {
+                break;
+            }
+        }
+    });
+    tapped_rx
 }

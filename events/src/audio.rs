@@ -33,3 +33,90 @@ pub struct CallAudio {
     pub started: CallStarted,
     pub inputs: mpsc::Receiver<CallInput>,
 }
+
+/// Live audio of the calls in this process, for listeners (managers listening in through the
+/// gateway). A call's frames are copied here only while someone listens; a listener that falls
+/// behind loses the oldest frames.
+#[derive(Debug, Default)]
+pub struct AudioTap {
+    calls: std::sync::Mutex<std::collections::HashMap<crate::ids::CallId, Tapped>>,
+}
+
+#[derive(Debug)]
+struct Tapped {
+    call: CallContext,
+    frames: tokio::sync::broadcast::Sender<std::sync::Arc<AudioFrame>>,
+}
+
+/// Frames a listener may fall behind (about 2.5 s of both tracks at 20 ms a frame).
+const TAP_BUFFER: usize = 256;
+
+impl AudioTap {
+    pub fn new() -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self::default())
+    }
+
+    fn calls(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<crate::ids::CallId, Tapped>> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes `call` listenable until the returned handle is dropped.
+    pub fn open(self: &std::sync::Arc<Self>, call: &CallContext) -> TapHandle {
+        let frames = tokio::sync::broadcast::channel(TAP_BUFFER).0;
+        self.calls().insert(
+            call.call_id.clone(),
+            Tapped {
+                call: call.clone(),
+                frames: frames.clone(),
+            },
+        );
+        TapHandle {
+            tap: self.clone(),
+            call: call.call_id.clone(),
+            frames,
+        }
+    }
+
+    /// Listens to `call`, if it is live in this process: who it belongs to, and its frames.
+    pub fn listen(
+        &self,
+        call: &crate::ids::CallId,
+    ) -> Option<(
+        CallContext,
+        tokio::sync::broadcast::Receiver<std::sync::Arc<AudioFrame>>,
+    )> {
+        self.calls()
+            .get(call)
+            .map(|tapped| (tapped.call.clone(), tapped.frames.subscribe()))
+    }
+
+    /// Calls that can be listened to now.
+    pub fn live(&self) -> usize {
+        self.calls().len()
+    }
+}
+
+/// A live call's end of the tap.
+#[derive(Debug)]
+pub struct TapHandle {
+    tap: std::sync::Arc<AudioTap>,
+    call: crate::ids::CallId,
+    frames: tokio::sync::broadcast::Sender<std::sync::Arc<AudioFrame>>,
+}
+
+impl TapHandle {
+    /// Copies `frame` to the call's listeners, if it has any.
+    pub fn send(&self, frame: &AudioFrame) {
+        if self.frames.receiver_count() > 0 {
+            let _ = self.frames.send(std::sync::Arc::new(frame.clone()));
+        }
+    }
+}
+
+impl Drop for TapHandle {
+    fn drop(&mut self) {
+        self.tap.calls().remove(&self.call);
+    }
+}

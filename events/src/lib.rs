@@ -9,7 +9,7 @@ pub mod feed;
 pub mod ids;
 mod metrics;
 
-pub use audio::{AudioFrame, CallAudio, CallInput};
+pub use audio::{AudioFrame, AudioTap, CallAudio, CallInput, TapHandle};
 pub use bus::{
     Bus, BusError, Delivery, InProcessBus, KafkaBus, KafkaConfig, RecentIds, Subscription,
 };

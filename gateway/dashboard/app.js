@@ -227,6 +227,7 @@ function renderAlerts() {
 // ---- one call ----
 
 function openCall(id) {
+  if (state.openCall !== id) stopListening();
   if (state.openCall && state.openCall !== id) {
     send({ type: "unsubscribe", channel: `call:${state.openCall}` });
     state.positions.delete(`call:${state.openCall}`);
@@ -245,6 +246,7 @@ function openCall(id) {
 
 function closeCall() {
   if (!state.openCall) return;
+  stopListening();
   send({ type: "unsubscribe", channel: `call:${state.openCall}` });
   state.positions.delete(`call:${state.openCall}`);
   state.openCall = null;
@@ -322,6 +324,80 @@ function drawSeries() {
   }
 }
 
+// ---- listen-in ----
+
+// The call's audio from /listen/<call>: 20 ms Opus packets per track (1 byte track, 8 bytes
+// call-clock ms, the packet), decoded with WebCodecs and played through Web Audio, each track
+// scheduled on the call's clock. `window.winnerrListen` counts what arrived and played.
+const listen = { socket: null, context: null, decoders: [], start: null, packets: 0, decoded: 0 };
+window.winnerrListen = listen;
+
+function stopListening() {
+  listen.socket?.close(1000);
+  for (const decoder of listen.decoders) if (decoder.state !== "closed") decoder.close();
+  listen.context?.close();
+  Object.assign(listen, { socket: null, context: null, decoders: [], start: null });
+  $("listen").textContent = "▶ Listen";
+  $("listen-status").textContent = "";
+}
+
+function play(data) {
+  const { context } = listen;
+  const samples = new Float32Array(data.numberOfFrames);
+  data.copyTo(samples, { planeIndex: 0, format: "f32-planar" });
+  const buffer = context.createBuffer(1, data.numberOfFrames, data.sampleRate);
+  buffer.copyToChannel(samples, 0);
+  const source = context.createBufferSource();
+  source.buffer = buffer;
+  source.connect(context.destination);
+  // The first packet sets the clock, 150 ms ahead to absorb jitter.
+  const at = data.timestamp / 1e6;
+  if (listen.start === null) listen.start = context.currentTime + 0.15 - at;
+  source.start(Math.max(context.currentTime, listen.start + at));
+  data.close();
+  listen.decoded++;
+}
+
+function startListening() {
+  if (!("AudioDecoder" in window)) {
+    $("listen-status").textContent = "this browser cannot decode Opus (WebCodecs)";
+    return;
+  }
+  const call = state.openCall;
+  listen.context = new AudioContext();
+  listen.decoders = [0, 1].map(() => {
+    const decoder = new AudioDecoder({ output: play, error: (e) => console.warn("decoder:", e) });
+    decoder.configure({ codec: "opus", sampleRate: 8000, numberOfChannels: 1 });
+    return decoder;
+  });
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(
+    `${scheme}://${location.host}/listen/${encodeURIComponent(call)}?access_token=${encodeURIComponent(state.token)}`);
+  socket.binaryType = "arraybuffer";
+  listen.socket = socket;
+  $("listen").textContent = "■ Stop";
+  $("listen-status").textContent = "connecting…";
+  socket.onmessage = (message) => {
+    if (typeof message.data === "string") {
+      $("listen-status").textContent = "live audio";
+      return;
+    }
+    const bytes = new DataView(message.data);
+    const track = bytes.getUint8(0);
+    const ms = Number(bytes.getBigUint64(1));
+    listen.packets++;
+    listen.decoders[track]?.decode(new EncodedAudioChunk({
+      type: "key", timestamp: ms * 1000, data: new Uint8Array(message.data, 9),
+    }));
+  };
+  socket.onclose = (event) => {
+    if (listen.socket !== socket) return;
+    const why = event.code === 1000 ? "call ended" : `closed (${event.code})`;
+    stopListening();
+    $("listen-status").textContent = why;
+  };
+}
+
 // ---- session ----
 
 function login(token) {
@@ -354,6 +430,7 @@ $("login").addEventListener("submit", (event) => {
 });
 $("logout").onclick = () => logout();
 $("close-call").onclick = closeCall;
+$("listen").onclick = () => (listen.socket ? stopListening() : startListening());
 $("my-status").onchange = () => send({ type: "presence", status: $("my-status").value });
 setInterval(() => state.calls.size && renderCalls(), 1000);
 

@@ -7,6 +7,7 @@ pub mod auth;
 mod dashboard;
 mod feed;
 mod health;
+mod listen;
 mod metrics;
 mod presence;
 pub mod rooms;

@@ -17,6 +17,9 @@ const FEED_RECOVERIES: &str = "winnerr_gateway_feed_recoveries_total";
 const FEED_REJECTED: &str = "winnerr_gateway_feed_requests_rejected_total";
 const PRESENCE_MEMBERS: &str = "winnerr_gateway_presence_members";
 const PRESENCE_CHANGES: &str = "winnerr_gateway_presence_changes_total";
+const LISTENERS: &str = "winnerr_gateway_listeners";
+const LISTEN_PACKETS: &str = "winnerr_gateway_listen_packets_total";
+const LISTEN_DROPPED: &str = "winnerr_gateway_listen_dropped_frames_total";
 const BUILD_INFO: &str = "winnerr_build_info";
 
 pub(crate) fn describe() {
@@ -39,6 +42,12 @@ pub(crate) fn describe() {
         describe_counter!(
             FEED_REJECTED,
             "Feed client requests refused, by code (bad_request, unknown_channel, forbidden, bad_token)"
+        );
+        describe_gauge!(LISTENERS, "Listen-in sockets open now");
+        describe_counter!(LISTEN_PACKETS, "Opus packets sent to listen-in sockets");
+        describe_counter!(
+            LISTEN_DROPPED,
+            "Audio frames listen-in sockets missed by falling behind their call"
         );
         describe_gauge!(PRESENCE_MEMBERS, "People online in the rooms of this gateway node");
         describe_counter!(PRESENCE_CHANGES, "Presence joins, updates and leaves, by change");
@@ -140,4 +149,16 @@ pub(crate) fn feed_duplicate() {
 /// Marks the process as up, with its version (a series that exists from the first scrape).
 pub(crate) fn build_info() {
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+pub(crate) fn listeners(change: f64) {
+    gauge!(LISTENERS).increment(change);
+}
+
+pub(crate) fn listen_packet() {
+    counter!(LISTEN_PACKETS).increment(1);
+}
+
+pub(crate) fn listen_dropped(frames: u64) {
+    counter!(LISTEN_DROPPED).increment(frames);
 }

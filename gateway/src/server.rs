@@ -12,7 +12,7 @@ use winnerr_store::Store;
 
 use crate::auth::Auth;
 use crate::rooms::Rooms;
-use crate::{api, dashboard, feed, health, metrics, presence, telemetry};
+use crate::{api, dashboard, feed, health, listen, metrics, presence, telemetry};
 
 /// How long a readiness check waits for the database or the bus.
 const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
@@ -35,6 +35,8 @@ pub struct GatewayConfig {
     pub feed_send_queue: usize,
     /// How often the gateway pings feed clients; one silent for twice this is gone.
     pub feed_heartbeat: std::time::Duration,
+    /// The live audio of this process's calls, for listen-in (none: not served here).
+    pub audio: Option<Arc<winnerr_events::AudioTap>>,
 }
 
 /// What every feed connection is held to.
@@ -52,6 +54,7 @@ struct Inner {
     auth: Auth,
     rooms: Arc<Rooms>,
     feed: FeedSettings,
+    audio: Option<Arc<winnerr_events::AudioTap>>,
     ready: AtomicBool,
     shutdown: CancellationToken,
     store: Option<Store>,
@@ -103,6 +106,7 @@ impl Gateway {
                     .feed_heartbeat
                     .max(std::time::Duration::from_millis(10)),
             },
+            audio: config.audio.clone(),
             ready: AtomicBool::new(false),
             shutdown,
             store,
@@ -115,6 +119,7 @@ impl Gateway {
     pub fn router(&self) -> Router {
         Router::new()
             .route(FEED_PATH, get(feed::upgrade))
+            .route("/listen/{call}", get(listen::upgrade))
             .merge(api::routes())
             .merge(dashboard::routes())
             .with_state(self.clone())
@@ -149,6 +154,10 @@ impl Gateway {
 
     pub(crate) fn store(&self) -> Option<&Store> {
         self.0.store.as_ref()
+    }
+
+    pub(crate) fn audio(&self) -> Option<&Arc<winnerr_events::AudioTap>> {
+        self.0.audio.as_ref()
     }
 
     pub(crate) fn feed_settings(&self) -> FeedSettings {

@@ -1,6 +1,7 @@
 //! The dashboard in a real headless Chromium (Debian's `chromium`, driven by `playwright-core`
 //! from `tests/browser/`, both installed by `deploy/browser.sh`): a manager logs in with a token
-//! and watches a simulated call, transcribed by Whisper, while an agent comes online.
+//! and watches a simulated call, transcribed by Whisper, while an agent comes online, and listens
+//! in on it (Opus, decoded by WebCodecs).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -56,10 +57,10 @@ async fn a_manager_watches_a_live_call_and_presence_in_the_browser() {
 
     // An agent comes online, and the caller speaks.
     let _agent = test.feed_unsubscribed("acme", "agent-7", Role::Agent).await;
-    let mut script = CallScript::new(
-        identity("acme", Some("agent-1"), Some("lead-1")),
-        caller_speech(),
-    );
+    // The caller speaks, then the line stays open a while: time to listen in.
+    let mut caller = caller_speech();
+    caller.extend(vec![0i16; 8_000 * 8]);
+    let mut script = CallScript::new(identity("acme", Some("agent-1"), Some("lead-1")), caller);
     script.outbound = Some(agent_speech());
     script.pace = Pace::RealTime;
     let call = test.play_in_background(&script);

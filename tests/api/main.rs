@@ -8,6 +8,7 @@ mod helpers;
 mod http;
 mod kafka;
 mod lifecycle;
+mod listen;
 mod observability;
 mod protocol;
 mod rest;

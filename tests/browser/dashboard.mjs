@@ -9,7 +9,8 @@ const WAIT = { timeout: 60_000 };
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--autoplay-policy=no-user-gesture-required"],
 });
 const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
 const problems = [];
@@ -56,6 +57,13 @@ try {
   const points = await page.locator("#sentiment-inbound").getAttribute("points");
   if (!points) throw new Error("the sentiment chart has no points");
   console.log(`sentiment: ${sentiment}; chart ${points}`);
+
+  // Listen-in: Opus packets arrive and WebCodecs decodes them for playback.
+  await page.getByTestId("listen").click();
+  await page.waitForFunction(() => window.winnerrListen.decoded >= 25, null, WAIT);
+  const heard = await page.evaluate(() => ({ ...window.winnerrListen, socket: undefined,
+    context: undefined, decoders: undefined }));
+  console.log(`listen-in: ${heard.packets} packets, ${heard.decoded} decoded`);
   if (problems.length) throw new Error(problems.join("; "));
 } catch (error) {
   failed = error;
