@@ -4,6 +4,9 @@
 //! in this process), the same messages (a final transcript's envelope, ~600 bytes) and the same
 //! schedule; each message carries the time it was published, and clients record the delay.
 //!
+//! The gateway runs on a Tokio runtime of its own (two worker threads), as Socket.IO runs in a
+//! process of its own; the clients share the machine's two cores with either.
+//!
 //! Two phases per server: steady (every room gets `STEADY_RATE` messages a second for
 //! `STEADY_S` seconds: delivery delay p50/p99, nothing lost) and a burst (`BURST` messages to every
 //! room at once: delivered messages per second until the last client has the last one). Memory per
@@ -204,12 +207,22 @@ async fn wait_for(seen: &Seen, expected: u64, limit: Duration) -> Duration {
     started.elapsed()
 }
 
-async fn gateway(orgs: &[OrgId], per_org: usize, steady_s: u64, burst: usize) -> Figures {
+async fn gateway(
+    server: tokio::runtime::Handle,
+    orgs: &[OrgId],
+    per_org: usize,
+    steady_s: u64,
+    burst: usize,
+) -> Figures {
     let mut config = Config::local("127.0.0.1:0".parse().unwrap());
     config.asr = false;
     config.scoring = false;
     config.bus_capacity = 1 << 16;
-    let app = App::start(&config).await.expect("the engine starts");
+    // The engine runs on threads of its own, as Socket.IO runs in a process of its own.
+    let app = server
+        .spawn(async move { App::start(&config).await.expect("the engine starts") })
+        .await
+        .unwrap();
     let clients = orgs.len() * per_org;
     let seen = Seen::new();
     let before = rss_kib(std::process::id());
@@ -289,7 +302,7 @@ async fn gateway(orgs: &[OrgId], per_org: usize, steady_s: u64, burst: usize) ->
     for Client(task) in tasks {
         task.abort();
     }
-    app.shutdown().await;
+    server.spawn(app.shutdown()).await.unwrap();
     Figures {
         clients,
         connect_s,
@@ -426,8 +439,14 @@ fn main() {
     let orgs: Vec<OrgId> = (0..org_count)
         .map(|k| OrgId::parse(format!("org-{k}")).unwrap())
         .collect();
-    let rt = runtime();
-    let mut ours = rt.block_on(gateway(&orgs, per_org, steady_s, burst));
+    let (rt, server) = (runtime(), runtime());
+    let mut ours = rt.block_on(gateway(
+        server.handle().clone(),
+        &orgs,
+        per_org,
+        steady_s,
+        burst,
+    ));
     let theirs = rt.block_on(socket_io(&orgs, per_org, steady_s, burst));
     // The gateway's share of this process's growth: what the same clients grew it by on their own.
     ours.server_kib_per_connection =

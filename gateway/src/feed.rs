@@ -38,6 +38,12 @@ pub const CLOSE_TOO_SLOW: u16 = 4008;
 
 /// The longest message a client may send.
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+/// A connection's socket read buffer.
+const READ_BUFFER: usize = 4 * 1024;
+/// Bytes gathered before a write to the socket (a batch is flushed whatever its size).
+const WRITE_BUFFER: usize = 8 * 1024;
+/// Queued messages written to the socket together before a flush.
+const WRITE_BATCH: usize = 64;
 /// How long a closing connection may take to send what it has queued and its close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// How long a recovering client may take to accept its replay.
@@ -62,6 +68,10 @@ pub(crate) async fn upgrade(
             let connections = gateway.connections().clone();
             upgrade
                 .max_message_size(MAX_CLIENT_MESSAGE)
+                // Clients say little; the default 128 KiB buffers each would cost ~10x the
+                // rest of a connection's memory.
+                .read_buffer_size(READ_BUFFER)
+                .write_buffer_size(WRITE_BUFFER)
                 .on_upgrade(move |socket| connections.track_future(serve(socket, gateway, claims)))
         }
         Err(err) => err.into_response(),
@@ -306,15 +316,28 @@ async fn write(
             }
             outgoing = queue.recv() => outgoing,
         };
-        let Some(Outgoing { message, event }) = outgoing else {
-            return;
-        };
-        let closing = matches!(message, Message::Close(_));
-        if sink.send(message).await.is_err() || closing {
+        if outgoing.is_none() {
             return;
         }
-        if let Some((ts_ms, spoken)) = event {
-            let now = winnerr_events::event::now_ms();
+        // What is queued goes out together: one flush (one write) for a burst.
+        let (mut next, mut events, mut closing, mut fed) = (outgoing, Vec::new(), false, 0);
+        while let Some(Outgoing { message, event }) = next.take() {
+            closing = matches!(message, Message::Close(_));
+            if sink.feed(message).await.is_err() {
+                return;
+            }
+            events.extend(event);
+            fed += 1;
+            if closing || fed >= WRITE_BATCH {
+                break;
+            }
+            next = queue.try_recv().ok();
+        }
+        if sink.flush().await.is_err() || closing {
+            return;
+        }
+        let now = winnerr_events::event::now_ms();
+        for (ts_ms, spoken) in events {
             metrics::feed_sent(now.saturating_sub(ts_ms) as f64 / 1000.0);
             if let Some((kind, spoken_at)) = spoken {
                 metrics::speech_delivered(kind, now.saturating_sub(spoken_at) as f64 / 1000.0);
