@@ -4,7 +4,7 @@
 //! send queue: when it runs low, interim transcripts are skipped; when it is full, the client is
 //! closed (4008), and nobody else waits for it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -16,7 +16,6 @@ use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use winnerr_events::{
@@ -38,16 +37,14 @@ pub const CLOSE_TOO_SLOW: u16 = 4008;
 
 /// The longest message a client may send.
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+/// Room items taken at once before the socket is written again.
+const READ_BATCH: usize = 32;
 /// A connection's socket read buffer.
 const READ_BUFFER: usize = 4 * 1024;
 /// Bytes gathered before a write to the socket (a batch is flushed whatever its size).
 const WRITE_BUFFER: usize = 8 * 1024;
-/// Queued messages written to the socket together before a flush.
-const WRITE_BATCH: usize = 64;
 /// How long a closing connection may take to send what it has queued and its close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
-/// How long a recovering client may take to accept its replay.
-const REPLAY_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct TokenQuery {
@@ -112,8 +109,11 @@ struct Connection {
     gateway: Gateway,
     claims: Claims,
     room: Arc<Room>,
-    queue: mpsc::Sender<Outgoing>,
+    /// Messages waiting for the socket.
+    queue: VecDeque<Outgoing>,
     queue_size: usize,
+    /// The queue is full at this length: `queue_size`, or more while a recovery's replay drains.
+    limit: usize,
     /// Each channel followed, with the offset its live messages start after.
     subscriptions: HashMap<Channel, u64>,
     expires: Instant,
@@ -125,17 +125,21 @@ impl Connection {
     }
 
     /// Queues a message, or says the client is too slow to take it.
-    fn push(&self, outgoing: Outgoing) -> Result<(), Closing> {
-        self.queue.try_send(outgoing).map_err(|_| TOO_SLOW)
+    fn push(&mut self, outgoing: Outgoing) -> Result<(), Closing> {
+        if self.queue.len() >= self.limit {
+            return Err(TOO_SLOW);
+        }
+        self.queue.push_back(outgoing);
+        Ok(())
     }
 
-    fn reply(&self, message: &FeedMessage) -> Result<(), Closing> {
+    fn reply(&mut self, message: &FeedMessage) -> Result<(), Closing> {
         self.push(Outgoing::text(message))
     }
 
-    fn push_event(&self, event: &EventItem, channel: &Channel) -> Result<(), Closing> {
+    fn push_event(&mut self, event: &EventItem, channel: &Channel) -> Result<(), Closing> {
         // Interim words are worth less than keeping up: skip them while the queue is half full.
-        if event.interim && self.queue.capacity() < self.queue_size / 2 {
+        if event.interim && self.queue.len() >= self.queue_size / 2 {
             metrics::feed_dropped("interim", 1);
             return Ok(());
         }
@@ -146,7 +150,7 @@ impl Connection {
     }
 
     /// Hands a room item to the client on every channel it follows that the item is on.
-    fn forward(&self, item: &FeedItem) -> Result<(), Closing> {
+    fn forward(&mut self, item: &FeedItem) -> Result<(), Closing> {
         match item {
             FeedItem::Presence { offset, text } => {
                 if self
@@ -164,10 +168,14 @@ impl Connection {
                 if !self.sees(event) {
                     return Ok(());
                 }
-                for (channel, from) in &self.subscriptions {
-                    if event.offset > *from && event.on(channel) {
-                        self.push_event(event, channel)?;
-                    }
+                let channels: Vec<Channel> = self
+                    .subscriptions
+                    .iter()
+                    .filter(|(channel, from)| event.offset > **from && event.on(channel))
+                    .map(|(channel, _)| channel.clone())
+                    .collect();
+                for channel in &channels {
+                    self.push_event(event, channel)?;
                 }
             }
         }
@@ -175,7 +183,7 @@ impl Connection {
     }
 
     fn refuse(
-        &self,
+        &mut self,
         code: ErrorCode,
         message: String,
         channel: Option<&str>,
@@ -190,7 +198,7 @@ impl Connection {
     }
 
     /// Does what the client asked.
-    async fn request(&mut self, text: &str) -> Result<(), Closing> {
+    fn request(&mut self, text: &str) -> Result<(), Closing> {
         let request = match serde_json::from_str::<ClientMessage>(text) {
             Ok(request) => request,
             Err(err) => {
@@ -222,23 +230,19 @@ impl Connection {
                     );
                 }
                 let start = self.room.start(&channel, since);
-                let replay = async {
-                    for item in &start.replay {
-                        if let FeedItem::Event(event) = &**item
-                            && self.sees(event)
-                        {
-                            let outgoing = Outgoing {
-                                message: Message::Text(event.message(&channel)),
-                                event: Some((event.ts_ms, event.spoken)),
-                            };
-                            self.queue.send(outgoing).await.map_err(|_| TOO_SLOW)?;
-                        }
+                // A replay may go past the queue's size (the history is bounded); live messages
+                // count as too many only past the replay plus half a queue.
+                for item in &start.replay {
+                    if let FeedItem::Event(event) = &**item
+                        && self.sees(event)
+                    {
+                        self.queue.push_back(Outgoing {
+                            message: Message::Text(event.message(&channel)),
+                            event: Some((event.ts_ms, event.spoken)),
+                        });
                     }
-                    Ok(())
-                };
-                tokio::time::timeout(REPLAY_WAIT, replay)
-                    .await
-                    .map_err(|_| TOO_SLOW)??;
+                }
+                self.limit = self.limit.max(self.queue.len() + self.queue_size / 2);
                 self.subscriptions
                     .insert(channel.clone(), start.position.offset);
                 self.reply(&FeedMessage::Subscribed {
@@ -289,71 +293,36 @@ fn expiry(exp: u64) -> Instant {
             .unwrap_or_default()
 }
 
-/// Sends queued messages until the queue closes or a close frame has gone; an urgent close
-/// (a client too slow for its queue) goes out ahead of what is queued.
-async fn write(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut queue: mpsc::Receiver<Outgoing>,
-    urgent: oneshot::Receiver<CloseFrame>,
-) {
-    let mut urgent = Some(urgent);
-    loop {
-        let outgoing = tokio::select! {
-            biased;
-            frame = async { urgent.as_mut().expect("guarded").await }, if urgent.is_some() => {
-                match frame {
-                    Ok(frame) => {
-                        let close = sink.send(Message::Close(Some(frame)));
-                        let _ = tokio::time::timeout(CLOSE_WAIT, close).await;
-                        return;
-                    }
-                    // No urgent close will come; carry on with the queue.
-                    Err(_) => {
-                        urgent = None;
-                        continue;
-                    }
+/// Moves queued messages into the socket and flushes them: one write for what is waiting. Safe
+/// to cancel at any await: a message leaves the queue only once the socket has taken it, and
+/// what the socket has taken is flushed by the next call.
+async fn write_queued(
+    sink: &mut SplitSink<WebSocket, Message>,
+    queue: &mut VecDeque<Outgoing>,
+) -> Result<(), axum::Error> {
+    std::future::poll_fn(|cx| {
+        while !queue.is_empty() {
+            std::task::ready!(sink.poll_ready_unpin(cx))?;
+            let Outgoing { message, event } = queue.pop_front().expect("not empty");
+            sink.start_send_unpin(message)?;
+            if let Some((ts_ms, spoken)) = event {
+                let now = winnerr_events::event::now_ms();
+                metrics::feed_sent(now.saturating_sub(ts_ms) as f64 / 1000.0);
+                if let Some((kind, spoken_at)) = spoken {
+                    metrics::speech_delivered(kind, now.saturating_sub(spoken_at) as f64 / 1000.0);
                 }
             }
-            outgoing = queue.recv() => outgoing,
-        };
-        if outgoing.is_none() {
-            return;
         }
-        // What is queued goes out together: one flush (one write) for a burst.
-        let (mut next, mut events, mut closing, mut fed) = (outgoing, Vec::new(), false, 0);
-        while let Some(Outgoing { message, event }) = next.take() {
-            closing = matches!(message, Message::Close(_));
-            if sink.feed(message).await.is_err() {
-                return;
-            }
-            events.extend(event);
-            fed += 1;
-            if closing || fed >= WRITE_BATCH {
-                break;
-            }
-            next = queue.try_recv().ok();
-        }
-        if sink.flush().await.is_err() || closing {
-            return;
-        }
-        let now = winnerr_events::event::now_ms();
-        for (ts_ms, spoken) in events {
-            metrics::feed_sent(now.saturating_sub(ts_ms) as f64 / 1000.0);
-            if let Some((kind, spoken_at)) = spoken {
-                metrics::speech_delivered(kind, now.saturating_sub(spoken_at) as f64 / 1000.0);
-            }
-        }
-    }
+        sink.poll_flush_unpin(cx)
+    })
+    .await
 }
 
 async fn serve(socket: WebSocket, gateway: Gateway, claims: Claims) {
     let settings = gateway.feed_settings();
     let room = gateway.rooms().room(&claims.org);
     let mut items = room.receiver();
-    let (sink, mut incoming) = socket.split();
-    let (queue, outgoing) = mpsc::channel(settings.send_queue);
-    let (urgent, urgent_close) = oneshot::channel();
-    let mut writer = tokio::spawn(write(sink, outgoing, urgent_close));
+    let (mut sink, mut incoming) = socket.split();
     metrics::feed_connected();
     info!(user_id = %claims.sub, org_id = %claims.org, role = ?claims.role, "feed client connected");
 
@@ -368,8 +337,9 @@ async fn serve(socket: WebSocket, gateway: Gateway, claims: Claims) {
         expires: expiry(claims.exp),
         gateway: gateway.clone(),
         room: room.clone(),
-        queue,
+        queue: VecDeque::with_capacity(16),
         queue_size: settings.send_queue,
+        limit: settings.send_queue,
         subscriptions: HashMap::new(),
         claims,
     };
@@ -386,10 +356,32 @@ async fn serve(socket: WebSocket, gateway: Gateway, claims: Claims) {
         tokio::time::interval_at(Instant::now() + settings.heartbeat, settings.heartbeat);
     let mut last_heard = Instant::now();
     let mut closing = connection.reply(&hello).err();
+    // One task reads the room, answers the client and writes to its socket: a message takes no
+    // hop between tasks on its way out. The socket is written whenever something is queued, and
+    // everything else goes on meanwhile, so a slow socket fills only its own queue.
     while closing.is_none() {
         closing = tokio::select! {
+            written = write_queued(&mut sink, &mut connection.queue), if !connection.queue.is_empty() => {
+                if written.is_err() {
+                    break;
+                }
+                if connection.queue.len() < connection.queue_size {
+                    connection.limit = connection.queue_size;
+                }
+                None
+            }
             item = items.recv() => match item {
-                Ok(item) => connection.forward(&item).err(),
+                Ok(item) => {
+                    // Whatever else the room has ready joins it, so a burst is written together.
+                    let mut closing = connection.forward(&item).err();
+                    for _ in 1..READ_BATCH {
+                        match items.try_recv() {
+                            Ok(item) if closing.is_none() => closing = connection.forward(&item).err(),
+                            _ => break,
+                        }
+                    }
+                    closing
+                }
                 Err(RecvError::Lagged(missed)) => {
                     metrics::feed_dropped("lagged", missed);
                     debug!(user_id = %user, missed, "feed client fell behind its room");
@@ -401,7 +393,7 @@ async fn serve(socket: WebSocket, gateway: Gateway, claims: Claims) {
                 Some(Ok(message)) => {
                     last_heard = Instant::now();
                     match message {
-                        Message::Text(text) => connection.request(text.as_str()).await.err(),
+                        Message::Text(text) => connection.request(text.as_str()).err(),
                         Message::Binary(_) => connection
                             .refuse(ErrorCode::BadRequest, "feed messages are JSON text frames".into(), None)
                             .err(),
@@ -431,33 +423,29 @@ async fn serve(socket: WebSocket, gateway: Gateway, claims: Claims) {
         };
     }
     room.leave(&user);
-    let Connection { queue, .. } = connection;
     if let Some(closing) = closing {
         metrics::feed_closed(closing.metric);
         let frame = CloseFrame {
             code: closing.code,
             reason: Utf8Bytes::from_static(closing.reason),
         };
+        let mut queue = std::mem::take(&mut connection.queue);
         if closing.code == CLOSE_TOO_SLOW {
+            // Ahead of what is queued: the client would not read that anyway.
             warn!(user_id = %user, "feed client too slow for its send queue: closed");
-            let _ = urgent.send(frame);
-        } else {
-            // What is queued goes first, then the close frame.
-            let close = Outgoing {
-                message: Message::Close(Some(frame)),
-                event: None,
-            };
-            let _ = tokio::time::timeout(CLOSE_WAIT, queue.send(close)).await;
+            queue.clear();
         }
-    }
-    drop(queue);
-    if tokio::time::timeout(CLOSE_WAIT * 2, &mut writer)
-        .await
-        .is_err()
-    {
-        // Stuck on a client that reads nothing: drop the socket.
-        writer.abort();
-        debug!(user_id = %user, "feed client did not take its close in time");
+        queue.push_back(Outgoing {
+            message: Message::Close(Some(frame)),
+            event: None,
+        });
+        // A client that reads nothing gets no more time than this; then the socket is dropped.
+        if tokio::time::timeout(CLOSE_WAIT, write_queued(&mut sink, &mut queue))
+            .await
+            .is_err()
+        {
+            debug!(user_id = %user, "feed client did not take its close in time");
+        }
     }
     metrics::feed_disconnected();
     info!(user_id = %user, "feed client disconnected");
