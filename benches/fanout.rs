@@ -42,13 +42,15 @@ fn sizes() -> (usize, usize, u64, usize) {
 }
 const STEADY_RATE: f64 = 2.0;
 const CONNECTING_AT_ONCE: usize = 200;
-const MAX_DELAY_MS: usize = 10_000;
+/// Delays are counted in buckets of 100 µs, up to 10 s.
+const BUCKETS: usize = 100_000;
+const BUCKET_US: u64 = 100;
 
 /// What the clients saw.
 struct Seen {
     delivered: AtomicU64,
     recording: AtomicBool,
-    /// Delays in whole milliseconds (the last bucket holds anything longer).
+    /// Delays in buckets of [`BUCKET_US`] (the last bucket holds anything longer).
     delays: Vec<AtomicU64>,
 }
 
@@ -57,26 +59,26 @@ impl Seen {
         Arc::new(Self {
             delivered: AtomicU64::new(0),
             recording: AtomicBool::new(false),
-            delays: (0..=MAX_DELAY_MS).map(|_| AtomicU64::new(0)).collect(),
+            delays: (0..=BUCKETS).map(|_| AtomicU64::new(0)).collect(),
         })
     }
 
-    /// Records one message, from the `"ts_ms":` it carries.
+    /// Records one message, from the `sent_us=` its publisher wrote into it.
     fn record(&self, text: &str) {
         self.delivered.fetch_add(1, Ordering::Relaxed);
         if !self.recording.load(Ordering::Relaxed) {
             return;
         }
-        let Some(at) = text.find("\"ts_ms\":") else {
+        let Some(at) = text.find(SENT_MARK) else {
             return;
         };
-        let digits: String = text[at + 8..]
+        let digits: String = text[at + SENT_MARK.len()..]
             .chars()
             .take_while(|c| c.is_ascii_digit())
             .collect();
-        if let Ok(ts) = digits.parse::<u64>() {
-            let delay = winnerr_events::now_ms().saturating_sub(ts) as usize;
-            self.delays[delay.min(MAX_DELAY_MS)].fetch_add(1, Ordering::Relaxed);
+        if let Ok(sent) = digits.parse::<u64>() {
+            let bucket = (now_us().saturating_sub(sent) / BUCKET_US) as usize;
+            self.delays[bucket.min(BUCKETS)].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -89,7 +91,7 @@ impl Seen {
     }
 
     /// The delay (ms) below which fraction `q` of the recorded messages arrived.
-    fn percentile(&self, q: f64) -> usize {
+    fn percentile(&self, q: f64) -> f64 {
         let counts: Vec<u64> = self
             .delays
             .iter()
@@ -97,13 +99,13 @@ impl Seen {
             .collect();
         let total: u64 = counts.iter().sum();
         let mut seen = 0;
-        for (ms, count) in counts.iter().enumerate() {
+        for (bucket, count) in counts.iter().enumerate() {
             seen += count;
             if seen as f64 >= q * total as f64 {
-                return ms;
+                return ((bucket as u64 + 1) * BUCKET_US) as f64 / 1000.0;
             }
         }
-        MAX_DELAY_MS
+        (BUCKETS as u64 * BUCKET_US) as f64 / 1000.0
     }
 }
 
@@ -113,8 +115,8 @@ struct Figures {
     connect_s: f64,
     steady_expected: u64,
     steady_delivered: u64,
-    p50_ms: usize,
-    p99_ms: usize,
+    p50_ms: f64,
+    p99_ms: f64,
     burst_delivered: u64,
     burst_expected: u64,
     burst_per_s: f64,
@@ -153,6 +155,19 @@ fn raise_open_files() -> u64 {
     limit.rlim_cur
 }
 
+/// Where a message says when it was published (µs since the epoch): in its text, the same for
+/// both servers, since the envelope's own `ts_ms` has only milliseconds.
+const SENT_MARK: &str = "sent_us=";
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+const TEXT: &str = "We're pre-approved and our lease ends next month, so we would like to see the \
+                    house on Maple Street this weekend if the owners are flexible on the price.";
+
 fn message(org: &OrgId, n: u64) -> Envelope {
     let ctx = CallContext {
         org_id: org.clone(),
@@ -160,16 +175,15 @@ fn message(org: &OrgId, n: u64) -> Envelope {
         agent_id: Some(UserId::parse("agent-1").unwrap()),
         lead_id: None,
     };
-    let text = "We're pre-approved and our lease ends next month, so we would like to see the \
-                house on Maple Street this weekend if the owners are flexible on the price.";
+    let text = format!("[{SENT_MARK}{}] {TEXT}", now_us());
     Envelope::new(
         &ctx,
         Event::Transcript(Transcript {
             track: Track::Inbound,
             utterance: 3,
             is_final: true,
-            text: text.into(),
-            stable_text: text.into(),
+            stable_text: text.clone(),
+            text,
             start_ms: 41_200,
             end_ms: 47_900,
             last_voiced_at_ms: winnerr_events::now_ms(),
@@ -465,7 +479,7 @@ fn main() {
         ("Socket.IO 4.8.4 (node)", &theirs),
     ] {
         println!(
-            "| {name} | {} | {:.1} | {}/{} | {} | {} | {}/{} | {:.0} | {:.1} |",
+            "| {name} | {} | {:.1} | {}/{} | {:.1} | {:.1} | {}/{} | {:.0} | {:.1} |",
             f.clients,
             f.connect_s,
             f.steady_delivered,
@@ -479,7 +493,7 @@ fn main() {
         );
     }
     println!(
-        "ratio (gateway / Socket.IO): burst messages/s {:.2}x; steady p99 {} ms vs {} ms",
+        "ratio (gateway / Socket.IO): burst messages/s {:.2}x; steady p99 {:.1} ms vs {:.1} ms",
         ours.burst_per_s / theirs.burst_per_s,
         ours.p99_ms,
         theirs.p99_ms

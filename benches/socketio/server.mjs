@@ -1,6 +1,7 @@
 // Socket.IO rooms on the same fan-out as the gateway, the reference of benches/fanout.rs.
 // Clients connect over WebSocket with ?org=<room>; each joins its room. Commands arrive on stdin,
-// one JSON object per line; the server stamps each message's ts_ms when it emits it:
+// one JSON object per line; the server stamps each message with the time it emits it (ts_ms, and
+// sent_us in its text, as the Rust side stamps the gateway's):
 //   {"cmd":"steady","rooms":["org-0",…],"per_room_per_s":2,"seconds":10,"template":{…}}
 //   {"cmd":"burst","rooms":[…],"count":50,"template":{…}}
 // and answers "done" on stdout when it has emitted everything.
@@ -15,9 +16,13 @@ const io = new Server(Number(process.env.PORT), {
 });
 io.on("connection", (socket) => socket.join(String(socket.handshake.query.org)));
 
+// As the Rust side does: the publish time in µs, written into the message's text.
+const text = (template) => template.text.replace(/^\[sent_us=\d+\]/, "");
 function emit(rooms, template) {
   for (const room of rooms) {
-    io.to(room).emit("event", { ...template, ts_ms: Date.now() });
+    const us = Math.round((performance.timeOrigin + performance.now()) * 1000);
+    const stamped = `[sent_us=${us}]${text(template)}`;
+    io.to(room).emit("event", { ...template, ts_ms: Date.now(), text: stamped, stable_text: stamped });
   }
 }
 
