@@ -7,7 +7,7 @@
 //! The gateway runs on a Tokio runtime of its own (two worker threads), as Socket.IO runs in a
 //! process of its own; the clients share the machine's two cores with either.
 //!
-//! Two phases per server: steady (every room gets `STEADY_RATE` messages a second for
+//! Phases per server: steady (every room gets each of `STEADY_RATES` messages a second for
 //! `STEADY_S` seconds: delivery delay p50/p99, nothing lost) and a burst (`BURST` messages to every
 //! room at once: delivered messages per second until the last client has the last one). Memory per
 //! connection: Socket.IO's from its process; the gateway's from this process's growth while its
@@ -40,7 +40,8 @@ fn sizes() -> (usize, usize, u64, usize) {
         (4, 10, 2, 5)
     }
 }
-const STEADY_RATE: f64 = 2.0;
+/// Messages a second per room in the steady phases: light, and near Socket.IO's capacity.
+const STEADY_RATES: [f64; 2] = [2.0, 8.0];
 const CONNECTING_AT_ONCE: usize = 200;
 /// Delays are counted in buckets of 100 µs, up to 10 s.
 const BUCKETS: usize = 100_000;
@@ -109,14 +110,34 @@ impl Seen {
     }
 }
 
+/// A steady phase's figures.
+struct Steady {
+    rate: f64,
+    expected: u64,
+    delivered: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+impl Steady {
+    /// Waits for the phase's messages (up to 10 s) and reads what the clients recorded.
+    async fn measure(seen: &Seen, rate: f64, expected: u64) -> Self {
+        wait_for(seen, expected, Duration::from_secs(10)).await;
+        Self {
+            rate,
+            expected,
+            delivered: seen.delivered.load(Ordering::SeqCst),
+            p50_ms: seen.percentile(0.5),
+            p99_ms: seen.percentile(0.99),
+        }
+    }
+}
+
 /// Figures of one server.
 struct Figures {
     clients: usize,
     connect_s: f64,
-    steady_expected: u64,
-    steady_delivered: u64,
-    p50_ms: f64,
-    p99_ms: f64,
+    steady: Vec<Steady>,
     burst_delivered: u64,
     burst_expected: u64,
     burst_per_s: f64,
@@ -281,24 +302,23 @@ async fn gateway(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let growth = rss_kib(std::process::id()) - before;
 
-    // Steady.
-    seen.reset(true);
-    let per_ms = STEADY_RATE * orgs.len() as f64 / 1000.0;
-    let start = Instant::now();
-    let mut sent = 0usize;
-    while start.elapsed() < Duration::from_secs(steady_s) {
-        let due = (start.elapsed().as_millis() as f64 * per_ms) as usize;
-        while sent < due {
-            let org = &orgs[sent % orgs.len()];
-            app.bus.publish(message(org, sent as u64)).await.unwrap();
-            sent += 1;
+    let mut steady = Vec::new();
+    for rate in STEADY_RATES {
+        seen.reset(true);
+        let per_ms = rate * orgs.len() as f64 / 1000.0;
+        let start = Instant::now();
+        let mut sent = 0usize;
+        while start.elapsed() < Duration::from_secs(steady_s) {
+            let due = (start.elapsed().as_millis() as f64 * per_ms) as usize;
+            while sent < due {
+                let org = &orgs[sent % orgs.len()];
+                app.bus.publish(message(org, sent as u64)).await.unwrap();
+                sent += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        steady.push(Steady::measure(&seen, rate, (sent * per_org) as u64).await);
     }
-    let steady_expected = (sent * per_org) as u64;
-    wait_for(&seen, steady_expected, Duration::from_secs(10)).await;
-    let steady_delivered = seen.delivered.load(Ordering::SeqCst);
-    let (p50_ms, p99_ms) = (seen.percentile(0.5), seen.percentile(0.99));
 
     // Burst.
     seen.reset(false);
@@ -320,10 +340,7 @@ async fn gateway(
     Figures {
         clients,
         connect_s,
-        steady_expected,
-        steady_delivered,
-        p50_ms,
-        p99_ms,
+        steady,
         burst_delivered,
         burst_expected,
         burst_per_s: burst_delivered as f64 / elapsed,
@@ -399,18 +416,18 @@ async fn socket_io(orgs: &[OrgId], per_org: usize, steady_s: u64, burst: usize) 
     let rooms: Vec<&str> = orgs.iter().map(|o| o.as_str()).collect();
     let template = serde_json::to_value(message(&orgs[0], 0)).unwrap();
     let command = |value: serde_json::Value| value.to_string() + "\n";
-    seen.reset(true);
-    let steady = command(serde_json::json!({
-        "cmd": "steady", "rooms": rooms, "per_room_per_s": STEADY_RATE,
-        "seconds": steady_s, "template": template,
-    }));
-    stdin.write_all(steady.as_bytes()).await.unwrap();
-    assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("done"));
-    let steady_expected =
-        ((STEADY_RATE * orgs.len() as f64 * steady_s as f64) as usize * per_org) as u64;
-    wait_for(&seen, steady_expected, Duration::from_secs(10)).await;
-    let steady_delivered = seen.delivered.load(Ordering::SeqCst);
-    let (p50_ms, p99_ms) = (seen.percentile(0.5), seen.percentile(0.99));
+    let mut steady = Vec::new();
+    for rate in STEADY_RATES {
+        seen.reset(true);
+        let line = command(serde_json::json!({
+            "cmd": "steady", "rooms": rooms, "per_room_per_s": rate,
+            "seconds": steady_s, "template": template,
+        }));
+        stdin.write_all(line.as_bytes()).await.unwrap();
+        assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("done"));
+        let expected = ((rate * orgs.len() as f64 * steady_s as f64) as usize * per_org) as u64;
+        steady.push(Steady::measure(&seen, rate, expected).await);
+    }
 
     seen.reset(false);
     let burst_expected = (orgs.len() * burst * per_org) as u64;
@@ -430,10 +447,7 @@ async fn socket_io(orgs: &[OrgId], per_org: usize, steady_s: u64, burst: usize) 
     Figures {
         clients,
         connect_s,
-        steady_expected,
-        steady_delivered,
-        p50_ms,
-        p99_ms,
+        steady,
         burst_delivered,
         burst_expected,
         burst_per_s: burst_delivered as f64 / elapsed,
@@ -468,34 +482,49 @@ fn main() {
 
     println!("fan-out on {}", machine());
     println!(
-        "{org_count} organization rooms x {per_org} clients; steady {STEADY_RATE} messages/s per room for {steady_s} s; burst {burst} per room"
+        "{org_count} organization rooms x {per_org} clients; steady phases of {steady_s} s; burst {burst} per room"
     );
-    println!(
-        "| server | clients | connect s | steady delivered | p50 ms | p99 ms | burst delivered | burst msgs/s | server KiB/conn |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for (name, f) in [
+    let servers = [
         ("winnerr gateway", &ours),
         ("Socket.IO 4.8.4 (node)", &theirs),
-    ] {
+    ];
+    println!("| server | clients | connect s | burst delivered | burst msgs/s | server KiB/conn |");
+    println!("|---|---|---|---|---|---|");
+    for (name, f) in servers {
         println!(
-            "| {name} | {} | {:.1} | {}/{} | {:.1} | {:.1} | {}/{} | {:.0} | {:.1} |",
+            "| {name} | {} | {:.1} | {}/{} | {:.0} | {:.1} |",
             f.clients,
             f.connect_s,
-            f.steady_delivered,
-            f.steady_expected,
-            f.p50_ms,
-            f.p99_ms,
             f.burst_delivered,
             f.burst_expected,
             f.burst_per_s,
             f.server_kib_per_connection
         );
     }
-    println!(
-        "ratio (gateway / Socket.IO): burst messages/s {:.2}x; steady p99 {:.1} ms vs {:.1} ms",
-        ours.burst_per_s / theirs.burst_per_s,
-        ours.p99_ms,
-        theirs.p99_ms
+    println!("| server | msgs/s per room | deliveries/s | delivered | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|---|");
+    for (i, rate) in STEADY_RATES.iter().enumerate() {
+        for (name, f) in servers {
+            let phase = &f.steady[i];
+            println!(
+                "| {name} | {rate} | {:.0} | {}/{} | {:.1} | {:.1} |",
+                phase.rate * f.clients as f64,
+                phase.delivered,
+                phase.expected,
+                phase.p50_ms,
+                phase.p99_ms
+            );
+        }
+    }
+    print!(
+        "ratio (gateway / Socket.IO): burst messages/s {:.2}x",
+        ours.burst_per_s / theirs.burst_per_s
     );
+    for (i, rate) in STEADY_RATES.iter().enumerate() {
+        print!(
+            "; p99 at {rate}/s per room {:.1} ms vs {:.1} ms",
+            ours.steady[i].p99_ms, theirs.steady[i].p99_ms
+        );
+    }
+    println!();
 }
