@@ -10,7 +10,8 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use winnerr::{App, Config};
 use winnerr_events::{
-    CallId, ClientMessage, Envelope, Event, FeedMessage, LeadId, OrgId, Position, Role, UserId,
+    CallId, ClientMessage, Envelope, Event, FeedMessage, LeadId, Member, OrgId, Position,
+    PresenceChange, Role, UserId,
 };
 use winnerr_ingest::simulator::{Socket, decode_wav_8k};
 use winnerr_ingest::{CallScript, PlayReport, Simulator, StreamIdentity};
@@ -69,6 +70,16 @@ impl TestApp {
         let mut client = self.feed_unsubscribed(org, user, role).await;
         client.subscribe("calls", None).await;
         client
+    }
+
+    /// A feed client of `user` following the `org` channel, and who was online when it began.
+    pub async fn org_feed(&self, org: &str, user: &str, role: Role) -> (FeedClient, Vec<Member>) {
+        let mut client = self.feed_unsubscribed(org, user, role).await;
+        client.subscribe("org", None).await;
+        match client.next_message().await {
+            Some(FeedMessage::PresenceState { members }) => (client, members),
+            other => panic!("expected the presence list, got {other:?}"),
+        }
     }
 
     /// A feed client of `user` after its `hello`, following nothing yet.
@@ -210,6 +221,14 @@ impl FeedClient {
                 Some(FeedMessage::Event { offset, event, .. }) => replayed.push((offset, event)),
                 other => panic!("expected subscribed, got {other:?}"),
             }
+        }
+    }
+
+    /// The next presence change on the feed.
+    pub async fn next_presence(&mut self) -> (PresenceChange, Member) {
+        match self.next_message().await {
+            Some(FeedMessage::Presence { change, member }) => (change, member),
+            other => panic!("expected presence, got {other:?}"),
         }
     }
 

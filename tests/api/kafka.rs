@@ -409,7 +409,7 @@ fn recording_writer(
 /// the bus; when node B stops, its people leave A's list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_is_shared_by_gateway_nodes_over_the_bus() {
-    use winnerr_events::{ClientMessage, FeedMessage, PresenceChange, PresenceStatus};
+    use winnerr_events::{ClientMessage, PresenceChange, PresenceStatus};
     let broker = Broker::start().await;
     let fast_heartbeat = |config: &mut winnerr::Config| {
         on_kafka(config, &broker);
@@ -417,25 +417,13 @@ async fn presence_is_shared_by_gateway_nodes_over_the_bus() {
     };
     let node_a = spawn_app_with(fast_heartbeat).await;
     let node_b = spawn_app_with(fast_heartbeat).await;
-    let mut manager = node_a
-        .feed_unsubscribed("acme", "manager-1", Role::Manager)
-        .await;
-    manager.subscribe("org", None).await;
-    assert!(matches!(
-        manager.next_message().await,
-        Some(FeedMessage::PresenceState { .. })
-    ));
+    let (mut manager, _) = node_a.org_feed("acme", "manager-1", Role::Manager).await;
     // Waits for the next presence change of `user` on the manager's feed.
     async fn change_of(feed: &mut FeedClient, user: &str) -> (PresenceChange, PresenceStatus) {
         loop {
-            match feed.next_message().await {
-                Some(FeedMessage::Presence { change, member })
-                    if member.user_id.as_str() == user =>
-                {
-                    return (change, member.status);
-                }
-                Some(FeedMessage::Presence { .. }) => {}
-                other => panic!("expected presence, got {other:?}"),
+            let (change, member) = feed.next_presence().await;
+            if member.user_id.as_str() == user {
+                return (change, member.status);
             }
         }
     }

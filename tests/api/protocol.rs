@@ -117,13 +117,6 @@ async fn until_end(feed: &mut FeedClient, call: &CallId) -> Vec<(String, u64, Ar
     }
 }
 
-async fn presence(feed: &mut FeedClient) -> (PresenceChange, winnerr_events::Member) {
-    match feed.next_message().await {
-        Some(FeedMessage::Presence { change, member }) => (change, member),
-        other => panic!("expected presence, got {other:?}"),
-    }
-}
-
 /// Waits until the metrics page shows `series` at `at_least` or more.
 async fn metric_reaches(test: &TestApp, series: &str, at_least: f64) {
     for _ in 0..100 {
@@ -254,17 +247,10 @@ async fn channels_carry_what_they_promise_to_whom_the_role_allows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_follows_joins_status_and_leaves_and_times_out_silent_clients() {
     let test = spawn_app_with(|c| c.feed_heartbeat = 0.2).await;
-    let mut manager = test
-        .feed_unsubscribed("acme", "manager-1", Role::Manager)
-        .await;
-    manager.subscribe("org", None).await;
-    assert!(matches!(
-        manager.next_message().await,
-        Some(FeedMessage::PresenceState { .. })
-    ));
+    let (mut manager, _) = test.org_feed("acme", "manager-1", Role::Manager).await;
 
     let mut agent = test.feed_unsubscribed("acme", "agent-1", Role::Agent).await;
-    let (change, member) = presence(&mut manager).await;
+    let (change, member) = manager.next_presence().await;
     assert_eq!(
         (change, member.user_id.as_str(), member.role),
         (PresenceChange::Join, "agent-1", Role::Agent)
@@ -275,7 +261,7 @@ async fn presence_follows_joins_status_and_leaves_and_times_out_silent_clients()
             call_id: Some(CallId::parse("CA1").unwrap()),
         })
         .await;
-    let (change, member) = presence(&mut manager).await;
+    let (change, member) = manager.next_presence().await;
     assert_eq!(change, PresenceChange::Update);
     assert_eq!(member.status, PresenceStatus::OnCall);
     assert_eq!(member.call_id.unwrap().as_str(), "CA1");
@@ -287,7 +273,7 @@ async fn presence_follows_joins_status_and_leaves_and_times_out_silent_clients()
         .feed_unsubscribed("globex", "agent-7", Role::Agent)
         .await;
     agent.close().await;
-    let (change, member) = presence(&mut manager).await;
+    let (change, member) = manager.next_presence().await;
     assert_eq!(
         (change, member.user_id.as_str()),
         (PresenceChange::Leave, "agent-1")
@@ -301,9 +287,9 @@ async fn presence_follows_joins_status_and_leaves_and_times_out_silent_clients()
     );
     let (mut silent, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let joined = tokio::time::Instant::now();
-    let (change, _) = presence(&mut manager).await;
+    let (change, _) = manager.next_presence().await;
     assert_eq!(change, PresenceChange::Join);
-    let (change, member) = presence(&mut manager).await;
+    let (change, member) = manager.next_presence().await;
     assert_eq!(
         (change, member.user_id.as_str()),
         (PresenceChange::Leave, "agent-2")
