@@ -148,7 +148,16 @@ impl App {
             gateway.ops_router()
         };
         if config.has_role(Role::Voice) {
-            router = router.merge(ingest.router());
+            // The softphone route takes the feed's tokens.
+            let auth = gateway.auth().clone();
+            let verify: winnerr_ingest::Verifier = Arc::new(move |headers, token| {
+                auth.authenticate(headers, token)
+                    .map(|claims| (claims.org, claims.sub))
+                    .map_err(axum::response::IntoResponse::into_response)
+            });
+            router = router
+                .merge(ingest.router())
+                .merge(ingest.softphone_router(verify));
         }
         let server = tokio::spawn(
             axum::serve(listener, router)

@@ -12,11 +12,13 @@ pub mod routes;
 pub mod session;
 pub mod signature;
 pub mod simulator;
+pub mod softphone;
 pub mod stream;
 pub mod twiml;
 
 pub use identity::StreamIdentity;
 pub use routes::{Ingest, IngestConfig, STREAM_PATH, SendError, VOICE_PATH};
 pub use simulator::{CallScript, Pace, PlayReport, Simulator};
+pub use softphone::{SOFTPHONE_PATH, Verifier};
 pub use stream::{Refusal, StreamCommand};
 pub use twiml::Dial;

@@ -20,9 +20,12 @@ const WEBHOOKS: &str = "winnerr_ingest_webhooks_total";
 pub(crate) fn describe() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        describe_counter!(STREAMS_STARTED, "Twilio media streams that passed `start`");
-        describe_counter!(STREAMS_ENDED, "Twilio media streams that ended, by reason");
-        describe_gauge!(STREAMS_LIVE, "Twilio media streams live now");
+        describe_counter!(
+            STREAMS_STARTED,
+            "Media streams that started (Twilio streams past `start`, softphone streams)"
+        );
+        describe_counter!(STREAMS_ENDED, "Media streams that ended, by reason");
+        describe_gauge!(STREAMS_LIVE, "Media streams live now (Twilio and softphone)");
         describe_counter!(MESSAGES, "Twilio messages received, by event (unknown included)");
         describe_counter!(FRAMES, "Media frames decoded and accepted, by track");
         describe_counter!(FRAMES_DROPPED, "Decoded media frames dropped (late, backpressure), by reason");

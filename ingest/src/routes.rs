@@ -142,6 +142,10 @@ impl Ingest {
             .is_ok()
     }
 
+    pub(crate) fn connections(&self) -> &TaskTracker {
+        &self.0.connections
+    }
+
     pub(crate) fn shutdown(&self) -> &CancellationToken {
         &self.0.shutdown
     }

@@ -425,7 +425,7 @@ impl Connection {
     }
 }
 
-fn end_reason_label(reason: EndReason) -> &'static str {
+pub(crate) fn end_reason_label(reason: EndReason) -> &'static str {
     match reason {
         EndReason::Completed => "completed",
         EndReason::Abandoned => "abandoned",

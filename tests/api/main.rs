@@ -13,6 +13,7 @@ mod observability;
 mod protocol;
 mod rest;
 mod scoring;
+mod softphone;
 mod store;
 mod two_way;
 mod voice;

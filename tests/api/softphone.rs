@@ -1,0 +1,117 @@
+//! The Opus ingest route: a softphone streams Opus packets over a real WebSocket with the feed's
+//! token, and the call goes through the same pipeline as Twilio's: transcribed on the feed,
+//! under the token's organization and agent.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use winnerr_events::{EndReason, Event, Role, Track};
+use winnerr_models::text::word_errors;
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_softphone_streams_opus_into_the_voice_pipeline() {
+    let test = spawn_app_with(|c| c.asr = true).await;
+    let mut manager = test.feed("acme", "manager-1", Role::Manager).await;
+    let mut other_org = test.feed("globex", "manager-9", Role::Manager).await;
+    let base = test.app.feed_url().replace("/feed", "/softphone/stream");
+
+    // No token, or a bad track: refused before the upgrade.
+    for (query, status) in [
+        ("lead_id=lead-1".to_owned(), 401),
+        (
+            format!(
+                "access_token={}&track=left",
+                test.token("acme", "agent-1", Role::Agent)
+            ),
+            400,
+        ),
+    ] {
+        match tokio_tungstenite::connect_async(format!("{base}?{query}")).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), status, "{query}")
+            }
+            other => panic!("expected {status}, got {other:?}"),
+        }
+    }
+
+    let token = test.token("acme", "agent-1", Role::Agent);
+    let (mut phone, _) = tokio_tungstenite::connect_async(format!(
+        "{base}?access_token={token}&lead_id=lead-1&track=inbound"
+    ))
+    .await
+    .expect("the softphone connects");
+    let call_id = match phone.next().await {
+        Some(Ok(Message::Text(text))) => {
+            let started: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+            assert_eq!(started["event"], "started");
+            started["call_id"].as_str().unwrap().to_owned()
+        }
+        other => panic!("expected started, got {other:?}"),
+    };
+
+    // Real speech, encoded as a browser would (20 ms Opus packets), sent in real time, with a
+    // packet that is not Opus among them; then a second of silence and stop.
+    let mut speech = caller_speech();
+    speech.extend(vec![0i16; 8_000]);
+    let mut encoder =
+        opus::Encoder::new(8_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+    let mut packet = [0u8; 1_000];
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for (n, chunk) in speech.chunks_exact(160).enumerate() {
+        tick.tick().await;
+        let size = encoder.encode(chunk, &mut packet).unwrap();
+        phone
+            .send(Message::Binary(packet[..size].to_vec().into()))
+            .await
+            .unwrap();
+        if n == 10 {
+            phone
+                .send(Message::Binary(vec![0xff; 3].into()))
+                .await
+                .unwrap();
+        }
+    }
+    phone
+        .send(Message::Text(r#"{"event":"stop"}"#.into()))
+        .await
+        .unwrap();
+
+    let events = manager.call_events(&call_id.parse().unwrap()).await;
+    let started = &events[0];
+    assert!(
+        matches!(started.event, Event::CallStarted(_)),
+        "{started:?}"
+    );
+    assert_eq!(started.agent_id.as_ref().unwrap().as_str(), "agent-1");
+    let said: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Transcript(t) if t.is_final => {
+                assert_eq!(t.track, Track::Inbound);
+                assert!(t.sentiment.is_some());
+                Some(t.text.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    let (errors, words) = word_errors("go forward ten meters", &said.join(" "));
+    println!("the softphone said {said:?}");
+    assert!(errors as f64 / words as f64 <= 0.15, "{said:?}");
+    match &events.last().unwrap().event {
+        Event::CallEnded(ended) => {
+            assert_eq!(ended.reason, EndReason::Completed);
+            assert_eq!(ended.stats.bad_frames, 1, "the packet that is not Opus");
+            assert!(ended.stats.frames[Track::Inbound.index()] >= 180);
+        }
+        other => panic!("expected the end, got {other:?}"),
+    }
+    // Another organization's feed saw none of it.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), other_org.next_message())
+            .await
+            .is_err()
+    );
+}
