@@ -153,7 +153,7 @@ impl App {
             let verify: winnerr_ingest::Verifier = Arc::new(move |headers, token| {
                 auth.authenticate(headers, token)
                     .map(|claims| (claims.org, claims.sub))
-                    .map_err(axum::response::IntoResponse::into_response)
+                    .map_err(|err| Box::new(axum::response::IntoResponse::into_response(err)))
             });
             router = router
                 .merge(ingest.router())

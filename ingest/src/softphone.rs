@@ -42,7 +42,7 @@ const MAX_MESSAGE: usize = 4 * 1024;
 /// Checks a request's bearer token (header, or `access_token` query value): the caller's
 /// organization and user, or the response refusing it.
 pub type Verifier =
-    Arc<dyn Fn(&HeaderMap, Option<&str>) -> Result<(OrgId, UserId), Response> + Send + Sync>;
+    Arc<dyn Fn(&HeaderMap, Option<&str>) -> Result<(OrgId, UserId), Box<Response>> + Send + Sync>;
 
 #[derive(Debug, Deserialize)]
 struct Params {
@@ -73,7 +73,7 @@ async fn upgrade(
 ) -> Response {
     let (org, user) = match verify(&headers, params.access_token.as_deref()) {
         Ok(who) => who,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let lead = match params.lead_id.as_deref().map(LeadId::parse).transpose() {
         Ok(lead) => lead,
