@@ -10,6 +10,7 @@ deploy/test-prerequisites.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 WINNERR_KAFKA_BROKER_BIN="$(deploy/kafka.sh install)" "${CARGO:-cargo}" test --workspace --all-targets 2>&1 | tee "$log"
+deploy/validate-deploy.sh
 deploy/fuzz-api.sh 50
 
 passed=$(grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{ n += $4 } END { print n + 0 }')

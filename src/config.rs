@@ -352,3 +352,161 @@ impl Config {
             .map_err(|e| format!("WINNERR_ENCRYPTION_KEYS / WINNERR_LOOKUP_KEY: {e}"))
     }
 }
+
+/// The value that follows `--config` (or `--config=`), removed from `args`; else `WINNERR_CONFIG`.
+fn take_config_path(args: &mut Vec<std::ffi::OsString>) -> Option<std::path::PathBuf> {
+    let position = args
+        .iter()
+        .position(|a| a == "--config" || a.to_str().is_some_and(|a| a.starts_with("--config=")));
+    if let Some(i) = position {
+        let flag = args.remove(i);
+        return match flag.to_str().and_then(|f| f.strip_prefix("--config=")) {
+            Some(path) => Some(path.into()),
+            None if i < args.len() => Some(args.remove(i).into()),
+            None => None,
+        };
+    }
+    std::env::var_os("WINNERR_CONFIG").map(Into::into)
+}
+
+/// Applies a configuration file to the command line: `--config FILE` (or `WINNERR_CONFIG`) names
+/// a TOML file of settings named as the fields of [`Config`] (`listen = "0.0.0.0:8080"`,
+/// `roles = "gateway"`, `kafka_brokers = "kafka:9092"`, `asr = false`). A flag on the command
+/// line beats the environment, which beats the file, which beats the defaults. An unknown
+/// setting, or one of the wrong type, is an error that names it.
+pub fn with_config_file(
+    mut args: Vec<std::ffi::OsString>,
+) -> Result<Vec<std::ffi::OsString>, String> {
+    let Some(path) = take_config_path(&mut args) else {
+        return Ok(args);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("config file {}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("config file {}: {e}", path.display()))?;
+    let settings = <Config as clap::Args>::augment_args(clap::Command::new("winnerr"));
+    for (key, value) in table {
+        let Some(arg) = settings
+            .get_arguments()
+            .find(|a| a.get_id() == key.as_str())
+        else {
+            let known: Vec<&str> = settings
+                .get_arguments()
+                .map(|a| a.get_id().as_str())
+                .filter(|id| *id != "help")
+                .collect();
+            return Err(format!(
+                "config file {}: unknown setting {key:?}; settings are: {}",
+                path.display(),
+                known.join(", ")
+            ));
+        };
+        let long = arg.get_long().expect("every setting has a flag");
+        let on_command_line = args.iter().any(|a| {
+            a.to_str()
+                .is_some_and(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")))
+        });
+        let in_environment = arg
+            .get_env()
+            .is_some_and(|env| std::env::var_os(env).is_some());
+        if on_command_line || in_environment {
+            continue;
+        }
+        let value = match &value {
+            toml::Value::Array(items) => items
+                .iter()
+                .map(scalar)
+                .collect::<Option<Vec<_>>>()
+                .map(|v| v.join(",")),
+            other => scalar(other),
+        }
+        .ok_or_else(|| {
+            format!(
+                "config file {}: {key} cannot be a {}",
+                path.display(),
+                value.type_str()
+            )
+        })?;
+        if matches!(arg.get_action(), clap::ArgAction::SetTrue) {
+            match value.as_str() {
+                "true" => args.push(format!("--{long}").into()),
+                "false" => {}
+                _ => {
+                    return Err(format!(
+                        "config file {}: {key} must be true or false",
+                        path.display()
+                    ));
+                }
+            }
+        } else {
+            args.push(format!("--{long}={value}").into());
+        }
+    }
+    Ok(args)
+}
+
+/// A setting's value as a flag takes it.
+fn scalar(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod config_file_tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn parse(file: &str, flags: &[&str]) -> Result<Config, String> {
+        let path = std::env::temp_dir().join(format!(
+            "winnerr-config-{}.toml",
+            winnerr_events::EventId::now_v7().simple()
+        ));
+        std::fs::write(&path, file).unwrap();
+        let mut args: Vec<std::ffi::OsString> = vec!["winnerr".into()];
+        args.extend(flags.iter().map(Into::into));
+        args.push("--config".into());
+        args.push(path.clone().into());
+        let args = with_config_file(args);
+        std::fs::remove_file(&path).unwrap();
+        Serve::try_parse_from(args?)
+            .map(|s| s.config)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_config_file_sets_what_flags_do_not() {
+        let config = parse(
+            "listen = \"0.0.0.0:9000\"\nasr = false\nfeed_history = 100\nroles = [\"gateway\", \"store\"]\n\
+             twilio_insecure_skip_signature = true\n",
+            &["--feed-history=7"],
+        )
+        .unwrap();
+        assert_eq!(config.listen.to_string(), "0.0.0.0:9000");
+        assert!(!config.asr);
+        assert!(config.twilio_insecure_skip_signature);
+        assert_eq!(config.feed_history, 7, "a flag beats the file");
+        assert!(config.has_role(Role::Gateway) && !config.has_role(Role::Voice));
+    }
+
+    #[test]
+    fn a_config_file_with_an_unknown_or_wrong_setting_is_refused_by_name() {
+        let unknown = parse("lisen = \"0.0.0.0:9000\"\n", &[]).unwrap_err();
+        assert!(unknown.contains("unknown setting \"lisen\""), "{unknown}");
+        let wrong = parse("feed_history = \"lots\"\n", &[]).unwrap_err();
+        assert!(wrong.contains("feed-history"), "{wrong}");
+        let bad_toml = parse("listen = \n", &[]).unwrap_err();
+        assert!(bad_toml.contains("config file"), "{bad_toml}");
+    }
+}

@@ -48,6 +48,12 @@ enum Command {
         #[arg(long = "channel", default_value = "calls")]
         channels: Vec<String>,
     },
+    /// Exit 0 when the engine at `url` answers 200 (a container health check: the runtime image
+    /// has no curl).
+    Health {
+        #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+    },
     /// Mint a bearer token (for development and tests).
     Token(TokenArgs),
     /// Fetch, run, evaluate and train the models.
@@ -186,7 +192,9 @@ fn init_logs(format: LogFormat) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let args = winnerr::config::with_config_file(std::env::args_os().collect())
+        .map_err(anyhow::Error::msg)?;
+    match Cli::parse_from(args).command {
         Command::Serve { config, demo } => serve(config, demo).await,
         Command::Simulate(args) => {
             init_logs(LogFormat::Text);
@@ -206,6 +214,7 @@ async fn main() -> anyhow::Result<()> {
             init_logs(LogFormat::Text);
             tokio::task::spawn_blocking(move || winnerr::models_cli::run(command)).await?
         }
+        Command::Health { url } => health(&url).await,
         Command::Token(args) => {
             let auth = Auth::new(args.jwt_secret.as_bytes());
             let org = OrgId::parse(&args.org)?;
@@ -469,5 +478,31 @@ fn train_prior(out: &std::path::Path) -> anyhow::Result<()> {
     std::fs::write(out, model.to_json() + "\n")
         .with_context(|| format!("cannot write {}", out.display()))?;
     println!("wrote {}", out.display());
+    Ok(())
+}
+
+/// `winnerr health`: one plain HTTP/1.0 GET of `url` (http only), success on status 200.
+async fn health(url: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url
+        .strip_prefix("http://")
+        .context("health checks take an http:// URL")?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let check = async {
+        let mut stream = tokio::net::TcpStream::connect(host).await?;
+        let request = format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await?;
+        anyhow::Ok(head)
+    };
+    let head = tokio::time::timeout(Duration::from_secs(2), check)
+        .await
+        .context("no answer within 2 s")?
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = String::from_utf8_lossy(&head[9..12]).to_string();
+    if status != "200" {
+        bail!("{url} answered {status}");
+    }
     Ok(())
 }
