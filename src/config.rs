@@ -54,6 +54,15 @@ pub struct Config {
     #[arg(long, env = "WINNERR_JWT_SECRET", default_value = DEV_JWT_SECRET, hide_default_value = true)]
     pub jwt_secret: String,
 
+    /// Certificate chain (PEM) to serve HTTPS and WSS directly, for deployments without a
+    /// terminating proxy (Twilio connects only over wss on 443); needs `WINNERR_TLS_KEY`.
+    #[arg(long, env = "WINNERR_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "WINNERR_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// The CRM identity provider's signing keys (a JWKS file): its RS256 tokens are accepted
     /// beside the HS256 ones.
     #[arg(long, env = "WINNERR_JWKS_FILE")]
@@ -266,6 +275,14 @@ impl Config {
             return Err("WINNERR_FEED_HEARTBEAT must be between 0.05 and 3600 seconds".into());
         }
         self.jwks()?;
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("WINNERR_TLS_CERT and WINNERR_TLS_KEY go together".into());
+        }
+        for path in [&self.tls_cert, &self.tls_key].into_iter().flatten() {
+            if !path.is_file() {
+                return Err(format!("TLS file {} does not exist", path.display()));
+            }
+        }
         if self.jwt_secret.len() < 16 {
             return Err("WINNERR_JWT_SECRET must be at least 16 bytes".into());
         }

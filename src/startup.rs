@@ -48,6 +48,8 @@ pub struct App {
     /// Closes the feeds, once the last events have reached them.
     feeds: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
+    /// Serving HTTPS and WSS.
+    tls: bool,
     voice: JoinHandle<()>,
     /// The store writer, with its own stop: it stops after the voice stage has drained.
     writer: Option<(JoinHandle<()>, CancellationToken)>,
@@ -159,11 +161,44 @@ impl App {
                 .merge(ingest.router())
                 .merge(ingest.softphone_router(verify));
         }
-        let server = tokio::spawn(
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                .into_future(),
-        );
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "TLS certificate {} or key {}",
+                            cert.display(),
+                            key.display()
+                        )
+                    })?,
+            ),
+            _ => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let server = match tls {
+            None => tokio::spawn(
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                    .into_future(),
+            ),
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let stopping = handle.clone();
+                let token = shutdown.clone();
+                tokio::spawn(async move {
+                    token.cancelled().await;
+                    stopping.graceful_shutdown(None);
+                });
+                let listener = listener.into_std()?;
+                tokio::spawn(async move {
+                    axum_server::from_tcp_rustls(listener, tls)?
+                        .handle(handle)
+                        .serve(router.into_make_service())
+                        .await
+                })
+            }
+        };
         if config.twilio_insecure_skip_signature {
             warn!("X-Twilio-Signature checks are OFF: anyone can stream into this server");
         }
@@ -173,9 +208,10 @@ impl App {
             );
         }
         gateway.set_ready(true);
-        info!(%addr, roles = ?config.roles, "winnerr serving");
+        info!(%addr, scheme, roles = ?config.roles, "winnerr serving");
         Ok(App {
             addr,
+            tls: scheme == "https",
             gateway,
             ingest,
             bus,
@@ -191,17 +227,32 @@ impl App {
 
     /// `ws://…/twilio/stream` of this server.
     pub fn stream_url(&self) -> String {
-        format!("ws://{}{}", self.addr, winnerr_ingest::STREAM_PATH)
+        format!(
+            "{}://{}{}",
+            self.ws(),
+            self.addr,
+            winnerr_ingest::STREAM_PATH
+        )
     }
 
     /// `ws://…/feed` of this server.
     pub fn feed_url(&self) -> String {
-        format!("ws://{}{}", self.addr, winnerr_gateway::FEED_PATH)
+        format!(
+            "{}://{}{}",
+            self.ws(),
+            self.addr,
+            winnerr_gateway::FEED_PATH
+        )
     }
 
     /// `http://…` of this server.
     pub fn http_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    fn ws(&self) -> &'static str {
+        if self.tls { "wss" } else { "ws" }
     }
 
     /// A token that stops the server when cancelled.

@@ -194,3 +194,81 @@ async fn health_readiness_and_metrics_answer() {
     test.app.gateway.set_ready(false);
     assert_eq!(get("/readyz").await.unwrap().status(), 503);
 }
+
+/// With a certificate and key, the same server speaks HTTPS and WSS (for deployments without a
+/// terminating proxy: Twilio connects only over wss on 443), and nothing in plain text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_certificate_the_server_speaks_only_tls() {
+    use futures_util::StreamExt;
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let test = spawn_app_with(|c| {
+        c.tls_cert = Some(fixtures.join("cert.pem"));
+        c.tls_key = Some(fixtures.join("key.pem"));
+    })
+    .await;
+    assert!(test.app.http_url().starts_with("https://"));
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(fixtures.join("ca.pem")).unwrap())
+        .unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(
+        ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ));
+    let addr = test
+        .app
+        .http_url()
+        .trim_start_matches("https://")
+        .to_owned();
+    let get = |path: &'static str| {
+        let (tls, addr) = (tls.clone(), addr.clone());
+        async move {
+            let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let name = ServerName::try_from("127.0.0.1").unwrap().to_owned();
+            let mut stream = tls.connect(name, tcp).await.expect("TLS handshake");
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut response = String::new();
+            let _ = stream.read_to_string(&mut response).await;
+            response
+        }
+    };
+    let health = get("/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    // The feed over WSS: the upgrade answers 101 through TLS.
+    let token = test.token("acme", "manager-1", Role::Manager);
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap().to_owned();
+    let stream = tls.connect(name, tcp).await.unwrap();
+    let (mut feed, response) =
+        tokio_tungstenite::client_async(format!("wss://{addr}/feed?access_token={token}"), stream)
+            .await
+            .expect("the feed upgrades over TLS");
+    assert_eq!(response.status(), 101);
+    assert!(matches!(feed.next().await, Some(Ok(Message::Text(_)))));
+    // Plain HTTP gets no HTTP answer.
+    let mut plain = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        plain.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(
+        !answer.starts_with(b"HTTP/1.1 200"),
+        "plain HTTP was served"
+    );
+}
