@@ -131,6 +131,11 @@ enum StoreCommand {
     VerifyAudit {
         #[arg(long = "org", required = true)]
         orgs: Vec<String>,
+        /// A JSON file of each organization's last verified head (`{"acme": "SEQ:HASH"}`), kept
+        /// outside the database: each chain must still hold its anchored row (rows deleted from
+        /// the end are found); when every check passes, the file gets the new heads.
+        #[arg(long)]
+        anchor: Option<PathBuf>,
     },
 }
 
@@ -324,17 +329,50 @@ async fn store_command(command: StoreCommand, config: Config) -> anyhow::Result<
                 );
             }
         }
-        StoreCommand::VerifyAudit { orgs } => {
+        StoreCommand::VerifyAudit { orgs, anchor } => {
+            let mut anchors: std::collections::BTreeMap<String, String> = match &anchor {
+                Some(path) if path.exists() => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("{} is not an anchor file", path.display()))?
+                }
+                _ => Default::default(),
+            };
             let mut broken = false;
             for org in orgs {
-                let check = store.verify_audit(&OrgId::parse(&org)?).await?;
-                match check.problem {
-                    None => println!("{org}: {} rows, chain intact", check.rows),
-                    Some((seq, problem)) => {
+                let anchored = anchors
+                    .get(&org)
+                    .map(|head| head.parse::<winnerr_store::AuditHead>())
+                    .transpose()
+                    .map_err(anyhow::Error::msg)?;
+                let check = store
+                    .verify_audit_against(&OrgId::parse(&org)?, anchored.as_ref())
+                    .await?;
+                match (check.problem, check.head) {
+                    (None, head) => {
+                        let head = head.map(|h| h.to_string());
+                        println!(
+                            "{org}: {} rows, chain intact{}, head {}",
+                            check.rows,
+                            if anchored.is_some() { " and holding its anchor" } else { "" },
+                            head.as_deref().unwrap_or("-")
+                        );
+                        if let Some(head) = head {
+                            anchors.insert(org, head);
+                        }
+                    }
+                    (Some((seq, problem)), _) => {
                         broken = true;
                         println!("{org}: row {seq} {problem} ({} rows read)", check.rows);
                     }
                 }
+            }
+            if let (Some(path), false) = (&anchor, broken) {
+                let partial = path.with_extension("partial");
+                std::fs::write(&partial, serde_json::to_string_pretty(&anchors)? + "\n")?;
+                std::fs::rename(&partial, path)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
             }
             if broken {
                 std::process::exit(1);

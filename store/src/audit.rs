@@ -33,6 +33,49 @@ pub struct AuditCheck {
     pub rows: u64,
     /// The first problem, with the row's sequence number.
     pub problem: Option<(i64, String)>,
+    /// The chain's last row, to record outside the database (see [`AuditHead`]).
+    pub head: Option<AuditHead>,
+}
+
+/// A row of an organization's audit chain by its sequence number and hash (`seq:hex`). The chain
+/// alone cannot show that its last rows were deleted; a head recorded outside the database (an
+/// anchor) can: a later check finds that row, with that hash, or says what is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl std::fmt::Display for AuditHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
+impl std::str::FromStr for AuditHead {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (seq, hash) = text
+            .split_once(':')
+            .ok_or_else(|| format!("audit head {text:?}: expected SEQ:HASH"))?;
+        let seq = seq
+            .parse()
+            .map_err(|_| format!("audit head {text:?}: {seq:?} is not a sequence number"))?;
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "audit head {text:?}: the hash is not 64 hex digits"
+            ));
+        }
+        Ok(Self {
+            seq,
+            hash: hash.to_ascii_lowercase(),
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn row_hash(
@@ -116,6 +159,17 @@ impl Store {
 
     /// Re-computes `org`'s whole chain.
     pub async fn verify_audit(&self, org: &OrgId) -> Result<AuditCheck, StoreError> {
+        self.verify_audit_against(org, None).await
+    }
+
+    /// Re-computes `org`'s whole chain and, with `anchor` (a head recorded earlier, outside the
+    /// database), checks that the chain still holds that row unchanged: rows deleted from the
+    /// end, which the chain alone cannot show, are found.
+    pub async fn verify_audit_against(
+        &self,
+        org: &OrgId,
+        anchor: Option<&AuditHead>,
+    ) -> Result<AuditCheck, StoreError> {
         let mut tx = self.begin_for(org).await?;
         let rows: Vec<AuditRow> = sqlx::query_as(
             "SELECT seq, at_ms, actor, action, subject, detail, prev_hash, hash FROM audit_log ORDER BY seq",
@@ -133,6 +187,8 @@ impl Store {
                 Some("does not follow the row before it".to_owned())
             } else if *hash != row_hash(prev_hash, *seq, *at_ms, actor, action, subject, detail) {
                 Some("was changed after it was written".to_owned())
+            } else if anchor.is_some_and(|a| a.seq == *seq && a.hash != hex(hash)) {
+                Some("is not the row that was anchored".to_owned())
             } else {
                 None
             };
@@ -140,13 +196,29 @@ impl Store {
                 return Ok(AuditCheck {
                     rows: rows.len() as u64,
                     problem: Some((*seq, problem)),
+                    head: None,
                 });
             }
             prev = hash.clone();
         }
+        let head = rows.last().map(|(seq, .., hash)| AuditHead {
+            seq: *seq,
+            hash: hex(hash),
+        });
+        let last = head.as_ref().map_or(0, |h| h.seq);
+        let problem = anchor.filter(|a| a.seq > last).map(|a| {
+            (
+                last + 1,
+                format!(
+                    "and the rows after it are missing: the chain ends at row {last}, it was anchored at row {}",
+                    a.seq
+                ),
+            )
+        });
         Ok(AuditCheck {
             rows: rows.len() as u64,
-            problem: None,
+            problem,
+            head,
         })
     }
 }

@@ -21,7 +21,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 use winnerr_events::OrgId;
 
-pub use audit::{AuditCheck, AuditEntry};
+pub use audit::{AuditCheck, AuditEntry, AuditHead};
 pub use calls::{CallFilter, CallSummary, Deal, LeadScore, Page, Utterance};
 pub use crypto::{CryptoError, Keyring};
 pub use leads::{ActivityRow, DealOutcome, ImportedLead, LeadRecord, PastCall, StoredModel};

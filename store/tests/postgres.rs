@@ -342,12 +342,13 @@ async fn the_audit_chain_finds_edited_and_deleted_rows() {
         };
         store.audit(&acme, &entry).await.unwrap();
     }
+    let intact = store.verify_audit(&acme).await.unwrap();
+    assert_eq!((intact.rows, intact.problem), (3, None));
+    let anchor = intact.head.expect("a chain of three rows has a head");
+    assert_eq!(anchor.seq, 3);
     assert_eq!(
-        store.verify_audit(&acme).await.unwrap(),
-        winnerr_store::AuditCheck {
-            rows: 3,
-            problem: None
-        }
+        anchor.to_string().parse::<winnerr_store::AuditHead>(),
+        Ok(anchor.clone())
     );
 
     // The service may only append.
@@ -384,6 +385,69 @@ async fn the_audit_chain_finds_edited_and_deleted_rows() {
         .unwrap();
     let check = store.verify_audit(&acme).await.unwrap();
     assert_eq!(check.problem, Some((3, "row 2 is missing".into())));
+
+    // Deleting the last rows leaves a chain that checks out on its own; the anchor recorded
+    // outside the database finds them gone.
+    sqlx::query("DELETE FROM audit_log")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    for (actor, action, subject) in [
+        ("u1", "transcript.read", "CA1"),
+        ("u2", "person.export", "p_1"),
+    ] {
+        let entry = winnerr_store::AuditEntry {
+            actor,
+            action,
+            subject,
+            detail: "{}".into(),
+        };
+        store.audit(&acme, &entry).await.unwrap();
+    }
+    let head = store.verify_audit(&acme).await.unwrap().head.unwrap();
+    store
+        .audit(
+            &acme,
+            &winnerr_store::AuditEntry {
+                actor: "admin",
+                action: "user.role.change",
+                subject: "u3",
+                detail: "{}".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let anchored_at_3 = store.verify_audit(&acme).await.unwrap().head.unwrap();
+    sqlx::query("DELETE FROM audit_log WHERE seq = 3")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.verify_audit(&acme).await.unwrap().problem,
+        None,
+        "the chain alone sees nothing"
+    );
+    let check = store
+        .verify_audit_against(&acme, Some(&anchored_at_3))
+        .await
+        .unwrap();
+    assert_eq!(check.problem.as_ref().map(|p| p.0), Some(3), "{check:?}");
+    assert!(check.problem.unwrap().1.contains("anchored at row 3"));
+    // An older anchor still holds; a forged one does not.
+    let check = store
+        .verify_audit_against(&acme, Some(&head))
+        .await
+        .unwrap();
+    assert_eq!(check.problem, None);
+    let forged = winnerr_store::AuditHead {
+        seq: 2,
+        hash: "0".repeat(64),
+    };
+    let check = store
+        .verify_audit_against(&acme, Some(&forged))
+        .await
+        .unwrap();
+    assert_eq!(check.problem.as_ref().map(|p| p.0), Some(2), "{check:?}");
     db.drop_database().await;
 }
 
