@@ -355,7 +355,11 @@ async fn store_command(command: StoreCommand, config: Config) -> anyhow::Result<
                         println!(
                             "{org}: {} rows, chain intact{}, head {}",
                             check.rows,
-                            if anchored.is_some() { " and holding its anchor" } else { "" },
+                            if anchored.is_some() {
+                                " and holding its anchor"
+                            } else {
+                                ""
+                            },
                             head.as_deref().unwrap_or("-")
                         );
                         if let Some(head) = head {

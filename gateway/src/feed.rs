@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use winnerr_events::{
@@ -131,6 +131,14 @@ impl Connection {
         }
         self.queue.push_back(outgoing);
         Ok(())
+    }
+
+    /// The client fell `missed` items behind its room: they are gone for it, and it is told
+    /// (it may recover them from its last position).
+    fn lagged(&mut self, missed: u64) -> Result<(), Closing> {
+        metrics::feed_dropped("lagged", missed);
+        debug!(user_id = %self.claims.sub, missed, "feed client fell behind its room");
+        self.reply(&FeedMessage::Lagged { missed })
     }
 
     fn reply(&mut self, message: &FeedMessage) -> Result<(), Closing> {
@@ -375,18 +383,18 @@ async fn serve(socket: WebSocket, gateway: Gateway, claims: Claims) {
                     // Whatever else the room has ready joins it, so a burst is written together.
                     let mut closing = connection.forward(&item).err();
                     for _ in 1..READ_BATCH {
-                        match items.try_recv() {
-                            Ok(item) if closing.is_none() => closing = connection.forward(&item).err(),
-                            _ => break,
+                        if closing.is_some() {
+                            break;
                         }
+                        closing = match items.try_recv() {
+                            Ok(item) => connection.forward(&item).err(),
+                            Err(TryRecvError::Lagged(missed)) => connection.lagged(missed).err(),
+                            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                        };
                     }
                     closing
                 }
-                Err(RecvError::Lagged(missed)) => {
-                    metrics::feed_dropped("lagged", missed);
-                    debug!(user_id = %user, missed, "feed client fell behind its room");
-                    connection.reply(&FeedMessage::Lagged { missed }).err()
-                }
+                Err(RecvError::Lagged(missed)) => connection.lagged(missed).err(),
                 Err(RecvError::Closed) => break,
             },
             message = incoming.next() => match message {
