@@ -27,6 +27,7 @@ pub(crate) fn routes() -> Router<Gateway> {
         .route("/api/calls", get(list_calls))
         .route("/api/calls/{id}", get(get_call))
         .route("/api/calls/{id}/utterances", get(call_utterances))
+        .route("/api/calls/{id}/export", get(export_call))
         .route("/api/people", axum::routing::post(create_person))
         .route("/api/people/{id}", get(get_person).patch(update_person))
         .route("/api/people/{id}/calls", get(person_calls))
@@ -242,6 +243,36 @@ async fn call_utterances(
         .read_transcript(&caller.0.org, id, &caller.0.sub)
         .await?;
     Ok(Json(serde_json::json!({ "items": utterances })).into_response())
+}
+
+/// A call and its whole transcript as a file to keep outside the CRM: for managers and admins,
+/// audited as `call.export`.
+async fn export_call(
+    State(gateway): State<Gateway>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    if caller.only_agent().is_some() {
+        return Err(ApiError::Forbidden(
+            "exporting calls is for managers and admins",
+        ));
+    }
+    let store = store(&gateway)?;
+    let id = path_id(&id)?;
+    let call = store
+        .get_call(&caller.0.org, id, None)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let utterances = store
+        .export_transcript(&caller.0.org, id, &caller.0.sub)
+        .await?;
+    let disposition = format!("attachment; filename=\"call-{id}.json\"");
+    Ok((
+        [(axum::http::header::CONTENT_DISPOSITION, disposition)],
+        Json(serde_json::json!({ "call": call, "utterances": utterances })),
+    )
+        .into_response())
 }
 
 /// A person the caller may see: managers any of their organization's, agents the leads they own.

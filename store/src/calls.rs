@@ -168,6 +168,28 @@ impl Store {
         call_id: &str,
         reader: &UserId,
     ) -> Result<Vec<Utterance>, StoreError> {
+        self.transcript_for(org, call_id, reader, "transcript.read")
+            .await
+    }
+
+    /// A call's transcript for export (a copy that leaves the CRM), audited as `call.export`.
+    pub async fn export_transcript(
+        &self,
+        org: &OrgId,
+        call_id: &str,
+        reader: &UserId,
+    ) -> Result<Vec<Utterance>, StoreError> {
+        self.transcript_for(org, call_id, reader, "call.export")
+            .await
+    }
+
+    async fn transcript_for(
+        &self,
+        org: &OrgId,
+        call_id: &str,
+        reader: &UserId,
+        action: &str,
+    ) -> Result<Vec<Utterance>, StoreError> {
         type Row = (
             String,
             String,
@@ -188,7 +210,7 @@ impl Store {
         .await?;
         let entry = AuditEntry {
             actor: reader.as_str(),
-            action: "transcript.read",
+            action,
             subject: call_id,
             detail: serde_json::json!({ "utterances": rows.len() }).to_string(),
         };

@@ -191,6 +191,36 @@ async fn the_rest_api_keeps_organizations_and_agents_apart() {
         StatusCode::NOT_FOUND
     );
 
+    // Exporting a call (a copy that leaves the CRM) is for managers, as a file, audited.
+    let export = api
+        .client
+        .get(format!("{}/api/calls/{}/export", api.base, calls[0]))
+        .bearer_auth(&manager)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(export.status(), StatusCode::OK);
+    let disposition = export.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        disposition,
+        format!("attachment; filename=\"call-{}.json\"", calls[0])
+    );
+    let exported: Value = export.json().await.unwrap();
+    assert_eq!(exported["call"]["id"], calls[0].as_str());
+    assert_eq!(exported["utterances"], transcript["items"]);
+    for (token, expected) in [
+        (&agent_1, StatusCode::FORBIDDEN),
+        (&other_org, StatusCode::NOT_FOUND),
+    ] {
+        let (status, body) = api
+            .get(token, &format!("/api/calls/{}/export", calls[0]))
+            .await;
+        assert_eq!(status, expected, "{body}");
+    }
+
     // Pages follow their cursor to the end.
     let (_, first) = api.get(&manager, "/api/calls?limit=1").await;
     let cursor = first["next_cursor"]
@@ -332,13 +362,13 @@ async fn the_rest_api_keeps_organizations_and_agents_apart() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
     }
 
-    // Reading a transcript is audited.
+    // Reading a transcript and exporting a call are audited.
     let store =
         winnerr_store::Store::connect(&db.service_url, 1, winnerr_store::Keyring::development())
             .await
             .unwrap();
     let check = store.verify_audit(&"acme".parse().unwrap()).await.unwrap();
-    assert_eq!((check.rows, check.problem), (2, None));
+    assert_eq!((check.rows, check.problem), (3, None));
 
     test.app.shutdown().await;
     db.drop_database().await;
@@ -361,6 +391,7 @@ async fn the_api_documents_itself_and_says_when_it_has_no_database() {
         "/api/calls",
         "/api/calls/{id}",
         "/api/calls/{id}/utterances",
+        "/api/calls/{id}/export",
         "/api/people",
         "/api/people/{id}",
         "/api/people/{id}/calls",
