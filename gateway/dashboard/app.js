@@ -153,6 +153,8 @@ function onOverview(event, offset) {
       break;
     case "lead_score":
       call.score = event.score;
+      // A page opened mid-call learns the lead from its score.
+      call.lead = call.lead ?? event.lead_id;
       break;
     case "call_ended":
       call.ended = true;
