@@ -25,7 +25,7 @@ use winnerr_events::{
 
 use crate::auth::Claims;
 use crate::metrics;
-use crate::rooms::{EventItem, FeedItem, Room};
+use crate::rooms::{EventItem, FeedItem, Room, channel_json};
 use crate::server::Gateway;
 
 /// Close code: the token expired and no fresh one came.
@@ -104,33 +104,85 @@ const TOO_SLOW: Closing = Closing {
     metric: "too_slow",
 };
 
+/// A connection's messages waiting for its socket, bounded.
+struct SendQueue {
+    items: VecDeque<Outgoing>,
+    size: usize,
+    /// Full at this length: `size`, or more while a recovery's replay drains.
+    limit: usize,
+}
+
+impl SendQueue {
+    fn new(size: usize) -> Self {
+        Self {
+            items: VecDeque::with_capacity(16),
+            size,
+            limit: size,
+        }
+    }
+
+    /// Queues a message, or says the client is too slow to take it.
+    fn push(&mut self, outgoing: Outgoing) -> Result<(), Closing> {
+        if self.items.len() >= self.limit {
+            return Err(TOO_SLOW);
+        }
+        self.items.push_back(outgoing);
+        Ok(())
+    }
+
+    /// Queues an event on the channel named `channel` (JSON); interim words are worth less than
+    /// keeping up, so they are skipped while the queue is half full.
+    fn push_event(&mut self, event: &EventItem, channel: &str) -> Result<(), Closing> {
+        if event.interim && self.items.len() >= self.size / 2 {
+            metrics::feed_dropped("interim", 1);
+            return Ok(());
+        }
+        self.push(event_message(event, channel))
+    }
+
+    /// Queues a recovery's replay whatever its length (the history is bounded); live messages
+    /// count as too many only past the replay plus half a queue.
+    fn replay(&mut self, messages: Vec<Outgoing>) {
+        self.items.extend(messages);
+        self.limit = self.limit.max(self.items.len() + self.size / 2);
+    }
+
+    /// After a write: once below its size, the queue is back to its own bound.
+    fn written(&mut self) {
+        if self.items.len() < self.size {
+            self.limit = self.size;
+        }
+    }
+}
+
+fn event_message(event: &EventItem, channel: &str) -> Outgoing {
+    Outgoing {
+        message: Message::Text(event.message(channel)),
+        event: Some((event.ts_ms, event.spoken)),
+    }
+}
+
+/// A channel a connection follows.
+struct Following {
+    /// The offset its live messages start after.
+    from: u64,
+    /// Its name as a JSON string, written into each of its messages.
+    name: String,
+}
+
 /// One client's connection: who it is, what it follows, and its send queue.
 struct Connection {
     gateway: Gateway,
     claims: Claims,
     room: Arc<Room>,
-    /// Messages waiting for the socket.
-    queue: VecDeque<Outgoing>,
-    queue_size: usize,
-    /// The queue is full at this length: `queue_size`, or more while a recovery's replay drains.
-    limit: usize,
-    /// Each channel followed, with the offset its live messages start after.
-    subscriptions: HashMap<Channel, u64>,
+    queue: SendQueue,
+    subscriptions: HashMap<Channel, Following>,
     expires: Instant,
 }
 
 impl Connection {
     fn sees(&self, event: &EventItem) -> bool {
         self.claims.role.sees_whole_org() || event.agent_id.as_ref() == Some(&self.claims.sub)
-    }
-
-    /// Queues a message, or says the client is too slow to take it.
-    fn push(&mut self, outgoing: Outgoing) -> Result<(), Closing> {
-        if self.queue.len() >= self.limit {
-            return Err(TOO_SLOW);
-        }
-        self.queue.push_back(outgoing);
-        Ok(())
     }
 
     /// The client fell `missed` items behind its room: they are gone for it, and it is told
@@ -142,19 +194,7 @@ impl Connection {
     }
 
     fn reply(&mut self, message: &FeedMessage) -> Result<(), Closing> {
-        self.push(Outgoing::text(message))
-    }
-
-    fn push_event(&mut self, event: &EventItem, channel: &Channel) -> Result<(), Closing> {
-        // Interim words are worth less than keeping up: skip them while the queue is half full.
-        if event.interim && self.queue.len() >= self.queue_size / 2 {
-            metrics::feed_dropped("interim", 1);
-            return Ok(());
-        }
-        self.push(Outgoing {
-            message: Message::Text(event.message(channel)),
-            event: Some((event.ts_ms, event.spoken)),
-        })
+        self.queue.push(Outgoing::text(message))
     }
 
     /// Hands a room item to the client on every channel it follows that the item is on.
@@ -164,9 +204,9 @@ impl Connection {
                 if self
                     .subscriptions
                     .get(&Channel::Org)
-                    .is_some_and(|from| offset > from)
+                    .is_some_and(|org| *offset > org.from)
                 {
-                    self.push(Outgoing {
+                    self.queue.push(Outgoing {
                         message: Message::Text(text.clone()),
                         event: None,
                     })?;
@@ -176,14 +216,10 @@ impl Connection {
                 if !self.sees(event) {
                     return Ok(());
                 }
-                let channels: Vec<Channel> = self
-                    .subscriptions
-                    .iter()
-                    .filter(|(channel, from)| event.offset > **from && event.on(channel))
-                    .map(|(channel, _)| channel.clone())
-                    .collect();
-                for channel in &channels {
-                    self.push_event(event, channel)?;
+                for (channel, following) in &self.subscriptions {
+                    if event.offset > following.from && event.on(channel) {
+                        self.queue.push_event(event, &following.name)?;
+                    }
                 }
             }
         }
@@ -238,21 +274,23 @@ impl Connection {
                     );
                 }
                 let start = self.room.start(&channel, since);
-                // A replay may go past the queue's size (the history is bounded); live messages
-                // count as too many only past the replay plus half a queue.
-                for item in &start.replay {
-                    if let FeedItem::Event(event) = &**item
-                        && self.sees(event)
-                    {
-                        self.queue.push_back(Outgoing {
-                            message: Message::Text(event.message(&channel)),
-                            event: Some((event.ts_ms, event.spoken)),
-                        });
-                    }
-                }
-                self.limit = self.limit.max(self.queue.len() + self.queue_size / 2);
-                self.subscriptions
-                    .insert(channel.clone(), start.position.offset);
+                let name = channel_json(&channel);
+                let replay: Vec<Outgoing> = start
+                    .replay
+                    .iter()
+                    .filter_map(|item| match &**item {
+                        FeedItem::Event(event) if self.sees(event) => {
+                            Some(event_message(event, &name))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                self.queue.replay(replay);
+                let following = Following {
+                    from: start.position.offset,
+                    name,
+                };
+                self.subscriptions.insert(channel.clone(), following);
                 self.reply(&FeedMessage::Subscribed {
                     channel,
                     position: start.position,
@@ -345,9 +383,7 @@ async fn serve(socket: WebSocket, gateway: Gateway, claims: Claims) {
         expires: expiry(claims.exp),
         gateway: gateway.clone(),
         room: room.clone(),
-        queue: VecDeque::with_capacity(16),
-        queue_size: settings.send_queue,
-        limit: settings.send_queue,
+        queue: SendQueue::new(settings.send_queue),
         subscriptions: HashMap::new(),
         claims,
     };
@@ -369,13 +405,11 @@ async fn serve(socket: WebSocket, gateway: Gateway, claims: Claims) {
     // everything else goes on meanwhile, so a slow socket fills only its own queue.
     while closing.is_none() {
         closing = tokio::select! {
-            written = write_queued(&mut sink, &mut connection.queue), if !connection.queue.is_empty() => {
+            written = write_queued(&mut sink, &mut connection.queue.items), if !connection.queue.items.is_empty() => {
                 if written.is_err() {
                     break;
                 }
-                if connection.queue.len() < connection.queue_size {
-                    connection.limit = connection.queue_size;
-                }
+                connection.queue.written();
                 None
             }
             item = items.recv() => match item {
@@ -419,7 +453,7 @@ async fn serve(socket: WebSocket, gateway: Gateway, claims: Claims) {
                 if last_heard.elapsed() > settings.heartbeat * 2 {
                     Some(Closing { code: CLOSE_HEARTBEAT, reason: "heartbeat timeout", metric: "heartbeat" })
                 } else {
-                    connection.push(Outgoing { message: Message::Ping(Default::default()), event: None }).err()
+                    connection.queue.push(Outgoing { message: Message::Ping(Default::default()), event: None }).err()
                 }
             }
             _ = tokio::time::sleep_until(connection.expires) => Some(Closing {
@@ -437,7 +471,7 @@ async fn serve(socket: WebSocket, gateway: Gateway, claims: Claims) {
             code: closing.code,
             reason: Utf8Bytes::from_static(closing.reason),
         };
-        let mut queue = std::mem::take(&mut connection.queue);
+        let mut queue = std::mem::take(&mut connection.queue.items);
         if closing.code == CLOSE_TOO_SLOW {
             // Ahead of what is queued: the client would not read that anyway.
             warn!(user_id = %user, "feed client too slow for its send queue: closed");

@@ -90,15 +90,20 @@ impl EventItem {
         }
     }
 
-    /// The [`FeedMessage::Event`] of this event on `channel`, without serializing it again.
-    pub fn message(&self, channel: &Channel) -> Utf8Bytes {
-        let channel = serde_json::to_string(&channel.to_string()).expect("strings serialize");
+    /// The [`FeedMessage::Event`] of this event on the channel whose name, as a JSON string, is
+    /// `channel` (see [`channel_json`]), without serializing the event again.
+    pub fn message(&self, channel: &str) -> Utf8Bytes {
         format!(
             r#"{{"type":"event","channel":{channel},"offset":{},"event":{}}}"#,
             self.offset, self.envelope
         )
         .into()
     }
+}
+
+/// A channel's name as a JSON string, for [`EventItem::message`].
+pub fn channel_json(channel: &Channel) -> String {
+    serde_json::to_string(&channel.to_string()).expect("strings serialize")
 }
 
 /// What a room hands its clients.
