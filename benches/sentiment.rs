@@ -22,15 +22,16 @@ const SENTENCES: [&str; 8] = [
 fn main() -> anyhow::Result<()> {
     let full = is_bench_run();
     let dir = ModelDir::from_env();
-    let model = SentimentModel::load(
-        &dir.minilm(),
-        &SentimentModel::head_file(),
-        &winnerr_models::device(),
-    )?;
+    // WINNERR_SENTIMENT_HEAD: another fine-tuned file to time (an earlier one, say).
+    let head = std::env::var_os("WINNERR_SENTIMENT_HEAD")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(SentimentModel::head_file);
+    let model = SentimentModel::load(&dir.minilm(), &head, &winnerr_models::device())?;
     let rounds = if full { 20 } else { 1 };
     println!(
-        "sentiment: {}; MiniLM-L6 (2 layers fine-tuned) + head",
-        machine()
+        "sentiment: {}; MiniLM-L6 fine-tuned + head ({})",
+        machine(),
+        head.display()
     );
     println!("| batch | ms per batch (p50) | ms per sentence |");
     println!("|---|---|---|");

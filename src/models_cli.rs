@@ -42,6 +42,12 @@ pub enum ModelsCommand {
         /// Folder of rated-sentence TSV files (default: the development data).
         #[arg(long)]
         sentiment: Option<PathBuf>,
+        /// Fine-tuned sentiment file to evaluate (default: the committed one).
+        #[arg(long, default_value = winnerr_models::sentiment::HEAD_FILE)]
+        head: PathBuf,
+        /// Evaluate sentiment only.
+        #[arg(long)]
+        sentiment_only: bool,
     },
     /// Train the sentiment head on the rated sentences and write it (the committed file).
     TrainSentiment {
@@ -55,6 +61,12 @@ pub enum ModelsCommand {
         /// Learning rate of the fine-tuned layers.
         #[arg(long)]
         layer_learning_rate: Option<f64>,
+        /// How many of MiniLM's last layers to fine-tune (1–6).
+        #[arg(long)]
+        tuned_layers: Option<usize>,
+        /// Weigh classes by inverse frequency.
+        #[arg(long)]
+        class_weighted: bool,
     },
 }
 
@@ -96,40 +108,15 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
             model,
             manifest,
             sentiment,
+            head,
+            sentiment_only,
         } => {
-            let whisper = Whisper::load(&dir.whisper(&model), &dir.mel_filters(), &device)?;
-            let manifest = manifest.unwrap_or_else(evaluate::speech_manifest);
-            let clips = evaluate::read_manifest(&manifest)?;
-            println!(
-                "Whisper {model} on {} ({} clips); WER after text::normalize",
-                manifest.display(),
-                clips.len()
-            );
-            for (label, phone) in [
-                ("16 kHz as recorded", false),
-                ("8 kHz mu-law (phone path)", true),
-            ] {
-                let results =
-                    evaluate::transcribe_clips(&whisper, &clips, phone, &DecodeOptions::default())?;
-                println!("\n{label}:");
-                for r in &results {
-                    println!(
-                        "  {:<24} WER {:>5.1}%  {:>4.0} ms  ref: {:<45} hyp: {}",
-                        r.id,
-                        100.0 * r.errors as f64 / r.words.max(1) as f64,
-                        r.seconds * 1000.0,
-                        r.reference,
-                        r.hypothesis
-                    );
-                }
-                println!(
-                    "  overall WER {:.1}%",
-                    100.0 * evaluate::overall_wer(&results)
-                );
+            if !sentiment_only {
+                eval_speech(&dir, &device, &model, manifest)?;
             }
             let sentiment_dir = sentiment.unwrap_or_else(|| dev_data().join("sentiment"));
             let sentences = data::load_dir(&sentiment_dir)?;
-            let model = SentimentModel::load(&dir.minilm(), &SentimentModel::head_file(), &device)?;
+            let model = SentimentModel::load(&dir.minilm(), &head, &device)?;
             let report = evaluate::evaluate_sentiment(&model, &sentences)?;
             println!(
                 "\nSentiment on the held-out split of {} ({} sentences)",
@@ -164,6 +151,8 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
             out,
             epochs,
             layer_learning_rate,
+            tuned_layers,
+            class_weighted,
         } => {
             let data_dir = data_dir.unwrap_or_else(|| dev_data().join("sentiment"));
             let sentences = data::load_dir(&data_dir)
@@ -172,12 +161,54 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
             options.epochs = epochs.unwrap_or(options.epochs);
             options.layer_learning_rate =
                 layer_learning_rate.unwrap_or(options.layer_learning_rate);
+            options.tuned_layers = tuned_layers.unwrap_or(options.tuned_layers);
+            options.class_weighted |= class_weighted;
             let trained = train::train(&dir.minilm(), &sentences, &options, &out)?;
             println!(
                 "trained on {trained} sentences with {options:?}; wrote {}",
                 out.display()
             );
         }
+    }
+    Ok(())
+}
+
+/// Word error rate per clip and overall, at 16 kHz and through the phone path.
+fn eval_speech(
+    dir: &ModelDir,
+    device: &winnerr_models::Device,
+    model: &str,
+    manifest: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let whisper = Whisper::load(&dir.whisper(model), &dir.mel_filters(), device)?;
+    let manifest = manifest.unwrap_or_else(evaluate::speech_manifest);
+    let clips = evaluate::read_manifest(&manifest)?;
+    println!(
+        "Whisper {model} on {} ({} clips); WER after text::normalize",
+        manifest.display(),
+        clips.len()
+    );
+    for (label, phone) in [
+        ("16 kHz as recorded", false),
+        ("8 kHz mu-law (phone path)", true),
+    ] {
+        let results =
+            evaluate::transcribe_clips(&whisper, &clips, phone, &DecodeOptions::default())?;
+        println!("\n{label}:");
+        for r in &results {
+            println!(
+                "  {:<24} WER {:>5.1}%  {:>4.0} ms  ref: {:<45} hyp: {}",
+                r.id,
+                100.0 * r.errors as f64 / r.words.max(1) as f64,
+                r.seconds * 1000.0,
+                r.reference,
+                r.hypothesis
+            );
+        }
+        println!(
+            "  overall WER {:.1}%",
+            100.0 * evaluate::overall_wer(&results)
+        );
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod sentiment;
 pub mod text;
 pub mod whisper;
 
+pub use candle_core::Device;
 pub use error::{ModelError, Result};
 pub use fetch::ModelDir;
 pub use leadscore::{LeadModel, Scored, TrainOptions};

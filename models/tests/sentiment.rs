@@ -16,7 +16,7 @@ fn minilm() -> std::path::PathBuf {
 fn our_differentiable_layers_reproduce_candles_bert() {
     let dir = minilm();
     let texts = ["The house has a lovely garden.", "No."];
-    let ours = SentenceEncoder::load(&dir, &Device::Cpu, None)
+    let ours = SentenceEncoder::load(&dir, &Device::Cpu, None, 6)
         .unwrap()
         .embed(&texts)
         .unwrap();

@@ -2,8 +2,9 @@
 //! L2-normalized, as sentence-transformers computes them) and a small classifier head trained
 //! with Candle on human-rated sentences (`winnerr models train-sentiment`).
 //!
-//! What training changed (MiniLM's last two layers and the head, f16) is a committed file
-//! (`models/assets/sentiment-head.safetensors`) applied over the downloaded all-MiniLM-L6-v2.
+//! What training changed (MiniLM's last layers and the head, f16) is a committed file
+//! (`models/assets/sentiment-head.safetensors`) applied over the downloaded all-MiniLM-L6-v2; the
+//! file says by its `layer.{i}` names which layers it replaces.
 
 use std::path::{Path, PathBuf};
 
@@ -71,16 +72,16 @@ impl Sentiment {
     }
 }
 
-/// MiniLM's layers that fine-tuning changes (the last two of six); the first four stay frozen.
-pub const TUNED_LAYERS: usize = 2;
-pub(crate) const MINILM_LAYERS: usize = 6;
+/// MiniLM's encoder layers; fine-tuning changes the last few, the others stay frozen.
+pub const MINILM_LAYERS: usize = 6;
 const HEADS: usize = 12;
 const LAYER_NORM_EPS: f32 = 1e-12;
 
-/// One BERT encoder layer, differentiable end to end (Candle's fused layer norm has no backward
-/// pass, so gradients would silently stop there): used for the tuned layers in training and
-/// inference alike.
+/// One BERT encoder layer whose weights can be trained: Candle's fused layer norm has no backward
+/// pass (gradients would silently stop there), so a layer built for training normalizes with
+/// differentiable tensor operations, and one built for inference with the fused kernel.
 pub struct BertLayer {
+    differentiable: bool,
     query: Linear,
     key: Linear,
     value: Linear,
@@ -92,13 +93,15 @@ pub struct BertLayer {
 }
 
 impl BertLayer {
-    /// Loads `encoder.layer.{i}` names (as in MiniLM's file) from `vb`.
-    pub fn load(vb: VarBuilder) -> candle_core::Result<Self> {
+    /// Loads `encoder.layer.{i}` names (as in MiniLM's file) from `vb`; `differentiable` for
+    /// training.
+    pub fn load(vb: VarBuilder, differentiable: bool) -> candle_core::Result<Self> {
         let a = vb.pp("attention");
         let norm = |vb: VarBuilder| -> candle_core::Result<(Tensor, Tensor)> {
             Ok((vb.get(384, "weight")?, vb.get(384, "bias")?))
         };
         Ok(Self {
+            differentiable,
             query: candle_nn::linear(384, 384, a.pp("self.query"))?,
             key: candle_nn::linear(384, 384, a.pp("self.key"))?,
             value: candle_nn::linear(384, 384, a.pp("self.value"))?,
@@ -122,20 +125,28 @@ impl BertLayer {
         let k = heads(self.key.forward(x)?)?;
         let v = heads(self.value.forward(x)?)?;
         let scores = (q.matmul(&k.t()?)? / ((384 / HEADS) as f64).sqrt())?.broadcast_add(mask)?;
-        let weights = candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?;
+        let weights = if self.differentiable {
+            candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&scores)?
+        };
         let context = weights.matmul(&v)?.transpose(1, 2)?.reshape((b, t, 384))?;
-        let (w, bias) = &self.attention_norm;
-        let x = candle_nn::ops::layer_norm_slow(
+        let x = self.norm(
             &(x + self.attention_out.forward(&context)?)?,
-            w,
-            bias,
-            LAYER_NORM_EPS,
+            &self.attention_norm,
         )?;
         let h = self
             .output
             .forward(&self.intermediate.forward(&x)?.gelu_erf()?)?;
-        let (w, bias) = &self.output_norm;
-        candle_nn::ops::layer_norm_slow(&(x + h)?, w, bias, LAYER_NORM_EPS)
+        self.norm(&(x + h)?, &self.output_norm)
+    }
+
+    fn norm(&self, x: &Tensor, (w, bias): &(Tensor, Tensor)) -> candle_core::Result<Tensor> {
+        if self.differentiable {
+            candle_nn::ops::layer_norm_slow(x, w, bias, LAYER_NORM_EPS)
+        } else {
+            candle_nn::ops::layer_norm(x, w, bias, LAYER_NORM_EPS)
+        }
     }
 }
 
@@ -146,8 +157,8 @@ pub struct TrunkOutput {
     pub mask: Tensor,
 }
 
-/// MiniLM with its tokenizer: text to normalized 384-dimensional embeddings. The first four
-/// layers run as Candle's BERT; the last two are [`BertLayer`]s, fine-tuned or original.
+/// MiniLM with its tokenizer: text to normalized 384-dimensional embeddings. The frozen first
+/// layers run as Candle's BERT; the tuned last ones are [`BertLayer`]s, fine-tuned or original.
 pub struct SentenceEncoder {
     trunk: BertModel,
     tuned: Vec<BertLayer>,
@@ -157,16 +168,26 @@ pub struct SentenceEncoder {
 
 impl SentenceEncoder {
     /// Loads the folder `winnerr models fetch` writes (`model.safetensors`, `config.json`,
-    /// `tokenizer.json`). `tuned` holds fine-tuned last layers (`layer.{i}.…`); `None` keeps
-    /// MiniLM's own.
-    pub fn load(dir: &Path, device: &Device, tuned: Option<(VarBuilder, &Path)>) -> Result<Self> {
+    /// `tokenizer.json`). The last `tuned_layers` layers run as [`BertLayer`]s: from `tuned`
+    /// (fine-tuned, named `layer.{i}.…`), or MiniLM's own with `None`.
+    pub fn load(
+        dir: &Path,
+        device: &Device,
+        tuned: Option<(VarBuilder, &Path)>,
+        tuned_layers: usize,
+    ) -> Result<Self> {
+        if !(1..=MINILM_LAYERS).contains(&tuned_layers) {
+            return Err(ModelError::Input(format!(
+                "MiniLM has {MINILM_LAYERS} layers: cannot tune {tuned_layers}"
+            )));
+        }
         let mut config: BertConfig =
             crate::whisper::read_json(&dir.join("config.json"), "BERT config")?;
         let weights = dir.join("model.safetensors");
         if !weights.exists() {
             return Err(ModelError::Missing { path: weights });
         }
-        config.num_hidden_layers = MINILM_LAYERS - TUNED_LAYERS;
+        config.num_hidden_layers = MINILM_LAYERS - tuned_layers;
         // Safety: mapped read-only; the safetensors header is checked on open.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
             .map_err(|e| ModelError::corrupt(&weights, "safetensors file", e))?;
@@ -176,8 +197,8 @@ impl SentenceEncoder {
             Some((tuned, file)) => (tuned, "layer", file, "fine-tuned sentiment file"),
             None => (vb, "encoder.layer", weights.as_path(), "MiniLM weight file"),
         };
-        let tuned = (MINILM_LAYERS - TUNED_LAYERS..MINILM_LAYERS)
-            .map(|i| BertLayer::load(source.pp(format!("{prefix}.{i}"))))
+        let tuned = (MINILM_LAYERS - tuned_layers..MINILM_LAYERS)
+            .map(|i| BertLayer::load(source.pp(format!("{prefix}.{i}")), false))
             .collect::<candle_core::Result<Vec<_>>>()
             .map_err(|e| ModelError::corrupt(file, what, e))?;
         let path = dir.join("tokenizer.json");
@@ -287,8 +308,15 @@ impl SentimentModel {
         }
         let tensors = candle_core::safetensors::load(head_file, device)
             .map_err(|e| ModelError::corrupt(head_file, "sentiment head", e))?;
+        let tuned_layers = tuned_layers(tensors.keys())
+            .map_err(|e| ModelError::corrupt(head_file, "sentiment head", e))?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-        let encoder = SentenceEncoder::load(minilm_dir, device, Some((vb.clone(), head_file)))?;
+        let encoder = SentenceEncoder::load(
+            minilm_dir,
+            device,
+            Some((vb.clone(), head_file)),
+            tuned_layers,
+        )?;
         let head = SentimentHead::load(vb)
             .map_err(|e| ModelError::corrupt(head_file, "sentiment head", e))?;
         Ok(Self { encoder, head })
@@ -330,5 +358,60 @@ impl SentimentModel {
 
     pub fn encoder(&self) -> &SentenceEncoder {
         &self.encoder
+    }
+}
+
+/// How many last layers a fine-tuned file replaces, from its `layer.{i}.…` names: they must be
+/// MiniLM's last ones, without a gap.
+fn tuned_layers<'a>(names: impl Iterator<Item = &'a String>) -> std::result::Result<usize, String> {
+    let mut layers: Vec<usize> = names
+        .filter_map(|n| n.strip_prefix("layer.")?.split('.').next()?.parse().ok())
+        .collect();
+    layers.sort_unstable();
+    layers.dedup();
+    let expected: Vec<usize> = match layers.first() {
+        Some(&first) if first < MINILM_LAYERS => (first..MINILM_LAYERS).collect(),
+        _ => {
+            return Err(format!(
+                "no tuned layers among MiniLM's {MINILM_LAYERS} ({layers:?})"
+            ));
+        }
+    };
+    if layers != expected {
+        return Err(format!(
+            "tuned layers {layers:?} are not MiniLM's last ones ({expected:?})"
+        ));
+    }
+    Ok(layers.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tuned_layers;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_tuned_layers_are_read_from_the_file_names() {
+        let file = names(&[
+            "layer.4.output.dense.weight",
+            "layer.5.intermediate.dense.bias",
+            "hidden.weight",
+        ]);
+        assert_eq!(tuned_layers(file.iter()), Ok(2));
+        let all = names(&[
+            "layer.0.x",
+            "layer.1.x",
+            "layer.2.x",
+            "layer.3.x",
+            "layer.4.x",
+            "layer.5.x",
+        ]);
+        assert_eq!(tuned_layers(all.iter()), Ok(6));
+        assert!(tuned_layers(names(&["hidden.weight"]).iter()).is_err());
+        assert!(tuned_layers(names(&["layer.3.x", "layer.5.x"]).iter()).is_err());
+        assert!(tuned_layers(names(&["layer.6.x"]).iter()).is_err());
     }
 }

@@ -1,7 +1,8 @@
-//! Fine-tuning MiniLM's last two layers with the classifier head, with Candle
+//! Fine-tuning MiniLM's last layers with the classifier head, with Candle
 //! (`winnerr models train-sentiment`): the frozen trunk runs once over every training sentence,
-//! then a few epochs train the top layers and the head with a class-weighted cross entropy and
-//! AdamW. Deterministic: fixed split, fixed batch order and initialization from `seed`.
+//! then a few epochs train the top layers and the head with a cross entropy (class-weighted if
+//! asked) and AdamW, the learning rates warming up linearly over the first steps and decaying
+//! linearly to zero. Deterministic: fixed split, fixed batch order and initialization from `seed`.
 
 use std::path::Path;
 
@@ -9,17 +10,24 @@ use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 
 use super::data::{RatedSentence, Split};
-use super::{BertLayer, MINILM_LAYERS, SentenceEncoder, SentimentHead, TUNED_LAYERS, TrunkOutput};
+use super::{BertLayer, MINILM_LAYERS, SentenceEncoder, SentimentHead, TrunkOutput};
 use crate::error::{ModelError, Result};
 
 /// Training settings; the defaults produced the committed file.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TrainOptions {
+    /// MiniLM's last layers that are fine-tuned (1–6); the others stay frozen.
+    pub tuned_layers: usize,
     pub epochs: usize,
     pub batch: usize,
     pub layer_learning_rate: f64,
     pub head_learning_rate: f64,
     pub weight_decay: f64,
+    /// Share of the steps over which the learning rates rise from zero (then fall linearly).
+    pub warmup: f64,
+    /// Weigh each class by the inverse of its frequency (favours recall of rare classes over
+    /// accuracy).
+    pub class_weighted: bool,
     pub seed: u64,
     /// Train only on clear cases (borderline ratings near a cut-off are label noise).
     pub clear_only: bool,
@@ -28,11 +36,14 @@ pub struct TrainOptions {
 impl Default for TrainOptions {
     fn default() -> Self {
         Self {
-            epochs: 5,
+            tuned_layers: 6,
+            epochs: 2,
             batch: 32,
             layer_learning_rate: 1e-4,
             head_learning_rate: 1e-3,
             weight_decay: 1e-2,
+            warmup: 0.06,
+            class_weighted: false,
             seed: 7,
             clear_only: true,
         }
@@ -73,9 +84,15 @@ pub fn train(
     train.sort_by_key(|(t, _)| t.len());
     let mut counts = [0usize; 3];
     train.iter().for_each(|&(_, l)| counts[l as usize] += 1);
-    let class_weight = |l: u32| train.len() as f32 / (3.0 * counts[l as usize].max(1) as f32);
+    let class_weight = |l: u32| {
+        if options.class_weighted {
+            train.len() as f32 / (3.0 * counts[l as usize].max(1) as f32)
+        } else {
+            1.0
+        }
+    };
 
-    let encoder = SentenceEncoder::load(minilm_dir, &device, None)?;
+    let encoder = SentenceEncoder::load(minilm_dir, &device, None, options.tuned_layers)?;
     tracing::info!(
         sentences = train.len(),
         "running the frozen layers over the training sentences"
@@ -97,8 +114,8 @@ pub fn train(
     // Trainable copies of MiniLM's last layers, and a freshly initialized head.
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
-    let layers = (MINILM_LAYERS - TUNED_LAYERS..MINILM_LAYERS)
-        .map(|i| BertLayer::load(vb.pp(format!("layer.{i}"))))
+    let layers = (MINILM_LAYERS - options.tuned_layers..MINILM_LAYERS)
+        .map(|i| BertLayer::load(vb.pp(format!("layer.{i}")), true))
         .collect::<candle_core::Result<Vec<_>>>()?;
     let head = SentimentHead::load(vb.clone())?;
     let original = candle_core::safetensors::load(minilm_dir.join("model.safetensors"), &device)?;
@@ -149,6 +166,9 @@ pub fn train(
     )?;
 
     let mut order: Vec<usize> = (0..batches.len()).collect();
+    let steps = (options.epochs * batches.len()).max(1);
+    let warmup = ((steps as f64 * options.warmup).ceil() as usize).max(1);
+    let mut step = 0usize;
     for epoch in 0..options.epochs {
         // Fisher–Yates with the seeded generator.
         for i in (1..order.len()).rev() {
@@ -157,6 +177,10 @@ pub fn train(
         let (mut total, mut seen) = (0f64, 0usize);
         for (n, &b) in order.iter().enumerate() {
             let batch = &batches[b];
+            let scale = learning_rate_scale(step, warmup, steps);
+            layer_opt.set_learning_rate(options.layer_learning_rate * scale);
+            head_opt.set_learning_rate(options.head_learning_rate * scale);
+            step += 1;
             let embeddings = SentenceEncoder::top(&layers, &batch.trunk)?;
             let logp = candle_nn::ops::log_softmax(&head.logits(&embeddings)?, D::Minus1)?;
             let picked = logp.gather(&batch.labels.unsqueeze(1)?, 1)?.squeeze(1)?;
@@ -177,7 +201,14 @@ pub fn train(
             }
         }
         tracing::info!(epoch, loss = total / seen.max(1) as f64, "epoch done");
+        // Written after every epoch: a run stopped early leaves its last finished epoch.
+        save(&varmap, out)?;
     }
+    Ok(train.len())
+}
+
+/// The trained layers and head, as f16.
+fn save(varmap: &VarMap, out: &Path) -> Result<()> {
     let tensors: std::collections::HashMap<String, Tensor> = varmap
         .data()
         .lock()
@@ -186,7 +217,17 @@ pub fn train(
         .map(|(n, v)| Ok((n.clone(), v.as_tensor().to_dtype(DType::F16)?)))
         .collect::<candle_core::Result<_>>()?;
     candle_core::safetensors::save(&tensors, out)?;
-    Ok(train.len())
+    Ok(())
+}
+
+/// The learning rate's factor at `step` of `steps`: rising linearly to 1 over `warmup` steps,
+/// then falling linearly to 0 at the last step.
+fn learning_rate_scale(step: usize, warmup: usize, steps: usize) -> f64 {
+    if step < warmup {
+        (step + 1) as f64 / warmup as f64
+    } else {
+        (steps - step) as f64 / (steps - warmup).max(1) as f64
+    }
 }
 
 /// A small deterministic generator for initialization and batch order (SplitMix64).
@@ -200,5 +241,20 @@ impl SplitMix {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
         (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::learning_rate_scale;
+
+    #[test]
+    fn the_learning_rate_warms_up_then_decays_to_zero() {
+        let scales: Vec<f64> = (0..10).map(|s| learning_rate_scale(s, 2, 10)).collect();
+        assert_eq!(scales[0], 0.5);
+        assert_eq!(scales[1], 1.0);
+        assert_eq!(scales[2], 1.0);
+        assert!(scales[2..].windows(2).all(|w| w[1] < w[0]));
+        assert_eq!(scales[9], 1.0 / 8.0);
     }
 }
