@@ -39,11 +39,7 @@ fn started(ctx: &CallContext) -> Envelope {
             account_sid: "AC1".into(),
             lead_id: ctx.lead_id.clone(),
             tracks: vec![Track::Inbound],
-            media_format: MediaFormat {
-                encoding: "audio/x-mulaw".into(),
-                sample_rate: 8000,
-                channels: 1,
-            },
+            media_format: MediaFormat::twilio_mulaw(),
         }),
     )
 }

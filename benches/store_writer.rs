@@ -28,11 +28,7 @@ fn call_events(org: usize, index: usize) -> Vec<Arc<Envelope>> {
         account_sid: "AC1".into(),
         lead_id: ctx.lead_id.clone(),
         tracks: vec![Track::Inbound, Track::Outbound],
-        media_format: MediaFormat {
-            encoding: "audio/x-mulaw".into(),
-            sample_rate: 8000,
-            channels: 1,
-        },
+        media_format: MediaFormat::twilio_mulaw(),
     })];
     for turn in 0..10u64 {
         let track = if turn % 2 == 0 {

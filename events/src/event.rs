@@ -132,6 +132,17 @@ pub struct MediaFormat {
     pub channels: u16,
 }
 
+impl MediaFormat {
+    /// Twilio Media Streams' audio: 8 kHz mu-law, mono.
+    pub fn twilio_mulaw() -> Self {
+        Self {
+            encoding: "audio/x-mulaw".into(),
+            sample_rate: 8000,
+            channels: 1,
+        }
+    }
+}
+
 /// A call's media stream began.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallStarted {

@@ -306,11 +306,7 @@ impl Connection {
             account_sid: start.account_sid,
             lead_id: call.lead_id.clone(),
             tracks: start.tracks,
-            media_format: MediaFormat {
-                encoding: MULAW_ENCODING.to_owned(),
-                sample_rate: 8000,
-                channels: 1,
-            },
+            media_format: MediaFormat::twilio_mulaw(),
         };
         let audio = CallAudio {
             call: call.clone(),

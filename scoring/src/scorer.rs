@@ -350,11 +350,7 @@ mod tests {
                 account_sid: "AC1".into(),
                 lead_id: call().lead_id,
                 tracks: vec![Track::Inbound],
-                media_format: MediaFormat {
-                    encoding: "audio/x-mulaw".into(),
-                    sample_rate: 8000,
-                    channels: 1,
-                },
+                media_format: MediaFormat::twilio_mulaw(),
             }),
         )
     }

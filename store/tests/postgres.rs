@@ -36,11 +36,7 @@ fn call_events(ctx: &CallContext) -> Vec<Arc<Envelope>> {
             account_sid: "AC1".into(),
             lead_id: ctx.lead_id.clone(),
             tracks: vec![Track::Inbound, Track::Outbound],
-            media_format: MediaFormat {
-                encoding: "audio/x-mulaw".into(),
-                sample_rate: 8000,
-                channels: 1,
-            },
+            media_format: MediaFormat::twilio_mulaw(),
         }),
         Event::AudioActivity(AudioActivity {
             track: Track::Inbound,

@@ -280,11 +280,7 @@ async fn a_store_writer_killed_between_its_write_and_its_commit_writes_nothing_t
         account_sid: "AC1".into(),
         lead_id: None,
         tracks: vec![Track::Inbound],
-        media_format: winnerr_events::MediaFormat {
-            encoding: "audio/x-mulaw".into(),
-            sample_rate: 8000,
-            channels: 1,
-        },
+        media_format: winnerr_events::MediaFormat::twilio_mulaw(),
     };
     let ended = winnerr_events::CallEnded {
         reason: EndReason::Completed,

@@ -173,11 +173,7 @@ impl SimulatedCall {
                 account_sid: "AC1".into(),
                 lead_id: self.ctx.lead_id.clone(),
                 tracks: vec![Track::Inbound, Track::Outbound],
-                media_format: MediaFormat {
-                    encoding: "audio/x-mulaw".into(),
-                    sample_rate: 8000,
-                    channels: 1,
-                },
+                media_format: MediaFormat::twilio_mulaw(),
             }),
         )
     }
