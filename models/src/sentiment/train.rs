@@ -64,7 +64,9 @@ pub fn train(
     options: &TrainOptions,
     out: &Path,
 ) -> Result<usize> {
-    let device = Device::Cpu;
+    // The GPU when built with `cuda` and one is present: Candle's CPU training does not scale
+    // past a few threads.
+    let device = crate::device();
     let mut train: Vec<(&str, u32)> = sentences
         .iter()
         .filter(|s| s.split() == Split::Train)
@@ -214,7 +216,10 @@ fn save(varmap: &VarMap, out: &Path) -> Result<()> {
         .lock()
         .expect("varmap lock")
         .iter()
-        .map(|(n, v)| Ok((n.clone(), v.as_tensor().to_dtype(DType::F16)?)))
+        .map(|(n, v)| {
+            let tensor = v.as_tensor().to_dtype(DType::F16)?;
+            Ok((n.clone(), tensor.to_device(&Device::Cpu)?))
+        })
         .collect::<candle_core::Result<_>>()?;
     candle_core::safetensors::save(&tensors, out)?;
     Ok(())
