@@ -89,7 +89,7 @@ async fn a_two_track_call_is_transcribed_per_track_with_interims_first_and_senti
             .unwrap_or_else(|| panic!("final without sentiment: {f:?}"));
         assert!((s.probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-3);
         assert!(f.start_ms < f.end_ms && f.last_voiced_at_ms > 0);
-        // Interims of this utterance all come before it, and at least one came.
+        // Interims of this utterance all come before it.
         let position = all.iter().position(|t| std::ptr::eq(*t, **f)).unwrap();
         let interims: Vec<usize> = all
             .iter()
@@ -97,7 +97,6 @@ async fn a_two_track_call_is_transcribed_per_track_with_interims_first_and_senti
             .filter(|(_, t)| !t.is_final && t.track == f.track && t.utterance == f.utterance)
             .map(|(i, _)| i)
             .collect();
-        assert!(!interims.is_empty(), "no interim before {f:?}");
         assert!(
             interims.iter().all(|&i| i < position),
             "an interim after its final: {all:#?}"
@@ -106,6 +105,13 @@ async fn a_two_track_call_is_transcribed_per_track_with_interims_first_and_senti
             assert!(all[i].text.starts_with(&all[i].stable_text), "{:?}", all[i]);
         }
     }
+    // Interims came. Not one for every utterance: a worker that falls behind (on a busy machine,
+    // as in CI beside other builds) sheds interims so finals keep their latency, and a 2 s
+    // utterance may then get none.
+    assert!(
+        all.iter().any(|t| !t.is_final),
+        "no interim in the call: {all:#?}"
+    );
     // The end of the call comes after every transcript.
     assert!(matches!(
         events.last().map(|e| &e.event),
