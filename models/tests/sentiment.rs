@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::bert::{BertModel, Config};
-use winnerr_models::sentiment::SentenceEncoder;
+use winnerr_models::sentiment::{BertLayer, SentenceEncoder};
 use winnerr_models::{ModelDir, ModelError, SentimentLabel, SentimentModel};
 
 mod common;
@@ -58,6 +58,38 @@ fn our_differentiable_layers_reproduce_candles_bert() {
         let diff = max_difference(&got, &expected);
         assert!(diff < 1e-4, "{text}: embeddings differ by {diff}");
     }
+}
+
+#[test]
+fn the_trainable_layer_computes_what_the_inference_layer_does() {
+    // Training runs the differentiable forms (tensor-op layer norm and softmax), inference the
+    // fused kernels: the same weights must give the same outputs, padding mask included.
+    let weights = minilm().join("model.safetensors");
+    let vb = unsafe {
+        candle_nn::VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu)
+    }
+    .unwrap()
+    .pp("encoder.layer.5");
+    let training = BertLayer::load(vb.clone(), true).unwrap();
+    let inference = BertLayer::load(vb, false).unwrap();
+    let x = Tensor::randn(0f32, 1.0, (2, 7, 384), &Device::Cpu).unwrap();
+    let mask = Tensor::new(
+        &[
+            [0f32, 0., 0., 0., 0., 0., 0.],
+            [0., 0., 0., 0., -10_000., -10_000., -10_000.],
+        ],
+        &Device::Cpu,
+    )
+    .unwrap()
+    .unsqueeze(1)
+    .unwrap()
+    .unsqueeze(1)
+    .unwrap();
+    let diff = max_difference(
+        &training.forward(&x, &mask).unwrap(),
+        &inference.forward(&x, &mask).unwrap(),
+    );
+    assert!(diff < 1e-4, "the two forms differ by {diff}");
 }
 
 #[test]
