@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use winnerr_events::{
     ActivityState, AudioActivity, CallContext, CallEnded, CallStarted, Dtmf, EndReason, Envelope,
-    Event, MediaFormat, StreamStats, Track,
+    Event, MediaFormat, OrgId, StreamStats, Track,
 };
 use winnerr_store::{Store, StoreError, StoreWriter, migrate};
 use winnerr_testkit::TestDatabase;
@@ -321,23 +321,34 @@ async fn contact_details_are_ciphertext_at_rest_and_found_by_phone() {
     db.drop_database().await;
 }
 
-#[tokio::test]
-async fn the_audit_chain_finds_edited_and_deleted_rows() {
-    let (db, store) = fresh().await;
-    let acme = "acme".parse().unwrap();
-    for (actor, action, subject) in [
-        ("u1", "transcript.read", "CA1"),
-        ("u2", "person.export", "p_1"),
-        ("admin", "keys.rotate", "dev1"),
-    ] {
+/// Appends one audit row per (actor, action, subject), each with `detail`.
+async fn audit_all(store: &Store, org: &OrgId, entries: &[(&str, &str, &str)], detail: &str) {
+    for &(actor, action, subject) in entries {
         let entry = winnerr_store::AuditEntry {
             actor,
             action,
             subject,
-            detail: "{\"via\":\"api\"}".into(),
+            detail: detail.into(),
         };
-        store.audit(&acme, &entry).await.unwrap();
+        store.audit(org, &entry).await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn the_audit_chain_finds_edited_and_deleted_rows() {
+    let (db, store) = fresh().await;
+    let acme = "acme".parse().unwrap();
+    audit_all(
+        &store,
+        &acme,
+        &[
+            ("u1", "transcript.read", "CA1"),
+            ("u2", "person.export", "p_1"),
+            ("admin", "keys.rotate", "dev1"),
+        ],
+        "{\"via\":\"api\"}",
+    )
+    .await;
     let intact = store.verify_audit(&acme).await.unwrap();
     assert_eq!((intact.rows, intact.problem), (3, None));
     let anchor = intact.head.expect("a chain of three rows has a head");
@@ -388,31 +399,18 @@ async fn the_audit_chain_finds_edited_and_deleted_rows() {
         .execute(&mut owner)
         .await
         .unwrap();
-    for (actor, action, subject) in [
-        ("u1", "transcript.read", "CA1"),
-        ("u2", "person.export", "p_1"),
-    ] {
-        let entry = winnerr_store::AuditEntry {
-            actor,
-            action,
-            subject,
-            detail: "{}".into(),
-        };
-        store.audit(&acme, &entry).await.unwrap();
-    }
+    audit_all(
+        &store,
+        &acme,
+        &[
+            ("u1", "transcript.read", "CA1"),
+            ("u2", "person.export", "p_1"),
+        ],
+        "{}",
+    )
+    .await;
     let head = store.verify_audit(&acme).await.unwrap().head.unwrap();
-    store
-        .audit(
-            &acme,
-            &winnerr_store::AuditEntry {
-                actor: "admin",
-                action: "user.role.change",
-                subject: "u3",
-                detail: "{}".into(),
-            },
-        )
-        .await
-        .unwrap();
+    audit_all(&store, &acme, &[("admin", "user.role.change", "u3")], "{}").await;
     let anchored_at_3 = store.verify_audit(&acme).await.unwrap().head.unwrap();
     sqlx::query("DELETE FROM audit_log WHERE seq = 3")
         .execute(&mut owner)
