@@ -32,11 +32,12 @@ impl LeadSource for StoreLeads {
         &'a self,
         org: &'a OrgId,
         lead: &'a LeadId,
+        as_of_ms: i64,
     ) -> BoxFuture<'a, Result<Option<LeadHistory>, String>> {
         Box::pin(async move {
             let record = self
                 .0
-                .lead_record(org, lead.as_str(), SCORER_ACTOR)
+                .lead_record_as_of(org, lead.as_str(), as_of_ms, SCORER_ACTOR)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(record.map(history))

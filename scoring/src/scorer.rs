@@ -29,11 +29,14 @@ use crate::timeline::TimelineCues;
 
 /// Where the scorer learns what the CRM knows: a lead's history and an organization's model.
 pub trait LeadSource: Send + Sync + 'static {
-    /// What is recorded of `lead` in `org`; `None` for a lead the CRM has no record of.
+    /// What was recorded of `lead` in `org` at `as_of_ms`, the start of the call being scored
+    /// (so that call, which the store may already hold, is not its own history); `None` for a
+    /// lead the CRM has no record of.
     fn history<'a>(
         &'a self,
         org: &'a OrgId,
         lead: &'a LeadId,
+        as_of_ms: i64,
     ) -> BoxFuture<'a, Result<Option<LeadHistory>, String>>;
 
     /// `org`'s own trained model, if it has one.
@@ -48,6 +51,7 @@ impl LeadSource for NoCrm {
         &'a self,
         _: &'a OrgId,
         _: &'a LeadId,
+        _: i64,
     ) -> BoxFuture<'a, Result<Option<LeadHistory>, String>> {
         Box::pin(std::future::ready(Ok(None)))
     }
@@ -196,7 +200,8 @@ impl Scorer {
         if !self.leads.contains_key(&lead_key) {
             let model = self.model_of(org).await;
             let loaded = Instant::now();
-            let history = match self.source.history(org, &lead).await {
+            let as_of = i64::try_from(event.ts_ms).unwrap_or(i64::MAX);
+            let history = match self.source.history(org, &lead, as_of).await {
                 Ok(history) => history.unwrap_or_default(),
                 Err(err) => {
                     // Scored from this call alone rather than not at all.
