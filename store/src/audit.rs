@@ -5,10 +5,9 @@
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{Postgres, Transaction};
 use winnerr_events::OrgId;
 
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, Tx, on_tx};
 
 /// The `prev_hash` of an organization's first row.
 const GENESIS: [u8; 32] = [0; 32];
@@ -99,20 +98,27 @@ fn row_hash(
 }
 
 /// Appends `entry` to `org`'s audit log inside `tx` (whose organization must be `org`).
-pub async fn append(
-    tx: &mut Transaction<'static, Postgres>,
+pub(crate) async fn append(
+    tx: &mut Tx,
     org: &OrgId,
     entry: &AuditEntry<'_>,
 ) -> Result<(), StoreError> {
-    // One writer per organization's chain at a time.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('winnerr.audit:' || $1))")
-        .bind(org.as_str())
-        .execute(&mut **tx)
-        .await?;
-    let last: Option<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut **tx)
+    // One writer per organization's chain at a time (SQLite's single connection writes one
+    // transaction at a time anyway).
+    if let Tx::Postgres(tx) = tx {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('winnerr.audit:' || $1))")
+            .bind(org.as_str())
+            .execute(&mut **tx)
             .await?;
+    }
+    let last: Option<(i64, Vec<u8>)> = on_tx!(tx, |conn, dialect| {
+        sqlx::query_as(
+            "SELECT seq, hash FROM audit_log WHERE organization_id = $1 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(org.as_str())
+        .fetch_optional(conn)
+        .await?
+    });
     let (seq, prev) = match last {
         Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS.to_vec()),
@@ -127,7 +133,8 @@ pub async fn append(
         entry.subject,
         &entry.detail,
     );
-    sqlx::query(
+    on_tx!(tx, |conn, dialect| {
+        sqlx::query(
         "INSERT INTO audit_log (organization_id, seq, at_ms, actor, action, subject, detail, prev_hash, hash) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
@@ -140,8 +147,10 @@ pub async fn append(
     .bind(&entry.detail)
     .bind(prev)
     .bind(hash)
-    .execute(&mut **tx)
-    .await?;
+    .execute(conn)
+    .await
+    .map(drop)?
+    });
     Ok(())
 }
 
@@ -150,7 +159,7 @@ type AuditRow = (i64, i64, String, String, String, String, Vec<u8>, Vec<u8>);
 impl Store {
     /// Appends one entry to `org`'s audit log.
     pub async fn audit(&self, org: &OrgId, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
-        let mut tx = self.begin_for(org).await?;
+        let mut tx = self.begin(org).await?;
         crate::ensure_organization(&mut tx, org).await?;
         append(&mut tx, org, entry).await?;
         tx.commit().await?;
@@ -170,12 +179,16 @@ impl Store {
         org: &OrgId,
         anchor: Option<&AuditHead>,
     ) -> Result<AuditCheck, StoreError> {
-        let mut tx = self.begin_for(org).await?;
-        let rows: Vec<AuditRow> = sqlx::query_as(
-            "SELECT seq, at_ms, actor, action, subject, detail, prev_hash, hash FROM audit_log ORDER BY seq",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
+        let mut tx = self.begin(org).await?;
+        let rows: Vec<AuditRow> = on_tx!(&mut tx, |conn, dialect| {
+            sqlx::query_as(
+                "SELECT seq, at_ms, actor, action, subject, detail, prev_hash, hash FROM audit_log \
+                 WHERE organization_id = $1 ORDER BY seq",
+            )
+            .bind(org.as_str())
+            .fetch_all(conn)
+            .await?
+        });
         tx.commit().await?;
         let mut prev = GENESIS.to_vec();
         for (expected_seq, (seq, at_ms, actor, action, subject, detail, prev_hash, hash)) in

@@ -9,7 +9,7 @@ use winnerr_events::{OrgId, UserId};
 
 use crate::audit::{self, AuditEntry};
 use crate::writer::open_utterance;
-use crate::{Store, StoreError};
+use crate::{Sql, Store, StoreError, on_tx};
 
 /// A call as the CRM lists it. Times are milliseconds since the Unix epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, FromRow)]
@@ -78,10 +78,54 @@ pub struct Deal {
 /// Most items one page may hold.
 pub const MAX_PAGE: i64 = 200;
 
-const CALL_COLUMNS: &str = "id, status, agent_id, lead_id, stream_sid, \
-    NULLIF(started_ms, 0) AS started_at_ms, \
-    (extract(epoch FROM ended_at) * 1000)::bigint AS ended_at_ms, \
-    duration_ms, inbound_talk_ms, outbound_talk_ms, dtmf_digits";
+/// The columns of a [`CallSummary`], given the dialect's expression of `ended_at` in milliseconds.
+macro_rules! call_columns {
+    ($ended_ms:literal) => {
+        concat!(
+            "id, status, agent_id, lead_id, stream_sid, NULLIF(started_ms, 0) AS started_at_ms, ",
+            $ended_ms,
+            " AS ended_at_ms, duration_ms, inbound_talk_ms, outbound_talk_ms, dtmf_digits"
+        )
+    };
+}
+
+const LIST_CALLS: Sql = Sql {
+    postgres: concat!(
+        "SELECT ",
+        call_columns!("(extract(epoch FROM ended_at) * 1000)::bigint"),
+        " FROM calls WHERE organization_id = $1 \
+           AND ($2::bool IS NULL OR (status = 'live') = $2) \
+           AND ($3::text IS NULL OR agent_id = $3) \
+           AND ($4::text IS NULL OR lead_id = $4) \
+           AND ($5::text IS NULL OR agent_id = $5) \
+           AND ($6::bigint IS NULL OR (started_ms, id) < ($6, $7)) \
+         ORDER BY started_ms DESC, id DESC LIMIT $8"
+    ),
+    sqlite: concat!(
+        "SELECT ",
+        call_columns!("ended_at"),
+        " FROM calls WHERE organization_id = $1 \
+           AND ($2 IS NULL OR (status = 'live') = $2) \
+           AND ($3 IS NULL OR agent_id = $3) \
+           AND ($4 IS NULL OR lead_id = $4) \
+           AND ($5 IS NULL OR agent_id = $5) \
+           AND ($6 IS NULL OR (started_ms, id) < ($6, $7)) \
+         ORDER BY started_ms DESC, id DESC LIMIT $8"
+    ),
+};
+
+const GET_CALL: Sql = Sql {
+    postgres: concat!(
+        "SELECT ",
+        call_columns!("(extract(epoch FROM ended_at) * 1000)::bigint"),
+        " FROM calls WHERE organization_id = $1 AND id = $2 AND ($3::text IS NULL OR agent_id = $3)"
+    ),
+    sqlite: concat!(
+        "SELECT ",
+        call_columns!("ended_at"),
+        " FROM calls WHERE organization_id = $1 AND id = $2 AND ($3 IS NULL OR agent_id = $3)"
+    ),
+};
 
 fn encode_cursor(call: &CallSummary) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}:{}", call.started_at_ms.unwrap_or(0), call.id))
@@ -111,26 +155,20 @@ impl Store {
             )));
         }
         let after = cursor.map(decode_cursor).transpose()?;
-        let sql = format!(
-            "SELECT {CALL_COLUMNS} FROM calls \
-             WHERE ($1::bool IS NULL OR (status = 'live') = $1) \
-               AND ($2::text IS NULL OR agent_id = $2) \
-               AND ($3::text IS NULL OR lead_id = $3) \
-               AND ($4::text IS NULL OR agent_id = $4) \
-               AND ($5::bigint IS NULL OR (started_ms, id) < ($5, $6)) \
-             ORDER BY started_ms DESC, id DESC LIMIT $7"
-        );
-        let mut tx = self.begin_for(org).await?;
-        let mut items: Vec<CallSummary> = sqlx::query_as(&sql)
-            .bind(filter.live)
-            .bind(&filter.agent_id)
-            .bind(&filter.lead_id)
-            .bind(only_agent.map(UserId::as_str))
-            .bind(after.as_ref().map(|(at, _)| *at))
-            .bind(after.as_ref().map(|(_, id)| id.as_str()))
-            .bind(limit + 1)
-            .fetch_all(&mut *tx)
-            .await?;
+        let mut tx = self.begin(org).await?;
+        let mut items: Vec<CallSummary> = on_tx!(&mut tx, |conn, dialect| {
+            sqlx::query_as(LIST_CALLS.of(dialect))
+                .bind(org.as_str())
+                .bind(filter.live)
+                .bind(&filter.agent_id)
+                .bind(&filter.lead_id)
+                .bind(only_agent.map(UserId::as_str))
+                .bind(after.as_ref().map(|(at, _)| *at))
+                .bind(after.as_ref().map(|(_, id)| id.as_str()))
+                .bind(limit + 1)
+                .fetch_all(conn)
+                .await?
+        });
         tx.commit().await?;
         let next_cursor = if items.len() as i64 > limit {
             items.truncate(limit as usize);
@@ -148,15 +186,15 @@ impl Store {
         id: &str,
         only_agent: Option<&UserId>,
     ) -> Result<Option<CallSummary>, StoreError> {
-        let sql = format!(
-            "SELECT {CALL_COLUMNS} FROM calls WHERE id = $1 AND ($2::text IS NULL OR agent_id = $2)"
-        );
-        let mut tx = self.begin_for(org).await?;
-        let call = sqlx::query_as(&sql)
-            .bind(id)
-            .bind(only_agent.map(UserId::as_str))
-            .fetch_optional(&mut *tx)
-            .await?;
+        let mut tx = self.begin(org).await?;
+        let call = on_tx!(&mut tx, |conn, dialect| {
+            sqlx::query_as(GET_CALL.of(dialect))
+                .bind(org.as_str())
+                .bind(id)
+                .bind(only_agent.map(UserId::as_str))
+                .fetch_optional(conn)
+                .await?
+        });
         tx.commit().await?;
         Ok(call)
     }
@@ -200,14 +238,17 @@ impl Store {
             Option<String>,
             Option<f32>,
         );
-        let mut tx = self.begin_for(org).await?;
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT id, track, start_ms, end_ms, text_ciphertext, text_key_id, sentiment, sentiment_score \
-             FROM utterances WHERE call_id = $1 ORDER BY start_ms, id",
-        )
-        .bind(call_id)
-        .fetch_all(&mut *tx)
-        .await?;
+        let mut tx = self.begin(org).await?;
+        let rows: Vec<Row> = on_tx!(&mut tx, |conn, dialect| {
+            sqlx::query_as(
+                "SELECT id, track, start_ms, end_ms, text_ciphertext, text_key_id, sentiment, sentiment_score \
+                 FROM utterances WHERE organization_id = $1 AND call_id = $2 ORDER BY start_ms, id",
+            )
+            .bind(org.as_str())
+            .bind(call_id)
+            .fetch_all(conn)
+            .await?
+        });
         let entry = AuditEntry {
             actor: reader.as_str(),
             action,
@@ -240,14 +281,20 @@ impl Store {
         org: &OrgId,
         person_id: &str,
     ) -> Result<Vec<LeadScore>, StoreError> {
-        let mut tx = self.begin_for(org).await?;
-        let scores = sqlx::query_as(
-            "SELECT (extract(epoch FROM scored_at) * 1000)::bigint AS scored_at_ms, score, factors, model_version \
-             FROM lead_scores WHERE person_id = $1 ORDER BY scored_at DESC LIMIT 100",
-        )
-        .bind(person_id)
-        .fetch_all(&mut *tx)
-        .await?;
+        const SCORES: Sql = Sql {
+            postgres: "SELECT (extract(epoch FROM scored_at) * 1000)::bigint AS scored_at_ms, score, factors, model_version \
+                 FROM lead_scores WHERE organization_id = $1 AND person_id = $2 ORDER BY scored_at DESC LIMIT 100",
+            sqlite: "SELECT scored_at AS scored_at_ms, score, factors, model_version \
+                 FROM lead_scores WHERE organization_id = $1 AND person_id = $2 ORDER BY scored_at DESC LIMIT 100",
+        };
+        let mut tx = self.begin(org).await?;
+        let scores = on_tx!(&mut tx, |conn, dialect| {
+            sqlx::query_as(SCORES.of(dialect))
+                .bind(org.as_str())
+                .bind(person_id)
+                .fetch_all(conn)
+                .await?
+        });
         tx.commit().await?;
         Ok(scores)
     }
@@ -258,14 +305,22 @@ impl Store {
         org: &OrgId,
         person_id: Option<&str>,
     ) -> Result<Vec<Deal>, StoreError> {
-        let mut tx = self.begin_for(org).await?;
-        let deals = sqlx::query_as(
-            "SELECT id, person_id, property_id, stage, amount, commission FROM deals \
-             WHERE ($1::text IS NULL OR person_id = $1) ORDER BY created_at DESC, id LIMIT 500",
-        )
-        .bind(person_id)
-        .fetch_all(&mut *tx)
-        .await?;
+        const DEALS: Sql = Sql {
+            postgres: "SELECT id, person_id, property_id, stage, amount, commission FROM deals \
+                 WHERE organization_id = $1 AND ($2::text IS NULL OR person_id = $2) \
+                 ORDER BY created_at DESC, id LIMIT 500",
+            sqlite: "SELECT id, person_id, property_id, stage, amount, commission FROM deals \
+                 WHERE organization_id = $1 AND ($2 IS NULL OR person_id = $2) \
+                 ORDER BY created_at DESC, id LIMIT 500",
+        };
+        let mut tx = self.begin(org).await?;
+        let deals = on_tx!(&mut tx, |conn, dialect| {
+            sqlx::query_as(DEALS.of(dialect))
+                .bind(org.as_str())
+                .bind(person_id)
+                .fetch_all(conn)
+                .await?
+        });
         tx.commit().await?;
         Ok(deals)
     }

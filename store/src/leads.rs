@@ -1,12 +1,13 @@
 //! What the CRM knows of a lead, as lead scoring reads it when the lead's call starts, and the
 //! lead-score models trained per organization.
 
-use sqlx::Row;
 use winnerr_events::OrgId;
 
 use crate::audit::{self, AuditEntry};
 use crate::writer::open_utterance;
-use crate::{Store, StoreError};
+use crate::{Sql, Store, StoreError, Tx, on_tx};
+
+mod import;
 
 /// Activity older than this is not read (scoring looks at the last 30 days).
 const ACTIVITY_DAYS: i32 = 90;
@@ -103,76 +104,90 @@ impl Store {
         as_of_ms: i64,
         reader: &str,
     ) -> Result<Option<LeadRecord>, StoreError> {
-        let mut tx = self.begin_for(org).await?;
-        let person = sqlx::query(
-            "SELECT source, location, budget_min, budget_max FROM people WHERE id = $1",
-        )
-        .bind(lead_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        type Profile = (Option<String>, Option<String>, Option<i64>, Option<i64>);
+        const ACTIVITY: Sql = Sql {
+            postgres: "SELECT a.kind, (extract(epoch FROM a.at) * 1000)::bigint, p.price, p.location \
+                 FROM activity a LEFT JOIN properties p \
+                   ON p.organization_id = a.organization_id AND p.id = a.property_id \
+                 WHERE a.organization_id = $1 AND a.person_id = $2 \
+                   AND a.at <= to_timestamp($4::float8 / 1000) \
+                   AND a.at > to_timestamp($4::float8 / 1000) - make_interval(days => $3) \
+                 ORDER BY a.at DESC LIMIT 5000",
+            sqlite: "SELECT a.kind, a.at, p.price, p.location \
+                 FROM activity a LEFT JOIN properties p \
+                   ON p.organization_id = a.organization_id AND p.id = a.property_id \
+                 WHERE a.organization_id = $1 AND a.person_id = $2 \
+                   AND a.at <= $4 AND a.at > $4 - $3 * 86400000 \
+                 ORDER BY a.at DESC LIMIT 5000",
+        };
+        let mut tx = self.begin(org).await?;
+        let person: Option<Profile> = on_tx!(&mut tx, |conn, dialect| {
+            sqlx::query_as(
+                "SELECT source, location, budget_min, budget_max FROM people \
+                 WHERE organization_id = $1 AND id = $2",
+            )
+            .bind(org.as_str())
+            .bind(lead_id)
+            .fetch_optional(conn)
+            .await?
+        });
         let mut record = LeadRecord::default();
-        if let Some(person) = &person {
-            record.source = person.try_get("source")?;
-            record.location = person.try_get("location")?;
-            record.budget_min = person.try_get("budget_min")?;
-            record.budget_max = person.try_get("budget_max")?;
+        if let Some((source, location, budget_min, budget_max)) = person.clone() {
+            (record.source, record.location) = (source, location);
+            (record.budget_min, record.budget_max) = (budget_min, budget_max);
         }
-        record.activity = sqlx::query_as::<_, (String, i64, Option<i64>, Option<String>)>(
-            "SELECT a.kind, (extract(epoch FROM a.at) * 1000)::bigint, p.price, p.location \
-             FROM activity a LEFT JOIN properties p \
-               ON p.organization_id = a.organization_id AND p.id = a.property_id \
-             WHERE a.person_id = $1 AND a.at <= to_timestamp($3::float8 / 1000) \
-               AND a.at > to_timestamp($3::float8 / 1000) - make_interval(days => $2) \
-             ORDER BY a.at DESC LIMIT 5000",
-        )
-        .bind(lead_id)
-        .bind(ACTIVITY_DAYS)
-        .bind(as_of_ms)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|(kind, at_ms, price, location)| ActivityRow {
-            kind,
-            at_ms,
-            price,
-            location,
-        })
-        .collect();
+        let activity: Vec<(String, i64, Option<i64>, Option<String>)> =
+            on_tx!(&mut tx, |conn, dialect| {
+                sqlx::query_as(ACTIVITY.of(dialect))
+                    .bind(org.as_str())
+                    .bind(lead_id)
+                    .bind(ACTIVITY_DAYS)
+                    .bind(as_of_ms)
+                    .fetch_all(conn)
+                    .await?
+            });
+        record.activity = activity
+            .into_iter()
+            .map(|(kind, at_ms, price, location)| ActivityRow {
+                kind,
+                at_ms,
+                price,
+                location,
+            })
+            .collect();
         // Live calls are the scorer's own to follow; only finished ones are history.
-        let mut calls: Vec<PastCall> = sqlx::query_as::<_, (String, i64, i64, i64)>(
-            "SELECT id, started_ms, inbound_talk_ms, outbound_talk_ms FROM calls \
-             WHERE lead_id = $1 AND status <> 'live' AND started_ms < $3 \
-             ORDER BY started_ms DESC LIMIT $2",
-        )
-        .bind(lead_id)
-        .bind(MAX_CALLS)
-        .bind(as_of_ms)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(
-            |(id, started_ms, inbound_talk_ms, outbound_talk_ms)| PastCall {
-                id,
-                started_ms,
-                inbound_talk_ms,
-                outbound_talk_ms,
-                customer: Vec::new(),
-            },
-        )
-        .collect();
+        let calls: Vec<(String, i64, i64, i64)> = on_tx!(&mut tx, |conn, dialect| {
+            sqlx::query_as(
+                "SELECT id, started_ms, inbound_talk_ms, outbound_talk_ms FROM calls \
+                 WHERE organization_id = $1 AND lead_id = $2 AND status <> 'live' AND started_ms < $4 \
+                 ORDER BY started_ms DESC LIMIT $3",
+            )
+            .bind(org.as_str())
+            .bind(lead_id)
+            .bind(MAX_CALLS)
+            .bind(as_of_ms)
+            .fetch_all(conn)
+            .await?
+        });
+        let mut calls: Vec<PastCall> = calls
+            .into_iter()
+            .map(
+                |(id, started_ms, inbound_talk_ms, outbound_talk_ms)| PastCall {
+                    id,
+                    started_ms,
+                    inbound_talk_ms,
+                    outbound_talk_ms,
+                    customer: Vec::new(),
+                },
+            )
+            .collect();
         calls.reverse();
         if person.is_none() && calls.is_empty() {
             tx.commit().await?;
             return Ok(None);
         }
         let ids: Vec<&str> = calls.iter().map(|c| c.id.as_str()).collect();
-        let lines = sqlx::query_as::<_, (String, String, Vec<u8>, String, Option<f32>)>(
-            "SELECT call_id, id, text_ciphertext, text_key_id, sentiment_score FROM utterances \
-             WHERE call_id = ANY($1) AND track = 'inbound' ORDER BY call_id, start_ms, id",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?;
+        let lines = customer_lines(&mut tx, org, &ids).await?;
         let read = lines.len();
         for (call_id, id, bytes, key_id, score) in lines {
             let text = open_utterance(self.keys(), org, &call_id, &id, &key_id, &bytes)?;
@@ -180,19 +195,30 @@ impl Store {
                 call.customer.push((text, score));
             }
         }
-        let (source_won, source_lost, org_won, org_lost): (i64, i64, i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE d.stage = 'won' AND p.source IS NOT DISTINCT FROM $1), \
-                    count(*) FILTER (WHERE d.stage = 'lost' AND p.source IS NOT DISTINCT FROM $1), \
+        const RECORDS: Sql = Sql {
+            postgres: "SELECT count(*) FILTER (WHERE d.stage = 'won' AND p.source IS NOT DISTINCT FROM $2), \
+                    count(*) FILTER (WHERE d.stage = 'lost' AND p.source IS NOT DISTINCT FROM $2), \
                     count(*) FILTER (WHERE d.stage = 'won'), count(*) FILTER (WHERE d.stage = 'lost') \
-             FROM deals d JOIN people p ON p.organization_id = d.organization_id AND p.id = d.person_id \
-             WHERE d.stage IN ('won', 'lost') AND d.person_id <> $2 \
-               AND d.closed_at <= to_timestamp($3::float8 / 1000)",
-        )
-        .bind(&record.source)
-        .bind(lead_id)
-        .bind(as_of_ms)
-        .fetch_one(&mut *tx)
-        .await?;
+                 FROM deals d JOIN people p ON p.organization_id = d.organization_id AND p.id = d.person_id \
+                 WHERE d.organization_id = $1 AND d.stage IN ('won', 'lost') AND d.person_id <> $3 \
+                   AND d.closed_at <= to_timestamp($4::float8 / 1000)",
+            sqlite: "SELECT count(*) FILTER (WHERE d.stage = 'won' AND p.source IS NOT DISTINCT FROM $2), \
+                    count(*) FILTER (WHERE d.stage = 'lost' AND p.source IS NOT DISTINCT FROM $2), \
+                    count(*) FILTER (WHERE d.stage = 'won'), count(*) FILTER (WHERE d.stage = 'lost') \
+                 FROM deals d JOIN people p ON p.organization_id = d.organization_id AND p.id = d.person_id \
+                 WHERE d.organization_id = $1 AND d.stage IN ('won', 'lost') AND d.person_id <> $3 \
+                   AND d.closed_at <= $4",
+        };
+        let (source_won, source_lost, org_won, org_lost): (i64, i64, i64, i64) =
+            on_tx!(&mut tx, |conn, dialect| {
+                sqlx::query_as(RECORDS.of(dialect))
+                    .bind(org.as_str())
+                    .bind(&record.source)
+                    .bind(lead_id)
+                    .bind(as_of_ms)
+                    .fetch_one(conn)
+                    .await?
+            });
         record.calls = calls;
         (record.source_won, record.source_lost) = (source_won, source_lost);
         (record.org_won, record.org_lost) = (org_won, org_lost);
@@ -215,15 +241,24 @@ impl Store {
         &self,
         org: &OrgId,
     ) -> Result<Vec<(String, DealOutcome)>, StoreError> {
-        let mut tx = self.begin_for(org).await?;
-        let rows = sqlx::query_as::<_, (String, bool, i64)>(
-            "SELECT DISTINCT ON (person_id) person_id, stage = 'won', \
+        const CLOSED: Sql = Sql {
+            postgres: "SELECT DISTINCT ON (person_id) person_id, stage = 'won', \
                     (extract(epoch FROM closed_at) * 1000)::bigint \
-             FROM deals WHERE stage IN ('won', 'lost') AND closed_at IS NOT NULL \
-             ORDER BY person_id, closed_at DESC, id DESC",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
+                 FROM deals WHERE organization_id = $1 AND stage IN ('won', 'lost') AND closed_at IS NOT NULL \
+                 ORDER BY person_id, closed_at DESC, id DESC",
+            sqlite: "SELECT person_id, won, closed_at FROM ( \
+                   SELECT person_id, stage = 'won' AS won, closed_at, row_number() OVER \
+                     (PARTITION BY person_id ORDER BY closed_at DESC, id DESC) AS newest \
+                   FROM deals WHERE organization_id = $1 AND stage IN ('won', 'lost') AND closed_at IS NOT NULL) \
+                 WHERE newest = 1 ORDER BY person_id",
+        };
+        let mut tx = self.begin(org).await?;
+        let rows: Vec<(String, bool, i64)> = on_tx!(&mut tx, |conn, dialect| {
+            sqlx::query_as(CLOSED.of(dialect))
+                .bind(org.as_str())
+                .fetch_all(conn)
+                .await?
+        });
         tx.commit().await?;
         Ok(rows
             .into_iter()
@@ -239,166 +274,39 @@ impl Store {
         leads: &[ImportedLead],
         actor: &str,
     ) -> Result<usize, StoreError> {
-        let mut tx = self.begin_for(org).await?;
+        let mut tx = self.begin(org).await?;
         crate::ensure_organization(&mut tx, org).await?;
-        let ids: Vec<&str> = leads.iter().map(|l| l.id.as_str()).collect();
-        let new: std::collections::HashSet<String> = sqlx::query_scalar(
-            "INSERT INTO people (organization_id, id, first_name, source, location, budget_min, budget_max) \
-             SELECT $1, u.* FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[]) \
-                 AS u(id, first_name, source, location, budget_min, budget_max) \
-             ON CONFLICT (organization_id, id) DO NOTHING RETURNING id",
-        )
-        .bind(org.as_str())
-        .bind(&ids)
-        .bind(leads.iter().map(|l| l.first_name.as_str()).collect::<Vec<_>>())
-        .bind(leads.iter().map(|l| l.source.as_deref()).collect::<Vec<_>>())
-        .bind(leads.iter().map(|l| l.location.as_deref()).collect::<Vec<_>>())
-        .bind(leads.iter().map(|l| l.budget_min).collect::<Vec<_>>())
-        .bind(leads.iter().map(|l| l.budget_max).collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
-        let leads: Vec<&ImportedLead> = leads.iter().filter(|l| new.contains(&l.id)).collect();
-
-        let mut properties = Rows::new(2);
-        let mut activity = Rows::new(2);
-        for lead in &leads {
-            for (i, row) in lead.activity.iter().enumerate() {
-                let property =
-                    (row.kind == "property_view").then(|| format!("{}-view-{i}", lead.id));
-                if let Some(property) = &property {
-                    properties.push(&[property, &format!("Listing {property}")]);
-                    properties.ints.push(row.price);
-                    properties.more.push(row.location.clone());
-                }
-                activity.push(&[&lead.id, &row.kind]);
-                activity.more.push(property);
-                activity.ints.push(Some(row.at_ms));
-            }
-        }
-        sqlx::query(
-            "INSERT INTO properties (organization_id, id, address, price, location) \
-             SELECT $1, u.* FROM unnest($2::text[], $3::text[], $4::int8[], $5::text[]) \
-                 AS u(id, address, price, location)",
-        )
-        .bind(org.as_str())
-        .bind(&properties.columns[0])
-        .bind(&properties.columns[1])
-        .bind(&properties.ints)
-        .bind(&properties.more)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO activity (organization_id, person_id, kind, property_id, at) \
-             SELECT $1, u.person, u.kind, u.property, to_timestamp(u.at::float8 / 1000) \
-             FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[]) AS u(person, kind, property, at)",
-        )
-        .bind(org.as_str())
-        .bind(&activity.columns[0])
-        .bind(&activity.columns[1])
-        .bind(&activity.more)
-        .bind(&activity.ints)
-        .execute(&mut *tx)
-        .await?;
-
-        let mut calls = Rows::new(2);
-        let mut talk: [Vec<i64>; 3] = Default::default();
-        let mut lines = Rows::new(3);
-        let mut sealed: Vec<Vec<u8>> = Vec::new();
-        let mut scores: Vec<Option<f32>> = Vec::new();
-        for lead in &leads {
-            for call in &lead.calls {
-                calls.push(&[&call.id, &lead.id]);
-                talk[0].push(call.started_ms);
-                talk[1].push(call.inbound_talk_ms);
-                talk[2].push(call.outbound_talk_ms);
-                for (i, (text, score)) in call.customer.iter().enumerate() {
-                    let id = format!("inbound-{i:05}");
-                    let seal = crate::writer::seal_utterance(self.keys(), org, &call.id, &id, text);
-                    lines.push(&[&call.id, &id, &seal.key_id]);
-                    lines
-                        .more
-                        .push(score.map(|s| sentiment_label(s).to_owned()));
-                    lines.ints.push(Some(i as i64 * 10_000));
-                    sealed.push(seal.bytes);
-                    scores.push(*score);
-                }
-            }
-        }
-        sqlx::query(
-            "INSERT INTO calls (organization_id, id, lead_id, direction, status, started_at, started_ms, \
-                                ended_at, duration_ms, inbound_talk_ms, outbound_talk_ms) \
-             SELECT $1, u.id, u.lead, 'outbound', 'completed', to_timestamp(u.started::float8 / 1000), u.started, \
-                    to_timestamp((u.started + u.inbound + u.outbound)::float8 / 1000), u.inbound + u.outbound, \
-                    u.inbound, u.outbound \
-             FROM unnest($2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[]) \
-                 AS u(id, lead, started, inbound, outbound)",
-        )
-        .bind(org.as_str())
-        .bind(&calls.columns[0])
-        .bind(&calls.columns[1])
-        .bind(&talk[0])
-        .bind(&talk[1])
-        .bind(&talk[2])
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO utterances (organization_id, call_id, id, track, start_ms, end_ms, \
-                                     text_ciphertext, text_key_id, sentiment, sentiment_score) \
-             SELECT $1, u.call, u.id, 'inbound', u.start, u.start + 8000, u.bytes, u.key, u.label, u.score \
-             FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[], $6::bytea[], $7::text[], $8::real[]) \
-                 AS u(call, id, key, start, bytes, label, score)",
-        )
-        .bind(org.as_str())
-        .bind(&lines.columns[0])
-        .bind(&lines.columns[1])
-        .bind(&lines.columns[2])
-        .bind(&lines.ints)
-        .bind(&sealed)
-        .bind(&lines.more)
-        .bind(&scores)
-        .execute(&mut *tx)
-        .await?;
-
-        let closed: Vec<(&str, &DealOutcome)> = leads
-            .iter()
-            .filter_map(|l| l.deal.as_ref().map(|d| (l.id.as_str(), d)))
-            .collect();
-        sqlx::query(
-            "INSERT INTO deals (organization_id, id, person_id, stage, created_at, closed_at) \
-             SELECT $1, 'deal-' || u.person, u.person, CASE WHEN u.won THEN 'won' ELSE 'lost' END, \
-                    to_timestamp(u.closed::float8 / 1000), to_timestamp(u.closed::float8 / 1000) \
-             FROM unnest($2::text[], $3::bool[], $4::int8[]) AS u(person, won, closed)",
-        )
-        .bind(org.as_str())
-        .bind(closed.iter().map(|c| c.0).collect::<Vec<_>>())
-        .bind(closed.iter().map(|c| c.1.won).collect::<Vec<_>>())
-        .bind(closed.iter().map(|c| c.1.closed_ms).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
-
+        let (new, utterances) = match &mut tx {
+            Tx::Postgres(tx) => import::postgres(tx, org, leads, self.keys()).await?,
+            Tx::Sqlite(tx) => import::sqlite(tx, org, leads, self.keys()).await?,
+        };
         let entry = AuditEntry {
             actor,
             action: "leads.import",
             subject: org.as_str(),
-            detail: serde_json::json!({ "leads": leads.len(), "utterances": sealed.len() })
-                .to_string(),
+            detail: serde_json::json!({ "leads": new, "utterances": utterances }).to_string(),
         };
         audit::append(&mut tx, org, &entry).await?;
         tx.commit().await?;
-        Ok(leads.len())
+        Ok(new)
     }
 
     /// `org`'s newest trained lead-score model, if any.
     pub async fn lead_model(&self, org: &OrgId) -> Result<Option<StoredModel>, StoreError> {
-        let mut tx = self.begin_for(org).await?;
-        let model = sqlx::query_as::<_, (String, String)>(
-            "SELECT version, model::text FROM lead_models ORDER BY trained_at DESC, version DESC LIMIT 1",
-        )
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|(version, model)| StoredModel { version, model });
+        const NEWEST: Sql = Sql {
+            postgres: "SELECT version, model::text FROM lead_models WHERE organization_id = $1 \
+                 ORDER BY trained_at DESC, version DESC LIMIT 1",
+            sqlite: "SELECT version, model FROM lead_models WHERE organization_id = $1 \
+                 ORDER BY trained_at DESC, version DESC LIMIT 1",
+        };
+        let mut tx = self.begin(org).await?;
+        let model: Option<(String, String)> = on_tx!(&mut tx, |conn, dialect| {
+            sqlx::query_as(NEWEST.of(dialect))
+                .bind(org.as_str())
+                .fetch_optional(conn)
+                .await?
+        });
+        let model = model.map(|(version, model)| StoredModel { version, model });
         tx.commit().await?;
         Ok(model)
     }
@@ -414,19 +322,25 @@ impl Store {
         held_out_auc: Option<f32>,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_for(org).await?;
+        const INSERT: Sql = Sql {
+            postgres: "INSERT INTO lead_models (organization_id, version, model, examples, held_out_auc) \
+                 VALUES ($1, $2, $3::jsonb, $4, $5)",
+            sqlite: "INSERT INTO lead_models (organization_id, version, model, examples, held_out_auc) \
+                 VALUES ($1, $2, json($3), $4, $5)",
+        };
+        let mut tx = self.begin(org).await?;
         crate::ensure_organization(&mut tx, org).await?;
-        sqlx::query(
-            "INSERT INTO lead_models (organization_id, version, model, examples, held_out_auc) \
-             VALUES ($1, $2, $3::jsonb, $4, $5)",
-        )
-        .bind(org.as_str())
-        .bind(version)
-        .bind(model_json)
-        .bind(examples)
-        .bind(held_out_auc)
-        .execute(&mut *tx)
-        .await?;
+        on_tx!(&mut tx, |conn, dialect| {
+            sqlx::query(INSERT.of(dialect))
+                .bind(org.as_str())
+                .bind(version)
+                .bind(model_json)
+                .bind(examples)
+                .bind(held_out_auc)
+                .execute(conn)
+                .await
+                .map(drop)?
+        });
         let entry = AuditEntry {
             actor,
             action: "lead_model.train",
@@ -440,37 +354,34 @@ impl Store {
     }
 }
 
-/// Column arrays of a bulk insert: text columns, and one optional integer and text column.
-struct Rows {
-    columns: Vec<Vec<String>>,
-    ints: Vec<Option<i64>>,
-    more: Vec<Option<String>>,
-}
-
-impl Rows {
-    fn new(text_columns: usize) -> Self {
-        Self {
-            columns: vec![Vec::new(); text_columns],
-            ints: Vec::new(),
-            more: Vec::new(),
+/// The inbound utterances of calls `ids`, in order: (call, id, ciphertext, key id, score).
+async fn customer_lines(
+    tx: &mut Tx,
+    org: &OrgId,
+    ids: &[&str],
+) -> Result<Vec<(String, String, Vec<u8>, String, Option<f32>)>, StoreError> {
+    Ok(match tx {
+        Tx::Postgres(tx) => {
+            sqlx::query_as(
+                "SELECT call_id, id, text_ciphertext, text_key_id, sentiment_score FROM utterances \
+                 WHERE organization_id = $1 AND call_id = ANY($2) AND track = 'inbound' \
+                 ORDER BY call_id, start_ms, id",
+            )
+            .bind(org.as_str())
+            .bind(ids)
+            .fetch_all(&mut **tx)
+            .await?
         }
-    }
-
-    fn push(&mut self, texts: &[&str]) {
-        debug_assert_eq!(texts.len(), self.columns.len());
-        for (column, text) in self.columns.iter_mut().zip(texts) {
-            column.push((*text).to_owned());
+        Tx::Sqlite(tx) => {
+            sqlx::query_as(
+                "SELECT call_id, id, text_ciphertext, text_key_id, sentiment_score FROM utterances \
+                 WHERE organization_id = $1 AND call_id IN (SELECT value FROM json_each($2)) \
+                   AND track = 'inbound' ORDER BY call_id, start_ms, id",
+            )
+            .bind(org.as_str())
+            .bind(serde_json::to_string(ids).expect("ids serialize"))
+            .fetch_all(&mut **tx)
+            .await?
         }
-    }
-}
-
-/// The label the sentiment model would give a score (−1…1).
-fn sentiment_label(score: f32) -> &'static str {
-    if score > 0.3 {
-        "positive"
-    } else if score < -0.3 {
-        "negative"
-    } else {
-        "neutral"
-    }
+    })
 }

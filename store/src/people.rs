@@ -2,12 +2,11 @@
 //! person's row; a person is found by phone through a keyed hash of the normalized number.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
-use sqlx::postgres::PgRow;
+use sqlx::FromRow;
 use winnerr_events::OrgId;
 
 use crate::crypto::{FieldPlace, Keyring, Sealed, normalize_phone};
-use crate::{Store, StoreError};
+use crate::{Sql, Store, StoreError, on_tx};
 
 const TABLE: &str = "people";
 
@@ -152,16 +151,35 @@ fn place<'a>(org: &'a OrgId, column: &'static str, id: &'a str) -> FieldPlace<'a
     }
 }
 
+/// A person's row as stored: contact details still sealed.
+#[derive(FromRow)]
+struct PersonRow {
+    id: String,
+    first_name: String,
+    last_name: String,
+    email_ciphertext: Option<Vec<u8>>,
+    email_key_id: Option<String>,
+    phone_ciphertext: Option<Vec<u8>>,
+    phone_key_id: Option<String>,
+    source: Option<String>,
+    location: Option<String>,
+    budget_min: Option<i64>,
+    budget_max: Option<i64>,
+    preferences: serde_json::Value,
+    owner_user_id: Option<String>,
+}
+
+const PERSON_COLUMNS: &str = "id, first_name, last_name, email_ciphertext, email_key_id, \
+    phone_ciphertext, phone_key_id, source, location, budget_min, budget_max, preferences, owner_user_id";
+
 fn open(
     keys: &Keyring,
     org: &OrgId,
     column: &'static str,
     id: &str,
-    row: &PgRow,
+    sealed: (Option<Vec<u8>>, Option<String>),
 ) -> Result<Option<String>, StoreError> {
-    let ciphertext: Option<Vec<u8>> = row.try_get(format!("{column}_ciphertext").as_str())?;
-    let key_id: Option<String> = row.try_get(format!("{column}_key_id").as_str())?;
-    match (ciphertext, key_id) {
+    match sealed {
         (Some(bytes), Some(key_id)) => Ok(Some(keys.decrypt(
             &key_id,
             &bytes,
@@ -171,20 +189,31 @@ fn open(
     }
 }
 
-fn person_from(keys: &Keyring, org: &OrgId, row: &PgRow) -> Result<Person, StoreError> {
-    let id: String = row.try_get("id")?;
+fn person_from(keys: &Keyring, org: &OrgId, row: PersonRow) -> Result<Person, StoreError> {
     Ok(Person {
-        email: open(keys, org, "email", &id, row)?,
-        phone: open(keys, org, "phone", &id, row)?,
-        first_name: row.try_get("first_name")?,
-        last_name: row.try_get("last_name")?,
-        source: row.try_get("source")?,
-        location: row.try_get("location")?,
-        budget_min: row.try_get("budget_min")?,
-        budget_max: row.try_get("budget_max")?,
-        preferences: row.try_get("preferences")?,
-        owner_user_id: row.try_get("owner_user_id")?,
-        id,
+        email: open(
+            keys,
+            org,
+            "email",
+            &row.id,
+            (row.email_ciphertext, row.email_key_id),
+        )?,
+        phone: open(
+            keys,
+            org,
+            "phone",
+            &row.id,
+            (row.phone_ciphertext, row.phone_key_id),
+        )?,
+        first_name: row.first_name,
+        last_name: row.last_name,
+        source: row.source,
+        location: row.location,
+        budget_min: row.budget_min,
+        budget_max: row.budget_max,
+        preferences: row.preferences,
+        owner_user_id: row.owner_user_id,
+        id: row.id,
     })
 }
 
@@ -220,43 +249,56 @@ impl Store {
             .phone
             .as_ref()
             .map(|p| keys.lookup_hash(org.as_str(), &normalize_phone(p)));
-        let mut tx = self.begin_for(org).await?;
+        let mut tx = self.begin(org).await?;
         crate::ensure_organization(&mut tx, org).await?;
-        let row = sqlx::query(
+        let sql = format!(
             "INSERT INTO people (organization_id, id, first_name, last_name, email_ciphertext, email_key_id, \
              phone_ciphertext, phone_key_id, phone_lookup, source, location, budget_min, budget_max, preferences, owner_user_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING *",
-        )
-        .bind(org.as_str())
-        .bind(&id)
-        .bind(fields.first_name.as_deref().unwrap_or_default().trim())
-        .bind(fields.last_name.as_deref().unwrap_or_default())
-        .bind(email)
-        .bind(email_key)
-        .bind(phone)
-        .bind(phone_key)
-        .bind(lookup)
-        .bind(&fields.source)
-        .bind(&fields.location)
-        .bind(fields.budget_min)
-        .bind(fields.budget_max)
-        .bind(fields.preferences.clone().unwrap_or_else(|| serde_json::json!({})))
-        .bind(&fields.owner_user_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let person = person_from(keys, org, &row)?;
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {PERSON_COLUMNS}"
+        );
+        let row: PersonRow = on_tx!(&mut tx, |conn, dialect| {
+            sqlx::query_as(&sql)
+                .bind(org.as_str())
+                .bind(&id)
+                .bind(fields.first_name.as_deref().unwrap_or_default().trim())
+                .bind(fields.last_name.as_deref().unwrap_or_default())
+                .bind(email)
+                .bind(email_key)
+                .bind(phone)
+                .bind(phone_key)
+                .bind(lookup)
+                .bind(&fields.source)
+                .bind(&fields.location)
+                .bind(fields.budget_min)
+                .bind(fields.budget_max)
+                .bind(
+                    fields
+                        .preferences
+                        .clone()
+                        .unwrap_or_else(|| serde_json::json!({})),
+                )
+                .bind(&fields.owner_user_id)
+                .fetch_one(conn)
+                .await?
+        });
+        let person = person_from(keys, org, row)?;
         tx.commit().await?;
         Ok(person)
     }
 
     pub async fn get_person(&self, org: &OrgId, id: &str) -> Result<Option<Person>, StoreError> {
-        let mut tx = self.begin_for(org).await?;
-        let row = sqlx::query("SELECT * FROM people WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let sql =
+            format!("SELECT {PERSON_COLUMNS} FROM people WHERE organization_id = $1 AND id = $2");
+        let mut tx = self.begin(org).await?;
+        let row: Option<PersonRow> = on_tx!(&mut tx, |conn, dialect| {
+            sqlx::query_as(&sql)
+                .bind(org.as_str())
+                .bind(id)
+                .fetch_optional(conn)
+                .await?
+        });
         tx.commit().await?;
-        row.map(|row| person_from(self.keys(), org, &row))
+        row.map(|row| person_from(self.keys(), org, row))
             .transpose()
     }
 
@@ -286,30 +328,46 @@ impl Store {
                 return Err(StoreError::Invalid("budget_min is above budget_max".into()));
             }
         }
-        let mut tx = self.begin_for(org).await?;
-        let row = sqlx::query(
-            "UPDATE people SET first_name = $2, last_name = $3, email_ciphertext = $4, email_key_id = $5, \
-             phone_ciphertext = $6, phone_key_id = $7, phone_lookup = $8, source = $9, location = $10, \
-             budget_min = $11, budget_max = $12, preferences = $13, owner_user_id = $14, updated_at = now() \
-             WHERE id = $1 RETURNING *",
-        )
-        .bind(id)
-        .bind(fields.first_name.as_deref().map(str::trim).unwrap_or(&current.first_name))
-        .bind(fields.last_name.as_deref().unwrap_or(&current.last_name))
-        .bind(email_bytes)
-        .bind(email_key)
-        .bind(phone_bytes)
-        .bind(phone_key)
-        .bind(lookup)
-        .bind(fields.source.clone().or(current.source))
-        .bind(fields.location.clone().or(current.location))
-        .bind(budget_min)
-        .bind(budget_max)
-        .bind(fields.preferences.clone().unwrap_or(current.preferences))
-        .bind(fields.owner_user_id.clone().or(current.owner_user_id))
-        .fetch_optional(&mut *tx)
-        .await?;
-        let person = row.map(|row| person_from(keys, org, &row)).transpose()?;
+        const UPDATE: Sql = Sql {
+            postgres: "UPDATE people SET first_name = $3, last_name = $4, email_ciphertext = $5, email_key_id = $6, \
+             phone_ciphertext = $7, phone_key_id = $8, phone_lookup = $9, source = $10, location = $11, \
+             budget_min = $12, budget_max = $13, preferences = $14, owner_user_id = $15, updated_at = now() \
+             WHERE organization_id = $1 AND id = $2 RETURNING ",
+            sqlite: "UPDATE people SET first_name = $3, last_name = $4, email_ciphertext = $5, email_key_id = $6, \
+             phone_ciphertext = $7, phone_key_id = $8, phone_lookup = $9, source = $10, location = $11, \
+             budget_min = $12, budget_max = $13, preferences = $14, owner_user_id = $15, \
+             updated_at = CAST(unixepoch('subsec') * 1000 AS INTEGER) \
+             WHERE organization_id = $1 AND id = $2 RETURNING ",
+        };
+        let mut tx = self.begin(org).await?;
+        let sql = format!("{}{PERSON_COLUMNS}", UPDATE.of(tx.dialect()));
+        let row: Option<PersonRow> = on_tx!(&mut tx, |conn, dialect| {
+            sqlx::query_as(&sql)
+                .bind(org.as_str())
+                .bind(id)
+                .bind(
+                    fields
+                        .first_name
+                        .as_deref()
+                        .map(str::trim)
+                        .unwrap_or(&current.first_name),
+                )
+                .bind(fields.last_name.as_deref().unwrap_or(&current.last_name))
+                .bind(email_bytes)
+                .bind(email_key)
+                .bind(phone_bytes)
+                .bind(phone_key)
+                .bind(lookup)
+                .bind(fields.source.clone().or(current.source))
+                .bind(fields.location.clone().or(current.location))
+                .bind(budget_min)
+                .bind(budget_max)
+                .bind(fields.preferences.clone().unwrap_or(current.preferences))
+                .bind(fields.owner_user_id.clone().or(current.owner_user_id))
+                .fetch_optional(conn)
+                .await?
+        });
+        let person = row.map(|row| person_from(keys, org, row)).transpose()?;
         tx.commit().await?;
         Ok(person)
     }
@@ -323,13 +381,19 @@ impl Store {
         let lookup = self
             .keys()
             .lookup_hash(org.as_str(), &normalize_phone(phone));
-        let mut tx = self.begin_for(org).await?;
-        let rows = sqlx::query("SELECT * FROM people WHERE phone_lookup = $1 ORDER BY id")
-            .bind(lookup)
-            .fetch_all(&mut *tx)
-            .await?;
+        let sql = format!(
+            "SELECT {PERSON_COLUMNS} FROM people WHERE organization_id = $1 AND phone_lookup = $2 ORDER BY id"
+        );
+        let mut tx = self.begin(org).await?;
+        let rows: Vec<PersonRow> = on_tx!(&mut tx, |conn, dialect| {
+            sqlx::query_as(&sql)
+                .bind(org.as_str())
+                .bind(&lookup)
+                .fetch_all(conn)
+                .await?
+        });
         tx.commit().await?;
-        rows.iter()
+        rows.into_iter()
             .map(|row| person_from(self.keys(), org, row))
             .collect()
     }

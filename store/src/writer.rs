@@ -1,8 +1,11 @@
 //! The store writer: call events in, call rows out. Each event is applied at most once — its id
 //! goes into `applied_events` in the same transaction as its effect — so replays and bus
-//! redeliveries leave the rows as they were. Events are written in batches, one transaction each,
-//! with a handful of set-based statements per organization (`unnest` of arrays) rather than one
-//! statement per event.
+//! redeliveries leave the rows as they were. Events are written in batches, one transaction each.
+//! On Postgres each organization's events take a handful of set-based statements (`unnest` of
+//! arrays) rather than one statement per event; on SQLite, in-process, a statement per row costs
+//! little ([`sqlite`]).
+
+mod sqlite;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -20,7 +23,7 @@ use winnerr_events::{
 };
 
 use crate::crypto::{CryptoError, FieldPlace, Keyring, Sealed};
-use crate::{Store, StoreError, metrics, set_organization};
+use crate::{Store, StoreError, Tx, metrics, set_organization};
 
 /// Most events written in one transaction.
 pub const MAX_BATCH: usize = 512;
@@ -57,22 +60,16 @@ impl StoreWriter {
             .cloned()
             .collect();
         let events = &events[..];
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_any().await?;
         let mut applied = 0;
         for (org, events) in by_organization(events) {
             set_organization(&mut tx, org).await?;
             crate::ensure_organization(&mut tx, org).await?;
             let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-            let mut new: HashSet<Uuid> = sqlx::query_scalar(
-                "INSERT INTO applied_events (organization_id, event_id) SELECT $1, unnest($2::uuid[]) \
-                 ON CONFLICT DO NOTHING RETURNING event_id",
-            )
-            .bind(org.as_str())
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
+            let mut new: HashSet<Uuid> = match &mut tx {
+                Tx::Postgres(tx) => mark_applied(tx, org, &ids).await?,
+                Tx::Sqlite(tx) => sqlite::mark_applied(tx, org, &ids).await?,
+            };
             // `remove` also keeps an event listed twice in this batch from applying twice.
             let fresh: Vec<&Envelope> = events
                 .into_iter()
@@ -82,7 +79,12 @@ impl StoreWriter {
             for _ in fresh.len()..ids.len() {
                 metrics::repeated();
             }
-            apply_all(&mut tx, org, &fresh, self.store.keys()).await?;
+            let changes = CallChanges::gather(&fresh);
+            let keys = self.store.keys();
+            match &mut tx {
+                Tx::Postgres(tx) => apply_all(tx, org, &changes, keys).await?,
+                Tx::Sqlite(tx) => sqlite::apply_all(tx, org, &changes, keys).await?,
+            }
             for event in &fresh {
                 metrics::applied(event.event.kind());
             }
@@ -172,6 +174,23 @@ fn by_organization(events: &[Arc<Envelope>]) -> Vec<(&OrgId, Vec<&Arc<Envelope>>
     groups
 }
 
+/// Marks `ids` applied in `org`; returns those that were not before.
+async fn mark_applied(
+    tx: &mut Transaction<'static, Postgres>,
+    org: &OrgId,
+    ids: &[Uuid],
+) -> Result<HashSet<Uuid>, StoreError> {
+    let new = sqlx::query_scalar(
+        "INSERT INTO applied_events (organization_id, event_id) SELECT $1, unnest($2::uuid[]) \
+         ON CONFLICT DO NOTHING RETURNING event_id",
+    )
+    .bind(org.as_str())
+    .bind(ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(new.into_iter().collect())
+}
+
 /// What a batch of one organization's events does to its calls, gathered per call.
 #[derive(Default)]
 struct CallChanges<'a> {
@@ -256,10 +275,9 @@ fn seconds(event: &Envelope) -> f64 {
 async fn apply_all(
     tx: &mut Transaction<'static, Postgres>,
     org: &OrgId,
-    events: &[&Envelope],
+    changes: &CallChanges<'_>,
     keys: &Keyring,
 ) -> Result<(), StoreError> {
-    let changes = CallChanges::gather(events);
     if !changes.started.is_empty() {
         let mut rows = StartedRows::default();
         for (call, (event, started)) in &changes.started {

@@ -1,9 +1,12 @@
 //! Real service processes for tests and benchmarks: each gets its own broker on a free loopback
-//! port with its own data, and can stop, kill and restart it; and its own Postgres database.
+//! port with its own data, and can stop, kill and restart it; and its own Postgres database or
+//! SQLite file.
 
 mod postgres;
+mod sqlite;
 
 pub use postgres::TestDatabase;
+pub use sqlite::TestSqlite;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,718 @@
+//! The store's API on both databases, each test on a fresh one: Postgres as the service role the
+//! engine uses, and an embedded SQLite file. (What only Postgres does, row-level security and its
+//! roles, is in `postgres.rs`.)
+
+mod common;
+
+use common::{call, call_events};
+use winnerr_events::OrgId;
+use winnerr_store::{
+    DealOutcome, ImportedLead, Keyring, PastCall, Store, StoreError, StoreWriter, migrate,
+};
+use winnerr_testkit::{TestDatabase, TestSqlite};
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Postgres,
+    Sqlite,
+}
+
+enum Db {
+    Postgres(TestDatabase),
+    Sqlite(TestSqlite),
+}
+
+/// A fresh database and the store on it.
+struct Fixture {
+    db: Db,
+    store: Store,
+}
+
+/// A connection with every right (Postgres: the schema's owner; SQLite: the file itself).
+enum Owner {
+    Postgres(sqlx::PgConnection),
+    Sqlite(sqlx::SqliteConnection),
+}
+
+/// Runs `$body` with `$conn` the owner's connection, whichever database it is.
+macro_rules! raw {
+    ($owner:expr, |$conn:ident| $body:expr) => {
+        match $owner {
+            Owner::Postgres($conn) => $body,
+            Owner::Sqlite($conn) => $body,
+        }
+    };
+}
+
+/// (id, status, agent, inbound talk ms, outbound talk ms, digits, duration, stream stats).
+type CallRow = (
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    String,
+    Option<i64>,
+    Option<String>,
+);
+
+impl Fixture {
+    async fn new(kind: Kind) -> Fixture {
+        let db = match kind {
+            Kind::Postgres => {
+                let db = TestDatabase::create().await;
+                migrate(&db.owner_url).await.expect("migrations run");
+                Db::Postgres(db)
+            }
+            Kind::Sqlite => Db::Sqlite(TestSqlite::new()),
+        };
+        let url = match &db {
+            Db::Postgres(db) => db.service_url.clone(),
+            Db::Sqlite(file) => file.url.clone(),
+        };
+        let store = Store::connect(&url, 4, Keyring::development())
+            .await
+            .expect("the store opens");
+        Fixture { db, store }
+    }
+
+    /// The URL the engine would be given.
+    fn url(&self) -> String {
+        match &self.db {
+            Db::Postgres(db) => db.service_url.clone(),
+            Db::Sqlite(file) => file.url.clone(),
+        }
+    }
+
+    async fn owner(&self) -> Owner {
+        use sqlx::Connection;
+        match &self.db {
+            Db::Postgres(db) => {
+                Owner::Postgres(sqlx::PgConnection::connect(&db.owner_url).await.unwrap())
+            }
+            Db::Sqlite(file) => {
+                Owner::Sqlite(sqlx::SqliteConnection::connect(&file.url).await.unwrap())
+            }
+        }
+    }
+
+    /// What the engine's own connection gets when it edits the audit log.
+    async fn service_edits_the_audit_log(&self, org: &OrgId) -> String {
+        match &self.db {
+            Db::Postgres(_) => {
+                let mut tx = self.store.begin_for(org).await.unwrap();
+                sqlx::query("UPDATE audit_log SET actor = 'nobody'")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap_err()
+                    .to_string()
+            }
+            // The engine's file, opened as the engine opens it: its triggers refuse.
+            Db::Sqlite(_) => match self.owner().await {
+                Owner::Sqlite(mut conn) => sqlx::query("UPDATE audit_log SET actor = 'nobody'")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap_err()
+                    .to_string(),
+                Owner::Postgres(_) => unreachable!(),
+            },
+        }
+    }
+
+    /// Lets `owner` edit the audit log as someone with the file in hand could (Postgres's owner
+    /// already may).
+    async fn lift_append_only(&self, owner: &mut Owner) {
+        if let Owner::Sqlite(conn) = owner {
+            for trigger in [
+                "audit_log_append_only_update",
+                "audit_log_append_only_delete",
+            ] {
+                sqlx::query(&format!("DROP TRIGGER {trigger}"))
+                    .execute(&mut *conn)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// `org`'s call rows as stored.
+    async fn call_rows(&self, org: &str) -> Vec<CallRow> {
+        let mut owner = self.owner().await;
+        raw!(&mut owner, |conn| {
+            sqlx::query_as(
+                "SELECT id, status, agent_id, inbound_talk_ms, outbound_talk_ms, dtmf_digits, duration_ms, \
+                 CAST(stream_stats AS text) FROM calls WHERE organization_id = $1 ORDER BY id",
+            )
+            .bind(org)
+            .fetch_all(conn)
+            .await
+            .unwrap()
+        })
+    }
+
+    async fn finish(self) {
+        drop(self.store);
+        match self.db {
+            Db::Postgres(db) => db.drop_database().await,
+            Db::Sqlite(file) => file.remove(),
+        }
+    }
+}
+
+/// Runs `sql` as the owner; returns the rows it touched.
+async fn execute(owner: &mut Owner, sql: &str) -> u64 {
+    raw!(owner, |conn| sqlx::query(sql)
+        .execute(conn)
+        .await
+        .unwrap()
+        .rows_affected())
+}
+
+/// A test per database for each scenario named.
+macro_rules! on_both {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                #[tokio::test]
+                async fn postgres() {
+                    super::$scenario(super::Kind::Postgres).await
+                }
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$scenario(super::Kind::Sqlite).await
+                }
+            }
+        )*
+    };
+}
+
+on_both!(
+    a_call_becomes_one_row_and_replays_change_nothing,
+    each_organization_reads_only_its_own_records,
+    contact_details_are_ciphertext_at_rest_and_found_by_phone,
+    the_audit_chain_finds_edited_and_deleted_rows,
+    rotating_keys_re_encrypts_every_value_under_the_new_key,
+    imported_leads_are_read_back_as_their_record,
+);
+
+async fn each_organization_reads_only_its_own_records(kind: Kind) {
+    let fixture = Fixture::new(kind).await;
+    let store = fixture.store.clone();
+    let writer = StoreWriter::new(store.clone());
+    let mut mixed = call_events(&call("acme", "CA-acme"));
+    mixed.extend(call_events(&call("globex", "CA-globex")));
+    writer.apply(&mixed).await.unwrap();
+    let fields = winnerr_store::PersonFields {
+        first_name: Some("Lee".into()),
+        phone: Some("+15550100777".into()),
+        ..Default::default()
+    };
+    let person = store
+        .create_person(&"acme".parse().unwrap(), &fields)
+        .await
+        .unwrap();
+
+    for (org, own, other) in [
+        ("acme", "CA-acme", "CA-globex"),
+        ("globex", "CA-globex", "CA-acme"),
+    ] {
+        let org: OrgId = org.parse().unwrap();
+        let page = store
+            .list_calls(&org, &Default::default(), None, 50, None)
+            .await
+            .unwrap();
+        let ids: Vec<&str> = page.items.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, vec![own]);
+        assert_eq!(page.items[0].status, "completed");
+        assert_eq!(page.items[0].dtmf_digits, "42");
+        assert!(page.items[0].ended_at_ms.is_some());
+        assert!(store.get_call(&org, own, None).await.unwrap().is_some());
+        assert_eq!(store.get_call(&org, other, None).await.unwrap(), None);
+        let reader = "manager-1".parse().unwrap();
+        assert!(
+            store
+                .read_transcript(&org, other, &reader)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    let globex: OrgId = "globex".parse().unwrap();
+    assert_eq!(store.get_person(&globex, &person.id).await.unwrap(), None);
+    assert!(
+        store
+            .find_people_by_phone(&globex, "+15550100777")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .update_person(&globex, &person.id, &fields)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Only acme's agent-1 calls show for that agent; a cursor pages on.
+    let acme: OrgId = "acme".parse().unwrap();
+    let agent = "agent-1".parse().unwrap();
+    let mine = store
+        .list_calls(&acme, &Default::default(), Some(&agent), 1, None)
+        .await
+        .unwrap();
+    assert_eq!(mine.items.len(), 1);
+    let other_agent = "agent-2".parse().unwrap();
+    let none = store
+        .list_calls(&acme, &Default::default(), Some(&other_agent), 10, None)
+        .await
+        .unwrap();
+    assert!(none.items.is_empty());
+    fixture.finish().await;
+}
+
+async fn imported_leads_are_read_back_as_their_record(kind: Kind) {
+    let fixture = Fixture::new(kind).await;
+    let store = fixture.store.clone();
+    let acme: OrgId = "acme".parse().unwrap();
+    let day = 86_400_000;
+    let now = 1_780_000_000_000_i64;
+    let lead = |id: &str, source: &str, won: Option<bool>| ImportedLead {
+        id: id.into(),
+        first_name: id.to_uppercase(),
+        source: Some(source.into()),
+        location: Some("Austin".into()),
+        budget_min: Some(300_000),
+        budget_max: Some(500_000),
+        activity: vec![
+            winnerr_store::ActivityRow {
+                kind: "property_view".into(),
+                at_ms: now - 2 * day,
+                price: Some(450_000),
+                location: Some("Austin".into()),
+            },
+            winnerr_store::ActivityRow {
+                kind: "email_open".into(),
+                at_ms: now - 200 * day,
+                price: None,
+                location: None,
+            },
+        ],
+        calls: vec![PastCall {
+            id: format!("CA-{id}"),
+            started_ms: now - 5 * day,
+            inbound_talk_ms: 60_000,
+            outbound_talk_ms: 30_000,
+            customer: vec![
+                ("We love the house".into(), Some(0.8)),
+                ("When can we move".into(), None),
+            ],
+        }],
+        deal: won.map(|won| DealOutcome {
+            won,
+            closed_ms: now - day,
+        }),
+    };
+    let leads = vec![
+        lead("ann", "zillow", None),
+        lead("bob", "zillow", Some(true)),
+        lead("cat", "referral", Some(false)),
+    ];
+    assert_eq!(store.import_leads(&acme, &leads, "seed").await.unwrap(), 3);
+    assert_eq!(
+        store.import_leads(&acme, &leads, "seed").await.unwrap(),
+        0,
+        "imported once"
+    );
+
+    let record = store
+        .lead_record_as_of(&acme, "ann", now, "scorer")
+        .await
+        .unwrap()
+        .expect("ann has a record");
+    assert_eq!(record.source.as_deref(), Some("zillow"));
+    assert_eq!(
+        (record.budget_min, record.budget_max),
+        (Some(300_000), Some(500_000))
+    );
+    // Activity of the last 90 days only, with the viewed property's price.
+    assert_eq!(record.activity.len(), 1);
+    assert_eq!(record.activity[0].kind, "property_view");
+    assert_eq!(record.activity[0].at_ms, now - 2 * day);
+    assert_eq!(record.activity[0].price, Some(450_000));
+    assert_eq!(record.calls.len(), 1);
+    assert_eq!(record.calls[0].inbound_talk_ms, 60_000);
+    assert_eq!(
+        record.calls[0].customer,
+        vec![
+            ("We love the house".to_string(), Some(0.8)),
+            ("When can we move".to_string(), None)
+        ]
+    );
+    assert_eq!((record.source_won, record.source_lost), (1, 0));
+    assert_eq!((record.org_won, record.org_lost), (1, 1));
+    // As of before the deals closed, none of them counts.
+    let earlier = store
+        .lead_record_as_of(&acme, "ann", now - 6 * day, "scorer")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((earlier.org_won, earlier.org_lost), (0, 0));
+    assert!(earlier.calls.is_empty(), "the call came later");
+
+    let closed = store.closed_deals(&acme).await.unwrap();
+    assert_eq!(
+        closed,
+        vec![
+            (
+                "bob".to_string(),
+                DealOutcome {
+                    won: true,
+                    closed_ms: now - day
+                }
+            ),
+            (
+                "cat".to_string(),
+                DealOutcome {
+                    won: false,
+                    closed_ms: now - day
+                }
+            ),
+        ]
+    );
+    let globex: OrgId = "globex".parse().unwrap();
+    assert_eq!(
+        store.lead_record(&globex, "ann", "scorer").await.unwrap(),
+        None
+    );
+    assert!(store.closed_deals(&globex).await.unwrap().is_empty());
+
+    // Models: the newest is read back; another organization has none.
+    assert_eq!(store.lead_model(&acme).await.unwrap(), None);
+    store
+        .save_lead_model(
+            &acme,
+            "v1",
+            r#"{"weights":[1,2]}"#,
+            40,
+            Some(0.7),
+            "trainer",
+        )
+        .await
+        .unwrap();
+    let model = store.lead_model(&acme).await.unwrap().unwrap();
+    assert_eq!(model.version, "v1");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&model.model).unwrap(),
+        serde_json::json!({"weights": [1, 2]})
+    );
+    assert_eq!(store.lead_model(&globex).await.unwrap(), None);
+    // The import, the history read and the training are audited.
+    let check = store.verify_audit(&acme).await.unwrap();
+    assert_eq!((check.rows, check.problem), (4, None));
+    fixture.finish().await;
+}
+
+async fn a_call_becomes_one_row_and_replays_change_nothing(kind: Kind) {
+    let fixture = Fixture::new(kind).await;
+    let store = fixture.store.clone();
+    let writer = StoreWriter::new(store.clone());
+    let events = call_events(&call("acme", "CA1"));
+
+    assert_eq!(writer.apply(&events).await.unwrap(), events.len());
+    let rows = fixture.call_rows("acme").await;
+    assert_eq!(rows.len(), 1);
+    let (id, status, agent, inbound, outbound, digits, duration, stats) = rows[0].clone();
+    assert_eq!(
+        (id.as_str(), status.as_str(), agent.as_deref()),
+        ("CA1", "completed", Some("agent-1"))
+    );
+    assert_eq!(
+        (inbound, outbound, digits.as_str(), duration),
+        (1800, 2100, "42", Some(6000))
+    );
+    let stats: serde_json::Value = serde_json::from_str(&stats.unwrap()).unwrap();
+    assert_eq!(stats["frames"], serde_json::json!([300, 300]));
+
+    // The same events again, as one batch and one by one: nothing new, nothing changed.
+    assert_eq!(writer.apply(&events).await.unwrap(), 0);
+    for event in &events {
+        assert_eq!(writer.apply(std::slice::from_ref(event)).await.unwrap(), 0);
+    }
+    assert_eq!(fixture.call_rows("acme").await, rows);
+    fixture.finish().await;
+}
+
+async fn contact_details_are_ciphertext_at_rest_and_found_by_phone(kind: Kind) {
+    let fixture = Fixture::new(kind).await;
+    let store = fixture.store.clone();
+    let acme = "acme".parse().unwrap();
+    let fields = winnerr_store::PersonFields {
+        first_name: Some("Dana".into()),
+        last_name: Some("Reyes".into()),
+        email: Some("dana.reyes@example.com".into()),
+        phone: Some("+1 (555) 010-0199".into()),
+        budget_min: Some(400_000),
+        budget_max: Some(650_000),
+        location: Some("Austin, TX".into()),
+        ..Default::default()
+    };
+    let person = store.create_person(&acme, &fields).await.unwrap();
+    assert_eq!(person.email.as_deref(), Some("dana.reyes@example.com"));
+    assert_eq!(
+        store.get_person(&acme, &person.id).await.unwrap(),
+        Some(person.clone())
+    );
+
+    // What the database holds is ciphertext with its key id, not the address or the number.
+    let mut owner = fixture.owner().await;
+    let (email, email_key, phone, lookup): (Vec<u8>, String, Vec<u8>, Vec<u8>) = raw!(
+        &mut owner,
+        |conn| {
+            sqlx::query_as(
+        "SELECT email_ciphertext, email_key_id, phone_ciphertext, phone_lookup FROM people WHERE id = $1",
+    )
+    .bind(&person.id)
+    .fetch_one(conn)
+    .await
+    .unwrap()
+        }
+    );
+    assert_eq!(email_key, "dev1");
+    for raw in [&email, &phone, &lookup] {
+        let text = String::from_utf8_lossy(raw);
+        assert!(
+            !text.contains("dana") && !text.contains("0199") && !text.contains("5550100199"),
+            "{text}"
+        );
+    }
+
+    // Any formatting of the number finds the person; another organization finds nobody.
+    let found = store
+        .find_people_by_phone(&acme, "+15550100199")
+        .await
+        .unwrap();
+    assert_eq!(found, vec![person.clone()]);
+    let globex = "globex".parse().unwrap();
+    assert!(
+        store
+            .find_people_by_phone(&globex, "+15550100199")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.get_person(&globex, &person.id).await.unwrap(), None);
+
+    // Updates re-encrypt; bad input is refused with a reason.
+    let changed = winnerr_store::PersonFields {
+        phone: Some("+1 555 010 0200".into()),
+        ..Default::default()
+    };
+    let updated = store
+        .update_person(&acme, &person.id, &changed)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (updated.phone.as_deref(), updated.email.as_deref()),
+        (Some("+1 555 010 0200"), Some("dana.reyes@example.com"))
+    );
+    assert!(
+        store
+            .find_people_by_phone(&acme, "+15550100199")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for bad in [
+        winnerr_store::PersonFields {
+            first_name: Some(" ".into()),
+            ..Default::default()
+        },
+        winnerr_store::PersonFields {
+            email: Some("nobody".into()),
+            ..Default::default()
+        },
+        winnerr_store::PersonFields {
+            budget_min: Some(900_000),
+            ..Default::default()
+        },
+    ] {
+        let refused = store.update_person(&acme, &person.id, &bad).await;
+        assert!(
+            matches!(refused, Err(StoreError::Invalid(_))),
+            "{bad:?}: {refused:?}"
+        );
+    }
+    fixture.finish().await;
+}
+
+/// Appends one audit row per (actor, action, subject), each with `detail`.
+async fn audit_all(store: &Store, org: &OrgId, entries: &[(&str, &str, &str)], detail: &str) {
+    for &(actor, action, subject) in entries {
+        let entry = winnerr_store::AuditEntry {
+            actor,
+            action,
+            subject,
+            detail: detail.into(),
+        };
+        store.audit(org, &entry).await.unwrap();
+    }
+}
+
+async fn the_audit_chain_finds_edited_and_deleted_rows(kind: Kind) {
+    let fixture = Fixture::new(kind).await;
+    let store = fixture.store.clone();
+    let acme = "acme".parse().unwrap();
+    audit_all(
+        &store,
+        &acme,
+        &[
+            ("u1", "transcript.read", "CA1"),
+            ("u2", "person.export", "p_1"),
+            ("admin", "keys.rotate", "dev1"),
+        ],
+        "{\"via\":\"api\"}",
+    )
+    .await;
+    let intact = store.verify_audit(&acme).await.unwrap();
+    assert_eq!((intact.rows, intact.problem), (3, None));
+    let anchor = intact.head.expect("a chain of three rows has a head");
+    assert_eq!(anchor.seq, 3);
+    assert_eq!(
+        anchor.to_string().parse::<winnerr_store::AuditHead>(),
+        Ok(anchor.clone())
+    );
+
+    // The service may only append.
+    let refused = fixture.service_edits_the_audit_log(&acme).await;
+    assert!(
+        refused.contains("permission denied") || refused.contains("append-only"),
+        "{refused}"
+    );
+
+    // Whoever edits a row behind its back is found out...
+    let mut owner = fixture.owner().await;
+    fixture.lift_append_only(&mut owner).await;
+    execute(
+        &mut owner,
+        "UPDATE audit_log SET actor = 'someone-else' WHERE seq = 2",
+    )
+    .await;
+    let check = store.verify_audit(&acme).await.unwrap();
+    assert_eq!(check.problem.as_ref().map(|p| p.0), Some(2), "{check:?}");
+    assert!(check.problem.unwrap().1.contains("changed"));
+
+    // ...and so is a deleted row.
+    execute(
+        &mut owner,
+        "UPDATE audit_log SET actor = 'u2' WHERE seq = 2",
+    )
+    .await;
+    assert_eq!(store.verify_audit(&acme).await.unwrap().problem, None);
+    execute(&mut owner, "DELETE FROM audit_log WHERE seq = 2").await;
+    let check = store.verify_audit(&acme).await.unwrap();
+    assert_eq!(check.problem, Some((3, "row 2 is missing".into())));
+
+    // Deleting the last rows leaves a chain that checks out on its own; the anchor recorded
+    // outside the database finds them gone.
+    execute(&mut owner, "DELETE FROM audit_log").await;
+    audit_all(
+        &store,
+        &acme,
+        &[
+            ("u1", "transcript.read", "CA1"),
+            ("u2", "person.export", "p_1"),
+        ],
+        "{}",
+    )
+    .await;
+    let head = store.verify_audit(&acme).await.unwrap().head.unwrap();
+    audit_all(&store, &acme, &[("admin", "user.role.change", "u3")], "{}").await;
+    let anchored_at_3 = store.verify_audit(&acme).await.unwrap().head.unwrap();
+    execute(&mut owner, "DELETE FROM audit_log WHERE seq = 3").await;
+    assert_eq!(
+        store.verify_audit(&acme).await.unwrap().problem,
+        None,
+        "the chain alone sees nothing"
+    );
+    let check = store
+        .verify_audit_against(&acme, Some(&anchored_at_3))
+        .await
+        .unwrap();
+    assert_eq!(check.problem.as_ref().map(|p| p.0), Some(3), "{check:?}");
+    assert!(check.problem.unwrap().1.contains("anchored at row 3"));
+    // An older anchor still holds; a forged one does not.
+    let check = store
+        .verify_audit_against(&acme, Some(&head))
+        .await
+        .unwrap();
+    assert_eq!(check.problem, None);
+    let forged = winnerr_store::AuditHead {
+        seq: 2,
+        hash: "0".repeat(64),
+    };
+    let check = store
+        .verify_audit_against(&acme, Some(&forged))
+        .await
+        .unwrap();
+    assert_eq!(check.problem.as_ref().map(|p| p.0), Some(2), "{check:?}");
+    fixture.finish().await;
+}
+
+async fn rotating_keys_re_encrypts_every_value_under_the_new_key(kind: Kind) {
+    use base64::Engine;
+    let fixture = Fixture::new(kind).await;
+    let store = fixture.store.clone();
+    let acme = "acme".parse().unwrap();
+    let fields = winnerr_store::PersonFields {
+        first_name: Some("Ana".into()),
+        email: Some("ana@example.com".into()),
+        phone: Some("+15550100123".into()),
+        ..Default::default()
+    };
+    let person = store.create_person(&acme, &fields).await.unwrap();
+
+    let new_key = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
+    let both = winnerr_store::Keyring::parse(
+        &format!("k2:{new_key},{}", winnerr_store::crypto::DEV_KEYS),
+        winnerr_store::crypto::DEV_LOOKUP_KEY,
+    )
+    .unwrap();
+    let rotated = Store::connect(&fixture.url(), 2, both).await.unwrap();
+    assert_eq!(rotated.rotate_keys(&acme, "admin-1").await.unwrap(), 2);
+    assert_eq!(
+        rotated.rotate_keys(&acme, "admin-1").await.unwrap(),
+        0,
+        "nothing left under the old key"
+    );
+
+    // The old key can now be dropped: the new one alone reads everything.
+    let only_new = winnerr_store::Keyring::parse(
+        &format!("k2:{new_key}"),
+        winnerr_store::crypto::DEV_LOOKUP_KEY,
+    )
+    .unwrap();
+    let after = Store::connect(&fixture.url(), 1, only_new).await.unwrap();
+    assert_eq!(
+        after.get_person(&acme, &person.id).await.unwrap(),
+        Some(person.clone())
+    );
+    assert_eq!(
+        after
+            .find_people_by_phone(&acme, "+1 555 010 0123")
+            .await
+            .unwrap(),
+        vec![person]
+    );
+    let mut owner = fixture.owner().await;
+    let key_ids: (String, String) = raw!(&mut owner, |conn| {
+        sqlx::query_as("SELECT email_key_id, phone_key_id FROM people")
+            .fetch_one(conn)
+            .await
+            .unwrap()
+    });
+    assert_eq!(key_ids, ("k2".to_string(), "k2".to_string()));
+    let check = after.verify_audit(&acme).await.unwrap();
+    assert_eq!((check.rows, check.problem), (2, None));
+    fixture.finish().await;
+}

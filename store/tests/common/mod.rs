@@ -1,0 +1,68 @@
+//! What the store tests on both databases share: a whole call's events.
+
+use std::sync::Arc;
+
+use winnerr_events::{
+    ActivityState, AudioActivity, CallContext, CallEnded, CallStarted, Dtmf, EndReason, Envelope,
+    Event, MediaFormat, StreamStats, Track,
+};
+
+pub fn call(org: &str, call: &str) -> CallContext {
+    CallContext {
+        org_id: org.parse().unwrap(),
+        call_id: call.parse().unwrap(),
+        agent_id: Some("agent-1".parse().unwrap()),
+        lead_id: Some("lead-1".parse().unwrap()),
+    }
+}
+
+/// A whole call as the voice stage publishes it.
+pub fn call_events(ctx: &CallContext) -> Vec<Arc<Envelope>> {
+    let events = vec![
+        Event::CallStarted(CallStarted {
+            stream_sid: "MZ1".into(),
+            account_sid: "AC1".into(),
+            lead_id: ctx.lead_id.clone(),
+            tracks: vec![Track::Inbound, Track::Outbound],
+            media_format: MediaFormat::twilio_mulaw(),
+        }),
+        Event::AudioActivity(AudioActivity {
+            track: Track::Inbound,
+            state: ActivityState::Speaking,
+            at_ms: 500,
+            spoken_ms: None,
+        }),
+        Event::Dtmf(Dtmf {
+            track: Track::Inbound,
+            digit: '4',
+        }),
+        Event::AudioActivity(AudioActivity {
+            track: Track::Inbound,
+            state: ActivityState::Silent,
+            at_ms: 2300,
+            spoken_ms: Some(1800),
+        }),
+        Event::Dtmf(Dtmf {
+            track: Track::Inbound,
+            digit: '2',
+        }),
+        Event::AudioActivity(AudioActivity {
+            track: Track::Outbound,
+            state: ActivityState::Silent,
+            at_ms: 5000,
+            spoken_ms: Some(2100),
+        }),
+        Event::CallEnded(CallEnded {
+            reason: EndReason::Completed,
+            duration_ms: 6000,
+            stats: StreamStats {
+                frames: [300, 300],
+                ..StreamStats::default()
+            },
+        }),
+    ];
+    events
+        .into_iter()
+        .map(|e| Arc::new(Envelope::new(ctx, e)))
+        .collect()
+}
