@@ -16,9 +16,11 @@ models:
 test:
 	CARGO=$(CARGO) deploy/run-tests.sh
 
-## Fuzz the REST API from its OpenAPI document (schemathesis): no 5xx, responses as documented.
+## Fuzz the REST API from its OpenAPI document (schemathesis), on Postgres and on SQLite: no 5xx,
+## responses as documented.
 fuzz-api:
-	deploy/fuzz-api.sh 100
+	deploy/fuzz-api.sh 100 postgres
+	deploy/fuzz-api.sh 100 sqlite
 
 ## Run the benchmarks and print their figures (record them in benches/RESULTS.md).
 bench: models

@@ -5,12 +5,15 @@
 # The coverage phase is left out: on this machine's Python 3.11.7 it sometimes crashes inside
 # schemathesis itself ("AST constructor recursion depth mismatch"), which says nothing about the API.
 #
-#   deploy/fuzz-api.sh [MAX_EXAMPLES]      (make fuzz-api; make test runs it too)
+#   deploy/fuzz-api.sh [MAX_EXAMPLES] [postgres|sqlite]   (make fuzz-api; make test runs it too)
+#
+# The database is a fresh Postgres one (default) or a fresh embedded SQLite file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VERSION=4.32.5
 EXAMPLES=${1:-25}
+DATABASE=${2:-postgres}
 TOOLS="${WINNERR_TOOLS_DIR:-${HOME:-/root}/.cache/winnerr/tools}"
 VENV="$TOOLS/schemathesis-$VERSION"
 if [ ! -x "$VENV/bin/st" ]; then
@@ -20,20 +23,30 @@ fi
 
 PG="${WINNERR_TEST_POSTGRES:-postgres@127.0.0.1:5432}"
 DB="winnerr_fuzz_$$"
+SQLITE_FILE="${TMPDIR:-/tmp}/$DB.db"
 psql_admin() { psql "postgres://${PG%%@*}@${PG#*@}/postgres" -qAt "$@"; }
-psql_admin -c "CREATE DATABASE $DB"
+case "$DATABASE" in
+    postgres)
+        psql_admin -c "CREATE DATABASE $DB"
+        export DATABASE_MIGRATION_URL="postgres://${PG%%@*}@${PG#*@}/$DB"
+        export DATABASE_URL="postgres://winnerr_service@${PG#*@}/$DB"
+        ;;
+    sqlite) export DATABASE_URL="sqlite://$SQLITE_FILE" ;;
+    *) echo "fuzz-api: the database is postgres or sqlite, not $DATABASE" >&2; exit 2 ;;
+esac
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 BIN="${CARGO_TARGET_DIR:-target}/debug/winnerr"
 cargo build -q --bin winnerr
-export DATABASE_MIGRATION_URL="postgres://${PG%%@*}@${PG#*@}/$DB"
-export DATABASE_URL="postgres://winnerr_service@${PG#*@}/$DB"
 "$BIN" serve --listen "127.0.0.1:$PORT" >/tmp/winnerr-fuzz-$$.log 2>&1 &
 SERVER=$!
 cleanup() {
     kill "$SERVER" 2>/dev/null || true
     wait "$SERVER" 2>/dev/null || true
-    psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
+    if [ "$DATABASE" = postgres ]; then
+        psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" || true
+    fi
+    rm -f "$SQLITE_FILE" "$SQLITE_FILE-wal" "$SQLITE_FILE-shm"
 }
 trap cleanup EXIT
 ready() { python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$PORT/readyz', timeout=1)" 2>/dev/null; }
@@ -45,7 +58,7 @@ done
 status=0
 for role in manager agent; do
     TOKEN=$("$BIN" token --org fuzz-org --user "$role-1" --role "$role")
-    echo "fuzzing the REST API with a $role's token ($EXAMPLES examples per operation)"
+    echo "fuzzing the REST API on $DATABASE with a $role's token ($EXAMPLES examples per operation)"
     "$VENV/bin/st" run "http://127.0.0.1:$PORT/api/openapi.json" \
         --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
         --header "Authorization: Bearer $TOKEN" \

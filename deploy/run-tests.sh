@@ -11,7 +11,8 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 WINNERR_KAFKA_BROKER_BIN="$(deploy/kafka.sh install)" "${CARGO:-cargo}" test --workspace --all-targets 2>&1 | tee "$log"
 deploy/validate-deploy.sh
-deploy/fuzz-api.sh 50
+deploy/fuzz-api.sh 50 postgres
+deploy/fuzz-api.sh 25 sqlite
 
 passed=$(grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{ n += $4 } END { print n + 0 }')
 failed=$(grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed' "$log" | awk '{ n += $6 } END { print n + 0 }')

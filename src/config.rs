@@ -11,6 +11,16 @@ pub const DEV_JWT_SECRET: &str = "winnerr-dev-jwt-secret";
 /// The Twilio auth token used when none is configured.
 pub const DEV_TWILIO_AUTH_TOKEN: &str = "winnerr-dev-twilio-auth-token";
 
+/// The store when `DATABASE_URL` is not set: a SQLite file beside the engine's other local state.
+pub const EMBEDDED_DATABASE: &str = "sqlite://.run/winnerr.db";
+
+/// `DATABASE_URL=none`: store nothing (the REST API answers 503).
+pub const NO_DATABASE: &str = "none";
+
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -153,12 +163,15 @@ pub struct Config {
     #[arg(long, env = "KAFKA_REPLICATION", default_value_t = 1)]
     pub kafka_replication: i32,
 
-    /// Postgres URL of the service role (`postgres://winnerr_service@host/db`): calls are stored
-    /// there. Without it nothing is stored.
+    /// Where the CRM's records are stored: Postgres as the service role
+    /// (`postgres://winnerr_service@host/db`) or a SQLite file (`sqlite://path/winnerr.db`,
+    /// `sqlite::memory:`); `none` stores nothing. Default: the embedded SQLite file
+    /// `.run/winnerr.db`.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 
-    /// Postgres URL of a role that owns the schema: when set, migrations run at start.
+    /// Postgres URL of a role that owns the schema: when set, migrations run at start (a SQLite
+    /// database migrates itself when it opens).
     #[arg(long, env = "DATABASE_MIGRATION_URL")]
     pub database_migration_url: Option<String>,
 
@@ -257,6 +270,15 @@ fn parse_dial(value: &str) -> Result<Dial, String> {
 
 impl Config {
     /// The embedded defaults, listening on `listen` (port 0 picks a free port).
+    /// The URL of the store, if there is one: `DATABASE_URL`, or the embedded SQLite file.
+    pub fn database(&self) -> Option<&str> {
+        match self.database_url.as_deref() {
+            None => Some(EMBEDDED_DATABASE),
+            Some(NO_DATABASE) => None,
+            Some(url) => Some(url),
+        }
+    }
+
     pub fn local(listen: SocketAddr) -> Self {
         use clap::Parser;
         #[derive(Parser)]
@@ -296,13 +318,18 @@ impl Config {
                 ));
             }
         }
-        for url in [&self.database_url, &self.database_migration_url]
-            .into_iter()
-            .flatten()
-        {
-            if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+        if let Some(url) = &self.database_url {
+            if !is_postgres_url(url) && !winnerr_store::is_sqlite_url(url) && url != NO_DATABASE {
+                return Err(format!(
+                    "DATABASE_URL must be a postgres:// or sqlite:// URL, or `{NO_DATABASE}`"
+                ));
+            }
+        }
+        if let Some(url) = &self.database_migration_url {
+            if !is_postgres_url(url) {
                 return Err(
-                    "DATABASE_URL and DATABASE_MIGRATION_URL must be postgres:// URLs".into(),
+                    "DATABASE_MIGRATION_URL must be a postgres:// URL (SQLite migrates itself)"
+                        .into(),
                 );
             }
         }
@@ -316,8 +343,11 @@ impl Config {
         if !all && self.kafka_brokers.is_none() {
             return Err("running only some roles (WINNERR_ROLES) needs KAFKA_BROKERS: the in-process bus cannot reach the others".into());
         }
-        if !all && self.has_role(Role::Store) && self.database_url.is_none() {
-            return Err("the store role needs DATABASE_URL".into());
+        if !all
+            && self.has_role(Role::Store)
+            && matches!(self.database_url.as_deref(), None | Some(NO_DATABASE))
+        {
+            return Err("the store role on its own needs DATABASE_URL: a database the other roles can reach too".into());
         }
         self.voice()?;
         if self.asr_threads == 0 {

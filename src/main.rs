@@ -241,9 +241,8 @@ async fn main() -> anyhow::Result<()> {
 /// The store of `config` (DATABASE_URL and the encryption keys).
 async fn connect_store(config: &Config) -> anyhow::Result<winnerr_store::Store> {
     let url = config
-        .database_url
-        .as_deref()
-        .context("DATABASE_URL is required")?;
+        .database()
+        .context("DATABASE_URL is `none`: there is no store")?;
     let keys = config.keyring().map_err(anyhow::Error::msg)?;
     Ok(winnerr_store::Store::connect(url, 4, keys).await?)
 }

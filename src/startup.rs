@@ -110,7 +110,7 @@ impl App {
             calls,
             shutdown.clone(),
         );
-        let (store, writer) = match &config.database_url {
+        let (store, writer) = match config.database() {
             Some(url) => {
                 let (store, writer) =
                     start_store(config, url, bus.as_ref(), kafka.as_ref()).await?;

@@ -45,6 +45,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::local("127.0.0.1:0".parse().unwrap());
     config.asr = false;
     config.scoring = false;
+    // The embedded store, in memory: each test app its own, gone when it stops.
+    config.database_url = Some("sqlite::memory:".into());
     configure(&mut config);
     let app = App::start(&config).await.expect("app starts");
     TestApp { app, config }
@@ -315,6 +317,75 @@ pub fn on_postgres(config: &mut Config, db: &winnerr_testkit::TestDatabase) {
     config.database_url = Some(db.service_url.clone());
     config.database_migration_url = Some(db.owner_url.clone());
 }
+
+/// A fresh database of either kind, for tests that run on both.
+pub enum TestDb {
+    Postgres(winnerr_testkit::TestDatabase),
+    Sqlite(winnerr_testkit::TestSqlite),
+}
+
+impl TestDb {
+    pub async fn postgres() -> TestDb {
+        TestDb::Postgres(winnerr_testkit::TestDatabase::create().await)
+    }
+
+    pub fn sqlite() -> TestDb {
+        TestDb::Sqlite(winnerr_testkit::TestSqlite::new())
+    }
+
+    /// Stores the app's calls here (migrating Postgres at start).
+    pub fn configure(&self, config: &mut Config) {
+        match self {
+            TestDb::Postgres(db) => on_postgres(config, db),
+            TestDb::Sqlite(file) => config.database_url = Some(file.url.clone()),
+        }
+    }
+
+    /// The URL the engine is given.
+    pub fn url(&self) -> String {
+        match self {
+            TestDb::Postgres(db) => db.service_url.clone(),
+            TestDb::Sqlite(file) => file.url.clone(),
+        }
+    }
+
+    /// A connection with every right: the schema's owner, or the file itself.
+    pub async fn owner(&self) -> Owner {
+        use sqlx::Connection;
+        match self {
+            TestDb::Postgres(db) => {
+                Owner::Postgres(sqlx::PgConnection::connect(&db.owner_url).await.unwrap())
+            }
+            TestDb::Sqlite(file) => {
+                Owner::Sqlite(sqlx::SqliteConnection::connect(&file.url).await.unwrap())
+            }
+        }
+    }
+
+    pub async fn remove(self) {
+        match self {
+            TestDb::Postgres(db) => db.drop_database().await,
+            TestDb::Sqlite(file) => file.remove(),
+        }
+    }
+}
+
+/// See [`TestDb::owner`].
+pub enum Owner {
+    Postgres(sqlx::PgConnection),
+    Sqlite(sqlx::SqliteConnection),
+}
+
+/// Runs `$body` with `$conn` the owner's connection, whichever database it is.
+macro_rules! raw {
+    ($owner:expr, |$conn:ident| $body:expr) => {
+        match $owner {
+            Owner::Postgres($conn) => $body,
+            Owner::Sqlite($conn) => $body,
+        }
+    };
+}
+pub(crate) use raw;
 
 /// Every call event on the events topic, read from the start by a consumer of nobody's group,
 /// until `call`'s `call_ended`: (partition, key, event).

@@ -7,7 +7,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use winnerr_events::Role;
 use winnerr_ingest::CallScript;
-use winnerr_testkit::TestDatabase;
 
 use crate::helpers::*;
 
@@ -58,9 +57,17 @@ fn ids(page: &Value) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_rest_api_keeps_organizations_and_agents_apart() {
-    let db = TestDatabase::create().await;
-    let test = spawn_app_with(|config| on_postgres(config, &db)).await;
+async fn the_rest_api_keeps_organizations_and_agents_apart_on_postgres() {
+    the_rest_api_keeps_organizations_and_agents_apart(TestDb::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_api_keeps_organizations_and_agents_apart_on_sqlite() {
+    the_rest_api_keeps_organizations_and_agents_apart(TestDb::sqlite()).await;
+}
+
+async fn the_rest_api_keeps_organizations_and_agents_apart(db: TestDb) {
+    let test = spawn_app_with(|config| db.configure(config)).await;
     let api = Api {
         base: test.app.http_url(),
         client: reqwest::Client::new(),
@@ -141,9 +148,8 @@ async fn the_rest_api_keeps_organizations_and_agents_apart() {
     );
     // Two lines of transcript, encrypted as the engine stores them, come back in order, decrypted.
     {
-        use sqlx::Connection;
         let keys = winnerr_store::Keyring::development();
-        let mut owner = sqlx::PgConnection::connect(&db.owner_url).await.unwrap();
+        let mut owner = db.owner().await;
         for (id, start, text) in [
             ("u2", 4000, "Yes, this weekend works."),
             ("u1", 1000, "Are you free to see it?"),
@@ -156,7 +162,8 @@ async fn the_rest_api_keeps_organizations_and_agents_apart() {
                 row: &row,
             };
             let sealed = keys.encrypt(text, place);
-            sqlx::query(
+            raw!(&mut owner, |conn| {
+                sqlx::query(
                 "INSERT INTO utterances (organization_id, call_id, id, track, start_ms, end_ms, text_ciphertext, text_key_id) \
                  VALUES ('acme', $1, $2, 'inbound', $3, $3 + 1500, $4, $5)",
             )
@@ -165,9 +172,11 @@ async fn the_rest_api_keeps_organizations_and_agents_apart() {
             .bind(start as i64)
             .bind(sealed.bytes)
             .bind(sealed.key_id)
-            .execute(&mut owner)
+            .execute(conn)
             .await
-            .unwrap();
+            .unwrap()
+            .rows_affected()
+            });
         }
     }
     let (status, transcript) = api
@@ -363,20 +372,20 @@ async fn the_rest_api_keeps_organizations_and_agents_apart() {
     }
 
     // Reading a transcript and exporting a call are audited.
-    let store =
-        winnerr_store::Store::connect(&db.service_url, 1, winnerr_store::Keyring::development())
-            .await
-            .unwrap();
+    let store = winnerr_store::Store::connect(&db.url(), 1, winnerr_store::Keyring::development())
+        .await
+        .unwrap();
     let check = store.verify_audit(&"acme".parse().unwrap()).await.unwrap();
     assert_eq!((check.rows, check.problem), (3, None));
 
     test.app.shutdown().await;
-    db.drop_database().await;
+    drop(store);
+    db.remove().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_documents_itself_and_says_when_it_has_no_database() {
-    let test = spawn_app().await;
+    let test = spawn_app_with(|config| config.database_url = Some("none".into())).await;
     let api = Api {
         base: test.app.http_url(),
         client: reqwest::Client::new(),
