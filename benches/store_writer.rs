@@ -1,8 +1,9 @@
 //! Store-writer throughput into the real Postgres server: call events per second written in
 //! batches (as the in-process writer does) against one event per transaction (as a Kafka worker
-//! that commits after every effect does), in one run, on fresh databases.
+//! that commits after every effect does), in one run, on fresh databases; and the same batches
+//! into the embedded SQLite default, for comparison.
 //!
-//! Target: at least 20,000 events/s written.
+//! Target: at least 20,000 events/s written (into Postgres).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,7 +14,7 @@ use winnerr_events::{
     Event, MediaFormat, StreamStats, Track,
 };
 use winnerr_store::{Store, StoreWriter, migrate, writer::MAX_BATCH};
-use winnerr_testkit::TestDatabase;
+use winnerr_testkit::{TestDatabase, TestSqlite};
 
 /// A call as the voice stage publishes it: start, 10 turns of speech, 2 keys, end (14 events).
 fn call_events(org: usize, index: usize) -> Vec<Arc<Envelope>> {
@@ -113,6 +114,20 @@ fn main() {
         let single = events.len() as f64 / started.elapsed().as_secs_f64();
         db.drop_database().await;
 
+        let file = TestSqlite::new();
+        let store = Store::connect(&file.url, 1, winnerr_store::Keyring::development())
+            .await
+            .unwrap();
+        let writer = StoreWriter::new(store);
+        let events = workload(calls);
+        let started = Instant::now();
+        for batch in events.chunks(MAX_BATCH) {
+            writer.apply(batch).await.unwrap();
+        }
+        let sqlite = events.len() as f64 / started.elapsed().as_secs_f64();
+        drop(writer);
+        file.remove();
+
         println!("store_writer: {}, Postgres on loopback", machine());
         println!(
             "  {} events ({calls} calls of 14 events, 10 organizations, interleaved)",
@@ -124,6 +139,10 @@ fn main() {
         );
         println!("  one per transaction: {single:>10.0} events/s");
         println!("  batched / single:    {:>10.2}x", batched / single);
+        println!(
+            "  SQLite file (embedded default), batches of {MAX_BATCH}: {sqlite:>10.0} events/s ({:.2}x Postgres batched)",
+            sqlite / batched
+        );
         if !bench {
             println!("  (smoke run under `cargo test`; figures are not measurements)");
         }
