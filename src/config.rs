@@ -556,4 +556,29 @@ mod config_file_tests {
         let bad_toml = parse("listen = \n", &[]).unwrap_err();
         assert!(bad_toml.contains("config file"), "{bad_toml}");
     }
+
+    #[test]
+    fn the_store_is_the_embedded_sqlite_file_unless_told_otherwise() {
+        let with = |url: Option<&str>| {
+            let mut config = Config::local("127.0.0.1:0".parse().unwrap());
+            config.database_url = url.map(str::to_owned);
+            config
+        };
+        assert_eq!(with(None).database(), Some(EMBEDDED_DATABASE));
+        assert_eq!(with(Some("none")).database(), None);
+        for url in [
+            "postgres://winnerr_service@db/crm",
+            "sqlite://data/crm.db",
+            "sqlite::memory:",
+            "none",
+        ] {
+            assert_eq!(with(Some(url)).validate(), Ok(()), "{url}");
+        }
+        let refused = with(Some("mysql://db/crm")).validate().unwrap_err();
+        assert!(refused.contains("DATABASE_URL"), "{refused}");
+        let mut config = with(None);
+        config.database_migration_url = Some("sqlite://x.db".into());
+        let refused = config.validate().unwrap_err();
+        assert!(refused.contains("DATABASE_MIGRATION_URL"), "{refused}");
+    }
 }

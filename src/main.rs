@@ -115,7 +115,8 @@ enum ScoringCommand {
 
 #[derive(Subcommand)]
 enum StoreCommand {
-    /// Bring the schema up to date (with DATABASE_MIGRATION_URL).
+    /// Bring the schema up to date (Postgres: with DATABASE_MIGRATION_URL; a SQLite file migrates
+    /// whenever it opens).
     Migrate,
     /// Re-encrypt every value under an older key with the current one (the first of
     /// WINNERR_ENCRYPTION_KEYS); afterwards the old keys can be removed.
@@ -308,11 +309,14 @@ async fn scoring_command(command: ScoringCommand) -> anyhow::Result<()> {
 async fn store_command(command: StoreCommand, config: Config) -> anyhow::Result<()> {
     init_logs(config.log_format);
     if let StoreCommand::Migrate = command {
-        let owner = config
-            .database_migration_url
-            .as_deref()
-            .context("DATABASE_MIGRATION_URL is required")?;
-        winnerr_store::migrate(owner).await?;
+        match config.database_migration_url.as_deref() {
+            Some(owner) => winnerr_store::migrate(owner).await?,
+            // A SQLite store migrates itself when it opens.
+            None if config.database().is_some_and(winnerr_store::is_sqlite_url) => {
+                connect_store(&config).await?;
+            }
+            None => bail!("DATABASE_MIGRATION_URL is required (a role that owns the schema)"),
+        }
         println!("schema is up to date");
         return Ok(());
     }
