@@ -193,7 +193,151 @@ on_both!(
     the_audit_chain_finds_edited_and_deleted_rows,
     rotating_keys_re_encrypts_every_value_under_the_new_key,
     imported_leads_are_read_back_as_their_record,
+    finals_and_scores_are_written_once_and_read_back,
 );
+
+/// A call with two finals (one interim between them), a lead score, its end; and a final of a
+/// call this store never saw start.
+fn spoken_call(ctx: &winnerr_events::CallContext) -> Vec<std::sync::Arc<winnerr_events::Envelope>> {
+    use winnerr_events::{
+        CallEnded, CallStarted, EndReason, Envelope, Event, LeadScore, MediaFormat, ScoreFactor,
+        SentimentScore, StreamStats, Track, Transcript,
+    };
+    let line = |utterance: u32, is_final: bool, text: &str, start_ms: u64, score: f32| {
+        Event::Transcript(Transcript {
+            track: if utterance % 2 == 1 {
+                Track::Inbound
+            } else {
+                Track::Outbound
+            },
+            utterance,
+            is_final,
+            text: text.into(),
+            stable_text: text.into(),
+            start_ms,
+            end_ms: start_ms + 2000,
+            last_voiced_at_ms: 0,
+            sentiment: Some(SentimentScore {
+                label: if score > 0.0 { "positive" } else { "negative" }.into(),
+                probabilities: [(-score).max(0.0), 1.0 - score.abs(), score.max(0.0)],
+                score,
+                rolling: score,
+            }),
+        })
+    };
+    let events = vec![
+        Event::CallStarted(CallStarted {
+            stream_sid: "MZ1".into(),
+            account_sid: "AC1".into(),
+            lead_id: ctx.lead_id.clone(),
+            tracks: vec![Track::Inbound, Track::Outbound],
+            media_format: MediaFormat::twilio_mulaw(),
+        }),
+        line(1, true, "We loved the garden.", 500, 0.82),
+        line(2, false, "Great, when", 3000, 0.3),
+        line(2, true, "Great, when can you come by?", 3000, 0.6),
+        Event::LeadScore(LeadScore {
+            lead_id: ctx.lead_id.clone().unwrap(),
+            score: 71,
+            probability: 0.71,
+            logit: 0.9,
+            intercept: -0.2,
+            factors: vec![ScoreFactor {
+                feature: "sentiment".into(),
+                group: "engagement".into(),
+                value: 0.7,
+                contribution: 1.1,
+            }],
+            model_version: "prior-1".into(),
+            cause: uuid::Uuid::now_v7(),
+            cause_ts_ms: 1,
+        }),
+        Event::CallEnded(CallEnded {
+            reason: EndReason::Completed,
+            duration_ms: 6000,
+            stats: StreamStats::default(),
+        }),
+    ];
+    let mut envelopes: Vec<_> = events
+        .into_iter()
+        .map(|e| std::sync::Arc::new(Envelope::new(ctx, e)))
+        .collect();
+    let stranger = call("acme", "CA-never-started");
+    envelopes.push(std::sync::Arc::new(Envelope::new(
+        &stranger,
+        line(1, true, "Hello?", 0, 0.1),
+    )));
+    envelopes
+}
+
+async fn finals_and_scores_are_written_once_and_read_back(kind: Kind) {
+    let fixture = Fixture::new(kind).await;
+    let store = fixture.store.clone();
+    let writer = StoreWriter::new(store.clone());
+    let events = spoken_call(&call("acme", "CA-spoken"));
+    writer.apply(&events).await.unwrap();
+    assert_eq!(
+        writer.apply(&events).await.unwrap(),
+        0,
+        "a replay applies nothing"
+    );
+
+    let acme: OrgId = "acme".parse().unwrap();
+    let reader = "manager-1".parse().unwrap();
+    let lines = store
+        .read_transcript(&acme, "CA-spoken", &reader)
+        .await
+        .unwrap();
+    let said: Vec<(&str, &str, i64, Option<&str>)> = lines
+        .iter()
+        .map(|u| {
+            (
+                u.track.as_str(),
+                u.text.as_str(),
+                u.start_ms,
+                u.sentiment.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        said,
+        vec![
+            ("inbound", "We loved the garden.", 500, Some("positive")),
+            (
+                "outbound",
+                "Great, when can you come by?",
+                3000,
+                Some("positive")
+            ),
+        ]
+    );
+    assert_eq!(lines[0].sentiment_score, Some(0.82));
+    assert!(
+        store
+            .read_transcript(&acme, "CA-never-started", &reader)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a final of a call never started is left out"
+    );
+    let scores = store.person_scores(&acme, "lead-1").await.unwrap();
+    assert_eq!(scores.len(), 1);
+    assert_eq!(
+        (scores[0].score, scores[0].model_version.as_str()),
+        (71, "prior-1")
+    );
+    assert_eq!(scores[0].factors[0]["feature"], "sentiment");
+    assert_eq!(scores[0].scored_at_ms, events[4].ts_ms as i64);
+    let globex: OrgId = "globex".parse().unwrap();
+    assert!(
+        store
+            .person_scores(&globex, "lead-1")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    fixture.finish().await;
+}
 
 async fn each_organization_reads_only_its_own_records(kind: Kind) {
     let fixture = Fixture::new(kind).await;
