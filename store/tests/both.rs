@@ -9,7 +9,7 @@ use winnerr_events::OrgId;
 use winnerr_store::{
     DealOutcome, ImportedLead, Keyring, PastCall, Store, StoreError, StoreWriter, migrate,
 };
-use winnerr_testkit::{TestDatabase, TestSqlite};
+use winnerr_testkit::{Owner, TestDb, raw};
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -17,31 +17,10 @@ enum Kind {
     Sqlite,
 }
 
-enum Db {
-    Postgres(TestDatabase),
-    Sqlite(TestSqlite),
-}
-
 /// A fresh database and the store on it.
 struct Fixture {
-    db: Db,
+    db: TestDb,
     store: Store,
-}
-
-/// A connection with every right (Postgres: the schema's owner; SQLite: the file itself).
-enum Owner {
-    Postgres(sqlx::PgConnection),
-    Sqlite(sqlx::SqliteConnection),
-}
-
-/// Runs `$body` with `$conn` the owner's connection, whichever database it is.
-macro_rules! raw {
-    ($owner:expr, |$conn:ident| $body:expr) => {
-        match $owner {
-            Owner::Postgres($conn) => $body,
-            Owner::Sqlite($conn) => $body,
-        }
-    };
 }
 
 /// (id, status, agent, inbound talk ms, outbound talk ms, digits, duration, stream stats).
@@ -59,18 +38,13 @@ type CallRow = (
 impl Fixture {
     async fn new(kind: Kind) -> Fixture {
         let db = match kind {
-            Kind::Postgres => {
-                let db = TestDatabase::create().await;
-                migrate(&db.owner_url).await.expect("migrations run");
-                Db::Postgres(db)
-            }
-            Kind::Sqlite => Db::Sqlite(TestSqlite::new()),
+            Kind::Postgres => TestDb::postgres().await,
+            Kind::Sqlite => TestDb::sqlite(),
         };
-        let url = match &db {
-            Db::Postgres(db) => db.service_url.clone(),
-            Db::Sqlite(file) => file.url.clone(),
-        };
-        let store = Store::connect(&url, 4, Keyring::development())
+        if let TestDb::Postgres(postgres) = &db {
+            migrate(&postgres.owner_url).await.expect("migrations run");
+        }
+        let store = Store::connect(&db.url(), 4, Keyring::development())
             .await
             .expect("the store opens");
         Fixture { db, store }
@@ -78,28 +52,17 @@ impl Fixture {
 
     /// The URL the engine would be given.
     fn url(&self) -> String {
-        match &self.db {
-            Db::Postgres(db) => db.service_url.clone(),
-            Db::Sqlite(file) => file.url.clone(),
-        }
+        self.db.url()
     }
 
     async fn owner(&self) -> Owner {
-        use sqlx::Connection;
-        match &self.db {
-            Db::Postgres(db) => {
-                Owner::Postgres(sqlx::PgConnection::connect(&db.owner_url).await.unwrap())
-            }
-            Db::Sqlite(file) => {
-                Owner::Sqlite(sqlx::SqliteConnection::connect(&file.url).await.unwrap())
-            }
-        }
+        self.db.owner().await
     }
 
     /// What the engine's own connection gets when it edits the audit log.
     async fn service_edits_the_audit_log(&self, org: &OrgId) -> String {
         match &self.db {
-            Db::Postgres(_) => {
+            TestDb::Postgres(_) => {
                 let mut tx = self.store.begin_for(org).await.unwrap();
                 sqlx::query("UPDATE audit_log SET actor = 'nobody'")
                     .execute(&mut *tx)
@@ -108,7 +71,7 @@ impl Fixture {
                     .to_string()
             }
             // The engine's file, opened as the engine opens it: its triggers refuse.
-            Db::Sqlite(_) => match self.owner().await {
+            TestDb::Sqlite(_) => match self.owner().await {
                 Owner::Sqlite(mut conn) => sqlx::query("UPDATE audit_log SET actor = 'nobody'")
                     .execute(&mut conn)
                     .await
@@ -152,20 +115,8 @@ impl Fixture {
 
     async fn finish(self) {
         drop(self.store);
-        match self.db {
-            Db::Postgres(db) => db.drop_database().await,
-            Db::Sqlite(file) => file.remove(),
-        }
+        self.db.remove().await;
     }
-}
-
-/// Runs `sql` as the owner; returns the rows it touched.
-async fn execute(owner: &mut Owner, sql: &str) -> u64 {
-    raw!(owner, |conn| sqlx::query(sql)
-        .execute(conn)
-        .await
-        .unwrap()
-        .rows_affected())
 }
 
 /// A test per database for each scenario named.
@@ -737,29 +688,25 @@ async fn the_audit_chain_finds_edited_and_deleted_rows(kind: Kind) {
     // Whoever edits a row behind its back is found out...
     let mut owner = fixture.owner().await;
     fixture.lift_append_only(&mut owner).await;
-    execute(
-        &mut owner,
-        "UPDATE audit_log SET actor = 'someone-else' WHERE seq = 2",
-    )
-    .await;
+    owner
+        .execute("UPDATE audit_log SET actor = 'someone-else' WHERE seq = 2")
+        .await;
     let check = store.verify_audit(&acme).await.unwrap();
     assert_eq!(check.problem.as_ref().map(|p| p.0), Some(2), "{check:?}");
     assert!(check.problem.unwrap().1.contains("changed"));
 
     // ...and so is a deleted row.
-    execute(
-        &mut owner,
-        "UPDATE audit_log SET actor = 'u2' WHERE seq = 2",
-    )
-    .await;
+    owner
+        .execute("UPDATE audit_log SET actor = 'u2' WHERE seq = 2")
+        .await;
     assert_eq!(store.verify_audit(&acme).await.unwrap().problem, None);
-    execute(&mut owner, "DELETE FROM audit_log WHERE seq = 2").await;
+    owner.execute("DELETE FROM audit_log WHERE seq = 2").await;
     let check = store.verify_audit(&acme).await.unwrap();
     assert_eq!(check.problem, Some((3, "row 2 is missing".into())));
 
     // Deleting the last rows leaves a chain that checks out on its own; the anchor recorded
     // outside the database finds them gone.
-    execute(&mut owner, "DELETE FROM audit_log").await;
+    owner.execute("DELETE FROM audit_log").await;
     audit_all(
         &store,
         &acme,
@@ -773,7 +720,7 @@ async fn the_audit_chain_finds_edited_and_deleted_rows(kind: Kind) {
     let head = store.verify_audit(&acme).await.unwrap().head.unwrap();
     audit_all(&store, &acme, &[("admin", "user.role.change", "u3")], "{}").await;
     let anchored_at_3 = store.verify_audit(&acme).await.unwrap().head.unwrap();
-    execute(&mut owner, "DELETE FROM audit_log WHERE seq = 3").await;
+    owner.execute("DELETE FROM audit_log WHERE seq = 3").await;
     assert_eq!(
         store.verify_audit(&acme).await.unwrap().problem,
         None,

@@ -2,9 +2,11 @@
 //! port with its own data, and can stop, kill and restart it; and its own Postgres database or
 //! SQLite file.
 
+mod either;
 mod postgres;
 mod sqlite;
 
+pub use either::{Owner, TestDb};
 pub use postgres::TestDatabase;
 pub use sqlite::TestSqlite;
 

@@ -318,74 +318,13 @@ pub fn on_postgres(config: &mut Config, db: &winnerr_testkit::TestDatabase) {
     config.database_migration_url = Some(db.owner_url.clone());
 }
 
-/// A fresh database of either kind, for tests that run on both.
-pub enum TestDb {
-    Postgres(winnerr_testkit::TestDatabase),
-    Sqlite(winnerr_testkit::TestSqlite),
-}
-
-impl TestDb {
-    pub async fn postgres() -> TestDb {
-        TestDb::Postgres(winnerr_testkit::TestDatabase::create().await)
-    }
-
-    pub fn sqlite() -> TestDb {
-        TestDb::Sqlite(winnerr_testkit::TestSqlite::new())
-    }
-
-    /// Stores the app's calls here (migrating Postgres at start).
-    pub fn configure(&self, config: &mut Config) {
-        match self {
-            TestDb::Postgres(db) => on_postgres(config, db),
-            TestDb::Sqlite(file) => config.database_url = Some(file.url.clone()),
-        }
-    }
-
-    /// The URL the engine is given.
-    pub fn url(&self) -> String {
-        match self {
-            TestDb::Postgres(db) => db.service_url.clone(),
-            TestDb::Sqlite(file) => file.url.clone(),
-        }
-    }
-
-    /// A connection with every right: the schema's owner, or the file itself.
-    pub async fn owner(&self) -> Owner {
-        use sqlx::Connection;
-        match self {
-            TestDb::Postgres(db) => {
-                Owner::Postgres(sqlx::PgConnection::connect(&db.owner_url).await.unwrap())
-            }
-            TestDb::Sqlite(file) => {
-                Owner::Sqlite(sqlx::SqliteConnection::connect(&file.url).await.unwrap())
-            }
-        }
-    }
-
-    pub async fn remove(self) {
-        match self {
-            TestDb::Postgres(db) => db.drop_database().await,
-            TestDb::Sqlite(file) => file.remove(),
-        }
+/// Stores calls in `db` (migrating Postgres at start).
+pub fn on_db(config: &mut Config, db: &winnerr_testkit::TestDb) {
+    match db {
+        winnerr_testkit::TestDb::Postgres(db) => on_postgres(config, db),
+        winnerr_testkit::TestDb::Sqlite(file) => config.database_url = Some(file.url.clone()),
     }
 }
-
-/// See [`TestDb::owner`].
-pub enum Owner {
-    Postgres(sqlx::PgConnection),
-    Sqlite(sqlx::SqliteConnection),
-}
-
-/// Runs `$body` with `$conn` the owner's connection, whichever database it is.
-macro_rules! raw {
-    ($owner:expr, |$conn:ident| $body:expr) => {
-        match $owner {
-            Owner::Postgres($conn) => $body,
-            Owner::Sqlite($conn) => $body,
-        }
-    };
-}
-pub(crate) use raw;
 
 /// Every call event on the events topic, read from the start by a consumer of nobody's group,
 /// until `call`'s `call_ended`: (partition, key, event).

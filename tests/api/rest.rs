@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 use winnerr_events::Role;
 use winnerr_ingest::CallScript;
 
+use winnerr_testkit::{TestDb, raw};
+
 use crate::helpers::*;
 
 struct Api {
@@ -67,7 +69,7 @@ async fn the_rest_api_keeps_organizations_and_agents_apart_on_sqlite() {
 }
 
 async fn the_rest_api_keeps_organizations_and_agents_apart(db: TestDb) {
-    let test = spawn_app_with(|config| db.configure(config)).await;
+    let test = spawn_app_with(|config| on_db(config, &db)).await;
     let api = Api {
         base: test.app.http_url(),
         client: reqwest::Client::new(),
