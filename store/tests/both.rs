@@ -151,8 +151,8 @@ on_both!(
 /// call this store never saw start.
 fn spoken_call(ctx: &winnerr_events::CallContext) -> Vec<std::sync::Arc<winnerr_events::Envelope>> {
     use winnerr_events::{
-        CallEnded, CallStarted, EndReason, Envelope, Event, LeadScore, MediaFormat, ScoreFactor,
-        SentimentScore, StreamStats, Track, Transcript,
+        CallEnded, EndReason, Envelope, Event, LeadScore, ScoreFactor, SentimentScore, StreamStats,
+        Track, Transcript,
     };
     let line = |utterance: u32, is_final: bool, text: &str, start_ms: u64, score: f32| {
         Event::Transcript(Transcript {
@@ -177,13 +177,7 @@ fn spoken_call(ctx: &winnerr_events::CallContext) -> Vec<std::sync::Arc<winnerr_
         })
     };
     let events = vec![
-        Event::CallStarted(CallStarted {
-            stream_sid: "MZ1".into(),
-            account_sid: "AC1".into(),
-            lead_id: ctx.lead_id.clone(),
-            tracks: vec![Track::Inbound, Track::Outbound],
-            media_format: MediaFormat::twilio_mulaw(),
-        }),
+        common::started(ctx),
         line(1, true, "We loved the garden.", 500, 0.82),
         line(2, false, "Great, when", 3000, 0.3),
         line(2, true, "Great, when can you come by?", 3000, 0.6),

@@ -16,16 +16,21 @@ pub fn call(org: &str, call: &str) -> CallContext {
     }
 }
 
+/// A two-track call's start, as the voice stage publishes it.
+pub fn started(ctx: &CallContext) -> Event {
+    Event::CallStarted(CallStarted {
+        stream_sid: "MZ1".into(),
+        account_sid: "AC1".into(),
+        lead_id: ctx.lead_id.clone(),
+        tracks: vec![Track::Inbound, Track::Outbound],
+        media_format: MediaFormat::twilio_mulaw(),
+    })
+}
+
 /// A whole call as the voice stage publishes it.
 pub fn call_events(ctx: &CallContext) -> Vec<Arc<Envelope>> {
     let events = vec![
-        Event::CallStarted(CallStarted {
-            stream_sid: "MZ1".into(),
-            account_sid: "AC1".into(),
-            lead_id: ctx.lead_id.clone(),
-            tracks: vec![Track::Inbound, Track::Outbound],
-            media_format: MediaFormat::twilio_mulaw(),
-        }),
+        started(ctx),
         Event::AudioActivity(AudioActivity {
             track: Track::Inbound,
             state: ActivityState::Speaking,
