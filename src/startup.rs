@@ -351,6 +351,7 @@ async fn start_store(
     let store = Store::connect(url, config.database_max_connections, keys)
         .await
         .context("cannot use DATABASE_URL")?;
+    info!(store = %store.location(), "store opened");
     if !config.has_role(Role::Store) {
         return Ok((store, None));
     }

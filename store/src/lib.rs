@@ -217,6 +217,24 @@ impl Store {
         }
     }
 
+    /// Where the records are, for logs: `postgres host:port/db` or `sqlite FILE` (no credentials).
+    pub fn location(&self) -> String {
+        match &self.db {
+            Db::Postgres(pool) => {
+                let options = pool.connect_options();
+                format!(
+                    "postgres {}:{}/{}",
+                    options.get_host(),
+                    options.get_port(),
+                    options.get_database().unwrap_or_default()
+                )
+            }
+            Db::Sqlite(pool) => {
+                format!("sqlite {}", pool.connect_options().get_filename().display())
+            }
+        }
+    }
+
     /// Whether the database answers (for readiness).
     pub async fn ping(&self) -> bool {
         match &self.db {
