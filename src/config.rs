@@ -166,7 +166,7 @@ pub struct Config {
     /// Where the CRM's records are stored: Postgres as the service role
     /// (`postgres://winnerr_service@host/db`) or a SQLite file (`sqlite://path/winnerr.db`,
     /// `sqlite::memory:`); `none` stores nothing. Default: the embedded SQLite file
-    /// `.run/winnerr.db`.
+    /// `.run/winnerr.db` when one process runs every role, none otherwise.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 
@@ -270,13 +270,21 @@ fn parse_dial(value: &str) -> Result<Dial, String> {
 
 impl Config {
     /// The embedded defaults, listening on `listen` (port 0 picks a free port).
-    /// The URL of the store, if there is one: `DATABASE_URL`, or the embedded SQLite file.
+    /// The URL of the store, if there is one: `DATABASE_URL`, or the embedded SQLite file when
+    /// one process runs every role (a process of some roles has a store only when told where).
     pub fn database(&self) -> Option<&str> {
         match self.database_url.as_deref() {
-            None => Some(EMBEDDED_DATABASE),
-            Some(NO_DATABASE) => None,
+            None if self.runs_every_role() => Some(EMBEDDED_DATABASE),
+            None | Some(NO_DATABASE) => None,
             Some(url) => Some(url),
         }
+    }
+
+    /// Whether this process runs the whole engine (the default) rather than some of its roles.
+    pub fn runs_every_role(&self) -> bool {
+        [Role::Voice, Role::Gateway, Role::Store, Role::Scoring]
+            .iter()
+            .all(|r| self.roles.contains(r))
     }
 
     pub fn local(listen: SocketAddr) -> Self {
@@ -337,9 +345,7 @@ impl Config {
         if self.roles.is_empty() {
             return Err("WINNERR_ROLES names no role".into());
         }
-        let all = [Role::Voice, Role::Gateway, Role::Store, Role::Scoring]
-            .iter()
-            .all(|r| self.roles.contains(r));
+        let all = self.runs_every_role();
         if !all && self.kafka_brokers.is_none() {
             return Err("running only some roles (WINNERR_ROLES) needs KAFKA_BROKERS: the in-process bus cannot reach the others".into());
         }
@@ -566,6 +572,13 @@ mod config_file_tests {
         };
         assert_eq!(with(None).database(), Some(EMBEDDED_DATABASE));
         assert_eq!(with(Some("none")).database(), None);
+        let mut gateway_only = with(None);
+        gateway_only.roles = vec![Role::Gateway];
+        assert_eq!(
+            gateway_only.database(),
+            None,
+            "a file of its own is no one's store"
+        );
         for url in [
             "postgres://winnerr_service@db/crm",
             "sqlite://data/crm.db",
