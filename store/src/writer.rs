@@ -1,9 +1,8 @@
 //! The store writer: call events in, call rows out. Each event is applied at most once — its id
 //! goes into `applied_events` in the same transaction as its effect — so replays and bus
 //! redeliveries leave the rows as they were. Events are written in batches, one transaction each.
-//! On Postgres each organization's events take a handful of set-based statements (`unnest` of
-//! arrays) rather than one statement per event; on SQLite, in-process, a statement per row costs
-//! little ([`sqlite`]).
+//! Each organization's events take a handful of set-based statements rather than one statement
+//! per event: on Postgres `unnest` of arrays, on SQLite `json_each` of one JSON array ([`sqlite`]).
 
 mod sqlite;
 

@@ -1,8 +1,8 @@
 //! The store writer's statements on SQLite. As on Postgres, each organization's events of a batch
 //! take a handful of set-based statements, whatever their number: the rows travel as one JSON
 //! array bound to the statement and unpacked by `json_each` (SQLite's `unnest`), binary values
-//! as hex. A statement per row cost a round trip to the driver's thread each, and wrote under a
-//! third as many events a second.
+//! as hex for `unhex()`. A statement per row cost a round trip to the driver's thread each, and
+//! wrote under half as many events a second.
 
 use std::collections::HashSet;
 
@@ -13,12 +13,8 @@ use winnerr_events::OrgId;
 
 use super::{CallChanges, seal_utterance, status, utterance_id};
 use crate::StoreError;
+use crate::audit::hex;
 use crate::crypto::Keyring;
-
-/// Lower-case hex of `bytes`, for `unhex()` in a statement.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// Marks `ids` applied in `org`; returns those that were not before.
 pub(super) async fn mark_applied(
