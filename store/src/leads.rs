@@ -132,7 +132,8 @@ impl Store {
             .await?
         });
         let mut record = LeadRecord::default();
-        if let Some((source, location, budget_min, budget_max)) = person.clone() {
+        let known_person = person.is_some();
+        if let Some((source, location, budget_min, budget_max)) = person {
             (record.source, record.location) = (source, location);
             (record.budget_min, record.budget_max) = (budget_min, budget_max);
         }
@@ -182,7 +183,7 @@ impl Store {
             )
             .collect();
         calls.reverse();
-        if person.is_none() && calls.is_empty() {
+        if !known_person && calls.is_empty() {
             tx.commit().await?;
             return Ok(None);
         }
