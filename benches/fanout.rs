@@ -253,6 +253,10 @@ async fn gateway(
     config.asr = false;
     config.scoring = false;
     config.bus_capacity = 1 << 16;
+    // No store: these figures are the engine without it, as recorded before the embedded default
+    // (and a run leaves no database file behind).
+    config.database_url = Some(winnerr::config::NO_DATABASE.into());
+
     // The engine runs on threads of its own, as Socket.IO runs in a process of its own.
     let app = server
         .spawn(async move { App::start(&config).await.expect("the engine starts") })

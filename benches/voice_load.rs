@@ -159,6 +159,9 @@ fn main() {
     rt.block_on(async {
         let mut config = Config::local("127.0.0.1:0".parse().unwrap());
         config.asr = true;
+        // No store: these figures are the engine without it, as recorded before the embedded default
+        // (and a run leaves no database file behind).
+        config.database_url = Some(winnerr::config::NO_DATABASE.into());
         let app = App::start(&config).await.expect("engine starts (models from `make models`)");
         println!("voice_load: {}; Whisper tiny.en, one speech worker; 12 s calls, 3 utterances each", machine());
         println!("| calls | finals | p50 / p95 / p99 from last voiced frame (ms) | p50 / p95 / p99 after the 600 ms endpoint (ms) | interims sent / dropped | CPU cores used |");
