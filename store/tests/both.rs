@@ -50,15 +50,6 @@ impl Fixture {
         Fixture { db, store }
     }
 
-    /// The URL the engine would be given.
-    fn url(&self) -> String {
-        self.db.url()
-    }
-
-    async fn owner(&self) -> Owner {
-        self.db.owner().await
-    }
-
     /// What the engine's own connection gets when it edits the audit log.
     async fn service_edits_the_audit_log(&self, org: &OrgId) -> String {
         match &self.db {
@@ -71,7 +62,7 @@ impl Fixture {
                     .to_string()
             }
             // The engine's file, opened as the engine opens it: its triggers refuse.
-            TestDb::Sqlite(_) => match self.owner().await {
+            TestDb::Sqlite(_) => match self.db.owner().await {
                 Owner::Sqlite(mut conn) => sqlx::query("UPDATE audit_log SET actor = 'nobody'")
                     .execute(&mut conn)
                     .await
@@ -100,7 +91,7 @@ impl Fixture {
 
     /// `org`'s call rows as stored.
     async fn call_rows(&self, org: &str) -> Vec<CallRow> {
-        let mut owner = self.owner().await;
+        let mut owner = self.db.owner().await;
         raw!(&mut owner, |conn| {
             sqlx::query_as(
                 "SELECT id, status, agent_id, inbound_talk_ms, outbound_talk_ms, dtmf_digits, duration_ms, \
@@ -553,7 +544,7 @@ async fn contact_details_are_ciphertext_at_rest_and_found_by_phone(kind: Kind) {
     );
 
     // What the database holds is ciphertext with its key id, not the address or the number.
-    let mut owner = fixture.owner().await;
+    let mut owner = fixture.db.owner().await;
     let (email, email_key, phone, lookup): (Vec<u8>, String, Vec<u8>, Vec<u8>) = raw!(
         &mut owner,
         |conn| {
@@ -680,7 +671,7 @@ async fn the_audit_chain_finds_edited_and_deleted_rows(kind: Kind) {
     );
 
     // Whoever edits a row behind its back is found out...
-    let mut owner = fixture.owner().await;
+    let mut owner = fixture.db.owner().await;
     fixture.lift_append_only(&mut owner).await;
     owner
         .execute("UPDATE audit_log SET actor = 'someone-else' WHERE seq = 2")
@@ -763,7 +754,7 @@ async fn rotating_keys_re_encrypts_every_value_under_the_new_key(kind: Kind) {
         winnerr_store::crypto::DEV_LOOKUP_KEY,
     )
     .unwrap();
-    let rotated = Store::connect(&fixture.url(), 2, both).await.unwrap();
+    let rotated = Store::connect(&fixture.db.url(), 2, both).await.unwrap();
     assert_eq!(rotated.rotate_keys(&acme, "admin-1").await.unwrap(), 2);
     assert_eq!(
         rotated.rotate_keys(&acme, "admin-1").await.unwrap(),
@@ -777,7 +768,9 @@ async fn rotating_keys_re_encrypts_every_value_under_the_new_key(kind: Kind) {
         winnerr_store::crypto::DEV_LOOKUP_KEY,
     )
     .unwrap();
-    let after = Store::connect(&fixture.url(), 1, only_new).await.unwrap();
+    let after = Store::connect(&fixture.db.url(), 1, only_new)
+        .await
+        .unwrap();
     assert_eq!(
         after.get_person(&acme, &person.id).await.unwrap(),
         Some(person.clone())
@@ -789,7 +782,7 @@ async fn rotating_keys_re_encrypts_every_value_under_the_new_key(kind: Kind) {
             .unwrap(),
         vec![person]
     );
-    let mut owner = fixture.owner().await;
+    let mut owner = fixture.db.owner().await;
     let key_ids: (String, String) = raw!(&mut owner, |conn| {
         sqlx::query_as("SELECT email_key_id, phone_key_id FROM people")
             .fetch_one(conn)
