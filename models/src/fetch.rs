@@ -61,6 +61,20 @@ pub const OPENAI_WHISPER: Package = Package {
     sdist: true,
 };
 
+/// Silero VAD v5 (MIT), as shipped in LiveKit's Silero plugin.
+pub const SILERO_VAD: Package = Package {
+    name: "livekit-plugins-silero",
+    version: "1.8.9",
+    file: "livekit_plugins_silero-1.8.9-py3-none-any.whl",
+    sha256: "afd32a25eab346a5258714edbadd13a56f8ad902ee4c1d8f928eeb1d971a64cf",
+    sdist: false,
+};
+/// The ONNX file inside that wheel, and its own checksum (the same file ships in other wheels).
+const SILERO_ONNX: (&str, &str) = (
+    "livekit/plugins/silero/resources/silero_vad.onnx",
+    "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3",
+);
+
 /// Which models to fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Which {
@@ -102,6 +116,14 @@ impl ModelDir {
     pub fn mel_filters(&self) -> PathBuf {
         self.root.join("mel_filters.npz")
     }
+    /// Silero VAD's weights, converted from its ONNX file.
+    pub fn silero_vad(&self) -> PathBuf {
+        self.root.join(crate::vad::WEIGHTS_FILE)
+    }
+    /// Silero VAD's original ONNX file (kept for the reference numbers of its test).
+    pub fn silero_onnx(&self) -> PathBuf {
+        self.downloads().join("silero_vad.onnx")
+    }
     fn downloads(&self) -> PathBuf {
         self.root.join("downloads")
     }
@@ -121,6 +143,27 @@ pub fn fetch(dir: &ModelDir, which: Which) -> Result<Vec<String>> {
         let bytes = extract_from_sdist(&sdist, "whisper/assets/mel_filters.npz")?;
         write_atomic(&mel, &bytes)?;
         done.push(format!("mel filters: unpacked to {}", mel.display()));
+    }
+
+    let vad = dir.silero_vad();
+    if vad.exists() {
+        done.push(format!("Silero VAD: present at {}", vad.display()));
+    } else {
+        let wheel = download(dir, &SILERO_VAD)?;
+        let onnx = dir.silero_onnx();
+        write_atomic(&onnx, &extract_from_wheel(&wheel, SILERO_ONNX.0)?)?;
+        let actual = sha256_file(&onnx)?;
+        if actual != SILERO_ONNX.1 {
+            return Err(ModelError::Checksum {
+                path: onnx,
+                expected: SILERO_ONNX.1,
+                actual,
+            });
+        }
+        let tmp = vad.with_extension("partial");
+        crate::vad::convert_onnx(&onnx, &tmp)?;
+        std::fs::rename(&tmp, &vad).map_err(|e| ModelError::io(&vad, e))?;
+        done.push(format!("Silero VAD: converted into {}", vad.display()));
     }
 
     let minilm = dir.minilm();

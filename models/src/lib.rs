@@ -1,4 +1,4 @@
-//! Candle models that know nothing of calls: Whisper speech-to-text, the sentiment classifier and
+//! Candle models that know nothing of calls: Whisper speech-to-text, Silero speech detection, the sentiment classifier and
 //! the lead-score model, with weight fetching and conversion, and the text normalization used to score them.
 
 pub mod ct2;
@@ -8,6 +8,7 @@ pub mod leadscore;
 pub mod metrics;
 pub mod sentiment;
 pub mod text;
+pub mod vad;
 pub mod whisper;
 
 pub use candle_core::Device;
@@ -15,6 +16,7 @@ pub use error::{ModelError, Result};
 pub use fetch::ModelDir;
 pub use leadscore::{LeadModel, Scored, TrainOptions};
 pub use sentiment::{Sentiment, SentimentLabel, SentimentModel};
+pub use vad::{SileroVad, VadRate, VadState};
 pub use whisper::{DecodeOptions, Transcript, Whisper};
 
 /// The device models run on: the first CUDA GPU when built with `cuda` and one is present.

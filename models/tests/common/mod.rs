@@ -1,4 +1,5 @@
 //! Helpers shared by the model tests.
+#![allow(dead_code)] // each test binary uses some of these
 
 use candle_core::Tensor;
 
