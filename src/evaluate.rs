@@ -257,3 +257,81 @@ pub fn vader_label(compound: f64) -> SentimentLabel {
         SentimentLabel::Neutral
     }
 }
+
+/// One utterance of the number test set (`assets/numbers/manifest.tsv`): its class (cards,
+/// phones, addresses, prices, dates, codes) and the digit strings it holds.
+#[derive(Debug, Clone)]
+pub struct NumberClip {
+    pub clip: Clip,
+    pub class: String,
+    pub digits: Vec<String>,
+}
+
+/// The committed number test set (`deploy/numbers-audio.py` made it).
+pub fn numbers_manifest() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/numbers/manifest.tsv")
+}
+
+/// Reads the number test set: the speech manifest's columns plus `class` and `digits` (the
+/// digit strings, space-separated).
+pub fn read_number_manifest(path: &Path) -> anyhow::Result<Vec<NumberClip>> {
+    let clips = read_manifest(path)?;
+    let text = std::fs::read_to_string(path)?;
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines
+        .next()
+        .context("empty manifest")?
+        .split('\t')
+        .collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .with_context(|| format!("no {name} column"))
+    };
+    let (class, digits) = (column("class")?, column("digits")?);
+    clips
+        .into_iter()
+        .zip(lines)
+        .map(|(clip, line)| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let field = |i: usize| fields.get(i).copied().unwrap_or_default();
+            Ok(NumberClip {
+                class: field(class).to_string(),
+                digits: field(digits)
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect(),
+                clip,
+            })
+        })
+        .collect()
+}
+
+/// The digit runs of a transcript: digits joined across the separators people and Whisper write
+/// inside numbers (spaces, `-`, `,`, `.`, `:`, `$`, `/`); a word ends a run. "4111 1111" is one
+/// run, "June 23, 2027" one run "232027", "for 111" the run "111".
+pub fn digit_runs(text: &str) -> Vec<String> {
+    let mut runs = Vec::new();
+    let mut run = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            run.push(c);
+        } else if !(c.is_whitespace() || "-,.:$/".contains(c)) && !run.is_empty() {
+            runs.push(std::mem::take(&mut run));
+        }
+    }
+    if !run.is_empty() {
+        runs.push(run);
+    }
+    runs
+}
+
+/// How many of `digits` the transcript holds whole: every digit, in order, inside one run.
+pub fn digit_strings_whole(text: &str, digits: &[String]) -> usize {
+    let runs = digit_runs(text);
+    digits
+        .iter()
+        .filter(|d| runs.iter().any(|r| r.contains(d.as_str())))
+        .count()
+}

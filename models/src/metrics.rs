@@ -8,6 +8,8 @@ const TRANSCRIBE_SECONDS: &str = "winnerr_models_transcribe_seconds";
 const TRANSCRIBE_RTF: &str = "winnerr_models_transcribe_real_time_factor";
 const REJECTED: &str = "winnerr_models_transcripts_rejected_total";
 const SENTIMENT_SECONDS: &str = "winnerr_models_sentiment_seconds";
+const FALLBACKS: &str = "winnerr_models_decode_fallbacks_total";
+const LOOPS_CUT: &str = "winnerr_models_loops_cut_total";
 
 fn describe() {
     static ONCE: Once = Once::new();
@@ -25,6 +27,14 @@ fn describe() {
             REJECTED,
             "Transcripts dropped as silence, noise or a loop, by reason"
         );
+        describe_counter!(
+            FALLBACKS,
+            "Transcriptions decoded again at a higher temperature because the first looped"
+        );
+        describe_counter!(
+            LOOPS_CUT,
+            "Transcriptions whose every temperature looped, cut after the first repetition"
+        );
         describe_histogram!(
             SENTIMENT_SECONDS,
             metrics::Unit::Seconds,
@@ -40,6 +50,12 @@ pub(crate) fn transcribed(model: &str, transcript: &crate::Transcript) {
     if transcript.audio_s > 0.0 {
         histogram!(TRANSCRIBE_RTF, "model" => model.to_string())
             .record(f64::from(seconds / transcript.audio_s));
+    }
+    if transcript.attempts > 1 {
+        counter!(FALLBACKS).increment(1);
+    }
+    if transcript.loop_cut {
+        counter!(LOOPS_CUT).increment(1);
     }
     if let Some(reason) = transcript.rejected {
         let reason = match reason {

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use super::model::log_softmax;
-use super::{Whisper, mel};
+use super::{Whisper, mel, numbers};
 use crate::error::{ModelError, Result};
 
 /// How much audio the encoder sees.
@@ -44,6 +44,48 @@ pub struct DecodeOptions {
     pub silence_dbfs: f32,
     /// Text whose gzip compression ratio is above this is a loop, not speech.
     pub compression_ratio_threshold: f32,
+    /// What stops a decoder that repeats itself.
+    pub loop_guard: LoopGuard,
+    /// Temperatures tried in turn while a decode loops (a runaway, text that compresses too well,
+    /// a block of words repeated): 0 is greedy, higher samples. A low log-probability alone
+    /// does not trigger a fallback (Whisper's does): on noisy phone audio it would multiply the
+    /// decoding time and sampling seldom helps there.
+    pub temperatures: Vec<f32>,
+    /// An end of text less likely than this is doubted...
+    pub doubtful_end_prob: f32,
+    /// ...and passed over for the best other token when that one's log-probability is within
+    /// this of the end's (at most [`MAX_DOUBTED_ENDS`] times): a caller who pauses after "let
+    /// me read it to you," is not done, and greedy decoding would stop there and lose the number.
+    pub doubtful_end_margin: f32,
+}
+
+/// How many doubtful ends one decode may pass over.
+pub const MAX_DOUBTED_ENDS: usize = 3;
+
+/// How decoding deals with a decoder that repeats itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LoopGuard {
+    /// Cut at a block of tokens repeated three times (four for one token) and publish the first
+    /// occurrence: the guard before issue 24. It cuts legitimate repeats ("1111 1111 1111", "four
+    /// one one one, one one one one") and with them the digits after; kept for the comparison
+    /// bench.
+    CutAtThirdRepeat,
+    /// Stop only a runaway (a block repeated `min_repeats` times over at least `min_tokens`
+    /// tokens: far past any digit string) and decode again at the next temperature, as Whisper
+    /// does for text that compresses too well. Only when every temperature loops is the greedy
+    /// text cut at its repetition.
+    Fallback {
+        min_repeats: usize,
+        min_tokens: usize,
+    },
+}
+
+impl LoopGuard {
+    /// The default guard.
+    pub const FALLBACK: Self = Self::Fallback {
+        min_repeats: 4,
+        min_tokens: 24,
+    };
 }
 
 impl Default for DecodeOptions {
@@ -65,6 +107,10 @@ impl Default for DecodeOptions {
             no_speech_alone_threshold: 0.8,
             silence_dbfs: -50.0,
             compression_ratio_threshold: 2.4,
+            loop_guard: LoopGuard::FALLBACK,
+            temperatures: vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+            doubtful_end_prob: 0.7,
+            doubtful_end_margin: 1.5,
         }
     }
 }
@@ -77,6 +123,17 @@ impl DecodeOptions {
             kv_cache: false,
             mel_over_padding: true,
             quantized_decoder: false,
+            ..Self::default()
+        }
+    }
+
+    /// The engine's decoding before issue 24: greedy only, loops cut at the third repeat, every
+    /// end of text taken.
+    pub fn before_fallback() -> Self {
+        Self {
+            loop_guard: LoopGuard::CutAtThirdRepeat,
+            temperatures: vec![0.0],
+            doubtful_end_prob: 0.0,
             ..Self::default()
         }
     }
@@ -112,6 +169,10 @@ pub struct Transcript {
     pub rejected: Option<Rejected>,
     /// The decoder stopped a block of tokens repeating and cut it.
     pub loop_cut: bool,
+    /// The temperature of the decode whose text this is (0 unless a fallback was needed).
+    pub temperature: f32,
+    /// Decodes run for this window (1 without a fallback).
+    pub attempts: usize,
     pub audio_s: f32,
     pub encode_s: f32,
     pub decode_s: f32,
@@ -128,6 +189,8 @@ impl Transcript {
             tokens: 0,
             rejected,
             loop_cut: false,
+            temperature: 0.0,
+            attempts: 0,
             audio_s,
             encode_s: 0.0,
             decode_s: 0.0,
@@ -167,6 +230,8 @@ pub(super) fn transcribe(
                 t.no_speech_prob = t.no_speech_prob.min(part.no_speech_prob);
                 t.tokens += part.tokens;
                 t.loop_cut |= part.loop_cut;
+                t.temperature = t.temperature.max(part.temperature);
+                t.attempts += part.attempts;
                 t.audio_s += part.audio_s;
                 t.encode_s += part.encode_s;
                 t.decode_s += part.decode_s;
@@ -228,69 +293,74 @@ fn decode_window(
         let first = log_softmax(&all.get(0)?.to_vec1::<f32>()?);
         first[t.no_speech as usize].exp()
     };
-    let mut logits = all.get(prompt.len() - 1)?.to_vec1::<f32>()?;
+    let first_logits = all.get(prompt.len() - 1)?.to_vec1::<f32>()?;
     // The last timestamp that still lies inside the real audio (plus a little slack).
     let last_timestamp =
         t.timestamp_begin + ((audio_s + 0.5) / SECONDS_PER_TIMESTAMP).ceil() as u32;
-
-    let mut tokens: Vec<u32> = Vec::new();
-    let mut sum_logprob = 0f32;
-    let mut loop_cut = false;
-    loop {
-        suppress(&mut logits, &t.suppress);
-        if tokens.is_empty() {
-            suppress(&mut logits, &t.suppress_at_begin);
-        }
-        if options.timestamps {
-            timestamp_rules(
-                &mut logits,
-                &tokens,
-                t.timestamp_begin,
-                t.eot,
-                last_timestamp,
-            );
-        }
-        let logprobs = log_softmax(&logits);
-        let (next, logprob) = argmax(&logprobs);
-        sum_logprob += logprob;
-        if next == t.eot {
-            break;
-        }
-        tokens.push(next);
-        if let Some(cut) = repeated_tail(&tokens, t.eot) {
-            tokens.truncate(cut);
-            loop_cut = true;
-            break;
-        }
-        if tokens.len() >= options.max_tokens
-            || prompt.len() + tokens.len() >= whisper.config().max_target_positions
-        {
-            break;
-        }
-        let step = if options.kv_cache {
-            whisper.model.decode(&mut state, &[next], false)?
-        } else {
+    let voiced = voiced_span(samples);
+    let temperatures: &[f32] = if options.temperatures.is_empty() {
+        &[0.0]
+    } else {
+        &options.temperatures
+    };
+    let mut rng = XorShift::seeded(samples.len() as u64);
+    // The greedy decode, and the first sampled one that passes when greedy does not.
+    let mut greedy: Option<Attempt> = None;
+    let mut passed: Option<Attempt> = None;
+    let mut attempts = 0;
+    for &temperature in temperatures {
+        if attempts > 0 {
             state.reset_tokens();
-            let all: Vec<u32> = prompt.iter().chain(&tokens).copied().collect();
-            whisper.model.decode(&mut state, &all, false)?
+            whisper.model.decode(&mut state, &prompt, false)?;
+        }
+        attempts += 1;
+        let run = Greedy {
+            whisper,
+            options,
+            prompt: &prompt,
+            last_timestamp,
+            temperature,
         };
-        logits = step.squeeze(0)?.to_vec1::<f32>()?;
-        tracing::trace!(step = tokens.len(), token = next, elapsed = ?started.elapsed(), "decoded");
+        let (tokens, sum_logprob, outcome) =
+            run.decode(&mut state, first_logits.clone(), &mut rng)?;
+        let attempt = Attempt::new(whisper, tokens, sum_logprob, outcome, temperature, voiced)?;
+        // Silence is silence at any temperature: no fallback for it (Whisper's rule).
+        let silent = no_speech_prob > options.no_speech_threshold
+            && attempt.avg_logprob < options.logprob_threshold;
+        let looped = outcome == Outcome::RanAway
+            || compression_ratio(&attempt.text) > options.compression_ratio_threshold
+            || word_loop(&attempt.text);
+        if greedy.is_none() {
+            if !looped || silent {
+                passed = Some(attempt);
+                break;
+            }
+            greedy = Some(attempt);
+        } else if !looped {
+            passed = Some(attempt);
+            break;
+        }
     }
-    let avg_logprob = sum_logprob / (tokens.len() + 1) as f32;
-    let segments = segments(whisper, &tokens, voiced_span(samples))?;
-    let text = segments
-        .iter()
-        .map(|s| s.text.as_str())
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let best = match (passed, greedy) {
+        (Some(passed), _) => passed,
+        // Every temperature looped: the greedy text up to its repetition, never the loop itself.
+        (None, Some(mut greedy)) => {
+            let cut = repeated_tail(&greedy.tokens, t.eot).unwrap_or(greedy.tokens.len());
+            greedy.tokens.truncate(cut);
+            greedy.segments = segments(whisper, &greedy.tokens, voiced)?;
+            greedy.text = join_segments(&greedy.segments);
+            greedy.outcome = Outcome::Cut;
+            greedy
+        }
+        (None, None) => unreachable!("at least one temperature is tried"),
+    };
+    let avg_logprob = best.avg_logprob;
     let no_speech = no_speech_prob > options.no_speech_alone_threshold
         || (no_speech_prob > options.no_speech_threshold
             && avg_logprob < options.logprob_threshold);
     let rejected = if no_speech {
         Some(Rejected::NoSpeech)
-    } else if compression_ratio(&text) > options.compression_ratio_threshold {
+    } else if compression_ratio(&best.text) > options.compression_ratio_threshold {
         Some(Rejected::Repetitive)
     } else {
         None
@@ -298,19 +368,268 @@ fn decode_window(
     let (text, segments) = if rejected.is_some() {
         (String::new(), Vec::new())
     } else {
-        (text, segments)
+        let segments: Vec<Segment> = best
+            .segments
+            .into_iter()
+            .map(|s| Segment {
+                text: numbers::format_numbers(&s.text),
+                ..s
+            })
+            .collect();
+        (join_segments(&segments), segments)
     };
     Ok(Transcript {
         text,
         segments,
         avg_logprob,
         no_speech_prob,
-        tokens: tokens.len(),
+        tokens: best.tokens.len(),
         rejected,
-        loop_cut,
+        loop_cut: best.outcome != Outcome::Ended,
+        temperature: best.temperature,
+        attempts,
         audio_s,
         encode_s,
         decode_s: started.elapsed().as_secs_f32(),
+    })
+}
+
+fn join_segments(segments: &[Segment]) -> String {
+    segments
+        .iter()
+        .map(|s| s.text.as_str())
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// How one decode stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// The model ended the text (or the token budget did).
+    Ended,
+    /// [`LoopGuard::CutAtThirdRepeat`] cut a repetition.
+    Cut,
+    /// A runaway repetition stopped it ([`LoopGuard::Fallback`]).
+    RanAway,
+}
+
+/// One decode at one temperature.
+struct Attempt {
+    tokens: Vec<u32>,
+    text: String,
+    segments: Vec<Segment>,
+    avg_logprob: f32,
+    outcome: Outcome,
+    temperature: f32,
+}
+
+impl Attempt {
+    fn new(
+        whisper: &Whisper,
+        tokens: Vec<u32>,
+        sum_logprob: f32,
+        outcome: Outcome,
+        temperature: f32,
+        voiced: (f32, f32),
+    ) -> Result<Self> {
+        let segments = segments(whisper, &tokens, voiced)?;
+        Ok(Self {
+            avg_logprob: sum_logprob / (tokens.len() + 1) as f32,
+            text: join_segments(&segments),
+            segments,
+            tokens,
+            outcome,
+            temperature,
+        })
+    }
+}
+
+/// The decoding loop over one window's audio at one temperature.
+struct Greedy<'a> {
+    whisper: &'a Whisper,
+    options: &'a DecodeOptions,
+    prompt: &'a [u32],
+    last_timestamp: u32,
+    temperature: f32,
+}
+
+impl Greedy<'_> {
+    /// Decodes from the logits after the prompt; returns the tokens, their summed
+    /// log-probability (the end token's included) and how it stopped.
+    fn decode(
+        &self,
+        state: &mut super::model::DecoderState,
+        mut logits: Vec<f32>,
+        rng: &mut XorShift,
+    ) -> Result<(Vec<u32>, f32, Outcome)> {
+        let (whisper, options) = (self.whisper, self.options);
+        let t = &whisper.tokens;
+        let mut tokens: Vec<u32> = Vec::new();
+        let mut sum_logprob = 0f32;
+        let mut outcome = Outcome::Ended;
+        let mut doubted_ends = 0;
+        loop {
+            suppress(&mut logits, &t.suppress);
+            if tokens.is_empty() {
+                suppress(&mut logits, &t.suppress_at_begin);
+            }
+            if options.timestamps {
+                timestamp_rules(
+                    &mut logits,
+                    &tokens,
+                    t.timestamp_begin,
+                    t.eot,
+                    self.last_timestamp,
+                );
+            }
+            let logprobs = log_softmax(&logits);
+            let mut next = if self.temperature > 0.0 {
+                sample(&logits, self.temperature, rng)
+            } else {
+                argmax(&logprobs).0
+            };
+            if next == t.eot && doubted_ends < MAX_DOUBTED_ENDS {
+                if let Some(other) = self.doubted_end(&logprobs, &tokens) {
+                    next = other;
+                    doubted_ends += 1;
+                }
+            }
+            sum_logprob += logprobs[next as usize];
+            if next == t.eot {
+                break;
+            }
+            tokens.push(next);
+            match options.loop_guard {
+                LoopGuard::CutAtThirdRepeat => {
+                    if let Some(cut) = repeated_tail(&tokens, t.eot) {
+                        tokens.truncate(cut);
+                        outcome = Outcome::Cut;
+                        break;
+                    }
+                }
+                LoopGuard::Fallback {
+                    min_repeats,
+                    min_tokens,
+                } => {
+                    if runaway(&tokens, t.eot, min_repeats, min_tokens) {
+                        outcome = Outcome::RanAway;
+                        break;
+                    }
+                }
+            }
+            if tokens.len() >= options.max_tokens
+                || self.prompt.len() + tokens.len() >= whisper.config().max_target_positions
+            {
+                break;
+            }
+            let step = if options.kv_cache {
+                whisper.model.decode(state, &[next], false)?
+            } else {
+                state.reset_tokens();
+                let all: Vec<u32> = self.prompt.iter().chain(&tokens).copied().collect();
+                whisper.model.decode(state, &all, false)?
+            };
+            logits = step.squeeze(0)?.to_vec1::<f32>()?;
+        }
+        Ok((tokens, sum_logprob, outcome))
+    }
+}
+
+impl Greedy<'_> {
+    /// The token to take instead of an end of text that is doubtful (see
+    /// [`DecodeOptions::doubtful_end_prob`]); never a restart of the text from its first token,
+    /// which is how Whisper goes on after a real end.
+    fn doubted_end(&self, logprobs: &[f32], tokens: &[u32]) -> Option<u32> {
+        let eot = self.whisper.tokens.eot;
+        let end = logprobs[eot as usize];
+        if tokens.is_empty() || end.exp() >= self.options.doubtful_end_prob {
+            return None;
+        }
+        let (other, logprob) = logprobs
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i as u32 != eot)
+            .fold((0u32, f32::NEG_INFINITY), |best, (i, &l)| {
+                if l > best.1 { (i as u32, l) } else { best }
+            });
+        let restart = tokens.iter().find(|&&t| t < eot) == Some(&other);
+        (logprob >= end - self.options.doubtful_end_margin && other < eot && !restart)
+            .then_some(other)
+    }
+}
+
+/// A small deterministic generator for sampling: the same audio decodes to the same text.
+struct XorShift(u64);
+
+impl XorShift {
+    fn seeded(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    /// A uniform value in [0, 1).
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// A token drawn from softmax(logits / temperature).
+fn sample(logits: &[f32], temperature: f32, rng: &mut XorShift) -> u32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let weights: Vec<f32> = logits
+        .iter()
+        .map(|&l| ((l - max) / temperature).exp())
+        .collect();
+    let total: f32 = weights.iter().sum();
+    let mut target = rng.next() * total;
+    for (i, w) in weights.iter().enumerate() {
+        target -= w;
+        if target <= 0.0 && *w > 0.0 {
+            return i as u32;
+        }
+    }
+    argmax(logits).0
+}
+
+/// Whether the words of `text` (lower case, without punctuation) hold a block of two to eight
+/// words repeated three times in a row, or one word six times: a loop, even when sampling varies
+/// its tokens ("4 Queen of Claws, 4 queen of claws,"). Digit groups read out repeat less than
+/// that ("1111 1111 1111 1111").
+fn word_loop(text: &str) -> bool {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .collect::<String>()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    (1..=8).any(|block| {
+        let repeats = if block == 1 { 6 } else { 3 };
+        let span = block * repeats;
+        span <= words.len()
+            && (0..=words.len() - span).any(|start| {
+                let first = &words[start..start + block];
+                words[start..start + span].chunks(block).all(|c| c == first)
+            })
+    })
+}
+
+/// Whether the text tokens end in a block repeated at least `min_repeats` times over at least
+/// `min_tokens` tokens: a decoder in a loop, not a number read out.
+fn runaway(tokens: &[u32], eot: u32, min_repeats: usize, min_tokens: usize) -> bool {
+    let text: Vec<u32> = tokens.iter().copied().filter(|&t| t < eot).collect();
+    (1..=16).any(|block| {
+        let repeats = min_repeats.max(min_tokens.div_ceil(block));
+        let span = block * repeats;
+        span <= text.len() && {
+            let tail = &text[text.len() - span..];
+            tail.chunks(block).all(|c| c == &tail[..block])
+        }
     })
 }
 
@@ -510,6 +829,23 @@ mod tests {
         );
         assert_eq!(repeated_tail(&[7, 7, 7, 7], 100), Some(1));
         assert_eq!(repeated_tail(&[1, 2, 3, 4, 5, 6], 100), None);
+    }
+
+    #[test]
+    fn runaways_and_word_loops_are_told_from_numbers_read_out() {
+        let eot = 100;
+        assert!(
+            !runaway(&[1, 2, 1, 2, 1, 2, 1, 2], eot, 4, 24),
+            "1111 1111 1111 1111"
+        );
+        assert!(runaway(&[5, 6, 7].repeat(8), eot, 4, 24));
+        assert!(runaway(&[9; 24], eot, 4, 24));
+        assert!(!word_loop("My card number is 4111 1111 1111 1111."));
+        assert!(!word_loop("no, no, no, no, I said no"));
+        assert!(word_loop(
+            "4 queen of clusters, 4 Queen of Claws, 4 queen of Claws, 4 Queen of Claws,"
+        ));
+        assert!(word_loop("I'm sorry. I'm sorry. I'm sorry."));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod decode;
 pub mod mel;
 pub mod model;
+pub mod numbers;
 
 use std::path::{Path, PathBuf};
 
