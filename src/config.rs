@@ -217,6 +217,16 @@ pub struct Config {
     #[arg(long, env = "WINNERR_END_OF_UTTERANCE_MS", default_value_t = 600)]
     pub end_of_utterance_ms: u64,
 
+    /// What finds speech in a track: `silero` (the neural detector; its weights come with
+    /// `make models`) or `energy` (a level gate: fails in background noise). Without the weights
+    /// and with `WINNERR_ASR=false`, `silero` falls back to `energy` with a warning.
+    #[arg(long, env = "WINNERR_VAD", default_value = "silero", value_parser = ["silero", "energy"])]
+    pub vad: String,
+
+    /// Speech probability (0–1) at which the neural detector starts speech; it ends 0.15 lower.
+    #[arg(long, env = "WINNERR_VAD_THRESHOLD", default_value_t = 0.5)]
+    pub vad_threshold: f32,
+
     /// Watch lists for keyword alerts: `org=phrase|phrase;org2=…`, `*=` for everyone else
     /// (default: cancel, lawyer, attorney, too expensive, complaint, refund).
     #[arg(long, env = "WINNERR_ALERT_KEYWORDS")]

@@ -14,11 +14,11 @@ use tracing::{info, warn};
 use winnerr_events::{Bus, InProcessBus, KafkaBus};
 use winnerr_gateway::{Gateway, GatewayConfig, telemetry};
 use winnerr_ingest::{Ingest, IngestConfig};
-use winnerr_models::{DecodeOptions, ModelDir, SentimentModel, Whisper};
+use winnerr_models::{DecodeOptions, ModelDir, SentimentModel, SileroVad, Whisper};
 use winnerr_scoring::{LeadSource, NoCrm, Scorer};
 use winnerr_store::writer::MAX_BATCH;
 use winnerr_store::{Store, StoreWriter};
-use winnerr_voice::{AsrConfig, AsrWorker, Models, SpeechModels};
+use winnerr_voice::{AsrConfig, AsrWorker, Models, SpeechDetector, SpeechModels};
 
 use crate::config::{Config, Role};
 use crate::leads::StoreLeads;
@@ -92,7 +92,10 @@ impl App {
         } else {
             None
         };
-        let voice_config = config.voice().map_err(anyhow::Error::msg)?;
+        let mut voice_config = config.voice().map_err(anyhow::Error::msg)?;
+        if config.has_role(Role::Voice) {
+            voice_config.speech = speech_detector(config).await?;
+        }
         let (calls, calls_rx) = mpsc::channel(NEW_CALL_QUEUE);
         // Calls pass the listen-in tap on their way from ingest to voice.
         let audio = winnerr_events::AudioTap::new();
@@ -422,6 +425,52 @@ async fn start_scorer(
     };
     info!("lead scorer started");
     Ok((task, stop))
+}
+
+/// The speech detector the settings name: Silero from the model folder (loaded once per
+/// process), or the energy gate.
+async fn speech_detector(config: &Config) -> anyhow::Result<SpeechDetector> {
+    static LOADED: std::sync::OnceLock<Arc<SileroVad>> = std::sync::OnceLock::new();
+    if config.vad == "energy" {
+        info!(vad = "energy", "speech detector");
+        return Ok(SpeechDetector::Energy);
+    }
+    anyhow::ensure!(
+        (0.15..1.0).contains(&config.vad_threshold),
+        "WINNERR_VAD_THRESHOLD must lie in [0.15, 1), not {}",
+        config.vad_threshold
+    );
+    let loaded = match LOADED.get() {
+        Some(model) => Ok(model.clone()),
+        None => {
+            let path = ModelDir::from_env().silero_vad();
+            tokio::task::spawn_blocking(move || {
+                SileroVad::load(&path, &winnerr_models::Device::Cpu)
+            })
+            .await
+            .context("loading the speech detector")?
+            .map(|model| LOADED.get_or_init(|| Arc::new(model)).clone())
+        }
+    };
+    match loaded {
+        Ok(model) => {
+            info!(
+                vad = "silero",
+                threshold = config.vad_threshold,
+                "speech detector"
+            );
+            Ok(SpeechDetector::Silero {
+                model,
+                threshold: config.vad_threshold,
+            })
+        }
+        Err(error) if !config.asr => {
+            warn!(%error, "no neural speech detector: speech found by energy");
+            Ok(SpeechDetector::Energy)
+        }
+        Err(error) => Err(anyhow::Error::new(error)
+            .context("cannot load the speech detector (WINNERR_VAD=energy runs without it)")),
+    }
 }
 
 /// Loads Whisper and the sentiment model from the model folder, once per process (every engine

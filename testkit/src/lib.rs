@@ -1,8 +1,9 @@
 //! Real service processes for tests and benchmarks: each gets its own broker on a free loopback
 //! port with its own data, and can stop, kill and restart it; and its own Postgres database or
-//! SQLite file.
+//! SQLite file; and background noise to mix into test speech.
 
 mod either;
+pub mod noise;
 mod postgres;
 mod sqlite;
 

@@ -58,6 +58,7 @@ fn defined_metrics() -> BTreeSet<String> {
         "events/src/metrics.rs",
         "ingest/src/metrics.rs",
         "voice/src/metrics.rs",
+        "models/src/metrics.rs",
         "store/src/metrics.rs",
         "scoring/src/metrics.rs",
         "gateway/src/metrics.rs",

@@ -119,11 +119,8 @@ async fn a_two_track_call_is_transcribed_per_track_with_interims_first_and_senti
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silence_and_line_noise_give_no_transcript() {
-    let test = spawn_app_with(|c| c.asr = true).await;
-    let mut manager = test.feed("acme", "manager-1", Role::Manager).await;
-    // Hiss loud enough to count as activity (about -30 dBFS), between stretches of silence.
+/// Hiss (about -30 dBFS) between stretches of silence.
+fn hiss() -> Vec<i16> {
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut audio = silence(1.0);
     audio.extend((0..2 * 8000).map(|_| {
@@ -133,7 +130,20 @@ async fn silence_and_line_noise_give_no_transcript() {
         ((state >> 48) as i16 as f32 * 0.05) as i16
     }));
     audio.extend(silence(1.0));
-    let mut script = CallScript::new(identity("acme", Some("agent-1"), None), audio);
+    audio
+}
+
+/// Whisper's own guards: with the energy detector the hiss is "speech" and reaches the model,
+/// which must still give no text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_and_line_noise_give_no_transcript() {
+    let test = spawn_app_with(|c| {
+        c.asr = true;
+        c.vad = "energy".into();
+    })
+    .await;
+    let mut manager = test.feed("acme", "manager-1", Role::Manager).await;
+    let mut script = CallScript::new(identity("acme", Some("agent-1"), None), hiss());
     script.pace = Pace::Fast;
     test.simulator().play(&script, |_| {}).await.unwrap();
     let events = manager.call_events(&call_id(&script.call_sid)).await;
@@ -148,6 +158,69 @@ async fn silence_and_line_noise_give_no_transcript() {
         "noise was transcribed: {:?}",
         transcripts(&events)
     );
+}
+
+/// The neural detector (the default) does not take the hiss for speech at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn line_noise_is_not_speech_to_the_neural_detector() {
+    let test = spawn_app_with(|c| c.asr = true).await;
+    let mut manager = test.feed("acme", "manager-1", Role::Manager).await;
+    let mut script = CallScript::new(identity("acme", Some("agent-1"), None), hiss());
+    script.pace = Pace::Fast;
+    test.simulator().play(&script, |_| {}).await.unwrap();
+    let events = manager.call_events(&call_id(&script.call_sid)).await;
+    let activity: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(&e.event, Event::AudioActivity(_)))
+        .collect();
+    assert!(activity.is_empty(), "noise counted as speech: {activity:?}");
+    assert!(transcripts(&events).is_empty());
+}
+
+/// A caller over continuous pink noise (15 dB below the speech: a car, a kitchen) who says three
+/// things with pauses between: one final per utterance, each with sentiment, on the
+/// organization's feed. The energy gate never saw the pauses in such noise and made one long
+/// utterance of the three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_in_background_noise_gets_one_final_per_utterance_with_sentiment() {
+    let test = spawn_app_with(|c| c.asr = true).await;
+    let mut manager = test.feed("acme", "manager-1", Role::Manager).await;
+    let mut speech = silence(1.0);
+    let mut voiced = Vec::new();
+    for name in [
+        "ps_goforward.wav",
+        "ps_forever_input_2.wav",
+        "ps_cards_005.wav",
+    ] {
+        let clip = clip(name);
+        let span = winnerr_testkit::noise::speech_span(&clip);
+        voiced.push(speech.len() + span.start..speech.len() + span.end);
+        speech.extend(&clip);
+        speech.extend(silence(1.5));
+    }
+    let noise = winnerr_testkit::noise::pink(speech.len(), 3);
+    let audio = winnerr_testkit::noise::mix(&speech, &voiced, &noise, 15.0);
+    let mut script = CallScript::new(identity("acme", Some("agent-1"), None), audio);
+    script.pace = Pace::Fast;
+    test.simulator().play(&script, |_| {}).await.unwrap();
+    let events = manager.call_events(&call_id(&script.call_sid)).await;
+    let finals: Vec<&Transcript> = transcripts(&events)
+        .into_iter()
+        .filter(|t| t.is_final && t.track == Track::Inbound)
+        .collect();
+    let summary: Vec<_> = finals
+        .iter()
+        .map(|t| (t.start_ms, t.end_ms, t.text.as_str()))
+        .collect();
+    assert_eq!(finals.len(), 3, "one final per utterance: {summary:?}");
+    for (t, range) in finals.iter().zip(&voiced) {
+        let (start, end) = (range.start as u64 / 8, range.end as u64 / 8);
+        assert!(
+            t.start_ms < end && t.end_ms > start,
+            "each final covers its own utterance: {summary:?}"
+        );
+        assert!(!t.text.is_empty() && t.sentiment.is_some(), "{t:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,13 +1,16 @@
-//! Speech activity per track from frame energy, with an onset (speech must last this long to
-//! count) and a hangover (silence must last this long to end it), so that short clicks do not
-//! start speech and short pauses do not end it.
+//! Speech activity per track, from the speech detector's verdict on each frame (see
+//! [`crate::vad`]), with an onset (speech must last this long to count) and a hangover (silence
+//! must last this long to end it), so that short clicks do not start speech and short pauses do
+//! not end it.
 
 use winnerr_events::{ActivityState, AudioActivity, AudioFrame, Track};
+
+use crate::vad::{Gate, SpeechDetector};
 
 /// When a track counts as speaking.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ActivityConfig {
-    /// Frames louder than this (RMS, dB below full scale) are voiced.
+    /// With the energy detector, frames louder than this (RMS, dB below full scale) are voiced.
     pub threshold_dbfs: f32,
     /// Voiced audio needed to start speech.
     pub onset_ms: u64,
@@ -36,10 +39,10 @@ pub fn level_dbfs(samples: &[i16]) -> f32 {
 }
 
 /// Tracks whether one track is speaking.
-#[derive(Debug)]
 pub struct ActivityDetector {
     track: Track,
     config: ActivityConfig,
+    gate: Gate,
     speaking: bool,
     /// Start of the current run of voiced frames (while silent) or of the speech (while speaking).
     run_start: Option<u64>,
@@ -51,10 +54,17 @@ pub struct ActivityDetector {
 }
 
 impl ActivityDetector {
+    /// A detector on frame energy.
     pub fn new(track: Track, config: ActivityConfig) -> Self {
+        Self::with_detector(track, config, &SpeechDetector::Energy)
+    }
+
+    /// A detector that judges frames with `detector`.
+    pub fn with_detector(track: Track, config: ActivityConfig, detector: &SpeechDetector) -> Self {
         Self {
             track,
             config,
+            gate: Gate::new(detector, config.threshold_dbfs),
             speaking: false,
             run_start: None,
             voiced_ms: 0,
@@ -67,7 +77,7 @@ impl ActivityDetector {
     pub fn push(&mut self, frame: &AudioFrame, sample_rate: u32) -> Option<AudioActivity> {
         let frame_ms = frame.samples.len() as u64 * 1000 / sample_rate.max(1) as u64;
         let frame_end = frame.timestamp_ms + frame_ms;
-        let voiced = level_dbfs(&frame.samples) > self.config.threshold_dbfs;
+        let voiced = self.gate.voiced(&frame.samples, sample_rate, self.speaking);
         self.last_frame_voiced = voiced;
         if voiced {
             self.last_voiced_end = frame_end;
@@ -92,7 +102,7 @@ impl ActivityDetector {
         None
     }
 
-    /// Whether the last frame pushed was louder than the threshold.
+    /// Whether the detector judged the last frame pushed speech.
     pub fn last_frame_voiced(&self) -> bool {
         self.last_frame_voiced
     }

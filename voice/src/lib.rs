@@ -9,6 +9,7 @@ mod metrics;
 mod pipeline;
 pub mod resample;
 pub mod utterance;
+pub mod vad;
 
 pub use activity::{ActivityConfig, ActivityDetector};
 pub use alerts::AlertConfig;
@@ -16,3 +17,4 @@ pub use asr::{AsrConfig, AsrWorker, Models, SpeechModels};
 pub use pipeline::{VoiceConfig, spawn};
 pub use resample::Upsampler;
 pub use utterance::UtteranceConfig;
+pub use vad::SpeechDetector;

@@ -19,12 +19,20 @@ const ASR_WAIT: &str = "winnerr_voice_asr_wait_seconds";
 const ASR_SECONDS: &str = "winnerr_voice_asr_seconds";
 const ASR_RTF: &str = "winnerr_voice_asr_real_time_factor";
 const ASR_ERRORS: &str = "winnerr_voice_asr_errors_total";
+const VAD_SECONDS: &str = "winnerr_voice_vad_seconds";
+const VAD_ERRORS: &str = "winnerr_voice_vad_errors_total";
 
 pub(crate) fn describe() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         describe_gauge!(CALLS_LIVE, "Calls the voice stage is processing now");
         describe_counter!(FRAMES, "Audio frames processed, by track");
+        describe_histogram!(
+            VAD_SECONDS,
+            metrics::Unit::Seconds,
+            "Time the neural speech detector took for one 32 ms chunk"
+        );
+        describe_counter!(VAD_ERRORS, "Chunks the neural speech detector failed on");
         describe_counter!(EVENTS, "Events the voice stage published, by type");
         describe_counter!(PUBLISH_ERRORS, "Events the bus refused, by type");
         describe_counter!(UTTERANCES, "Utterances cut from tracks, by track");
@@ -116,4 +124,15 @@ pub(crate) fn asr_done(
     if failed {
         counter!(ASR_ERRORS, "kind" => kind).increment(1);
     }
+}
+
+/// One chunk through the neural speech detector.
+pub(crate) fn vad_chunk(took: Duration) {
+    histogram!(VAD_SECONDS).record(took.as_secs_f64());
+}
+
+/// The neural speech detector failed on a chunk (the frame keeps the last probability).
+pub(crate) fn vad_failed(error: &str) {
+    counter!(VAD_ERRORS).increment(1);
+    tracing::warn!(%error, "speech detector failed on a chunk");
 }

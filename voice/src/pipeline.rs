@@ -18,12 +18,15 @@ use crate::alerts::{AlertConfig, Rolling, keywords_in};
 use crate::asr::{AsrResult, AsrWorker, Job, JobKind, UtteranceKey};
 use crate::metrics;
 use crate::utterance::{Segmented, Segmenter, StablePrefix, UtteranceConfig};
+use crate::vad::SpeechDetector;
 
 /// Settings of the voice stage.
 #[derive(Debug, Clone, Default)]
 pub struct VoiceConfig {
     pub utterance: UtteranceConfig,
     pub alerts: AlertConfig,
+    /// What finds speech in each track.
+    pub speech: SpeechDetector,
 }
 
 /// How long a call's end waits for its last finals from the speech worker.
@@ -253,8 +256,8 @@ async fn run_call(
         tracks: Default::default(),
     };
     let transcribing = run.asr.is_some();
-    let mut segmenters =
-        Track::ALL.map(|track| Segmenter::with_audio(track, config.utterance, transcribing));
+    let mut segmenters = Track::ALL
+        .map(|track| Segmenter::with_audio(track, config.utterance, &config.speech, transcribing));
     let ended = loop {
         tokio::select! {
             biased;

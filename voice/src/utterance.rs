@@ -9,6 +9,7 @@ use winnerr_events::{ActivityState, AudioActivity, AudioFrame, Track, now_ms};
 
 use crate::activity::{ActivityConfig, ActivityDetector};
 use crate::resample::{ResampleError, Upsampler};
+use crate::vad::SpeechDetector;
 
 const MODEL_RATE: u64 = 16_000;
 
@@ -87,16 +88,21 @@ pub struct Segmenter {
 }
 
 impl Segmenter {
-    /// A segmenter that keeps audio for transcription.
+    /// A segmenter on the energy detector that keeps audio for transcription.
     pub fn new(track: Track, config: UtteranceConfig) -> Self {
-        Self::with_audio(track, config, true)
+        Self::with_audio(track, config, &SpeechDetector::Energy, true)
     }
 
     /// `collect_audio: false` reports speech activity only (no speech worker to feed).
-    pub fn with_audio(track: Track, config: UtteranceConfig, collect_audio: bool) -> Self {
+    pub fn with_audio(
+        track: Track,
+        config: UtteranceConfig,
+        speech: &SpeechDetector,
+        collect_audio: bool,
+    ) -> Self {
         Self {
             config,
-            detector: ActivityDetector::new(track, config.activity),
+            detector: ActivityDetector::with_detector(track, config.activity, speech),
             upsampler: Upsampler::phone_to_model(),
             pre_roll: VecDeque::new(),
             open: None,

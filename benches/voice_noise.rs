@@ -1,0 +1,336 @@
+//! Real audio (issue 17): the development clips back to back (1.5 s gaps) as the caller's track of
+//! real-time Twilio calls, over continuous noise synthesized here — pink noise (a car, a kitchen)
+//! and a babble of six other voices (an office) — at stated SNRs, through the real server and a
+//! manager's feed; the energy detector and the neural one (Silero VAD) side by side in the same
+//! run, one engine each. Per condition and detector: utterances that got their own final (a final
+//! that spans one clip only), the word error rate over the call, and the delay from the end of
+//! each clip's speech as sent on the wire to its final on the feed, p50/p95. Then 60 s of noise
+//! only, of hold music and of DTMF tones: transcripts produced (should be none).
+//!
+//! SNR is speech power over noise power, both measured over the clips' voiced frames (the clean
+//! track) and the whole noise track. The wire time of a clip's end is the call's first frame's
+//! send time plus the clip's offset (the simulator paces frames at 20 ms).
+//!
+//! `cargo bench -p winnerr-benches --bench voice_noise` (models from `make models`). Under
+//! `cargo test` it plays one clean call and one noisy call per detector.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use winnerr::evaluate;
+use winnerr::{App, Config};
+use winnerr_benches::{is_bench_run, machine, percentile, runtime};
+use winnerr_events::{Event, FeedMessage, OrgId, Role, Track, UserId, now_ms};
+use winnerr_ingest::simulator::load_wav_8k;
+use winnerr_ingest::{CallScript, Pace, Simulator, StreamIdentity};
+use winnerr_models::text::word_errors;
+use winnerr_testkit::noise;
+
+const ORG: &str = "noise-org";
+const RATE: usize = 8_000;
+const GAP_S: f32 = 1.5;
+
+/// The caller's clean track and where each clip's speech lies in it.
+struct Track8k {
+    samples: Vec<i16>,
+    /// Per clip: where its speech starts and ends (samples), and its reference.
+    clips: Vec<(usize, usize, String)>,
+}
+
+fn caller_track() -> anyhow::Result<Track8k> {
+    let manifest = evaluate::read_manifest(&evaluate::speech_manifest())?;
+    let mut samples = vec![0i16; RATE];
+    let mut clips = Vec::new();
+    for clip in manifest {
+        let audio = load_wav_8k(&clip.path)?;
+        let span = noise::speech_span(&audio);
+        let at = samples.len();
+        clips.push((at + span.start, at + span.end, clip.reference));
+        samples.extend(&audio);
+        samples.extend(vec![0i16; (GAP_S * RATE as f32) as usize]);
+    }
+    Ok(Track8k { samples, clips })
+}
+
+/// A babble of six voices: the number test set's utterances (other words, another voice),
+/// each stream its own sequence of them, back to back, summed.
+fn babble(n: usize) -> anyhow::Result<Vec<f64>> {
+    let clips = evaluate::read_number_manifest(&evaluate::numbers_manifest())?;
+    let voices: Vec<Vec<i16>> = clips
+        .iter()
+        .map(|c| load_wav_8k(&c.clip.path))
+        .collect::<Result<_, _>>()?;
+    let mut out = vec![0.0f64; n];
+    for stream in 0..6 {
+        let mut at = 0;
+        let mut k = stream * 17;
+        while at < n {
+            for &s in &voices[k % voices.len()] {
+                if at >= n {
+                    break;
+                }
+                out[at] += f64::from(s);
+                at += 1;
+            }
+            k += 7;
+        }
+    }
+    Ok(out)
+}
+
+/// Hold music: chords of three sines changing every 2 s.
+fn hold_music(n: usize) -> Vec<i16> {
+    let chords = [
+        [261.6, 329.6, 392.0],
+        [220.0, 261.6, 329.6],
+        [174.6, 220.0, 261.6],
+        [196.0, 246.9, 293.7],
+    ];
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / RATE as f64;
+            let chord = chords[(t / 2.0) as usize % chords.len()];
+            let v: f64 = chord
+                .iter()
+                .map(|f| (2.0 * std::f64::consts::PI * f * t).sin())
+                .sum();
+            (v / 3.0 * 6000.0) as i16
+        })
+        .collect()
+}
+
+/// DTMF tones: a digit every 300 ms (100 ms tone, 200 ms gap), all twelve keys in turn.
+fn dtmf(n: usize) -> Vec<i16> {
+    let low = [697.0, 770.0, 852.0, 941.0];
+    let high = [1209.0, 1336.0, 1477.0];
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / RATE as f64;
+            let slot = (t / 0.3) as usize;
+            if t - slot as f64 * 0.3 > 0.1 {
+                return 0;
+            }
+            let (l, h) = (low[slot % 4], high[(slot / 4) % 3]);
+            let v = (2.0 * std::f64::consts::PI * l * t).sin()
+                + (2.0 * std::f64::consts::PI * h * t).sin();
+            (v * 8000.0) as i16
+        })
+        .collect()
+}
+
+/// The caller's track with `noise` at `snr_db` (speech power over the clips' voiced stretches).
+fn mix(track: &Track8k, noise_track: &[f64], snr_db: f64) -> Vec<i16> {
+    let voiced: Vec<std::ops::Range<usize>> = track.clips.iter().map(|c| c.0..c.1).collect();
+    noise::mix(&track.samples, &voiced, noise_track, snr_db)
+}
+
+/// One condition's outcome for one detector.
+#[derive(Default)]
+struct Outcome {
+    utterances: usize,
+    own_finals: usize,
+    finals: usize,
+    errors: usize,
+    words: usize,
+    delays: Vec<f64>,
+}
+
+async fn manager_feed(
+    app: &App,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let token = app.gateway.auth().issue(
+        &UserId::parse("manager-1").unwrap(),
+        &OrgId::parse(ORG).unwrap(),
+        Role::Manager,
+        Duration::from_secs(3600),
+    );
+    let (mut feed, _) =
+        tokio_tungstenite::connect_async(format!("{}?access_token={token}", app.feed_url()))
+            .await
+            .unwrap();
+    let subscribe = r#"{"type":"subscribe","channel":"calls"}"#;
+    feed.send(Message::Text(subscribe.into())).await.unwrap();
+    feed
+}
+
+/// Plays `calls` real-time calls of `audio` (clips where `track` says) and collects the finals.
+async fn play(app: &App, track: &Track8k, audio: &[i16], calls: usize, pace: Pace) -> Outcome {
+    let mut feed = manager_feed(app).await;
+    let simulator = Simulator::new(app.stream_url(), winnerr::config::DEV_TWILIO_AUTH_TOKEN);
+    // Calls are told apart on the feed by their agent.
+    let mut starts = Vec::new();
+    let mut plays = Vec::new();
+    for i in 0..calls {
+        let identity = StreamIdentity {
+            org_id: OrgId::parse(ORG).unwrap(),
+            agent_id: Some(UserId::parse(format!("agent-{i}")).unwrap()),
+            lead_id: None,
+        };
+        let mut script = CallScript::new(identity, audio.to_vec());
+        script.pace = pace;
+        let simulator = simulator.clone();
+        let stagger = Duration::from_millis(i as u64 * 700);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        starts.push((format!("agent-{i}"), rx));
+        plays.push(tokio::spawn(async move {
+            tokio::time::sleep(stagger).await;
+            let _ = tx.send(now_ms());
+            simulator.play(&script, |_| {}).await.unwrap();
+        }));
+    }
+    let mut started = std::collections::HashMap::new();
+    for (sid, rx) in starts {
+        started.insert(sid, rx.await.unwrap());
+    }
+    let mut finals: std::collections::HashMap<String, Vec<(u64, u64, String, u64)>> =
+        Default::default();
+    let mut ended = 0;
+    while ended < calls {
+        let text = match tokio::time::timeout(Duration::from_secs(120), feed.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => text,
+            Ok(Some(Ok(_))) => continue, // pings
+            other => panic!("feed stalled: {other:?}"),
+        };
+        let FeedMessage::Event { event, .. } = serde_json::from_str(&text).unwrap() else {
+            continue;
+        };
+        match &event.event {
+            Event::Transcript(t) if t.is_final && t.track == Track::Inbound => {
+                let agent = event
+                    .agent_id
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                finals.entry(agent).or_default().push((
+                    t.start_ms,
+                    t.end_ms,
+                    t.text.clone(),
+                    now_ms(),
+                ));
+            }
+            Event::CallEnded(_) => ended += 1,
+            _ => {}
+        }
+    }
+    for p in plays {
+        p.await.unwrap();
+    }
+    let mut outcome = Outcome::default();
+    let ms = |samples: usize| (samples * 1000 / RATE) as u64;
+    for (sid, start_wall) in started {
+        let finals = finals.remove(&sid).unwrap_or_default();
+        let words: Vec<&str> = finals.iter().map(|f| f.2.as_str()).collect();
+        let reference: Vec<&str> = track.clips.iter().map(|c| c.2.as_str()).collect();
+        let (errors, n) = word_errors(&reference.join(" "), &words.join(" "));
+        outcome.errors += errors;
+        outcome.words += n;
+        outcome.finals += finals.iter().filter(|f| !f.2.is_empty()).count();
+        let overlaps = |f: &(u64, u64, String, u64), clip: &(usize, usize, String)| {
+            f.0 < ms(clip.1) && f.1 > ms(clip.0)
+        };
+        for clip in &track.clips {
+            outcome.utterances += 1;
+            // Its own final: the one final that overlaps this clip's speech and no other clip's.
+            let own: Vec<_> = finals
+                .iter()
+                .filter(|f| overlaps(f, clip))
+                .filter(|f| track.clips.iter().filter(|c| overlaps(f, c)).count() == 1)
+                .collect();
+            if let [f] = own[..] {
+                outcome.own_finals += 1;
+                let spoken_end_wall = start_wall + ms(clip.1);
+                outcome
+                    .delays
+                    .push(f.3.saturating_sub(spoken_end_wall) as f64);
+            }
+        }
+    }
+    outcome.delays.sort_by(f64::total_cmp);
+    outcome
+}
+
+fn main() -> anyhow::Result<()> {
+    let full = is_bench_run();
+    let rt = runtime();
+    rt.block_on(async {
+        let mut engines = Vec::new();
+        for vad in ["energy", "silero"] {
+            let mut config = Config::local("127.0.0.1:0".parse().unwrap());
+            config.asr = true;
+            config.vad = vad.into();
+            config.database_url = Some(winnerr::config::NO_DATABASE.into());
+            engines.push((vad, App::start(&config).await.expect("engine starts (`make models`)")));
+        }
+        let track = caller_track()?;
+        let n = track.samples.len();
+        println!(
+            "voice_noise: {}; Whisper tiny.en, defaults; caller track of {} clips, {:.1} s; real-time Twilio calls",
+            machine(),
+            track.clips.len(),
+            n as f64 / RATE as f64
+        );
+        let pink_noise = noise::pink(n, 7);
+        let babble_noise = babble(n)?;
+        let mut conditions: Vec<(String, Vec<i16>)> = vec![("clean".into(), track.samples.clone())];
+        let snrs: &[f64] = if full { &[25.0, 20.0, 15.0, 10.0] } else { &[15.0] };
+        for &snr in snrs {
+            conditions.push((format!("pink {snr} dB"), mix(&track, &pink_noise, snr)));
+        }
+        for &snr in if full { &[20.0, 15.0][..] } else { &[] } {
+            conditions.push((format!("babble {snr} dB"), mix(&track, &babble_noise, snr)));
+        }
+        // Four calls at once where the targets are stated (clean, pink 15 dB, babble 20 dB).
+        let call_counts = |name: &str| -> &[usize] {
+            let target = ["clean", "pink 15 dB", "babble 20 dB"].contains(&name);
+            if full && target { &[1, 4] } else { &[1] }
+        };
+        println!("| condition | calls | detector | own finals / utterances | WER | end of speech → final p50 / p95 (ms) |");
+        println!("|---|---|---|---|---|---|");
+        for (name, audio) in &conditions {
+            for &calls in call_counts(name) {
+                for (vad, app) in &engines {
+                    let o = play(app, &track, audio, calls, Pace::RealTime).await;
+                    let p = |q| if o.delays.is_empty() { f64::NAN } else { percentile(&o.delays, q) };
+                    println!(
+                        "| {name} | {calls} | {vad} | {}/{} ({:.0}%) | {:.1}% | {:.0} / {:.0} |",
+                        o.own_finals,
+                        o.utterances,
+                        100.0 * o.own_finals as f64 / o.utterances as f64,
+                        100.0 * o.errors as f64 / o.words.max(1) as f64,
+                        p(0.5),
+                        p(0.95)
+                    );
+                }
+            }
+        }
+        if full {
+            let seconds = 60 * RATE;
+            let empty = Track8k { samples: Vec::new(), clips: Vec::new() };
+            let pink_only: Vec<i16> = {
+                let p = noise::pink(seconds, 11);
+                let power = (p.iter().map(|s| s * s).sum::<f64>() / p.len() as f64).sqrt();
+                p.iter().map(|s| (s / power * 1500.0) as i16).collect()
+            };
+            println!("\n60 s without speech (as fast as the socket takes it): transcripts produced");
+            println!("| audio | energy | silero |");
+            println!("|---|---|---|");
+            for (name, audio) in [
+                ("pink noise (-27 dBFS)", pink_only),
+                ("hold music (chords)", hold_music(seconds)),
+                ("DTMF tones", dtmf(seconds)),
+            ] {
+                let mut cells = Vec::new();
+                for (_, app) in &engines {
+                    let o = play(app, &empty, &audio, 1, Pace::Fast).await;
+                    cells.push(o.finals.to_string());
+                }
+                println!("| {name} | {} |", cells.join(" | "));
+            }
+        }
+        for (_, app) in engines {
+            app.shutdown().await;
+        }
+        Ok(())
+    })
+}
