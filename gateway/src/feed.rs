@@ -331,12 +331,19 @@ impl Connection {
     }
 }
 
+/// The furthest ahead a connection's expiry is kept: a token's `exp` beyond it counts as this
+/// (no clock arithmetic on a claim can overflow).
+const MAX_EXPIRY_AHEAD: Duration = Duration::from_secs(366 * 24 * 60 * 60);
+
 /// When a token that expires at `exp` (s since the epoch) runs out, on the runtime's clock.
 fn expiry(exp: u64) -> Instant {
-    Instant::now()
-        + (UNIX_EPOCH + Duration::from_secs(exp))
-            .duration_since(std::time::SystemTime::now())
-            .unwrap_or_default()
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let ahead = Duration::from_secs(exp)
+        .saturating_sub(now)
+        .min(MAX_EXPIRY_AHEAD);
+    Instant::now() + ahead
 }
 
 /// Moves queued messages into the socket and flushes them: one write for what is waiting. Safe

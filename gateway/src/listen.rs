@@ -37,6 +37,10 @@ fn refuse(status: StatusCode, message: &'static str) -> Response {
     (status, format!("{message}\n")).into_response()
 }
 
+/// Listeners only receive: a message from one larger than this ends its connection instead of
+/// being buffered (the default limit is 64 MiB).
+const MAX_CLIENT_MESSAGE: usize = 1024;
+
 pub(crate) async fn upgrade(
     State(gateway): State<Gateway>,
     Path(call): Path<String>,
@@ -74,6 +78,8 @@ pub(crate) async fn upgrade(
     let connections = gateway.connections().clone();
     let shutdown = gateway.shutdown().clone();
     upgrade
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| connections.track_future(serve(socket, call, frames, shutdown)))
 }
 
@@ -183,7 +189,11 @@ async fn serve(
                 }
             },
             incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Err(err)) => {
+                    debug!(call_id = %call, error = %err, "listener connection failed");
+                    break;
+                }
+                Some(Ok(Message::Close(_))) | None => break,
                 Some(Ok(_)) => {}
             },
             _ = shutdown.cancelled() => {

@@ -14,6 +14,10 @@ use crate::protocol::MediaChunk;
 /// Largest audio payload accepted in one `media` message: one second of 8 kHz mu-law.
 /// Twilio sends 160 bytes (20 ms).
 pub const MAX_PAYLOAD_BYTES: usize = 8000;
+/// The latest media timestamp a stream may carry: a day and an hour. Twilio ends calls at 24 hours;
+/// a timestamp past that is bad input, and keeps every sum of timestamps and lengths far from
+/// overflow downstream.
+pub const MAX_MEDIA_TIMESTAMP_MS: u64 = 25 * 60 * 60 * 1000;
 
 /// How many frames a track holds back while it waits for a missing earlier one, before it
 /// gives up on it and passes the later audio on.
@@ -30,6 +34,8 @@ pub enum MediaError {
     Empty,
     #[error("media for stream {0:?}, not this one")]
     WrongStream(String),
+    #[error("media timestamp {0} ms is past the {MAX_MEDIA_TIMESTAMP_MS} ms a call can last")]
+    TimestampOutOfRange(u64),
 }
 
 impl MediaError {
@@ -40,6 +46,7 @@ impl MediaError {
             MediaError::Oversized(_) => "oversized_payload",
             MediaError::Empty => "empty_payload",
             MediaError::WrongStream(_) => "wrong_stream",
+            MediaError::TimestampOutOfRange(_) => "timestamp_out_of_range",
         }
     }
 }
@@ -175,6 +182,9 @@ impl StreamSession {
             return Err(MediaError::WrongStream(
                 stream_sid.chars().take(64).collect(),
             ));
+        }
+        if media.timestamp > MAX_MEDIA_TIMESTAMP_MS {
+            return Err(MediaError::TimestampOutOfRange(media.timestamp));
         }
         let payload = media.payload.as_bytes();
         let approx_len = payload.len() / 4 * 3;

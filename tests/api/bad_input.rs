@@ -209,3 +209,40 @@ async fn bad_input_is_refused_one_stream_at_a_time() {
     }
     assert!(metric(&page, "winnerr_ingest_messages_total{event=\"unknown\"}") >= 1.0);
 }
+
+/// Media timestamps far past any call (u64::MAX, 2^63 ms) are counted and skipped: no task
+/// panics on them, the stream goes on, and the call ends with sane stats and duration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_timestamps_out_of_range_are_skipped_and_the_call_ends_intact() {
+    let test = spawn_app().await;
+    let simulator = test.simulator();
+    let mut manager = test.feed("acme", "manager-1", Role::Manager).await;
+    let script = CallScript::new(identity("acme", None, None), vec![]);
+    let sid = script.stream_sid.clone();
+    let frame = encode_frame(&caller_speech(), 10);
+    let stop = format!(
+        r#"{{"event":"stop","sequenceNumber":"6","streamSid":"{sid}","stop":{{"accountSid":"AC1","callSid":"{}"}}}}"#,
+        script.call_sid
+    );
+    let messages = vec![
+        Message::Text(simulator.start_message(&script).into()),
+        media(&sid, 2, 0, &frame),
+        media(&sid, 3, u64::MAX, &frame),
+        media(&sid, 4, 1 << 63, &frame),
+        media(&sid, 5, 20, &frame),
+        Message::Text(stop.into()),
+    ];
+    assert_eq!(send_and_close(&simulator, messages).await.0, 1000);
+    let events = manager.call_events(&call_id(&script.call_sid)).await;
+    let Some(Event::CallEnded(ended)) = events.last().map(|e| &e.event) else {
+        panic!("the call ends: {events:?}");
+    };
+    assert_eq!(ended.reason, EndReason::Completed);
+    assert_eq!(ended.stats.frames, [2, 0]);
+    assert_eq!(ended.stats.bad_frames, 2);
+    assert!(ended.duration_ms < 60_000, "{ended:?}");
+    let page = test.metrics().await;
+    let series =
+        r#"winnerr_ingest_bad_input_total{reason="timestamp_out_of_range",action="skipped"}"#;
+    assert_eq!(metric(&page, series), 2.0, "{page}");
+}

@@ -163,3 +163,41 @@ async fn a_dropped_connection_ends_the_call_as_abandoned() {
     assert_eq!(ended.reason, EndReason::Abandoned);
     assert_eq!(ended.stats.frames, [script.frames() as u64, 0]);
 }
+
+/// A token whose `exp` lies centuries ahead (validly signed: the issuer's mistake, or a forged
+/// development token) neither panics the connection nor leaves a ghost member: the connection
+/// works, and when it goes its presence goes too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_token_expiry_is_clamped_not_a_panic() {
+    use winnerr_events::{OrgId, UserId};
+    let test = spawn_app().await;
+    let (mut manager, _) = test.org_feed("acme", "manager-1", Role::Manager).await;
+    let token = test.app.gateway.auth().issue(
+        &UserId::parse("agent-9").unwrap(),
+        &OrgId::parse("acme").unwrap(),
+        Role::Agent,
+        std::time::Duration::from_secs(u64::MAX / 2),
+    );
+    let mut agent = FeedClient::connect(&test.app.feed_url(), &token).await;
+    assert!(matches!(
+        agent.next_message().await,
+        Some(winnerr_events::FeedMessage::Hello { .. })
+    ));
+    let (change, member) = manager.next_presence().await;
+    assert_eq!(
+        (change, member.user_id.as_str()),
+        (winnerr_events::PresenceChange::Join, "agent-9")
+    );
+    // Still served after the join.
+    let (subscribed, _) = agent.subscribe("calls", None).await;
+    assert!(matches!(
+        subscribed,
+        winnerr_events::FeedMessage::Subscribed { .. }
+    ));
+    drop(agent);
+    let (change, member) = manager.next_presence().await;
+    assert_eq!(
+        (change, member.user_id.as_str()),
+        (winnerr_events::PresenceChange::Leave, "agent-9")
+    );
+}

@@ -128,3 +128,39 @@ async fn a_manager_listens_in_on_a_live_call_in_opus() {
     println!("loudness correlation with the caller's audio: {r:.3}");
     assert!(r > 0.9, "correlation {r}");
 }
+
+/// A listener that sends a large message (64 KiB) is cut off at once instead of the server
+/// buffering it; the call goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_sending_a_huge_message_is_disconnected() {
+    use futures_util::SinkExt;
+    let test = spawn_app().await;
+    let mut caller = caller_speech();
+    caller.extend(caller_speech());
+    caller.extend(caller_speech());
+    let mut script = CallScript::new(identity("acme", Some("agent-1"), None), caller);
+    script.pace = Pace::RealTime;
+    let call = test.play_in_background(&script);
+    test.until_live(1).await;
+    let base = test.app.feed_url().replace("/feed", "/listen");
+    let token = test.token("acme", "manager-1", Role::Manager);
+    let url = format!("{base}/{}?access_token={token}", call_id(&script.call_sid));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert!(matches!(socket.next().await, Some(Ok(Message::Text(_)))));
+    socket
+        .send(Message::Binary(vec![0u8; 64 * 1024].into()))
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Binary(_))) => continue, // audio sent before the server read it
+                other => return other,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the listener is still served");
+    assert_eq!(test.app.ingest.live_streams(), 1, "the call goes on");
+    call.await.unwrap();
+}
