@@ -126,6 +126,11 @@ pub struct Config {
     #[arg(long, env = "WINNERR_FEED_SEND_QUEUE", default_value_t = 512)]
     pub feed_send_queue: usize,
 
+    /// Channels one feed connection may follow at once; a `subscribe` past it gets an `error`
+    /// (`too_many_subscriptions`).
+    #[arg(long, env = "WINNERR_FEED_MAX_SUBSCRIPTIONS", default_value_t = 64)]
+    pub feed_max_subscriptions: usize,
+
     /// Seconds between the gateway's pings to feed clients; a client silent for twice this
     /// is closed (4002) and leaves presence.
     #[arg(long, env = "WINNERR_FEED_HEARTBEAT", default_value_t = 20.0)]

@@ -137,6 +137,7 @@ impl App {
                 feed_buffer: config.feed_buffer,
                 feed_history: config.feed_history,
                 feed_send_queue: config.feed_send_queue,
+                feed_max_subscriptions: config.feed_max_subscriptions,
                 feed_heartbeat: config.feed_heartbeat(),
                 audio: Some(audio),
             },

@@ -180,6 +180,8 @@ pub enum ErrorCode {
     Forbidden,
     /// The token of a `refresh` is invalid or names someone else.
     BadToken,
+    /// The connection follows as many channels as it may (`WINNERR_FEED_MAX_SUBSCRIPTIONS`).
+    TooManySubscriptions,
 }
 
 /// What a subscriber sends.

@@ -104,6 +104,12 @@ const TOO_SLOW: Closing = Closing {
     metric: "too_slow",
 };
 
+const REPLAY_UNREAD: Closing = Closing {
+    code: CLOSE_TOO_SLOW,
+    reason: "too slow: a replay asked for while the last one is unread",
+    metric: "replay_unread",
+};
+
 /// A connection's messages waiting for its socket, bounded.
 struct SendQueue {
     items: VecDeque<Outgoing>,
@@ -141,10 +147,19 @@ impl SendQueue {
     }
 
     /// Queues a recovery's replay whatever its length (the history is bounded); live messages
-    /// count as too many only past the replay plus half a queue.
-    fn replay(&mut self, messages: Vec<Outgoing>) {
+    /// count as too many only past the replay plus half a queue. One replay at a time: a client
+    /// that asks for another while the last is still unread is too slow (4008), so what one
+    /// connection holds stays under a history and one and a half queues.
+    fn replay(&mut self, messages: Vec<Outgoing>) -> Result<(), Closing> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        if self.limit > self.size {
+            return Err(REPLAY_UNREAD);
+        }
         self.items.extend(messages);
         self.limit = self.limit.max(self.items.len() + self.size / 2);
+        Ok(())
     }
 
     /// After a write: once below its size, the queue is back to its own bound.
@@ -273,6 +288,18 @@ impl Connection {
                         Some(&name),
                     );
                 }
+                if !self.subscriptions.contains_key(&channel)
+                    && self.subscriptions.len() >= self.gateway.feed_settings().max_subscriptions
+                {
+                    return self.refuse(
+                        ErrorCode::TooManySubscriptions,
+                        format!(
+                            "a connection follows at most {} channels",
+                            self.gateway.feed_settings().max_subscriptions
+                        ),
+                        Some(&name),
+                    );
+                }
                 let start = self.room.start(&channel, since);
                 let name = channel_json(&channel);
                 let replay: Vec<Outgoing> = start
@@ -285,7 +312,7 @@ impl Connection {
                         _ => None,
                     })
                     .collect();
-                self.queue.replay(replay);
+                self.queue.replay(replay)?;
                 let following = Following {
                     from: start.position.offset,
                     name,

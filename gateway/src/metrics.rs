@@ -117,6 +117,7 @@ pub(crate) fn request_rejected(code: winnerr_events::ErrorCode) {
         winnerr_events::ErrorCode::UnknownChannel => "unknown_channel",
         winnerr_events::ErrorCode::Forbidden => "forbidden",
         winnerr_events::ErrorCode::BadToken => "bad_token",
+        winnerr_events::ErrorCode::TooManySubscriptions => "too_many_subscriptions",
     };
     counter!(FEED_REJECTED, "code" => code).increment(1);
 }

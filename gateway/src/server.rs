@@ -33,6 +33,8 @@ pub struct GatewayConfig {
     pub feed_history: usize,
     /// Messages queued for one feed client before it counts as too slow.
     pub feed_send_queue: usize,
+    /// Channels one feed connection may follow at once.
+    pub feed_max_subscriptions: usize,
     /// How often the gateway pings feed clients; one silent for twice this is gone.
     pub feed_heartbeat: std::time::Duration,
     /// The live audio of this process's calls, for listen-in (none: not served here).
@@ -43,6 +45,7 @@ pub struct GatewayConfig {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FeedSettings {
     pub send_queue: usize,
+    pub max_subscriptions: usize,
     pub heartbeat: std::time::Duration,
 }
 
@@ -102,6 +105,7 @@ impl Gateway {
             rooms,
             feed: FeedSettings {
                 send_queue: config.feed_send_queue.max(2),
+                max_subscriptions: config.feed_max_subscriptions.max(1),
                 heartbeat: config
                     .feed_heartbeat
                     .max(std::time::Duration::from_millis(10)),

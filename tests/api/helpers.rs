@@ -188,6 +188,17 @@ impl FeedClient {
         next.await.expect("feed message in time")
     }
 
+    /// Sends a text frame as it is; false once the connection is gone.
+    pub async fn try_send_text(&mut self, text: &str) -> bool {
+        self.socket.send(Message::Text(text.into())).await.is_ok()
+    }
+
+    /// Reads until the server ends the feed; its close code.
+    pub async fn until_closed(&mut self) -> Option<u16> {
+        while self.next_message().await.is_some() {}
+        self.closed
+    }
+
     /// Sends a text frame as it is.
     pub async fn socket_send_text(&mut self, text: &str) {
         self.socket.send(Message::Text(text.into())).await.unwrap();

@@ -631,3 +631,95 @@ async fn identity_provider_tokens_open_the_feed_with_the_providers_keys() {
         .unwrap();
     assert_eq!(refused.status(), 401);
 }
+
+/// A client that asks for the history again and again and reads nothing is closed (4008) after
+/// the first unread replay; the server's memory does not grow with its requests (it grew by
+/// hundreds of MB before); another client keeps its events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_requested_without_reading_close_the_connection_not_the_server() {
+    let test = spawn_app_with(|c| c.feed_history = 2048).await;
+    let mut steady = test.feed("acme", "manager-1", Role::Manager).await;
+    let mut attacker = test
+        .feed_unsubscribed("acme", "manager-2", Role::Manager)
+        .await;
+    let (subscribed, _) = attacker.subscribe("calls", None).await;
+    let FeedMessage::Subscribed { position, .. } = subscribed else {
+        unreachable!()
+    };
+    // A history to replay: 60 short calls.
+    for i in 0..60 {
+        let ctx = context("acme", &format!("CA-history-{i}"), "agent-1");
+        publish(&test, &short_call(&ctx)).await;
+        until_end(&mut steady, &ctx.call_id).await;
+    }
+    let rss = |page: &str| metric(page, "process_resident_memory_bytes");
+    let before = rss(&test.metrics().await);
+    let since = Position {
+        epoch: position.epoch,
+        offset: position.offset,
+    };
+    let request = serde_json::to_string(&ClientMessage::Subscribe {
+        channel: "calls".into(),
+        since: Some(since),
+    })
+    .unwrap();
+    let mut sent = 0;
+    while sent < 1_000 && attacker.try_send_text(&request).await {
+        sent += 1;
+    }
+    let after = rss(&test.metrics().await);
+    // The close frame (4008) waits behind what the client never read; as with any client too
+    // slow to read it, the server then drops the socket: its count says why it closed.
+    let code = attacker.until_closed().await;
+    assert!(
+        matches!(code, Some(4008) | None),
+        "closed with {code:?} after {sent} requests"
+    );
+    let growth_mb = (after - before) / 1e6;
+    println!("server RSS growth for {sent} replay requests: {growth_mb:.1} MB");
+    assert!(growth_mb < 50.0, "RSS grew by {growth_mb:.1} MB");
+    metric_reaches(
+        &test,
+        "winnerr_gateway_feed_closed_total{reason=\"replay_unread\"}",
+        1.0,
+    )
+    .await;
+    let ctx = context("acme", "CA-after", "agent-1");
+    publish(&test, &short_call(&ctx)).await;
+    until_end(&mut steady, &ctx.call_id).await;
+}
+
+/// A connection follows at most `WINNERR_FEED_MAX_SUBSCRIPTIONS` channels; one more gets an
+/// `error` and the connection stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_per_connection_are_capped() {
+    let test = spawn_app_with(|c| c.feed_max_subscriptions = 3).await;
+    let mut client = test
+        .feed_unsubscribed("acme", "manager-1", Role::Manager)
+        .await;
+    for call in ["call:CA1", "call:CA2", "call:CA3"] {
+        let (subscribed, _) = client.subscribe(call, None).await;
+        assert!(matches!(subscribed, FeedMessage::Subscribed { .. }));
+    }
+    // Following one of them again is not one more.
+    let (again, _) = client.subscribe("call:CA2", None).await;
+    assert!(matches!(again, FeedMessage::Subscribed { .. }));
+    client
+        .send(&ClientMessage::Subscribe {
+            channel: "call:CA4".into(),
+            since: None,
+        })
+        .await;
+    match client.next_message().await {
+        Some(FeedMessage::Error { code, channel, .. }) => {
+            assert_eq!(code, ErrorCode::TooManySubscriptions);
+            assert_eq!(channel.as_deref(), Some("call:CA4"));
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    client.send(&ClientMessage::Ping).await;
+    assert!(matches!(
+        client.next_message().await,
+        Some(FeedMessage::Pong)
+    ));
+}
