@@ -522,7 +522,7 @@ fn tap_calls(
     tokio::spawn(async move {
         while let Some(mut call) = calls.recv().await {
             let (inputs, inputs_rx) = mpsc::channel(queue.max(1));
-            let handle = tap.open(&call.call);
+            let handle = tap.open(&call.call, call.started.media_format.sample_rate);
             let mut from_ingest = std::mem::replace(&mut call.inputs, inputs_rx);
             tokio::spawn(async move {
                 while let Some(input) = from_ingest.recv().await {

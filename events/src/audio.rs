@@ -45,6 +45,8 @@ pub struct AudioTap {
 #[derive(Debug)]
 struct Tapped {
     call: CallContext,
+    /// The call's audio rate (8 kHz from Twilio, 16 kHz from softphones).
+    sample_rate: u32,
     frames: tokio::sync::broadcast::Sender<std::sync::Arc<AudioFrame>>,
 }
 
@@ -62,13 +64,15 @@ impl AudioTap {
         self.calls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Makes `call` listenable until the returned handle is dropped.
-    pub fn open(self: &std::sync::Arc<Self>, call: &CallContext) -> TapHandle {
+    /// Makes `call`, whose audio is at `sample_rate`, listenable until the returned handle is
+    /// dropped.
+    pub fn open(self: &std::sync::Arc<Self>, call: &CallContext, sample_rate: u32) -> TapHandle {
         let frames = tokio::sync::broadcast::channel(TAP_BUFFER).0;
         self.calls().insert(
             call.call_id.clone(),
             Tapped {
                 call: call.clone(),
+                sample_rate,
                 frames: frames.clone(),
             },
         );
@@ -79,17 +83,23 @@ impl AudioTap {
         }
     }
 
-    /// Listens to `call`, if it is live in this process: who it belongs to, and its frames.
+    /// Listens to `call`, if it is live in this process: who it belongs to, its audio rate, and
+    /// its frames.
     pub fn listen(
         &self,
         call: &crate::ids::CallId,
     ) -> Option<(
         CallContext,
+        u32,
         tokio::sync::broadcast::Receiver<std::sync::Arc<AudioFrame>>,
     )> {
-        self.calls()
-            .get(call)
-            .map(|tapped| (tapped.call.clone(), tapped.frames.subscribe()))
+        self.calls().get(call).map(|tapped| {
+            (
+                tapped.call.clone(),
+                tapped.sample_rate,
+                tapped.frames.subscribe(),
+            )
+        })
     }
 
     /// Calls that can be listened to now.

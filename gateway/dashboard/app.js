@@ -367,11 +367,8 @@ function startListening() {
   }
   const call = state.openCall;
   listen.context = new AudioContext();
-  listen.decoders = [0, 1].map(() => {
-    const decoder = new AudioDecoder({ output: play, error: (e) => console.warn("decoder:", e) });
-    decoder.configure({ codec: "opus", sampleRate: 8000, numberOfChannels: 1 });
-    return decoder;
-  });
+  // Decoders at the call's own rate, which the first message says (8 kHz phone, 16 kHz softphone).
+  listen.decoders = [];
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(
     `${scheme}://${location.host}/listen/${encodeURIComponent(call)}?access_token=${encodeURIComponent(state.token)}`);
@@ -381,6 +378,12 @@ function startListening() {
   $("listen-status").textContent = "connecting…";
   socket.onmessage = (message) => {
     if (typeof message.data === "string") {
+      const hello = JSON.parse(message.data);
+      listen.decoders = [0, 1].map(() => {
+        const decoder = new AudioDecoder({ output: play, error: (e) => console.warn("decoder:", e) });
+        decoder.configure({ codec: "opus", sampleRate: hello.sample_rate || 8000, numberOfChannels: 1 });
+        return decoder;
+      });
       $("listen-status").textContent = "live audio";
       return;
     }

@@ -3,7 +3,8 @@
 //! the node that holds the call (audio never leaves the process that took the Twilio stream).
 //!
 //! The first message is text: `{"type":"listening","call_id":…,"codec":"opus","sample_rate":8000,
-//! "channels":1,"frame_ms":20}`; then one binary message per 20 ms Opus packet: one byte of track
+//! "channels":1,"frame_ms":20}` (the call's own rate: 8000 for Twilio calls, 16000 for softphone
+//! calls); then one binary message per 20 ms Opus packet: one byte of track
 //! (0 the customer, 1 the agent), the packet's time on the call's clock in ms (u64, big-endian),
 //! and the packet. The socket closes with 1000 when the call ends.
 
@@ -21,11 +22,9 @@ use winnerr_events::{AudioFrame, CallId, Track};
 use crate::metrics;
 use crate::server::Gateway;
 
-/// Twilio Media Streams are 8 kHz.
-const SAMPLE_RATE: u32 = 8_000;
-/// 20 ms at 8 kHz: one Opus packet.
-const PACKET_SAMPLES: usize = 160;
-/// Largest Opus packet kept (far above what 20 ms of voice at 8 kHz takes).
+/// One Opus packet: 20 ms.
+const PACKET_MS: u32 = 20;
+/// Largest Opus packet kept (far above what 20 ms of voice at 16 kHz takes).
 const MAX_PACKET: usize = 1_000;
 
 #[derive(Debug, serde::Deserialize)]
@@ -62,9 +61,9 @@ pub(crate) async fn upgrade(
         return refuse(StatusCode::NOT_FOUND, "this node does not serve listen-in");
     };
     // Another organization's call is as unknown as one that does not exist.
-    let Some((ctx, frames)) = tap
+    let Some((ctx, sample_rate, frames)) = tap
         .listen(&call)
-        .filter(|(ctx, _)| ctx.org_id == claims.org)
+        .filter(|(ctx, _, _)| ctx.org_id == claims.org)
     else {
         return refuse(StatusCode::NOT_FOUND, "no such live call on this node");
     };
@@ -80,26 +79,33 @@ pub(crate) async fn upgrade(
     upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| connections.track_future(serve(socket, call, frames, shutdown)))
+        .on_upgrade(move |socket| {
+            connections.track_future(serve(socket, call, sample_rate, frames, shutdown))
+        })
 }
 
 /// One track's Opus encoder, with the samples waiting for a whole packet.
 struct TrackEncoder {
     encoder: opus::Encoder,
+    /// Samples of one packet at the call's rate.
+    packet_samples: usize,
     waiting: Vec<i16>,
     /// Call-clock time of the first waiting sample.
     waiting_from_ms: u64,
 }
 
 impl TrackEncoder {
-    fn new() -> Result<Self, opus::Error> {
+    /// An encoder at `sample_rate` (8 or 16 kHz: rates Opus takes).
+    fn new(sample_rate: u32) -> Result<Self, opus::Error> {
+        let packet_samples = (sample_rate * PACKET_MS / 1000) as usize;
         Ok(Self {
             encoder: opus::Encoder::new(
-                SAMPLE_RATE,
+                sample_rate,
                 opus::Channels::Mono,
                 opus::Application::Voip,
             )?,
-            waiting: Vec::with_capacity(PACKET_SAMPLES * 2),
+            packet_samples,
+            waiting: Vec::with_capacity(packet_samples * 2),
             waiting_from_ms: 0,
         })
     }
@@ -112,10 +118,10 @@ impl TrackEncoder {
         self.waiting.extend_from_slice(&frame.samples);
         let mut messages = Vec::new();
         let mut packet = [0u8; MAX_PACKET];
-        while self.waiting.len() >= PACKET_SAMPLES {
+        while self.waiting.len() >= self.packet_samples {
             let size = self
                 .encoder
-                .encode(&self.waiting[..PACKET_SAMPLES], &mut packet)?;
+                .encode(&self.waiting[..self.packet_samples], &mut packet)?;
             let mut message = BytesMut::with_capacity(9 + size);
             message.put_u8(match track {
                 Track::Inbound => 0,
@@ -124,8 +130,8 @@ impl TrackEncoder {
             message.put_u64(self.waiting_from_ms);
             message.put_slice(&packet[..size]);
             messages.push(Message::Binary(message.freeze()));
-            self.waiting.drain(..PACKET_SAMPLES);
-            self.waiting_from_ms += (PACKET_SAMPLES as u64 * 1000) / u64::from(SAMPLE_RATE);
+            self.waiting.drain(..self.packet_samples);
+            self.waiting_from_ms += u64::from(PACKET_MS);
         }
         Ok(messages)
     }
@@ -134,13 +140,14 @@ impl TrackEncoder {
 async fn serve(
     mut socket: WebSocket,
     call: CallId,
+    sample_rate: u32,
     mut frames: tokio::sync::broadcast::Receiver<Arc<AudioFrame>>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     metrics::listeners(1.0);
     let hello = serde_json::json!({
         "type": "listening", "call_id": call, "codec": "opus",
-        "sample_rate": SAMPLE_RATE, "channels": 1, "frame_ms": 20,
+        "sample_rate": sample_rate, "channels": 1, "frame_ms": PACKET_MS,
     });
     let mut encoders: [Option<TrackEncoder>; 2] = [None, None];
     let mut ended = socket
@@ -153,7 +160,7 @@ async fn serve(
                 Ok(frame) => {
                     let slot = &mut encoders[usize::from(frame.track == Track::Outbound)];
                     if slot.is_none() {
-                        match TrackEncoder::new() {
+                        match TrackEncoder::new(sample_rate) {
                             Ok(encoder) => *slot = Some(encoder),
                             Err(err) => {
                                 warn!(call_id = %call, error = %err, "no Opus encoder for listen-in");

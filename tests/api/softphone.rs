@@ -115,3 +115,80 @@ async fn a_softphone_streams_opus_into_the_voice_pipeline() {
             .is_err()
     );
 }
+
+/// Listen-in of a softphone call plays at the call's own rate: the listener is told 16 kHz, each
+/// 20 ms packet decodes to 20 ms at 16 kHz, and a second of speech is a second of packets (the
+/// route assumed 8 kHz and played softphone calls at half speed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_in_of_a_softphone_call_plays_at_its_own_rate() {
+    let test = spawn_app().await;
+    let base = test.app.feed_url().replace("/feed", "/softphone/stream");
+    let token = test.token("acme", "agent-1", Role::Agent);
+    let (mut phone, _) = tokio_tungstenite::connect_async(format!("{base}?access_token={token}"))
+        .await
+        .expect("the softphone connects");
+    let call_id = match phone.next().await {
+        Some(Ok(Message::Text(text))) => {
+            let started: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+            started["call_id"].as_str().unwrap().to_owned()
+        }
+        other => panic!("expected started, got {other:?}"),
+    };
+    let listen = test.app.feed_url().replace("/feed", "/listen");
+    let manager = test.token("acme", "manager-1", Role::Manager);
+    let (mut listener, _) =
+        tokio_tungstenite::connect_async(format!("{listen}/{call_id}?access_token={manager}"))
+            .await
+            .expect("the manager listens");
+    match listener.next().await {
+        Some(Ok(Message::Text(text))) => {
+            let hello: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+            assert_eq!(hello["sample_rate"], 16_000, "{hello}");
+        }
+        other => panic!("expected the listening message, got {other:?}"),
+    }
+    // One second of speech, 50 packets of 20 ms, in real time; then stop.
+    let speech: Vec<i16> = caller_speech().into_iter().take(8_000).collect();
+    let mut encoder =
+        opus::Encoder::new(8_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+    let mut packet = [0u8; 1_000];
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for chunk in speech.chunks_exact(160) {
+        tick.tick().await;
+        let size = encoder.encode(chunk, &mut packet).unwrap();
+        phone
+            .send(Message::Binary(packet[..size].to_vec().into()))
+            .await
+            .unwrap();
+    }
+    phone
+        .send(Message::Text(r#"{"event":"stop"}"#.into()))
+        .await
+        .unwrap();
+    let mut decoder = opus::Decoder::new(16_000, opus::Channels::Mono).unwrap();
+    let mut times = Vec::new();
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_secs(10), listener.next()).await
+    {
+        match message {
+            Message::Binary(bytes) => {
+                times.push(u64::from_be_bytes(bytes[1..9].try_into().unwrap()));
+                let mut pcm = [0i16; 960];
+                let samples = decoder.decode(&bytes[9..], &mut pcm, false).unwrap();
+                assert_eq!(samples, 320, "20 ms at 16 kHz");
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    assert!(
+        (45..=52).contains(&times.len()),
+        "{} packets for 1 s",
+        times.len()
+    );
+    let span = times.last().unwrap() - times.first().unwrap();
+    assert!(
+        span <= 1_000,
+        "1 s of audio spans {span} ms of the call's clock"
+    );
+}
