@@ -158,7 +158,11 @@ impl App {
             let auth = gateway.auth().clone();
             let verify: winnerr_ingest::Verifier = Arc::new(move |headers, token| {
                 auth.authenticate(headers, token)
-                    .map(|claims| (claims.org, claims.sub))
+                    .map(|claims| winnerr_ingest::Caller {
+                        org: claims.org,
+                        user: claims.sub,
+                        expires_at_s: claims.exp,
+                    })
                     .map_err(|err| Box::new(axum::response::IntoResponse::into_response(err)))
             });
             router = router

@@ -88,6 +88,22 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The furthest ahead a token's expiry is kept as a deadline: an `exp` beyond it counts as this
+/// (no clock arithmetic on a claim from outside can overflow).
+const MAX_EXPIRY_AHEAD: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 60 * 60);
+
+/// When a token that expires at `exp_s` (seconds since the Unix epoch) runs out, on the
+/// runtime's clock: now for one already past, at most a year ahead.
+pub fn expiry_deadline(exp_s: u64) -> tokio::time::Instant {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let ahead = std::time::Duration::from_secs(exp_s)
+        .saturating_sub(now)
+        .min(MAX_EXPIRY_AHEAD);
+    tokio::time::Instant::now() + ahead
+}
+
 /// The kinds of call event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use winnerr_events::{
     Channel, ClientMessage, ErrorCode, FEED_PROTOCOL_VERSION, FeedMessage, Member, PresenceStatus,
-    Role,
+    Role, expiry_deadline,
 };
 
 use crate::auth::Claims;
@@ -341,7 +341,7 @@ impl Connection {
             }
             ClientMessage::Refresh { token } => match self.gateway.auth().verify(&token) {
                 Ok(fresh) if fresh.sub == self.claims.sub && fresh.org == self.claims.org => {
-                    self.expires = expiry(fresh.exp);
+                    self.expires = expiry_deadline(fresh.exp);
                     let expires_at = fresh.exp;
                     self.claims = fresh;
                     self.reply(&FeedMessage::Refreshed { expires_at })
@@ -356,21 +356,6 @@ impl Connection {
             ClientMessage::Ping => self.reply(&FeedMessage::Pong),
         }
     }
-}
-
-/// The furthest ahead a connection's expiry is kept: a token's `exp` beyond it counts as this
-/// (no clock arithmetic on a claim can overflow).
-const MAX_EXPIRY_AHEAD: Duration = Duration::from_secs(366 * 24 * 60 * 60);
-
-/// When a token that expires at `exp` (s since the epoch) runs out, on the runtime's clock.
-fn expiry(exp: u64) -> Instant {
-    let now = std::time::SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let ahead = Duration::from_secs(exp)
-        .saturating_sub(now)
-        .min(MAX_EXPIRY_AHEAD);
-    Instant::now() + ahead
 }
 
 /// Moves queued messages into the socket and flushes them: one write for what is waiting. Safe
@@ -414,7 +399,7 @@ async fn serve(socket: WebSocket, gateway: Gateway, claims: Claims) {
         call_id: None,
     });
     let mut connection = Connection {
-        expires: expiry(claims.exp),
+        expires: expiry_deadline(claims.exp),
         gateway: gateway.clone(),
         room: room.clone(),
         queue: SendQueue::new(settings.send_queue),

@@ -6,7 +6,8 @@
 //! "channels":1,"frame_ms":20}` (the call's own rate: 8000 for Twilio calls, 16000 for softphone
 //! calls); then one binary message per 20 ms Opus packet: one byte of track
 //! (0 the customer, 1 the agent), the packet's time on the call's clock in ms (u64, big-endian),
-//! and the packet. The socket closes with 1000 when the call ends.
+//! and the packet. The socket closes with 1000 when the call ends, and with 4001 when the
+//! listener's token expires.
 
 use std::sync::Arc;
 
@@ -17,11 +18,13 @@ use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, BytesMut};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, info, warn};
-use winnerr_events::{AudioFrame, CallId, Track};
+use winnerr_events::{AudioFrame, CallId, Track, expiry_deadline};
 
 use crate::metrics;
 use crate::server::Gateway;
 
+/// Listening ends when the token does (as a feed connection does).
+const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 /// One Opus packet: 20 ms.
 const PACKET_MS: u32 = 20;
 /// Largest Opus packet kept (far above what 20 ms of voice at 16 kHz takes).
@@ -80,7 +83,8 @@ pub(crate) async fn upgrade(
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| {
-            connections.track_future(serve(socket, call, sample_rate, frames, shutdown))
+            let expires = expiry_deadline(claims.exp);
+            connections.track_future(serve(socket, call, sample_rate, expires, frames, shutdown))
         })
 }
 
@@ -141,6 +145,7 @@ async fn serve(
     mut socket: WebSocket,
     call: CallId,
     sample_rate: u32,
+    expires: tokio::time::Instant,
     mut frames: tokio::sync::broadcast::Receiver<Arc<AudioFrame>>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
@@ -195,6 +200,11 @@ async fn serve(
                     break;
                 }
             },
+            _ = tokio::time::sleep_until(expires) => {
+                let frame = CloseFrame { code: CLOSE_TOKEN_EXPIRED, reason: Utf8Bytes::from_static("token expired") };
+                let _ = socket.send(Message::Close(Some(frame))).await;
+                break;
+            }
             incoming = socket.recv() => match incoming {
                 Some(Err(err)) => {
                     debug!(call_id = %call, error = %err, "listener connection failed");

@@ -19,6 +19,6 @@ pub mod twiml;
 pub use identity::StreamIdentity;
 pub use routes::{Ingest, IngestConfig, STREAM_PATH, SendError, VOICE_PATH};
 pub use simulator::{CallScript, Pace, PlayReport, Simulator};
-pub use softphone::{SOFTPHONE_PATH, Verifier};
+pub use softphone::{Caller, SOFTPHONE_PATH, Verifier};
 pub use stream::{Refusal, StreamCommand};
 pub use twiml::Dial;

@@ -39,10 +39,22 @@ const MAX_PACKET_SAMPLES: usize = DECODE_RATE as usize * 120 / 1000;
 /// Opus packets are at most 1,275 bytes; text messages are small.
 const MAX_MESSAGE: usize = 4 * 1024;
 
-/// Checks a request's bearer token (header, or `access_token` query value): the caller's
-/// organization and user, or the response refusing it.
+/// Who a softphone call's token names.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub org: OrgId,
+    pub user: UserId,
+    /// When the token expires (seconds since the Unix epoch): the call's stream closes then.
+    pub expires_at_s: u64,
+}
+
+/// Checks a request's bearer token (header, or `access_token` query value): who it names, or
+/// the response refusing it.
 pub type Verifier =
-    Arc<dyn Fn(&HeaderMap, Option<&str>) -> Result<(OrgId, UserId), Box<Response>> + Send + Sync>;
+    Arc<dyn Fn(&HeaderMap, Option<&str>) -> Result<Caller, Box<Response>> + Send + Sync>;
+
+/// The stream closes with this when the caller's token expires (as a feed connection does).
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 
 #[derive(Debug, Deserialize)]
 struct Params {
@@ -71,8 +83,8 @@ async fn upgrade(
     Query(params): Query<Params>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let (org, user) = match verify(&headers, params.access_token.as_deref()) {
-        Ok(who) => who,
+    let caller = match verify(&headers, params.access_token.as_deref()) {
+        Ok(caller) => caller,
         Err(refused) => return *refused,
     };
     let lead = match params.lead_id.as_deref().map(LeadId::parse).transpose() {
@@ -90,19 +102,29 @@ async fn upgrade(
         }
     };
     let call = CallContext {
-        org_id: org,
+        org_id: caller.org,
         call_id: CallId::parse(format!("SP{}", winnerr_events::EventId::now_v7().simple()))
             .expect("a valid id"),
-        agent_id: Some(user),
+        agent_id: Some(caller.user),
         lead_id: lead,
     };
     let connections = ingest.connections().clone();
+    let expires_at_s = caller.expires_at_s;
     upgrade
         .max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| connections.track_future(serve(socket, ingest, call, track)))
+        .on_upgrade(move |socket| {
+            let expires = winnerr_events::expiry_deadline(expires_at_s);
+            connections.track_future(serve(socket, ingest, call, track, expires))
+        })
 }
 
-async fn serve(mut socket: WebSocket, ingest: Ingest, call: CallContext, track: Track) {
+async fn serve(
+    mut socket: WebSocket,
+    ingest: Ingest,
+    call: CallContext,
+    track: Track,
+    expires: tokio::time::Instant,
+) {
     let Some(calls) = ingest.calls() else {
         let _ = socket.send(Message::Close(None)).await;
         return;
@@ -146,6 +168,15 @@ async fn serve(mut socket: WebSocket, ingest: Ingest, call: CallContext, track: 
         let message = tokio::select! {
             message = socket.recv() => message,
             _ = shutdown.cancelled() => break EndReason::Shutdown,
+            _ = tokio::time::sleep_until(expires) => {
+                let close = axum::extract::ws::CloseFrame {
+                    code: CLOSE_TOKEN_EXPIRED,
+                    reason: "token expired".into(),
+                };
+                let _ = socket.send(Message::Close(Some(close))).await;
+                info!(call_id = %call.call_id, "softphone token expired");
+                break EndReason::Completed;
+            }
         };
         match message {
             Some(Ok(Message::Binary(packet))) => match decoder.decode(&packet, &mut pcm, false) {

@@ -192,3 +192,85 @@ async fn listen_in_of_a_softphone_call_plays_at_its_own_rate() {
         "1 s of audio spans {span} ms of the call's clock"
     );
 }
+
+/// A softphone call and a listener end when their tokens do (4001), as a feed connection does;
+/// they ran on past `exp` before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softphone_and_listen_in_close_when_the_token_expires() {
+    use winnerr_events::{OrgId, UserId};
+    let test = spawn_app().await;
+    let mut manager = test.feed("acme", "manager-1", Role::Manager).await;
+    let issue = |user: &str, role: Role, seconds: u64| {
+        test.app.gateway.auth().issue(
+            &UserId::parse(user).unwrap(),
+            &OrgId::parse("acme").unwrap(),
+            role,
+            Duration::from_secs(seconds),
+        )
+    };
+    let base = test.app.feed_url().replace("/feed", "/softphone/stream");
+    let (mut phone, _) = tokio_tungstenite::connect_async(format!(
+        "{base}?access_token={}",
+        issue("agent-1", Role::Agent, 3)
+    ))
+    .await
+    .expect("the softphone connects");
+    let call_id = match phone.next().await {
+        Some(Ok(Message::Text(text))) => {
+            let started: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+            started["call_id"].as_str().unwrap().to_owned()
+        }
+        other => panic!("expected started, got {other:?}"),
+    };
+    let listen = test.app.feed_url().replace("/feed", "/listen");
+    let (mut listener, _) = tokio_tungstenite::connect_async(format!(
+        "{listen}/{call_id}?access_token={}",
+        issue("manager-2", Role::Manager, 1)
+    ))
+    .await
+    .expect("the manager listens");
+    let close_code = |message: Option<Result<Message, _>>| match message {
+        Some(Ok(Message::Close(Some(frame)))) => Some(u16::from(frame.code)),
+        _ => None,
+    };
+    // The listener's token ends first; the call goes on (the phone keeps sending silence).
+    let mut encoder =
+        opus::Encoder::new(8_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+    let mut packet = [0u8; 1_000];
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut listener_closed = None;
+    let mut phone_closed = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    while phone_closed.is_none() && tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            _ = tick.tick() => {
+                let size = encoder.encode(&[0i16; 160], &mut packet).unwrap();
+                if phone.send(Message::Binary(packet[..size].to_vec().into())).await.is_err() {
+                    phone_closed = Some(None);
+                }
+            }
+            message = phone.next() => phone_closed = Some(close_code(message)),
+            message = listener.next(), if listener_closed.is_none() => {
+                if !matches!(message, Some(Ok(Message::Binary(_)) | Ok(Message::Text(_)))) {
+                    listener_closed = Some((close_code(message), phone_closed.is_none()));
+                }
+            }
+        }
+    }
+    let (code, call_went_on) = listener_closed.expect("the listener is closed");
+    assert_eq!(code, Some(4001));
+    assert!(
+        call_went_on,
+        "the listener's token ended before the caller's"
+    );
+    assert_eq!(
+        phone_closed,
+        Some(Some(4001)),
+        "the softphone is closed at expiry"
+    );
+    let events = manager.call_events(&call_id.parse().unwrap()).await;
+    assert!(matches!(
+        events.last().map(|e| &e.event),
+        Some(Event::CallEnded(_))
+    ));
+}
