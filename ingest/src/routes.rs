@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
-use winnerr_events::{CallAudio, LeadId, OrgId, UserId};
+use winnerr_events::{CallAudio, CallId, LeadId, OrgId, UserId};
 
 use crate::identity::StreamIdentity;
 use crate::stream::{self, StreamCommand};
@@ -81,6 +81,8 @@ struct Inner {
     /// Taken at [`Ingest::close`], so the voice stage sees the end of new calls.
     calls: std::sync::Mutex<Option<mpsc::Sender<CallAudio>>>,
     streams: DashMap<String, mpsc::Sender<StreamCommand>>,
+    /// Calls with a live stream here: one stream per call.
+    live_calls: dashmap::DashSet<CallId>,
     shutdown: CancellationToken,
     /// Open stream connections, so shutdown can wait for their close frames.
     connections: TaskTracker,
@@ -98,6 +100,7 @@ impl Ingest {
             config,
             calls: std::sync::Mutex::new(Some(calls)),
             streams: DashMap::new(),
+            live_calls: dashmap::DashSet::new(),
             shutdown,
             connections: TaskTracker::new(),
         }))
@@ -156,6 +159,16 @@ impl Ingest {
 
     pub(crate) fn unregister(&self, stream_sid: &str) {
         self.0.streams.remove(stream_sid);
+    }
+
+    /// Marks `call` as streaming here; false if it already is.
+    pub(crate) fn claim_call(&self, call: &CallId) -> bool {
+        self.0.live_calls.insert(call.clone())
+    }
+
+    /// `call`'s stream has ended.
+    pub(crate) fn release_call(&self, call: &CallId) {
+        self.0.live_calls.remove(call);
     }
 
     /// Streams live in this process now.

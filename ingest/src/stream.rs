@@ -82,6 +82,11 @@ impl Refusal {
         reason: "only 8 kHz mono audio/x-mulaw is supported",
         label: "unsupported_format",
     };
+    pub const DUPLICATE_STREAM: Refusal = Refusal {
+        code: 4005,
+        reason: "the call already has a live stream",
+        label: "duplicate_stream",
+    };
 }
 
 /// Something the server asks a live stream to send to Twilio.
@@ -316,7 +321,14 @@ impl Connection {
         let Some(calls) = self.ingest.calls() else {
             return Err(Refusal::SHUTTING_DOWN);
         };
+        // One live stream per call: a replayed `start` (its signature is valid, it is a copy)
+        // must not become a second call that ends the real one.
+        if !self.ingest.claim_call(&call.call_id) {
+            warn!(%stream_sid, call_id = %call.call_id, "a second stream for a live call refused");
+            return Err(Refusal::DUPLICATE_STREAM);
+        }
         if calls.send(audio).await.is_err() {
+            self.ingest.release_call(&call.call_id);
             return Err(Refusal::UNAVAILABLE);
         }
         self.ingest
@@ -408,6 +420,7 @@ impl Connection {
             // The voice stage may already be gone at shutdown; nothing is left to tell then.
             let _ = live.inputs.send(CallInput::Ended(ended)).await;
             self.ingest.unregister(&stream_sid);
+            self.ingest.release_call(&live.call.call_id);
             metrics::stream_ended(end_reason_label(reason));
         }
         if let Some(refusal) = close {

@@ -246,3 +246,49 @@ async fn media_timestamps_out_of_range_are_skipped_and_the_call_ends_intact() {
         r#"winnerr_ingest_bad_input_total{reason="timestamp_out_of_range",action="skipped"}"#;
     assert_eq!(metric(&page, series), 2.0, "{page}");
 }
+
+/// A replayed `start` (a copy of the real call's, validly signed) is refused with 4005 while the
+/// call is live, and changes nothing: the real call keeps its stream and ends once, completed,
+/// with all its frames. Before, the copy became a second stream whose end ended the real call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_stream_is_refused_and_the_real_call_goes_on() {
+    let test = spawn_app().await;
+    let simulator = test.simulator();
+    let mut manager = test.feed("acme", "manager-1", Role::Manager).await;
+    let mut real = CallScript::new(identity("acme", Some("agent-1"), None), caller_speech());
+    real.pace = Pace::RealTime;
+    let playing = test.play_in_background(&real);
+    test.until_live(1).await;
+    let replay = vec![
+        Message::Text(simulator.start_message(&real).into()),
+        media(&real.stream_sid, 2, 0, &encode_frame(&caller_speech(), 10)),
+    ];
+    let (code, reason) = send_and_close(&simulator, replay).await;
+    assert_eq!(code, 4005, "{reason}");
+    assert_eq!(
+        test.app.ingest.live_streams(),
+        1,
+        "the real stream is still live"
+    );
+    let report = playing.await.unwrap();
+    assert_eq!(report.close, Some((1000, "stream stopped".into())));
+    let events = manager.call_events(&call_id(&real.call_sid)).await;
+    let starts = events
+        .iter()
+        .filter(|e| matches!(e.event, Event::CallStarted(_)))
+        .count();
+    let ends: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::CallEnded(ended) => Some(ended),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts, 1);
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!(ends[0].reason, EndReason::Completed);
+    assert_eq!(ends[0].stats.frames[0], real.frames() as u64);
+    let page = test.metrics().await;
+    let series = r#"winnerr_ingest_bad_input_total{reason="duplicate_stream",action="closed"}"#;
+    assert_eq!(metric(&page, series), 1.0);
+}
