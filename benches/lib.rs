@@ -70,3 +70,29 @@ pub fn runtime() -> tokio::runtime::Runtime {
 pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
+
+/// A feed WebSocket of the engine.
+pub type FeedSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A manager of `org` following every call of it on `app`'s feed.
+pub async fn manager_feed(app: &winnerr::App, org: &str) -> FeedSocket {
+    use futures_util::SinkExt;
+    let token = app.gateway.auth().issue(
+        &winnerr_events::UserId::parse("manager-1").unwrap(),
+        &winnerr_events::OrgId::parse(org).unwrap(),
+        winnerr_events::Role::Manager,
+        Duration::from_secs(3600),
+    );
+    let (mut feed, _) =
+        tokio_tungstenite::connect_async(format!("{}?access_token={token}", app.feed_url()))
+            .await
+            .expect("the feed connects");
+    let subscribe = r#"{"type":"subscribe","channel":"calls"}"#;
+    feed.send(tokio_tungstenite::tungstenite::Message::Text(
+        subscribe.into(),
+    ))
+    .await
+    .expect("subscribe is sent");
+    feed
+}

@@ -9,11 +9,11 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 use winnerr::{App, Config};
-use winnerr_benches::{is_bench_run, machine, percentile, runtime};
-use winnerr_events::{Event, FeedMessage, OrgId, Role, UserId, now_ms};
+use winnerr_benches::{is_bench_run, machine, manager_feed, percentile, runtime};
+use winnerr_events::{Event, FeedMessage, OrgId, UserId, now_ms};
 use winnerr_ingest::simulator::decode_wav_8k;
 use winnerr_ingest::{CallScript, Pace, Simulator, StreamIdentity};
 
@@ -90,18 +90,7 @@ struct Round {
 }
 
 async fn round(app: &App, calls: usize) -> Round {
-    let token = app.gateway.auth().issue(
-        &UserId::parse("manager-1").unwrap(),
-        &OrgId::parse(ORG).unwrap(),
-        Role::Manager,
-        Duration::from_secs(3600),
-    );
-    let (mut feed, _) =
-        tokio_tungstenite::connect_async(format!("{}?access_token={token}", app.feed_url()))
-            .await
-            .unwrap();
-    let subscribe = r#"{"type":"subscribe","channel":"calls"}"#;
-    feed.send(Message::Text(subscribe.into())).await.unwrap();
+    let mut feed = manager_feed(app, ORG).await;
     let dropped_before = dropped_interims(app).await;
     let (cpu_before, started) = (cpu_seconds(), Instant::now());
     let simulator = Simulator::new(app.stream_url(), winnerr::config::DEV_TWILIO_AUTH_TOKEN);

@@ -16,12 +16,12 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 use winnerr::evaluate;
 use winnerr::{App, Config};
-use winnerr_benches::{is_bench_run, machine, percentile, runtime};
-use winnerr_events::{Event, FeedMessage, OrgId, Role, Track, UserId, now_ms};
+use winnerr_benches::{is_bench_run, machine, manager_feed, percentile, runtime};
+use winnerr_events::{Event, FeedMessage, OrgId, Track, UserId, now_ms};
 use winnerr_ingest::simulator::load_wav_8k;
 use winnerr_ingest::{CallScript, Pace, Simulator, StreamIdentity};
 use winnerr_models::text::word_errors;
@@ -159,27 +159,9 @@ struct Outcome {
     delays: Vec<f64>,
 }
 
-async fn manager_feed(
-    app: &App,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let token = app.gateway.auth().issue(
-        &UserId::parse("manager-1").unwrap(),
-        &OrgId::parse(ORG).unwrap(),
-        Role::Manager,
-        Duration::from_secs(3600),
-    );
-    let (mut feed, _) =
-        tokio_tungstenite::connect_async(format!("{}?access_token={token}", app.feed_url()))
-            .await
-            .unwrap();
-    let subscribe = r#"{"type":"subscribe","channel":"calls"}"#;
-    feed.send(Message::Text(subscribe.into())).await.unwrap();
-    feed
-}
-
 /// Plays `calls` real-time calls of `audio` (clips where `track` says) and collects the finals.
 async fn play(app: &App, track: &Track8k, audio: &[i16], calls: usize, pace: Pace) -> Outcome {
-    let mut feed = manager_feed(app).await;
+    let mut feed = manager_feed(app, ORG).await;
     let simulator = Simulator::new(app.stream_url(), winnerr::config::DEV_TWILIO_AUTH_TOKEN);
     // Calls are told apart on the feed by their agent.
     let mut starts = Vec::new();

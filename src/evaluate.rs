@@ -34,42 +34,57 @@ pub fn speech_manifest() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/audio/manifest.tsv")
 }
 
+/// A TSV file with a header: the header's names and each row's fields (blank lines skipped).
+struct Tsv {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Tsv {
+    fn read(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let split = |line: &str| line.split('\t').map(str::to_string).collect::<Vec<_>>();
+        let header = split(lines.next().context("empty manifest")?);
+        Ok(Self {
+            header,
+            rows: lines.map(split).collect(),
+        })
+    }
+
+    /// The index of the column `name`.
+    fn column(&self, name: &str) -> anyhow::Result<usize> {
+        self.header
+            .iter()
+            .position(|h| h == name)
+            .with_context(|| format!("no {name} column"))
+    }
+
+    /// Field `column` of `row`.
+    fn field<'a>(row: &'a [String], column: usize) -> anyhow::Result<&'a str> {
+        row.get(column)
+            .map(String::as_str)
+            .with_context(|| format!("short line: {}", row.join("\t")))
+    }
+}
+
 /// Reads a manifest TSV with a header; the file column is relative to the manifest.
 pub fn read_manifest(path: &Path) -> anyhow::Result<Vec<Clip>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let tsv = Tsv::read(path)?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .context("empty manifest")?
-        .split('\t')
-        .collect();
-    let column = |name: &str| {
-        header
-            .iter()
-            .position(|h| *h == name)
-            .with_context(|| format!("no {name} column"))
-    };
     let (id, file, reference) = (
-        column("id")?,
-        column("file")?,
-        column("reference_transcript")?,
+        tsv.column("id")?,
+        tsv.column("file")?,
+        tsv.column("reference_transcript")?,
     );
-    lines
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let fields: Vec<&str> = line.split('\t').collect();
-            let get = |i: usize| {
-                fields
-                    .get(i)
-                    .copied()
-                    .with_context(|| format!("short line: {line}"))
-            };
+    tsv.rows
+        .iter()
+        .map(|row| {
             Ok(Clip {
-                id: get(id)?.to_string(),
-                path: dir.join(get(file)?),
-                reference: get(reference)?.to_string(),
+                id: Tsv::field(row, id)?.to_string(),
+                path: dir.join(Tsv::field(row, file)?),
+                reference: Tsv::field(row, reference)?.to_string(),
             })
         })
         .collect()
@@ -276,29 +291,15 @@ pub fn numbers_manifest() -> PathBuf {
 /// digit strings, space-separated).
 pub fn read_number_manifest(path: &Path) -> anyhow::Result<Vec<NumberClip>> {
     let clips = read_manifest(path)?;
-    let text = std::fs::read_to_string(path)?;
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines
-        .next()
-        .context("empty manifest")?
-        .split('\t')
-        .collect();
-    let column = |name: &str| {
-        header
-            .iter()
-            .position(|h| *h == name)
-            .with_context(|| format!("no {name} column"))
-    };
-    let (class, digits) = (column("class")?, column("digits")?);
+    let tsv = Tsv::read(path)?;
+    let (class, digits) = (tsv.column("class")?, tsv.column("digits")?);
     clips
         .into_iter()
-        .zip(lines)
-        .map(|(clip, line)| {
-            let fields: Vec<&str> = line.split('\t').collect();
-            let field = |i: usize| fields.get(i).copied().unwrap_or_default();
+        .zip(&tsv.rows)
+        .map(|(clip, row)| {
             Ok(NumberClip {
-                class: field(class).to_string(),
-                digits: field(digits)
+                class: Tsv::field(row, class)?.to_string(),
+                digits: Tsv::field(row, digits)?
                     .split_whitespace()
                     .map(str::to_string)
                     .collect(),

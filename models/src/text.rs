@@ -4,7 +4,8 @@
 //! "10" → "ten", "45" → "forty five"; longer digit strings, and any with a leading zero, digit by
 //! digit, "2934" → "two nine three four", as phone numbers and codes are read).
 
-const ONES: [&str; 20] = [
+/// Number words below twenty, by value.
+pub(crate) const ONES: [&str; 20] = [
     "zero",
     "one",
     "two",
@@ -26,7 +27,8 @@ const ONES: [&str; 20] = [
     "eighteen",
     "nineteen",
 ];
-const TENS: [&str; 10] = [
+/// Tens words by their digit (none for 0 and 1).
+pub(crate) const TENS: [&str; 10] = [
     "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
 ];
 

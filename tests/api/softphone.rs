@@ -38,19 +38,8 @@ async fn a_softphone_streams_opus_into_the_voice_pipeline() {
     }
 
     let token = test.token("acme", "agent-1", Role::Agent);
-    let (mut phone, _) = tokio_tungstenite::connect_async(format!(
-        "{base}?access_token={token}&lead_id=lead-1&track=inbound"
-    ))
-    .await
-    .expect("the softphone connects");
-    let call_id = match phone.next().await {
-        Some(Ok(Message::Text(text))) => {
-            let started: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
-            assert_eq!(started["event"], "started");
-            started["call_id"].as_str().unwrap().to_owned()
-        }
-        other => panic!("expected started, got {other:?}"),
-    };
+    let query = format!("access_token={token}&lead_id=lead-1&track=inbound");
+    let (mut phone, call_id) = softphone(&test, &query).await;
 
     // Real speech, encoded as a browser would (20 ms Opus packets), sent in real time, with a
     // packet that is not Opus among them; then a second of silence and stop.
@@ -116,37 +105,53 @@ async fn a_softphone_streams_opus_into_the_voice_pipeline() {
     );
 }
 
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A softphone connected with `query` (its token and options), and its call's id from `started`.
+async fn softphone(test: &TestApp, query: &str) -> (Socket, String) {
+    let base = test.app.feed_url().replace("/feed", "/softphone/stream");
+    let (mut phone, _) = tokio_tungstenite::connect_async(format!("{base}?{query}"))
+        .await
+        .expect("the softphone connects");
+    let call_id = match phone.next().await {
+        Some(Ok(Message::Text(text))) => {
+            let started: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+            assert_eq!(started["event"], "started");
+            started["call_id"].as_str().unwrap().to_owned()
+        }
+        other => panic!("expected started, got {other:?}"),
+    };
+    (phone, call_id)
+}
+
+/// A listener on `call_id` with `token`, after the first message (returned).
+async fn listener(test: &TestApp, call_id: &str, token: &str) -> (Socket, serde_json::Value) {
+    let listen = test.app.feed_url().replace("/feed", "/listen");
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("{listen}/{call_id}?access_token={token}"))
+            .await
+            .expect("the manager listens");
+    match socket.next().await {
+        Some(Ok(Message::Text(text))) => {
+            let hello = serde_json::from_str(text.as_str()).unwrap();
+            (socket, hello)
+        }
+        other => panic!("expected the listening message, got {other:?}"),
+    }
+}
+
 /// Listen-in of a softphone call plays at the call's own rate: the listener is told 16 kHz, each
 /// 20 ms packet decodes to 20 ms at 16 kHz, and a second of speech is a second of packets (the
 /// route assumed 8 kHz and played softphone calls at half speed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_in_of_a_softphone_call_plays_at_its_own_rate() {
     let test = spawn_app().await;
-    let base = test.app.feed_url().replace("/feed", "/softphone/stream");
     let token = test.token("acme", "agent-1", Role::Agent);
-    let (mut phone, _) = tokio_tungstenite::connect_async(format!("{base}?access_token={token}"))
-        .await
-        .expect("the softphone connects");
-    let call_id = match phone.next().await {
-        Some(Ok(Message::Text(text))) => {
-            let started: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
-            started["call_id"].as_str().unwrap().to_owned()
-        }
-        other => panic!("expected started, got {other:?}"),
-    };
-    let listen = test.app.feed_url().replace("/feed", "/listen");
+    let (mut phone, call_id) = softphone(&test, &format!("access_token={token}")).await;
     let manager = test.token("acme", "manager-1", Role::Manager);
-    let (mut listener, _) =
-        tokio_tungstenite::connect_async(format!("{listen}/{call_id}?access_token={manager}"))
-            .await
-            .expect("the manager listens");
-    match listener.next().await {
-        Some(Ok(Message::Text(text))) => {
-            let hello: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
-            assert_eq!(hello["sample_rate"], 16_000, "{hello}");
-        }
-        other => panic!("expected the listening message, got {other:?}"),
-    }
+    let (mut listener, hello) = listener(&test, &call_id, &manager).await;
+    assert_eq!(hello["sample_rate"], 16_000, "{hello}");
     // One second of speech, 50 packets of 20 ms, in real time; then stop.
     let speech: Vec<i16> = caller_speech().into_iter().take(8_000).collect();
     let mut encoder =
@@ -208,27 +213,9 @@ async fn softphone_and_listen_in_close_when_the_token_expires() {
             Duration::from_secs(seconds),
         )
     };
-    let base = test.app.feed_url().replace("/feed", "/softphone/stream");
-    let (mut phone, _) = tokio_tungstenite::connect_async(format!(
-        "{base}?access_token={}",
-        issue("agent-1", Role::Agent, 3)
-    ))
-    .await
-    .expect("the softphone connects");
-    let call_id = match phone.next().await {
-        Some(Ok(Message::Text(text))) => {
-            let started: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
-            started["call_id"].as_str().unwrap().to_owned()
-        }
-        other => panic!("expected started, got {other:?}"),
-    };
-    let listen = test.app.feed_url().replace("/feed", "/listen");
-    let (mut listener, _) = tokio_tungstenite::connect_async(format!(
-        "{listen}/{call_id}?access_token={}",
-        issue("manager-2", Role::Manager, 1)
-    ))
-    .await
-    .expect("the manager listens");
+    let query = format!("access_token={}", issue("agent-1", Role::Agent, 3));
+    let (mut phone, call_id) = softphone(&test, &query).await;
+    let (mut listener, _) = listener(&test, &call_id, &issue("manager-2", Role::Manager, 1)).await;
     let close_code = |message: Option<Result<Message, _>>| match message {
         Some(Ok(Message::Close(Some(frame)))) => Some(u16::from(frame.code)),
         _ => None,

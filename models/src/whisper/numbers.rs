@@ -9,6 +9,8 @@
 //! is a zero only before digits, "double" only before a digit, and a cardinal in words only when
 //! it has two words or more and parses as one number ("twenty twenty seven" stays).
 
+use crate::text::{ONES, TENS};
+
 /// A token split from the punctuation around it: ("(", "Five", ",").
 fn split_punctuation(token: &str) -> (&str, &str, &str) {
     let start = token
@@ -22,14 +24,11 @@ fn split_punctuation(token: &str) -> (&str, &str, &str) {
 
 /// The digit a spoken digit word stands for ("oh" included).
 fn digit_word(word: &str) -> Option<char> {
-    let digits = [
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-    ];
     let lower = word.to_ascii_lowercase();
     if lower == "oh" {
         return Some('0');
     }
-    let i = digits.iter().position(|d| *d == lower)?;
+    let i = ONES[..10].iter().position(|d| *d == lower)?;
     Some(char::from(b'0' + i as u8))
 }
 
@@ -159,39 +158,15 @@ fn digit_run(tokens: &[Token], start: usize) -> Option<(String, usize)> {
     Some((format!("{}{}", tokens[start].lead, groups.join(" ")), j))
 }
 
+/// A number word below a hundred: its value, and whether it is a tens word ("twenty").
 fn small_number(word: &str) -> Option<(u64, bool)> {
-    const ONES: [&str; 20] = [
-        "zero",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "eleven",
-        "twelve",
-        "thirteen",
-        "fourteen",
-        "fifteen",
-        "sixteen",
-        "seventeen",
-        "eighteen",
-        "nineteen",
-    ];
-    const TENS: [&str; 8] = [
-        "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
-    ];
     let lower = word.to_ascii_lowercase();
     if let Some(i) = ONES.iter().position(|w| *w == lower) {
         return Some((i as u64, false));
     }
     TENS.iter()
-        .position(|w| *w == lower)
-        .map(|i| (20 + 10 * i as u64, true))
+        .position(|w| !w.is_empty() && *w == lower)
+        .map(|i| (10 * i as u64, true))
 }
 
 /// What the last word of a cardinal in words was: which word may follow.
