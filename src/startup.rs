@@ -106,6 +106,7 @@ impl App {
                 auth_token: config.twilio_auth_token.clone(),
                 verify_signatures: !config.twilio_insecure_skip_signature,
                 public_url: config.public_url.clone(),
+                tls: config.tls_cert.is_some(),
                 max_message_bytes: config.max_message_bytes,
                 call_queue: config.call_queue,
                 dial: config.twilio_dial.clone(),
@@ -213,6 +214,12 @@ impl App {
         if config.uses_dev_secrets() {
             warn!(
                 "using the built-in development secrets; set WINNERR_JWT_SECRET and TWILIO_AUTH_TOKEN in production"
+            );
+        }
+        if !addr.ip().is_loopback() && config.public_url.is_none() {
+            warn!(
+                %addr,
+                "listening beyond loopback without WINNERR_PUBLIC_URL: Twilio signatures are checked against the Host header's URL; set the URL Twilio is configured with"
             );
         }
         gateway.set_ready(true);

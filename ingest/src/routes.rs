@@ -40,8 +40,10 @@ pub struct IngestConfig {
     pub verify_signatures: bool,
     /// The URL Twilio reaches this server at (e.g. `https://voice.example.com`), used to check
     /// signatures behind a proxy and to build the stream URL. Without it, the `Host` header is
-    /// used with plain `http`/`ws`.
+    /// used, with `https`/`wss` when this server serves TLS itself and `http`/`ws` otherwise.
     pub public_url: Option<String>,
+    /// This server terminates TLS itself (no proxy in front).
+    pub tls: bool,
     /// Largest text frame accepted from Twilio, in bytes.
     pub max_message_bytes: usize,
     /// Depth of each call's queue towards the voice stage (frames; full means drop newest).
@@ -56,6 +58,7 @@ impl Default for IngestConfig {
             auth_token: String::new(),
             verify_signatures: true,
             public_url: None,
+            tls: false,
             max_message_bytes: 64 * 1024,
             call_queue: 500,
             dial: Dial::Agent,
@@ -194,7 +197,10 @@ impl Ingest {
     fn base_url(&self, headers: &HeaderMap) -> Option<String> {
         match &self.0.config.public_url {
             Some(url) => Some(url.trim_end_matches('/').to_owned()),
-            None => Some(format!("http://{}", headers.get(HOST)?.to_str().ok()?)),
+            None => {
+                let scheme = if self.0.config.tls { "https" } else { "http" };
+                Some(format!("{scheme}://{}", headers.get(HOST)?.to_str().ok()?))
+            }
         }
     }
 
@@ -219,9 +225,12 @@ impl Ingest {
         let signature = headers
             .get("x-twilio-signature")
             .and_then(|v| v.to_str().ok());
+        let key = &self.0.config.auth_token;
         match signature {
             Some(signature)
-                if signature::verify(&self.0.config.auth_token, &url, params, signature) =>
+                if with_and_without_default_port(&url)
+                    .iter()
+                    .any(|url| signature::verify(key, url, params, signature)) =>
             {
                 Ok(())
             }
@@ -253,6 +262,28 @@ impl IntoResponse for Forbidden {
 }
 
 /// The `ws`/`wss` form of an `http`/`https` URL.
+/// `url`, and the same URL with its scheme's default port written out or left out (`:443` for
+/// https/wss, `:80` for http/ws): Twilio signs the URL as it was configured, and its own
+/// validators accept either form. A URL with another port is only itself.
+pub fn with_and_without_default_port(url: &str) -> Vec<String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return vec![url.to_owned()];
+    };
+    let default = match scheme {
+        "https" | "wss" => ":443",
+        "http" | "ws" => ":80",
+        _ => return vec![url.to_owned()],
+    };
+    let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let host_end = authority.rfind(']').map_or(0, |i| i + 1);
+    let other = match authority.strip_suffix(default) {
+        Some(host) => format!("{scheme}://{host}{path}"),
+        None if authority[host_end..].contains(':') => return vec![url.to_owned()],
+        None => format!("{scheme}://{authority}{default}{path}"),
+    };
+    vec![url.to_owned(), other]
+}
+
 pub fn websocket_url(url: &str) -> String {
     if let Some(rest) = url.strip_prefix("https://") {
         format!("wss://{rest}")
@@ -346,4 +377,33 @@ async fn voice_webhook(
     let xml = twiml::stream_then_dial(&stream_url, &parameters, &ingest.config().dial, agent);
     metrics::webhook("ok");
     ([(CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_and_without_default_port as forms;
+
+    #[test]
+    fn a_default_port_is_accepted_written_or_left_out() {
+        assert_eq!(
+            forms("https://voice.example.com/twilio/voice?org=a"),
+            [
+                "https://voice.example.com/twilio/voice?org=a",
+                "https://voice.example.com:443/twilio/voice?org=a"
+            ]
+        );
+        assert_eq!(
+            forms("wss://voice.example.com:443/twilio/stream"),
+            [
+                "wss://voice.example.com:443/twilio/stream",
+                "wss://voice.example.com/twilio/stream"
+            ]
+        );
+        assert_eq!(
+            forms("http://[::1]/x"),
+            ["http://[::1]/x", "http://[::1]:80/x"]
+        );
+        assert_eq!(forms("https://host:8443/x"), ["https://host:8443/x"]);
+        assert_eq!(forms("http://[::1]:8080/x"), ["http://[::1]:8080/x"]);
+    }
 }

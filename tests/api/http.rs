@@ -272,3 +272,31 @@ async fn with_a_certificate_the_server_speaks_only_tls() {
         "plain HTTP was served"
     );
 }
+
+/// Twilio signs the URL it was configured with: behind WINNERR_PUBLIC_URL, the `:443`-explicit
+/// and the implicit form both verify (as Twilio's own validators accept), another scheme does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_voice_webhook_accepts_both_forms_of_the_default_port() {
+    let test = spawn_app_with(|c| c.public_url = Some("https://voice.example.test".into())).await;
+    let path = "/twilio/voice?org=acme&agent=agent-1";
+    let (body, params) = form(&[("CallSid", &format!("CA{}", "b".repeat(32)))]);
+    let client = reqwest::Client::new();
+    for (signed_over, status) in [
+        ("https://voice.example.test", 200),
+        ("https://voice.example.test:443", 200),
+        ("http://voice.example.test", 403),
+        ("https://voice.example.test:8443", 403),
+    ] {
+        let url = format!("{signed_over}{path}");
+        let signature = signature::sign(&test.config.twilio_auth_token, &url, &params);
+        let response = client
+            .post(format!("{}{path}", test.app.http_url()))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("X-Twilio-Signature", signature)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "signed over {url}");
+    }
+}
