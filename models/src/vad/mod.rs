@@ -1,4 +1,4 @@
-//! Silero VAD v5 in Candle: the probability that a short chunk of audio is speech, with the state
+//! Silero VAD v5, its weights loaded with Candle and run as plain loops (see [`SileroVad`]): the probability that a short chunk of audio is speech, with the state
 //! (an LSTM's, and the last samples as context) carried from chunk to chunk of one track.
 //!
 //! The network, per chunk (512 samples at 16 kHz or 256 at 8 kHz, after 64 / 32 samples of
@@ -113,21 +113,97 @@ pub fn convert_onnx(onnx_path: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// One rate's weights.
-struct Branch {
-    basis: Tensor,
-    encoder: Vec<(Tensor, Tensor)>,
-    /// LSTM weights, input and hidden side stacked: [512, 256]; biases summed: [512].
-    lstm_w: Tensor,
-    lstm_b: Tensor,
-    decoder_w: Tensor,
-    decoder_b: Tensor,
+/// A 1-d convolution's weights: [out][in][kernel], and a bias per output channel.
+struct Conv {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    outputs: usize,
+    inputs: usize,
+    kernel: usize,
 }
 
-/// The loaded model: both rates, shared by every track.
+impl Conv {
+    fn from_tensors(weight: &Tensor, bias: Option<&Tensor>) -> Result<Self> {
+        let (outputs, inputs, kernel) = weight.dims3()?;
+        Ok(Self {
+            weight: weight.flatten_all()?.to_vec1::<f32>()?,
+            bias: match bias {
+                Some(b) => b.flatten_all()?.to_vec1::<f32>()?,
+                None => vec![0.0; outputs],
+            },
+            outputs,
+            inputs,
+            kernel,
+        })
+    }
+
+    /// `input` ([inputs][len]) through the convolution with zero `padding` and `stride`:
+    /// [outputs][out_len] and out_len. Each output is one dot product of a filter with the
+    /// window it sees (laid out as the filter is: input channel, then tap).
+    fn forward(
+        &self,
+        input: &[f32],
+        len: usize,
+        padding: usize,
+        stride: usize,
+    ) -> (Vec<f32>, usize) {
+        let out_len = (len + 2 * padding - self.kernel) / stride + 1;
+        let width = self.inputs * self.kernel;
+        let mut window = vec![0.0f32; width];
+        let mut out = vec![0.0f32; self.outputs * out_len];
+        for t in 0..out_len {
+            for i in 0..self.inputs {
+                for k in 0..self.kernel {
+                    // Position in the unpadded signal; outside it is the zero padding.
+                    let at = (t * stride + k).checked_sub(padding).filter(|&p| p < len);
+                    window[i * self.kernel + k] = at.map_or(0.0, |p| input[i * len + p]);
+                }
+            }
+            for o in 0..self.outputs {
+                let filter = &self.weight[o * width..(o + 1) * width];
+                out[o * out_len + t] = self.bias[o] + dot(filter, &window);
+            }
+        }
+        (out, out_len)
+    }
+}
+
+/// The dot product of two equal-length slices, in eight lanes so that it vectorizes.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a8.zip(b8) {
+        for lane in 0..8 {
+            lanes[lane] += x[lane] * y[lane];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// One rate's weights.
+struct Branch {
+    /// The STFT basis as a convolution: [2 × bins][1][window], stride half the window.
+    basis: Conv,
+    encoder: Vec<Conv>,
+    /// LSTM weights, input and hidden side side by side: [512][256]; biases summed: [512].
+    lstm_w: Vec<f32>,
+    lstm_b: Vec<f32>,
+    decoder_w: Vec<f32>,
+    decoder_b: f32,
+}
+
+/// The loaded model: both rates, shared by every track. It runs as plain loops over the weights
+/// on the caller's thread: Candle's CPU convolutions spread each (tiny) operation over rayon's
+/// global pool, which the speech worker's Whisper keeps busy, so every 32 ms chunk of every
+/// track would wait for it; the whole network is 0.7 M multiply-adds a chunk.
 pub struct SileroVad {
     branches: [Branch; 2],
-    device: Device,
 }
 
 /// One track's state between chunks.
@@ -172,32 +248,31 @@ impl SileroVad {
                 })
         };
         let mut branch = |rate: VadRate| -> Result<Branch> {
-            let basis = take(rate, TENSORS[0])?;
+            let basis = Conv::from_tensors(&take(rate, TENSORS[0])?, None)?;
             let mut encoder = Vec::new();
             for i in 0..4 {
-                encoder.push((
+                let (w, b) = (
                     take(rate, TENSORS[1 + 2 * i])?,
                     take(rate, TENSORS[2 + 2 * i])?,
-                ));
+                );
+                encoder.push(Conv::from_tensors(&w, Some(&b))?);
             }
             let (w_ih, w_hh) = (take(rate, TENSORS[9])?, take(rate, TENSORS[10])?);
             let (b_ih, b_hh) = (take(rate, TENSORS[11])?, take(rate, TENSORS[12])?);
+            let decoder_b = take(rate, TENSORS[14])?.flatten_all()?.to_vec1::<f32>()?;
             Ok(Branch {
                 basis,
                 encoder,
-                lstm_w: Tensor::cat(&[w_ih, w_hh], 1)?.t()?.contiguous()?,
-                lstm_b: (b_ih + b_hh)?,
-                decoder_w: take(rate, TENSORS[13])?
-                    .reshape((1, HIDDEN))?
-                    .t()?
-                    .contiguous()?,
-                decoder_b: take(rate, TENSORS[14])?,
+                lstm_w: Tensor::cat(&[w_ih, w_hh], 1)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?,
+                lstm_b: (b_ih + b_hh)?.to_vec1::<f32>()?,
+                decoder_w: take(rate, TENSORS[13])?.flatten_all()?.to_vec1::<f32>()?,
+                decoder_b: decoder_b.first().copied().unwrap_or_default(),
             })
         };
-        let branches = [branch(VadRate::Phone8k)?, branch(VadRate::Wide16k)?];
         Ok(Self {
-            branches,
-            device: device.clone(),
+            branches: [branch(VadRate::Phone8k)?, branch(VadRate::Wide16k)?],
         })
     }
 
@@ -219,33 +294,35 @@ impl SileroVad {
         let mut input = Vec::with_capacity(chunk.len() + 2 * context);
         input.extend_from_slice(&state.context);
         input.extend_from_slice(chunk);
-        let reflected: Vec<f32> = (1..=context).map(|i| chunk[chunk.len() - 1 - i]).collect();
-        input.extend(reflected);
+        input.extend((1..=context).map(|i| chunk[chunk.len() - 1 - i]));
         state
             .context
             .copy_from_slice(&chunk[chunk.len() - context..]);
 
-        let x = Tensor::from_vec(input, (1, 1, chunk.len() + 2 * context), &self.device)?;
-        let stride = branch.basis.dim(2)? / 2;
-        let spectrum = x.conv1d(&branch.basis, 0, stride, 1, 1)?;
-        let bins = branch.basis.dim(0)? / 2;
-        let real = spectrum.narrow(1, 0, bins)?;
-        let imaginary = spectrum.narrow(1, bins, bins)?;
-        let mut x = (real.sqr()? + imaginary.sqr()?)?.sqrt()?;
-        for ((w, b), stride) in branch.encoder.iter().zip(ENCODER_STRIDES) {
-            x = x
-                .conv1d(w, 1, stride, 1, 1)?
-                .broadcast_add(&b.reshape((1, (), 1))?)?
-                .relu()?;
+        let stride = branch.basis.kernel / 2;
+        let (spectrum, frames) = branch.basis.forward(&input, input.len(), 0, stride);
+        let bins = branch.basis.outputs / 2;
+        let (real, imaginary) = spectrum.split_at(bins * frames);
+        let mut x: Vec<f32> = real
+            .iter()
+            .zip(imaginary)
+            .map(|(re, im)| (re * re + im * im).sqrt())
+            .collect();
+        let mut len = frames;
+        for (conv, stride) in branch.encoder.iter().zip(ENCODER_STRIDES) {
+            let (out, out_len) = conv.forward(&x, len, 1, stride);
+            x = out.into_iter().map(|v| v.max(0.0)).collect();
+            len = out_len;
         }
-        // One time step is left: the LSTM cell's input.
-        let features = x.squeeze(0)?.t()?.narrow(0, x.dim(2)? - 1, 1)?;
-        let h = Tensor::from_slice(&state.h, (1, HIDDEN), &self.device)?;
-        let gates = Tensor::cat(&[features, h], 1)?
-            .matmul(&branch.lstm_w)?
-            .broadcast_add(&branch.lstm_b)?
-            .squeeze(0)?
-            .to_vec1::<f32>()?;
+        // One time step is left (the last if more): the LSTM cell's input, then its state.
+        let features = (0..HIDDEN).map(|c| x[c * len + len - 1]);
+        let joined: Vec<f32> = features.chain(state.h.iter().copied()).collect();
+        let gates: Vec<f32> = (0..4 * HIDDEN)
+            .map(|g| {
+                let row = &branch.lstm_w[g * 2 * HIDDEN..(g + 1) * 2 * HIDDEN];
+                branch.lstm_b[g] + dot(row, &joined)
+            })
+            .collect();
         // PyTorch's gate order: input, forget, cell, output.
         for j in 0..HIDDEN {
             let i = sigmoid(gates[j]);
@@ -255,13 +332,14 @@ impl SileroVad {
             state.c[j] = f * state.c[j] + i * g;
             state.h[j] = o * state.c[j].tanh();
         }
-        let h = Tensor::from_slice(&state.h, (1, HIDDEN), &self.device)?.relu()?;
-        let logit = h
-            .matmul(&branch.decoder_w)?
-            .broadcast_add(&branch.decoder_b)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        Ok(sigmoid(logit[0]))
+        let logit = branch.decoder_b
+            + branch
+                .decoder_w
+                .iter()
+                .zip(&state.h)
+                .map(|(w, h)| w * h.max(0.0))
+                .sum::<f32>();
+        Ok(sigmoid(logit))
     }
 }
 
