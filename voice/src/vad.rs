@@ -56,6 +56,8 @@ pub(crate) enum Gate {
     Silero {
         model: Arc<SileroVad>,
         threshold: f32,
+        /// The energy threshold, for a rate the model has no weights for.
+        threshold_dbfs: f32,
         /// Created at the first frame, for its rate.
         state: Option<VadState>,
         /// Samples not yet in a whole chunk.
@@ -71,6 +73,7 @@ impl Gate {
             SpeechDetector::Silero { model, threshold } => Self::Silero {
                 model: model.clone(),
                 threshold: *threshold,
+                threshold_dbfs,
                 state: None,
                 pending: Vec::with_capacity(1024),
                 probability: 0.0,
@@ -85,13 +88,14 @@ impl Gate {
             Self::Silero {
                 model,
                 threshold,
+                threshold_dbfs,
                 state,
                 pending,
                 probability,
             } => {
                 let Some(rate) = VadRate::from_hz(sample_rate) else {
                     // No weights for this rate (ingest accepts 8 and 16 kHz only).
-                    return level_dbfs(samples) > -40.0;
+                    return level_dbfs(samples) > *threshold_dbfs;
                 };
                 let state = state.get_or_insert_with(|| VadState::new(rate));
                 pending.extend(samples.iter().map(|&s| f32::from(s) / 32768.0));
