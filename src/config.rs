@@ -60,9 +60,16 @@ pub struct Config {
     #[arg(long, env = "WINNERR_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// HS256 secret that signs and checks the bearer tokens of feeds and APIs.
+    /// HS256 secret that signs and checks the bearer tokens of feeds and APIs. Left unset with
+    /// an identity provider (`WINNERR_JWKS_FILE`), HS256 tokens are refused.
     #[arg(long, env = "WINNERR_JWT_SECRET", default_value = DEV_JWT_SECRET, hide_default_value = true)]
     pub jwt_secret: String,
+
+    /// A development server: the published development secrets are accepted even where the
+    /// configuration looks like production (an identity provider, a public URL, TLS, or a
+    /// listener beyond loopback), which otherwise refuses to start with them.
+    #[arg(long, env = "WINNERR_DEVELOPMENT")]
+    pub development: bool,
 
     /// Certificate chain (PEM) to serve HTTPS and WSS directly, for deployments without a
     /// terminating proxy (Twilio connects only over wss on 443); needs `WINNERR_TLS_KEY`.
@@ -130,6 +137,24 @@ pub struct Config {
     /// (`too_many_subscriptions`).
     #[arg(long, env = "WINNERR_FEED_MAX_SUBSCRIPTIONS", default_value_t = 64)]
     pub feed_max_subscriptions: usize,
+
+    /// TCP connections the server holds at once (lowered at start to fit the process's
+    /// descriptor limit); one more is answered 503 and closed.
+    #[arg(long, env = "WINNERR_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// TCP connections the server holds at once from one source address.
+    #[arg(
+        long,
+        env = "WINNERR_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 1_000
+    )]
+    pub max_connections_per_address: usize,
+
+    /// Seconds a client has to send a request's headers (the first on a connection, and each
+    /// next one on a kept-alive connection, which is closed after this long idle).
+    #[arg(long, env = "WINNERR_HTTP_HEADER_TIMEOUT", default_value_t = 10.0)]
+    pub http_header_timeout: f64,
 
     /// Seconds between the gateway's pings to feed clients; a client silent for twice this
     /// is closed (4002) and leaves presence.
@@ -277,6 +302,10 @@ impl Config {
     pub fn feed_heartbeat(&self) -> std::time::Duration {
         std::time::Duration::from_secs_f64(self.feed_heartbeat)
     }
+
+    pub fn http_header_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.http_header_timeout)
+    }
 }
 
 fn parse_dial(value: &str) -> Result<Dial, String> {
@@ -319,6 +348,17 @@ impl Config {
         if !(self.feed_heartbeat.is_finite() && (0.05..=3600.0).contains(&self.feed_heartbeat)) {
             return Err("WINNERR_FEED_HEARTBEAT must be between 0.05 and 3600 seconds".into());
         }
+        if !(self.http_header_timeout.is_finite()
+            && (0.1..=3600.0).contains(&self.http_header_timeout))
+        {
+            return Err("WINNERR_HTTP_HEADER_TIMEOUT must be between 0.1 and 3600 seconds".into());
+        }
+        if self.max_connections == 0 || self.max_connections_per_address == 0 {
+            return Err(
+                "WINNERR_MAX_CONNECTIONS and WINNERR_MAX_CONNECTIONS_PER_ADDRESS must be at least 1"
+                    .into(),
+            );
+        }
         self.jwks()?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("WINNERR_TLS_CERT and WINNERR_TLS_KEY go together".into());
@@ -330,6 +370,17 @@ impl Config {
         }
         if self.jwt_secret.len() < 16 {
             return Err("WINNERR_JWT_SECRET must be at least 16 bytes".into());
+        }
+        if let Some(signal) = self.production_signal() {
+            let dev = self.dev_secrets();
+            if !dev.is_empty() && !self.development {
+                return Err(format!(
+                    "{signal} looks like production, but {} still hold the published development values: \
+                     anyone could sign tokens, streams or read the data. Set them, or WINNERR_DEVELOPMENT=true \
+                     for a development server",
+                    dev.join(", ")
+                ));
+            }
         }
         if self.twilio_auth_token.is_empty() {
             return Err("TWILIO_AUTH_TOKEN must not be empty".into());
@@ -404,9 +455,54 @@ impl Config {
 
     /// Whether secrets are still the development defaults.
     pub fn uses_dev_secrets(&self) -> bool {
-        self.jwt_secret == DEV_JWT_SECRET
-            || self.twilio_auth_token == DEV_TWILIO_AUTH_TOKEN
-            || self.encryption_keys == winnerr_store::crypto::DEV_KEYS
+        !self.dev_secrets().is_empty()
+    }
+
+    /// The settings still at their published development values (an HS256 secret that is off
+    /// does not count).
+    pub fn dev_secrets(&self) -> Vec<&'static str> {
+        [
+            (
+                "WINNERR_JWT_SECRET",
+                self.hs256() && self.jwt_secret == DEV_JWT_SECRET,
+            ),
+            (
+                "TWILIO_AUTH_TOKEN",
+                self.twilio_auth_token == DEV_TWILIO_AUTH_TOKEN,
+            ),
+            (
+                "WINNERR_ENCRYPTION_KEYS",
+                self.encryption_keys == winnerr_store::crypto::DEV_KEYS,
+            ),
+            (
+                "WINNERR_LOOKUP_KEY",
+                self.lookup_key == winnerr_store::crypto::DEV_LOOKUP_KEY,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, dev)| dev.then_some(name))
+        .collect()
+    }
+
+    /// Whether HS256 tokens are accepted: always, except with an identity provider and no
+    /// secret of the engine's own (its tokens are the only ones then).
+    pub fn hs256(&self) -> bool {
+        !(self.jwks_file.is_some() && self.jwt_secret == DEV_JWT_SECRET)
+    }
+
+    /// What makes this configuration look like production, if anything does.
+    pub fn production_signal(&self) -> Option<&'static str> {
+        if self.jwks_file.is_some() {
+            Some("an identity provider (WINNERR_JWKS_FILE)")
+        } else if self.public_url.is_some() {
+            Some("a public URL (WINNERR_PUBLIC_URL)")
+        } else if self.tls_cert.is_some() {
+            Some("TLS (WINNERR_TLS_CERT)")
+        } else if !self.listen.ip().is_loopback() {
+            Some("a listener beyond loopback (WINNERR_LISTEN)")
+        } else {
+            None
+        }
     }
 
     /// Whether this process runs `role`.
@@ -608,5 +704,66 @@ mod config_file_tests {
         config.database_migration_url = Some("sqlite://x.db".into());
         let refused = config.validate().unwrap_err();
         assert!(refused.contains("DATABASE_MIGRATION_URL"), "{refused}");
+    }
+
+    /// A configuration that looks like production refuses to start with any published
+    /// development secret, unless it says it is a development server; with an identity provider
+    /// and no secret of its own, HS256 is off rather than the development secret.
+    #[test]
+    fn production_refuses_the_development_secrets() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let looks_like_production: [(&str, fn(&mut Config)); 4] = [
+            ("WINNERR_JWKS_FILE", |c| {
+                c.jwks_file = Some(
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("gateway/tests/fixtures/idp-test-jwks.json"),
+                )
+            }),
+            ("WINNERR_PUBLIC_URL", |c| {
+                c.public_url = Some("https://voice.example.test".into())
+            }),
+            ("WINNERR_TLS_CERT", |c| {
+                let tls =
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+                c.tls_cert = Some(tls.join("cert.pem"));
+                c.tls_key = Some(tls.join("key.pem"));
+            }),
+            ("WINNERR_LISTEN", |c| {
+                c.listen = "0.0.0.0:8080".parse().unwrap()
+            }),
+        ];
+        assert!(root.join("tests/fixtures/tls/cert.pem").is_file());
+        let secrets = |c: &mut Config| {
+            c.jwt_secret = "a-real-secret-of-32-bytes-000000".into();
+            c.twilio_auth_token = "a-real-twilio-token".into();
+            c.encryption_keys = "k2:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into();
+            c.lookup_key = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=".into();
+        };
+        for (signal, production) in looks_like_production {
+            let mut config = Config::local("127.0.0.1:0".parse().unwrap());
+            production(&mut config);
+            let refused = config.validate().unwrap_err();
+            assert!(refused.contains(signal), "{signal}: {refused}");
+            assert!(refused.contains("TWILIO_AUTH_TOKEN"), "{refused}");
+            assert!(refused.contains("WINNERR_ENCRYPTION_KEYS"), "{refused}");
+            config.development = true;
+            assert_eq!(config.validate(), Ok(()), "{signal}, development");
+            config.development = false;
+            secrets(&mut config);
+            assert_eq!(config.validate(), Ok(()), "{signal}, real secrets");
+            assert!(config.hs256());
+        }
+        // An identity provider without an HS256 secret: HS256 is off, which is no dev secret.
+        let mut config = Config::local("127.0.0.1:0".parse().unwrap());
+        (looks_like_production[0].1)(&mut config);
+        secrets(&mut config);
+        config.jwt_secret = DEV_JWT_SECRET.into();
+        assert!(!config.hs256());
+        assert_eq!(config.validate(), Ok(()));
+        // Loopback with nothing of production: the development defaults still run the demo.
+        assert_eq!(
+            Config::local("127.0.0.1:0".parse().unwrap()).validate(),
+            Ok(())
+        );
     }
 }

@@ -4,7 +4,7 @@
 use anyhow::{Context, bail};
 use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, TryStreamExt};
-use winnerr_events::{LeadId, OrgId};
+use winnerr_events::{LeadId, OrgId, UserId};
 use winnerr_models::LeadModel;
 use winnerr_models::leadscore::{auc, calibration_deciles};
 use winnerr_scoring::features::{
@@ -16,7 +16,7 @@ use winnerr_scoring::timeline::TimelineCues;
 use winnerr_scoring::{LeadHistory, LeadSource};
 use winnerr_store::{ActivityRow, DealOutcome, ImportedLead, LeadRecord, PastCall, Store};
 
-/// The actor the scorer's reads are audited as.
+/// The actor the scorer's reads are audited as, for a call without an agent.
 pub const SCORER_ACTOR: &str = "system:scoring";
 
 /// Lead records read at once while assembling a training set.
@@ -33,11 +33,13 @@ impl LeadSource for StoreLeads {
         org: &'a OrgId,
         lead: &'a LeadId,
         as_of_ms: i64,
+        agent: Option<&'a UserId>,
     ) -> BoxFuture<'a, Result<Option<LeadHistory>, String>> {
         Box::pin(async move {
+            let reader = agent.map_or(SCORER_ACTOR, UserId::as_str);
             let record = self
                 .0
-                .lead_record_as_of(org, lead.as_str(), as_of_ms, SCORER_ACTOR)
+                .lead_record_as_of(org, lead.as_str(), as_of_ms, reader)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(record.map(history))

@@ -133,7 +133,7 @@ impl App {
         };
         let gateway = Gateway::new(
             &GatewayConfig {
-                jwt_secret: config.jwt_secret.clone(),
+                jwt_secret: config.hs256().then(|| config.jwt_secret.clone()),
                 jwks: config.jwks().map_err(anyhow::Error::msg)?,
                 feed_buffer: config.feed_buffer,
                 feed_history: config.feed_history,
@@ -155,16 +155,20 @@ impl App {
             gateway.ops_router()
         };
         if config.has_role(Role::Voice) {
-            // The softphone route takes the feed's tokens.
-            let auth = gateway.auth().clone();
-            let verify: winnerr_ingest::Verifier = Arc::new(move |headers, token| {
-                auth.authenticate(headers, token)
-                    .map(|claims| winnerr_ingest::Caller {
+            // The softphone route takes the feed's tokens and the REST API's rules for leads.
+            let checker = gateway.clone();
+            let verify: winnerr_ingest::Verifier = Arc::new(move |headers, token, lead, track| {
+                let gateway = checker.clone();
+                Box::pin(async move {
+                    let claims = gateway
+                        .softphone_caller(&headers, token.as_deref(), lead.as_ref(), track)
+                        .await?;
+                    Ok(winnerr_ingest::Caller {
                         org: claims.org,
                         user: claims.sub,
                         expires_at_s: claims.exp,
                     })
-                    .map_err(|err| Box::new(axum::response::IntoResponse::into_response(err)))
+                })
             });
             router = router
                 .merge(ingest.router())
@@ -185,29 +189,7 @@ impl App {
             _ => None,
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let server = match tls {
-            None => tokio::spawn(
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                    .into_future(),
-            ),
-            Some(tls) => {
-                let handle = axum_server::Handle::new();
-                let stopping = handle.clone();
-                let token = shutdown.clone();
-                tokio::spawn(async move {
-                    token.cancelled().await;
-                    stopping.graceful_shutdown(None);
-                });
-                let listener = listener.into_std()?;
-                tokio::spawn(async move {
-                    axum_server::from_tcp_rustls(listener, tls)?
-                        .handle(handle)
-                        .serve(router.into_make_service())
-                        .await
-                })
-            }
-        };
+        let server = serve(listener, router, tls, &config, shutdown.clone())?;
         if config.twilio_insecure_skip_signature {
             warn!("X-Twilio-Signature checks are OFF: anyone can stream into this server");
         }
@@ -381,7 +363,7 @@ async fn start_store(
                         let writer = writer.clone();
                         async move {
                             writer
-                                .apply(&events)
+                                .apply_or_set_aside(&events)
                                 .await
                                 .map(drop)
                                 .map_err(|e| e.to_string())
@@ -553,4 +535,59 @@ fn tap_calls(
         }
     });
     tapped_rx
+}
+
+/// Serves `router` on `listener` (over TLS with `tls`) until `shutdown`, under the connection
+/// caps and header timeouts of `config`: a slow or idle client cannot hold a socket for long,
+/// nor many sockets at once.
+fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    config: &Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    use winnerr_gateway::connections::{CappedAcceptor, ConnectionLimits};
+    // Descriptors kept for everything but client sockets: files, models, the database pool,
+    // the broker, logs.
+    const RESERVED_DESCRIPTORS: u64 = 128;
+    let limits = ConnectionLimits {
+        total: config.max_connections,
+        per_address: config.max_connections_per_address,
+    }
+    .within_descriptors(descriptor_limit(), RESERVED_DESCRIPTORS);
+    let handle = axum_server::Handle::new();
+    let stopping = handle.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        stopping.graceful_shutdown(None);
+    });
+    let timeout = config.http_header_timeout();
+    let mut server = axum_server::from_tcp(listener.into_std()?)?
+        .handle(handle)
+        .first_request_timeout(timeout);
+    server.http_builder().http1().header_read_timeout(timeout);
+    let capped = CappedAcceptor::new(limits, tls.is_none());
+    let service = router.into_make_service();
+    Ok(match tls {
+        None => tokio::spawn(server.acceptor(capped).serve(service)),
+        Some(tls) => {
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+                .handshake_timeout(timeout)
+                .acceptor(capped);
+            tokio::spawn(server.acceptor(acceptor).serve(service))
+        }
+    })
+}
+
+/// The process's soft limit on open descriptors, where the platform says.
+fn descriptor_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }

@@ -33,13 +33,18 @@ pub(crate) fn routes() -> Router<Gateway> {
         .route("/api/people/{id}/calls", get(person_calls))
         .route("/api/people/{id}/scores", get(person_scores))
         .route("/api/deals", get(list_deals))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
+
+/// The largest request body: a person's fields at their limits fit several times over.
+const MAX_BODY_BYTES: usize = 32 * 1024;
 
 /// What went wrong, as the caller sees it.
 #[derive(Debug)]
 pub(crate) enum ApiError {
     Unauthorized(AuthError),
     BadRequest(String),
+    TooLarge,
     Forbidden(&'static str),
     NotFound,
     Unavailable,
@@ -59,6 +64,10 @@ impl IntoResponse for ApiError {
                     .into_response();
             }
             ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
+            ApiError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is over {MAX_BODY_BYTES} bytes"),
+            ),
             ApiError::Forbidden(message) => (StatusCode::FORBIDDEN, message.to_owned()),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not found".to_owned()),
             ApiError::Unavailable => (
@@ -94,6 +103,9 @@ impl From<QueryRejection> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::TooLarge;
+        }
         ApiError::BadRequest(rejection.body_text())
     }
 }
@@ -273,6 +285,31 @@ async fn export_call(
         Json(serde_json::json!({ "call": call, "utterances": utterances })),
     )
         .into_response())
+}
+
+/// Who may open a softphone call (`GET /softphone/stream`): the token's user, about a lead they
+/// may see by the REST rules (`None` refuses with the status to answer), speaking as the agent
+/// (`outbound`) — only an admin token, an integration bridging a customer's leg, may send the
+/// customer's side (`inbound`).
+pub(crate) async fn softphone_caller(
+    gateway: &Gateway,
+    claims: Claims,
+    lead: Option<&winnerr_events::LeadId>,
+    track: winnerr_events::Track,
+) -> Result<Claims, Response> {
+    if track == winnerr_events::Track::Inbound && claims.role != winnerr_events::Role::Admin {
+        return Err(
+            ApiError::Forbidden("only an admin token may send the customer's track")
+                .into_response(),
+        );
+    }
+    let caller = Caller(claims);
+    if let Some(lead) = lead {
+        visible_person(gateway, &caller, lead.as_str())
+            .await
+            .map_err(IntoResponse::into_response)?;
+    }
+    Ok(caller.0)
 }
 
 /// A person the caller may see: managers any of their organization's, agents the leads they own.

@@ -155,6 +155,8 @@ pub struct Auth {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Whether HS256 tokens are accepted.
+    hs256: bool,
     jwks: Option<Jwks>,
 }
 
@@ -167,8 +169,15 @@ impl Auth {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            hs256: true,
             jwks: None,
         }
+    }
+
+    /// Refuses every HS256 token (an identity provider's tokens are the only ones).
+    pub fn without_hs256(mut self) -> Self {
+        self.hs256 = false;
+        self
     }
 
     /// Also accepts RS256 tokens signed with one of `jwks`'s keys.
@@ -194,7 +203,7 @@ impl Auth {
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
         let (key, validation) = match (header.alg, &self.jwks) {
-            (Algorithm::HS256, _) => (&self.decoding, &self.validation),
+            (Algorithm::HS256, _) if self.hs256 => (&self.decoding, &self.validation),
             (Algorithm::RS256, Some(jwks)) => (
                 jwks.key(header.kid.as_deref()).ok_or(AuthError::Invalid)?,
                 &jwks.validation,
@@ -250,6 +259,19 @@ mod tests {
         let mut tampered = token.clone();
         tampered.insert(tampered.len() / 2, 'x');
         assert_eq!(auth.verify(&tampered), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn without_hs256_no_hs256_token_verifies() {
+        let auth = Auth::new(b"secret");
+        let token = auth.issue(
+            &UserId::parse("u1").unwrap(),
+            &OrgId::parse("acme").unwrap(),
+            Role::Admin,
+            Duration::from_secs(60),
+        );
+        assert!(auth.verify(&token).is_ok());
+        assert_eq!(auth.without_hs256().verify(&token), Err(AuthError::Invalid));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod api;
 pub mod auth;
+pub mod connections;
 mod dashboard;
 mod feed;
 mod health;

@@ -21,6 +21,8 @@ const LISTENERS: &str = "winnerr_gateway_listeners";
 const LISTEN_PACKETS: &str = "winnerr_gateway_listen_packets_total";
 const LISTEN_DROPPED: &str = "winnerr_gateway_listen_dropped_frames_total";
 const BUILD_INFO: &str = "winnerr_build_info";
+const CONNECTIONS: &str = "winnerr_gateway_connections";
+const CONNECTIONS_REFUSED: &str = "winnerr_gateway_connections_refused_total";
 
 pub(crate) fn describe() {
     static ONCE: Once = Once::new();
@@ -42,6 +44,14 @@ pub(crate) fn describe() {
         describe_counter!(
             FEED_REJECTED,
             "Feed client requests refused, by code (bad_request, unknown_channel, forbidden, bad_token)"
+        );
+        describe_gauge!(
+            CONNECTIONS,
+            "TCP connections the server holds now (HTTP, WebSocket, Twilio), under its caps"
+        );
+        describe_counter!(
+            CONNECTIONS_REFUSED,
+            "TCP connections refused at accept, by cap (total, per_address)"
         );
         describe_gauge!(LISTENERS, "Listen-in sockets open now");
         describe_counter!(LISTEN_PACKETS, "Opus packets sent to listen-in sockets");
@@ -162,4 +172,12 @@ pub(crate) fn listen_packet() {
 
 pub(crate) fn listen_dropped(frames: u64) {
     counter!(LISTEN_DROPPED).increment(frames);
+}
+
+pub(crate) fn connections_held(count: usize) {
+    gauge!(CONNECTIONS).set(count as f64);
+}
+
+pub(crate) fn connection_refused(cap: &'static str) {
+    counter!(CONNECTIONS_REFUSED, "cap" => cap).increment(1);
 }

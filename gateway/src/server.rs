@@ -23,8 +23,9 @@ pub const FEED_PATH: &str = "/feed";
 /// Settings of the gateway.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
-    /// HS256 secret of the bearer tokens.
-    pub jwt_secret: String,
+    /// HS256 secret of the bearer tokens; `None`: HS256 tokens are refused (the identity
+    /// provider's are the only ones).
+    pub jwt_secret: Option<String>,
     /// The identity provider's keys, for its RS256 tokens.
     pub jwks: Option<crate::auth::Jwks>,
     /// Items a feed connection may fall behind its room before it loses the oldest.
@@ -98,9 +99,17 @@ impl Gateway {
             );
         }
         Ok(Self(Arc::new(Inner {
-            auth: match &config.jwks {
-                Some(jwks) => Auth::new(config.jwt_secret.as_bytes()).with_jwks(jwks.clone()),
-                None => Auth::new(config.jwt_secret.as_bytes()),
+            auth: {
+                // Without a secret HS256 is refused outright; the empty key is never used.
+                let secret = config.jwt_secret.as_deref().unwrap_or_default();
+                let mut auth = Auth::new(secret.as_bytes());
+                if config.jwt_secret.is_none() {
+                    auth = auth.without_hs256();
+                }
+                match &config.jwks {
+                    Some(jwks) => auth.with_jwks(jwks.clone()),
+                    None => auth,
+                }
             },
             rooms,
             feed: FeedSettings {
@@ -154,6 +163,22 @@ impl Gateway {
         tokio::time::timeout(deadline, self.0.connections.wait())
             .await
             .is_ok()
+    }
+
+    /// Checks a softphone caller's token (header, or `access_token` query value) and that it may
+    /// open a call about `lead` on `track`: the claims, or the response refusing it.
+    pub async fn softphone_caller(
+        &self,
+        headers: &axum::http::HeaderMap,
+        token: Option<&str>,
+        lead: Option<&winnerr_events::LeadId>,
+        track: winnerr_events::Track,
+    ) -> Result<crate::auth::Claims, axum::response::Response> {
+        let claims = self
+            .auth()
+            .authenticate(headers, token)
+            .map_err(axum::response::IntoResponse::into_response)?;
+        crate::api::softphone_caller(self, claims, lead, track).await
     }
 
     pub(crate) fn store(&self) -> Option<&Store> {

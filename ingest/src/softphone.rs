@@ -1,7 +1,9 @@
 //! `GET /softphone/stream`: a second way in for calls, for clients that send Opus, such as a
 //! browser softphone. Authenticated with the feed's bearer JWT (the token's user is the call's
 //! agent, its organization the call's); `?lead_id=` names the lead, `?track=` the side the audio
-//! is (`outbound`, the agent, by default; or `inbound`).
+//! is (`outbound`, the agent, by default; or `inbound`, the customer's, for an admin token: an
+//! integration bridging the customer's leg). A lead the token's user may not see by the REST
+//! rules (an agent: only the leads they own) is refused as the REST API refuses it (404).
 //!
 //! After the upgrade the server sends `{"event":"started","call_id":"SP…"}`. Each binary message
 //! is one Opus packet (any rate the encoder used, 2.5–120 ms; a browser's `MediaRecorder` or
@@ -18,6 +20,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use tokio::sync::mpsc::error::TrySendError;
 use tracing::{info, warn};
@@ -48,10 +51,19 @@ pub struct Caller {
     pub expires_at_s: u64,
 }
 
-/// Checks a request's bearer token (header, or `access_token` query value): who it names, or
-/// the response refusing it.
-pub type Verifier =
-    Arc<dyn Fn(&HeaderMap, Option<&str>) -> Result<Caller, Box<Response>> + Send + Sync>;
+/// Checks a request's bearer token (header, or `access_token` query value) and that its user may
+/// open a call about the lead named (if any) on the track asked for: who it names, or the
+/// response refusing it.
+pub type Verifier = Arc<
+    dyn Fn(
+            HeaderMap,
+            Option<String>,
+            Option<LeadId>,
+            Track,
+        ) -> BoxFuture<'static, Result<Caller, Response>>
+        + Send
+        + Sync,
+>;
 
 /// The stream closes with this when the caller's token expires (as a feed connection does).
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
@@ -83,10 +95,6 @@ async fn upgrade(
     Query(params): Query<Params>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let caller = match verify(&headers, params.access_token.as_deref()) {
-        Ok(caller) => caller,
-        Err(refused) => return *refused,
-    };
     let lead = match params.lead_id.as_deref().map(LeadId::parse).transpose() {
         Ok(lead) => lead,
         Err(err) => return refuse(StatusCode::BAD_REQUEST, format!("lead_id: {err}")),
@@ -99,6 +107,14 @@ async fn upgrade(
                 StatusCode::BAD_REQUEST,
                 format!("track {other:?}: expected inbound or outbound"),
             );
+        }
+    };
+    let caller = match verify(headers, params.access_token, lead.clone(), track).await {
+        Ok(caller) => caller,
+        Err(refused) => {
+            metrics::bad_input("softphone_request", "refused");
+            warn!(status = %refused.status(), lead_id = ?lead, ?track, "softphone call refused");
+            return refused;
         }
     };
     let call = CallContext {

@@ -87,6 +87,20 @@ impl Refusal {
         reason: "the call already has a live stream",
         label: "duplicate_stream",
     };
+    pub const BAD_START: Refusal = Refusal {
+        code: 4006,
+        reason: "start fields out of range",
+        label: "bad_start",
+    };
+}
+
+/// Longest SID Twilio writes (two letters and 32 hex digits) with room to spare.
+const MAX_SID_LEN: usize = 64;
+
+/// Whether `sid` looks like a Twilio SID: 1–64 ASCII letters and digits (what every store and
+/// log downstream can hold; a NUL or a megabyte cannot get past here).
+fn plausible_sid(sid: &str) -> bool {
+    (1..=MAX_SID_LEN).contains(&sid.len()) && sid.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// Something the server asks a live stream to send to Twilio.
@@ -282,6 +296,19 @@ impl Connection {
 
     /// Checks a `start` and opens the call towards the voice stage.
     async fn begin(&mut self, start: StartMeta, stream_sid: String) -> Result<(), Refusal> {
+        if !plausible_sid(&stream_sid)
+            || !plausible_sid(&start.account_sid)
+            || start.tracks.is_empty()
+            || start.tracks.len() > 2
+        {
+            warn!(
+                stream_sid = %stream_sid.escape_debug().take(MAX_SID_LEN).collect::<String>(),
+                account_sid = %start.account_sid.escape_debug().take(MAX_SID_LEN).collect::<String>(),
+                tracks = start.tracks.len(),
+                "stream refused: start fields out of range"
+            );
+            return Err(Refusal::BAD_START);
+        }
         let format = &start.media_format;
         if format.encoding != MULAW_ENCODING || format.sample_rate != 8000 || format.channels != 1 {
             warn!(%stream_sid, encoding = %format.encoding, rate = format.sample_rate, "unsupported media format");

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use winnerr_events::{
     ActivityState, Bus, CallContext, CallId, Delivery, Envelope, Event, LeadId, OrgId, RecentIds,
-    Subscription, Track,
+    Subscription, Track, UserId,
 };
 use winnerr_models::LeadModel;
 
@@ -31,12 +31,14 @@ use crate::timeline::TimelineCues;
 pub trait LeadSource: Send + Sync + 'static {
     /// What was recorded of `lead` in `org` at `as_of_ms`, the start of the call being scored
     /// (so that call, which the store may already hold, is not its own history); `None` for a
-    /// lead the CRM has no record of.
+    /// lead the CRM has no record of. The read is on behalf of `agent`, the call's agent, where
+    /// the call has one (the source audits it as theirs).
     fn history<'a>(
         &'a self,
         org: &'a OrgId,
         lead: &'a LeadId,
         as_of_ms: i64,
+        agent: Option<&'a UserId>,
     ) -> BoxFuture<'a, Result<Option<LeadHistory>, String>>;
 
     /// `org`'s own trained model, if it has one.
@@ -52,6 +54,7 @@ impl LeadSource for NoCrm {
         _: &'a OrgId,
         _: &'a LeadId,
         _: i64,
+        _: Option<&'a UserId>,
     ) -> BoxFuture<'a, Result<Option<LeadHistory>, String>> {
         Box::pin(std::future::ready(Ok(None)))
     }
@@ -201,7 +204,11 @@ impl Scorer {
             let model = self.model_of(org).await;
             let loaded = Instant::now();
             let as_of = i64::try_from(event.ts_ms).unwrap_or(i64::MAX);
-            let history = match self.source.history(org, &lead, as_of).await {
+            let history = match self
+                .source
+                .history(org, &lead, as_of, event.agent_id.as_ref())
+                .await
+            {
                 Ok(history) => history.unwrap_or_default(),
                 Err(err) => {
                     // Scored from this call alone rather than not at all.

@@ -50,9 +50,14 @@ pub struct Utterance {
     pub track: String,
     pub start_ms: i64,
     pub end_ms: i64,
+    /// The words; empty where the stored text does not decrypt (`unreadable`).
     pub text: String,
     pub sentiment: Option<String>,
     pub sentiment_score: Option<f32>,
+    /// Whether the stored text did not decrypt (unknown key, tampered or moved): the rest of
+    /// the transcript is still returned.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unreadable: bool,
 }
 
 /// A lead score as it was computed.
@@ -257,22 +262,25 @@ impl Store {
         };
         audit::append(&mut tx, org, &entry).await?;
         tx.commit().await?;
-        rows.into_iter()
+        let utterances = rows
+            .into_iter()
             .map(
                 |(id, track, start_ms, end_ms, bytes, key_id, sentiment, sentiment_score)| {
-                    let text = open_utterance(self.keys(), org, call_id, &id, &key_id, &bytes)?;
-                    Ok(Utterance {
+                    let text = open_utterance(self.keys(), org, call_id, &id, &key_id, &bytes);
+                    Utterance {
+                        unreadable: text.is_none(),
+                        text: text.unwrap_or_default(),
                         id,
                         track,
                         start_ms,
                         end_ms,
-                        text,
                         sentiment,
                         sentiment_score,
-                    })
+                    }
                 },
             )
-            .collect()
+            .collect();
+        Ok(utterances)
     }
 
     /// A person's lead scores, newest first.

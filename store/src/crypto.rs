@@ -31,6 +31,24 @@ pub enum CryptoError {
     Undecryptable,
 }
 
+/// A value as read: its text, or `None` where it did not decrypt — counted by `field` and logged
+/// with where it lives (an operator must learn of it), so the rest of a read still succeeds.
+pub(crate) fn readable(
+    opened: Result<String, CryptoError>,
+    field: &'static str,
+    org: &winnerr_events::OrgId,
+    row: &str,
+) -> Option<String> {
+    match opened {
+        Ok(text) => Some(text),
+        Err(err) => {
+            crate::metrics::unreadable(field);
+            tracing::error!(org_id = %org, field, row, error = %err, "stored value does not decrypt; left out of the read");
+            None
+        }
+    }
+}
+
 /// Where a value lives; bound into its ciphertext as associated data.
 #[derive(Debug, Clone, Copy)]
 pub struct FieldPlace<'a> {

@@ -191,7 +191,10 @@ impl Store {
         let lines = customer_lines(&mut tx, org, &ids).await?;
         let read = lines.len();
         for (call_id, id, bytes, key_id, score) in lines {
-            let text = open_utterance(self.keys(), org, &call_id, &id, &key_id, &bytes)?;
+            let Some(text) = open_utterance(self.keys(), org, &call_id, &id, &key_id, &bytes)
+            else {
+                continue;
+            };
             if let Some(call) = calls.iter_mut().find(|c| c.id == call_id) {
                 call.customer.push((text, score));
             }

@@ -10,6 +10,8 @@ const REPEATED: &str = "winnerr_store_events_repeated_total";
 const WRITE_ERRORS: &str = "winnerr_store_write_errors_total";
 const BATCH_SECONDS: &str = "winnerr_store_batch_seconds";
 const BATCH_EVENTS: &str = "winnerr_store_batch_events";
+const UNREADABLE: &str = "winnerr_store_unreadable_total";
+const DEAD_LETTERS: &str = "winnerr_store_dead_letters_total";
 
 pub(crate) fn describe() {
     static ONCE: Once = Once::new();
@@ -26,7 +28,23 @@ pub(crate) fn describe() {
             "Time to write one batch of events"
         );
         describe_histogram!(BATCH_EVENTS, "Events per batch the store writer wrote");
+        describe_counter!(
+            DEAD_LETTERS,
+            "Call events the database refused, set aside in dead_letters (by type) so later ones are still stored"
+        );
+        describe_counter!(
+            UNREADABLE,
+            "Encrypted values that did not decrypt (unknown key, tampered or moved), by field; left out of what was read"
+        );
     });
+}
+
+pub(crate) fn set_aside(kind: &'static str) {
+    counter!(DEAD_LETTERS, "type" => kind).increment(1);
+}
+
+pub(crate) fn unreadable(field: &'static str) {
+    counter!(UNREADABLE, "field" => field).increment(1);
 }
 
 pub(crate) fn applied(kind: &'static str) {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
-use winnerr_events::OrgId;
+use winnerr_events::{OrgId, UserId};
 
 use crate::crypto::{FieldPlace, Keyring, Sealed, normalize_phone};
 use crate::{Sql, Store, StoreError, on_tx};
@@ -40,6 +40,9 @@ pub struct Person {
     pub budget_max: Option<i64>,
     pub preferences: serde_json::Value,
     pub owner_user_id: Option<String>,
+    /// Fields whose stored value did not decrypt (`email`, `phone`), shown as absent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<String>,
 }
 
 impl PersonFields {
@@ -48,13 +51,26 @@ impl PersonFields {
         let invalid = |message: &str| Err(StoreError::Invalid(message.to_owned()));
         match &self.first_name {
             None if creating => return invalid("first_name is required"),
-            Some(name) if name.trim().is_empty() || name.len() > 200 => {
+            Some(name) if name.trim().is_empty() || name.chars().count() > MAX_NAME_CHARS => {
                 return invalid("first_name must be 1 to 200 characters");
             }
             _ => {}
         }
-        if self.last_name.as_ref().is_some_and(|n| n.len() > 200) {
-            return invalid("last_name must be at most 200 characters");
+        for (name, value, max) in [
+            ("last_name", &self.last_name, MAX_NAME_CHARS),
+            ("source", &self.source, MAX_SOURCE_CHARS),
+            ("location", &self.location, MAX_LOCATION_CHARS),
+        ] {
+            if value.as_ref().is_some_and(|v| v.chars().count() > max) {
+                return Err(StoreError::Invalid(format!(
+                    "{name} must be at most {max} characters"
+                )));
+            }
+        }
+        if let Some(owner) = &self.owner_user_id {
+            if let Err(err) = UserId::parse(owner) {
+                return Err(StoreError::Invalid(format!("owner_user_id: {err}")));
+            }
         }
         if let Some(email) = &self.email {
             let at = email.find('@');
@@ -104,6 +120,13 @@ impl PersonFields {
         Ok(())
     }
 }
+
+/// Longest first or last name.
+const MAX_NAME_CHARS: usize = 200;
+/// Longest lead source ("zillow", "open house 2026-05-04").
+const MAX_SOURCE_CHARS: usize = 100;
+/// Longest location (a neighbourhood, an address).
+const MAX_LOCATION_CHARS: usize = 300;
 
 /// Largest `preferences` document, serialized.
 const MAX_PREFERENCES_BYTES: usize = 8 * 1024;
@@ -172,39 +195,39 @@ struct PersonRow {
 const PERSON_COLUMNS: &str = "id, first_name, last_name, email_ciphertext, email_key_id, \
     phone_ciphertext, phone_key_id, source, location, budget_min, budget_max, preferences, owner_user_id";
 
+/// A sealed column's value: `Ok(None)` where it has none, `Err(())` where it does not decrypt.
 fn open(
     keys: &Keyring,
     org: &OrgId,
     column: &'static str,
     id: &str,
     sealed: (Option<Vec<u8>>, Option<String>),
-) -> Result<Option<String>, StoreError> {
+) -> Result<Option<String>, ()> {
     match sealed {
-        (Some(bytes), Some(key_id)) => Ok(Some(keys.decrypt(
-            &key_id,
-            &bytes,
-            place(org, column, id),
-        )?)),
+        (Some(bytes), Some(key_id)) => {
+            let opened = keys.decrypt(&key_id, &bytes, place(org, column, id));
+            crate::crypto::readable(opened, column, org, id)
+                .map(Some)
+                .ok_or(())
+        }
         _ => Ok(None),
     }
 }
 
 fn person_from(keys: &Keyring, org: &OrgId, row: PersonRow) -> Result<Person, StoreError> {
+    let mut unreadable = Vec::new();
+    let mut sealed = |column: &'static str, value| {
+        open(keys, org, column, &row.id, value).unwrap_or_else(|()| {
+            unreadable.push(column.to_owned());
+            None
+        })
+    };
+    let email = sealed("email", (row.email_ciphertext, row.email_key_id));
+    let phone = sealed("phone", (row.phone_ciphertext, row.phone_key_id));
     Ok(Person {
-        email: open(
-            keys,
-            org,
-            "email",
-            &row.id,
-            (row.email_ciphertext, row.email_key_id),
-        )?,
-        phone: open(
-            keys,
-            org,
-            "phone",
-            &row.id,
-            (row.phone_ciphertext, row.phone_key_id),
-        )?,
+        email,
+        phone,
+        unreadable,
         first_name: row.first_name,
         last_name: row.last_name,
         source: row.source,

@@ -14,6 +14,7 @@ const ENCRYPTED: &[(&str, &str, &str)] = &[
     ("people", "phone", "id"),
     ("users", "email", "id"),
     ("utterances", "text", "call_id || '/' || id"),
+    ("dead_letters", "payload", "event_id"),
 ];
 
 impl Store {

@@ -14,14 +14,14 @@ use futures_util::{FutureExt, StreamExt};
 use sqlx::{Postgres, Transaction};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{error, warn};
 use uuid::Uuid;
 use winnerr_events::{
     ActivityState, CallEnded, CallStarted, Delivery, EndReason, Envelope, Event, LeadScore, OrgId,
     Subscription, Track, Transcript,
 };
 
-use crate::crypto::{CryptoError, FieldPlace, Keyring, Sealed};
+use crate::crypto::{FieldPlace, Keyring, Sealed};
 use crate::{Store, StoreError, Tx, metrics, set_organization};
 
 /// Most events written in one transaction.
@@ -94,6 +94,82 @@ impl StoreWriter {
         Ok(applied)
     }
 
+    /// Applies `events` as [`apply`](Self::apply) does; where the batch fails while the database
+    /// answers, applies them one by one, in order, and sets aside in `dead_letters` each event
+    /// that fails twice on its own (with the reason; counted and logged), so one event the
+    /// database refuses cannot stop storage for everyone. Fails only while the database does not
+    /// answer (the caller retries the batch; what was applied is skipped then).
+    pub async fn apply_or_set_aside(&self, events: &[Arc<Envelope>]) -> Result<usize, StoreError> {
+        let err = match self.apply(events).await {
+            Ok(applied) => return Ok(applied),
+            Err(err) => err,
+        };
+        if !self.store.ping().await {
+            return Err(err);
+        }
+        warn!(events = events.len(), error = %err, "store batch failed with the database up; writing its events one by one");
+        let mut applied = 0;
+        for event in events {
+            let one = std::slice::from_ref(event);
+            let err = match self.apply(one).await {
+                Ok(n) => {
+                    applied += n;
+                    continue;
+                }
+                Err(err) => err,
+            };
+            match self.apply(one).await {
+                Ok(n) => applied += n,
+                Err(_) if !self.store.ping().await => return Err(err),
+                Err(_) => self.set_aside(event, &err).await?,
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Keeps `event`, which the database refuses, in `dead_letters` with why.
+    async fn set_aside(&self, event: &Envelope, err: &StoreError) -> Result<(), StoreError> {
+        let reason: String = err
+            .to_string()
+            .chars()
+            .filter(|c| *c != '\0')
+            .take(1_000)
+            .collect();
+        let event_id = event.id.to_string();
+        let org = &event.org_id;
+        let payload =
+            serde_json::to_string(event).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let place = FieldPlace {
+            org: org.as_str(),
+            table: "dead_letters",
+            column: "payload",
+            row: &event_id,
+        };
+        let sealed = self.store.keys().encrypt(&payload, place);
+        let mut tx = self.store.begin(org).await?;
+        crate::ensure_organization(&mut tx, org).await?;
+        crate::on_tx!(&mut tx, |conn, dialect| {
+            sqlx::query(
+                "INSERT INTO dead_letters (organization_id, event_id, call_id, kind, reason, payload_ciphertext, payload_key_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            )
+            .bind(org.as_str())
+            .bind(&event_id)
+            .bind(event.call_id.as_str())
+            .bind(event.event.kind())
+            .bind(&reason)
+            .bind(&sealed.bytes)
+            .bind(&sealed.key_id)
+            .execute(conn)
+            .await
+            .map(drop)?
+        });
+        tx.commit().await?;
+        metrics::set_aside(event.event.kind());
+        error!(org_id = %org, call_id = %event.call_id, event_id = %event.id, kind = event.event.kind(), %reason, "event the database refuses set aside in dead_letters");
+        Ok(())
+    }
+
     /// Writes everything `subscription` delivers until `shutdown` (and what was already
     /// delivered by then), batching what is waiting. A batch that fails is retried, so nothing is
     /// lost while the database is away.
@@ -130,7 +206,7 @@ impl StoreWriter {
     async fn write_until_done(&self, batch: &[Arc<Envelope>], shutdown: &CancellationToken) {
         let mut backoff = std::time::Duration::from_millis(50);
         loop {
-            match self.apply(batch).await {
+            match self.apply_or_set_aside(batch).await {
                 Ok(_) => return,
                 Err(err) => {
                     metrics::write_failed();
@@ -144,6 +220,12 @@ impl StoreWriter {
             backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
         }
     }
+}
+
+/// A count of milliseconds from outside (an event) as the database's signed 64 bits, saturating:
+/// a value past them is stored as the largest rather than wrapped or refused.
+pub(crate) fn ms(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 fn push(batch: &mut Vec<Arc<Envelope>>, delivery: Delivery) {
@@ -222,8 +304,8 @@ impl<'a> CallChanges<'a> {
                     {
                         let talk = changes.talk.entry(call).or_default();
                         match activity.track {
-                            Track::Inbound => talk.0 += spoken as i64,
-                            Track::Outbound => talk.1 += spoken as i64,
+                            Track::Inbound => talk.0 = talk.0.saturating_add(ms(spoken)),
+                            Track::Outbound => talk.1 = talk.1.saturating_add(ms(spoken)),
                         }
                     }
                 }
@@ -363,7 +445,7 @@ async fn apply_all(
                 .push(event.agent_id.as_ref().map(|a| a.as_str()));
             rows.statuses.push(status(ended.reason));
             rows.at.push(seconds(event));
-            rows.durations.push(ended.duration_ms as i64);
+            rows.durations.push(ms(ended.duration_ms));
             rows.stats
                 .push(serde_json::to_string(&ended.stats).expect("stats serialize"));
         }
@@ -452,7 +534,8 @@ pub(crate) fn seal_utterance(
     keys.encrypt(text, utterance_place(org, &format!("{call_id}/{id}")))
 }
 
-/// An utterance's text, decrypted from its place.
+/// An utterance's text, decrypted from its place; `None` where it does not decrypt (counted and
+/// logged), so one bad row costs only itself.
 pub(crate) fn open_utterance(
     keys: &Keyring,
     org: &OrgId,
@@ -460,12 +543,13 @@ pub(crate) fn open_utterance(
     id: &str,
     key_id: &str,
     ciphertext: &[u8],
-) -> Result<String, CryptoError> {
-    keys.decrypt(
+) -> Option<String> {
+    let opened = keys.decrypt(
         key_id,
         ciphertext,
         utterance_place(org, &format!("{call_id}/{id}")),
-    )
+    );
+    crate::crypto::readable(opened, "utterance_text", org, &format!("{call_id}/{id}"))
 }
 
 /// Final transcripts as utterance rows, the text encrypted in its place; a replay rewrites the
@@ -487,8 +571,8 @@ async fn write_utterances(
         calls.push(*call);
         ids.push(id);
         tracks.push(t.track.as_str());
-        starts.push(t.start_ms as i64);
-        ends.push(t.end_ms as i64);
+        starts.push(ms(t.start_ms));
+        ends.push(ms(t.end_ms));
         ciphertexts.push(sealed.bytes);
         key_ids.push(sealed.key_id);
         labels.push(t.sentiment.as_ref().map(|s| s.label.clone()));

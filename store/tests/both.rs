@@ -136,7 +136,115 @@ on_both!(
     rotating_keys_re_encrypts_every_value_under_the_new_key,
     imported_leads_are_read_back_as_their_record,
     finals_and_scores_are_written_once_and_read_back,
+    an_event_the_database_refuses_is_set_aside_and_the_rest_is_stored,
 );
+
+/// One event the database refuses (a talk time past its integers; on Postgres also a NUL in a
+/// text field) no longer stops storage: before, the writer retried that batch forever and no
+/// later call of any organization was stored. Now it is set aside in `dead_letters` with the
+/// reason and its payload sealed, and everything else — in its batch and after — is written.
+async fn an_event_the_database_refuses_is_set_aside_and_the_rest_is_stored(kind: Kind) {
+    use winnerr_events::{ActivityState, AudioActivity, Envelope, Event, Track};
+    let fixture = Fixture::new(kind).await;
+    let writer = StoreWriter::new(fixture.store.clone());
+    let talk = |ctx: &winnerr_events::CallContext, spoken_ms: u64| {
+        std::sync::Arc::new(Envelope::new(
+            ctx,
+            Event::AudioActivity(AudioActivity {
+                track: Track::Inbound,
+                state: ActivityState::Silent,
+                at_ms: 1_000,
+                spoken_ms: Some(spoken_ms),
+            }),
+        ))
+    };
+    let overflowing = call("acme", "CA2");
+    let first = vec![
+        std::sync::Arc::new(Envelope::new(&overflowing, common::started(&overflowing))),
+        talk(&overflowing, 1_000),
+    ];
+    assert_eq!(writer.apply(&first).await.unwrap(), 2);
+
+    // One batch: a whole good call of another organization around the poison.
+    let good = call_events(&call("globex", "CA1"));
+    let mut batch = good[..3].to_vec();
+    let poison = talk(&overflowing, u64::MAX);
+    batch.push(poison.clone());
+    let mut poisons = vec![poison];
+    if let Kind::Postgres = kind {
+        let nul = call("acme", "CA3");
+        let mut started = common::started(&nul);
+        if let Event::CallStarted(start) = &mut started {
+            start.account_sid = "AC\0\0".into();
+        }
+        let start = std::sync::Arc::new(Envelope::new(&nul, started));
+        batch.push(start.clone());
+        poisons.push(start);
+    }
+    batch.extend(good[3..].iter().cloned());
+    assert!(
+        writer.apply(&batch).await.is_err(),
+        "the batch as one fails"
+    );
+    let applied = writer.apply_or_set_aside(&batch).await.unwrap();
+    assert_eq!(applied, good.len());
+    let rows = fixture.call_rows("globex").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].1.as_str(), rows[0].3, rows[0].6),
+        ("completed", 1800, Some(6000))
+    );
+
+    // Each poison is set aside once, with a reason and its payload sealed to its row.
+    let mut owner = fixture.db.owner().await;
+    let letters: Vec<(String, String, String, Vec<u8>, String)> = raw!(&mut owner, |conn| {
+        sqlx::query_as(
+            "SELECT event_id, kind, reason, payload_ciphertext, payload_key_id FROM dead_letters \
+             WHERE organization_id = 'acme' ORDER BY kind",
+        )
+        .fetch_all(conn)
+        .await
+        .unwrap()
+    });
+    assert_eq!(letters.len(), poisons.len(), "{letters:?}");
+    for (event_id, kind, reason, bytes, key_id) in &letters {
+        let poison = poisons
+            .iter()
+            .find(|p| p.id.to_string() == *event_id)
+            .unwrap();
+        assert_eq!(kind, poison.event.kind());
+        assert!(!reason.is_empty());
+        let place = winnerr_store::crypto::FieldPlace {
+            org: "acme",
+            table: "dead_letters",
+            column: "payload",
+            row: event_id,
+        };
+        let payload = Keyring::development()
+            .decrypt(key_id, bytes, place)
+            .unwrap();
+        let kept: Envelope = serde_json::from_str(&payload).unwrap();
+        assert_eq!(kept.id, poison.id);
+    }
+    // Set aside again on a redelivery: still once.
+    assert_eq!(writer.apply_or_set_aside(&batch).await.unwrap(), 0);
+    let count: i64 = raw!(&mut owner, |conn| {
+        sqlx::query_scalar("SELECT count(*) FROM dead_letters")
+            .fetch_one(conn)
+            .await
+            .unwrap()
+    });
+    assert_eq!(count, poisons.len() as i64);
+
+    // Later calls are stored as ever.
+    let later = call_events(&call("acme", "CA4"));
+    assert_eq!(
+        writer.apply_or_set_aside(&later).await.unwrap(),
+        later.len()
+    );
+    assert!(fixture.call_rows("acme").await.iter().any(|r| r.0 == "CA4"));
+    fixture.finish().await;
+}
 
 /// A call with two finals (one interim between them), a lead score, its end; and a final of a
 /// call this store never saw start.

@@ -55,6 +55,12 @@ async fn bad_input_is_refused_one_stream_at_a_time() {
         .start_message(&unsigned)
         .replace(r#""sig""#, r#""sig_removed""#);
     let frame = encode_frame(&caller_speech(), 10);
+    // Fields no store can hold: a NUL in the account SID (Postgres refuses it, and the writer
+    // retried that batch forever) and a stream SID of 20 KB.
+    let mut nul_account = bad_script.clone();
+    nul_account.account_sid = "AC\0\0".into();
+    let mut huge_sid = bad_script.clone();
+    huge_sid.stream_sid = format!("MZ{}", "9".repeat(20_000));
 
     let cases: Vec<(&str, Vec<Message>, u16)> = vec![
         (
@@ -92,6 +98,12 @@ async fn bad_input_is_refused_one_stream_at_a_time() {
             vec![Message::Text(unsigned_start.into())],
             4003,
         ),
+        (
+            "a NUL in the account SID",
+            vec![start_of(&nul_account)],
+            4006,
+        ),
+        ("a 20 KB stream SID", vec![start_of(&huge_sid)], 4006),
         (
             "unknown fields but wrong counter type",
             vec![Message::Text(

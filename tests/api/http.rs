@@ -211,6 +211,8 @@ async fn with_a_certificate_the_server_speaks_only_tls() {
     let test = spawn_app_with(|c| {
         c.tls_cert = Some(fixtures.join("cert.pem"));
         c.tls_key = Some(fixtures.join("key.pem"));
+        // TLS looks like production: a development server says so.
+        c.development = true;
     })
     .await;
     assert!(test.app.http_url().starts_with("https://"));
@@ -277,7 +279,11 @@ async fn with_a_certificate_the_server_speaks_only_tls() {
 /// and the implicit form both verify (as Twilio's own validators accept), another scheme does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_voice_webhook_accepts_both_forms_of_the_default_port() {
-    let test = spawn_app_with(|c| c.public_url = Some("https://voice.example.test".into())).await;
+    let test = spawn_app_with(|c| {
+        c.public_url = Some("https://voice.example.test".into());
+        c.development = true;
+    })
+    .await;
     let path = "/twilio/voice?org=acme&agent=agent-1";
     let (body, params) = form(&[("CallSid", &format!("CA{}", "b".repeat(32)))]);
     let client = reqwest::Client::new();
@@ -299,4 +305,129 @@ async fn the_voice_webhook_accepts_both_forms_of_the_default_port() {
             .unwrap();
         assert_eq!(response.status(), status, "signed over {url}");
     }
+}
+
+/// A TCP connection from `source` (a loopback address of its own) to the server at `server`.
+async fn connect_from(source: &str, server: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(server).await.unwrap()
+}
+
+/// What the server sends `socket` within `wait` before it closes: `None` while it stays open.
+async fn answer(socket: &mut tokio::net::TcpStream, wait: std::time::Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    match tokio::time::timeout(wait, socket.read_to_end(&mut answer)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&answer).into_owned()),
+        Err(_) => None,
+    }
+}
+
+/// What the server sends each of `sockets` within `wait` (all at once) before it closes.
+async fn answers(
+    sockets: &mut [tokio::net::TcpStream],
+    wait: std::time::Duration,
+) -> Vec<Option<String>> {
+    futures_util::future::join_all(sockets.iter_mut().map(|socket| answer(socket, wait))).await
+}
+
+/// Idle and slow sockets cannot pile up: one source address holds at most its cap (the rest are
+/// answered 503 and closed at once) while `/healthz` answers from another; a client idle or
+/// dribbling its headers past the header timeout is dropped; and the total cap holds across
+/// sources. Before, 1,000 idle sockets stayed open and, under a 256-descriptor limit, 371 of
+/// them made `/healthz` fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slow_sockets_are_capped_and_timed_out() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+    let test = spawn_app_with(|c| {
+        c.max_connections = 12;
+        c.max_connections_per_address = 8;
+        c.http_header_timeout = 1.0;
+    })
+    .await;
+    let server = test.app.addr;
+    let mut flood = Vec::new();
+    for _ in 0..12 {
+        flood.push(connect_from("127.0.0.2", server).await);
+    }
+    let told = answers(&mut flood, Duration::from_millis(300)).await;
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for (socket, answer) in flood.into_iter().zip(told) {
+        match answer {
+            Some(text) => {
+                assert!(text.starts_with("HTTP/1.1 503"), "{text:?}");
+                assert!(text.contains("Retry-After"), "{text}");
+                refused += 1;
+            }
+            None => held.push(socket),
+        }
+    }
+    assert_eq!((held.len(), refused), (8, 4));
+    let health = reqwest::get(format!("{}/healthz", test.app.http_url()))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "another address is still served");
+
+    // A slow client dribbling a request's headers, and the idle ones, are dropped at the
+    // header timeout (1 s here).
+    let mut slow = connect_from("127.0.0.5", server).await;
+    let dribble = tokio::spawn(async move {
+        for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: yes" {
+            if slow.write_all(&[*byte]).await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    });
+    for closed in answers(&mut held, Duration::from_secs(3)).await {
+        assert!(
+            closed.is_some(),
+            "an idle socket is closed after the header timeout"
+        );
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_secs(4), dribble)
+            .await
+            .unwrap()
+            .unwrap(),
+        "the dribbling client was cut off before it finished its headers"
+    );
+
+    // The total cap across addresses: 8 from one, then 4 of 8 from another.
+    let mut total = Vec::new();
+    for source in ["127.0.0.3", "127.0.0.4"] {
+        for _ in 0..8 {
+            total.push(connect_from(source, server).await);
+        }
+    }
+    let mut answered = 0;
+    for text in answers(&mut total, Duration::from_millis(300))
+        .await
+        .into_iter()
+        .flatten()
+    {
+        assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+        answered += 1;
+    }
+    // The health check's pooled connection holds one slot of the twelve.
+    assert!((4..=5).contains(&answered), "{answered} refused");
+    drop(total);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let page = test.metrics().await;
+    assert!(
+        metric(
+            &page,
+            r#"winnerr_gateway_connections_refused_total{cap="per_address"}"#
+        ) >= 4.0
+    );
+    assert!(
+        metric(
+            &page,
+            r#"winnerr_gateway_connections_refused_total{cap="total"}"#
+        ) >= 4.0
+    );
 }

@@ -581,6 +581,8 @@ async fn identity_provider_tokens_open_the_feed_with_the_providers_keys() {
     let test = spawn_app_with(|c| {
         c.jwks_file = Some(fixtures.join("idp-test-jwks.json"));
         c.jwt_issuer = Some("https://idp.example".into());
+        // An identity provider looks like production: a development server says so.
+        c.development = true;
     })
     .await;
     let key = std::fs::read(fixtures.join("idp-test-key.der")).unwrap();
@@ -630,6 +632,21 @@ async fn identity_provider_tokens_open_the_feed_with_the_providers_keys() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 401);
+    // With the provider and no HS256 secret of its own, HS256 is off: a token signed with the
+    // published development secret (admin of any organization) opened everything before.
+    let forged = test.token("acme", "admin-1", Role::Admin);
+    let refused = reqwest::Client::new()
+        .get(format!("{}/api/calls", test.app.http_url()))
+        .bearer_auth(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let url = format!("{}?access_token={forged}", test.app.feed_url());
+    assert!(matches!(
+        tokio_tungstenite::connect_async(url).await,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) if response.status() == 401
+    ));
 }
 
 /// A client that asks for the history again and again and reads nothing is closed (4008) after

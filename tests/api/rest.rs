@@ -12,43 +12,6 @@ use winnerr_testkit::{TestDb, raw};
 
 use crate::helpers::*;
 
-struct Api {
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Api {
-    async fn call(
-        &self,
-        token: Option<&str>,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&str>,
-    ) -> (StatusCode, Value) {
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request
-                .header("Content-Type", "application/json")
-                .body(body.to_string());
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
-        self.call(Some(token), reqwest::Method::GET, path, None)
-            .await
-    }
-}
-
 fn ids(page: &Value) -> Vec<String> {
     page["items"]
         .as_array()
@@ -70,10 +33,7 @@ async fn the_rest_api_keeps_organizations_and_agents_apart_on_sqlite() {
 
 async fn the_rest_api_keeps_organizations_and_agents_apart(db: TestDb) {
     let test = spawn_app_with(|config| on_db(config, &db)).await;
-    let api = Api {
-        base: test.app.http_url(),
-        client: reqwest::Client::new(),
-    };
+    let api = test.api();
     let manager = test.token("acme", "manager-1", Role::Manager);
     let agent_1 = test.token("acme", "agent-1", Role::Agent);
     let agent_2 = test.token("acme", "agent-2", Role::Agent);
@@ -388,10 +348,7 @@ async fn the_rest_api_keeps_organizations_and_agents_apart(db: TestDb) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_documents_itself_and_says_when_it_has_no_database() {
     let test = spawn_app_with(|config| config.database_url = Some("none".into())).await;
-    let api = Api {
-        base: test.app.http_url(),
-        client: reqwest::Client::new(),
-    };
+    let api = test.api();
     let manager = test.token("acme", "manager-1", Role::Manager);
     let (status, document) = api
         .call(None, reqwest::Method::GET, "/api/openapi.json", None)
@@ -419,4 +376,185 @@ async fn the_api_documents_itself_and_says_when_it_has_no_database() {
             Some("no database is configured")
         )
     );
+}
+
+/// Text fields have limits (in the schema and the OpenAPI document) and a body has a size: a
+/// 1.9 MB `source` was stored before, and `owner_user_id` took any string.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_text_fields_and_bodies_are_bounded() {
+    let test = spawn_app().await;
+    let api = test.api();
+    let manager = test.token("acme", "manager-1", Role::Manager);
+    let create = |body: Value| {
+        let api = &api;
+        let manager = &manager;
+        async move {
+            api.call(
+                Some(manager),
+                reqwest::Method::POST,
+                "/api/people",
+                Some(&body.to_string()),
+            )
+            .await
+        }
+    };
+    let huge = "x".repeat(1_900_000);
+    let (status, body) = create(json!({"first_name": "Dana", "source": huge})).await;
+    let error = body["error"].as_str().unwrap_or("(not an error)");
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{error}");
+    for (field, value, message) in [
+        (
+            "source",
+            "s".repeat(101),
+            "source must be at most 100 characters",
+        ),
+        (
+            "location",
+            "l".repeat(301),
+            "location must be at most 300 characters",
+        ),
+        (
+            "last_name",
+            "é".repeat(201),
+            "last_name must be at most 200 characters",
+        ),
+        (
+            "owner_user_id",
+            "not a user".to_owned(),
+            "owner_user_id: invalid user id",
+        ),
+        (
+            "owner_user_id",
+            "u".repeat(65),
+            "owner_user_id: invalid user id",
+        ),
+    ] {
+        let (status, body) = create(json!({"first_name": "Dana", field: value})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {body}");
+        let error = body["error"].as_str().unwrap();
+        assert!(error.starts_with(message), "{field}: {error}");
+    }
+    // At the limits, stored.
+    let (status, body) = create(json!({
+        "first_name": "Dana", "source": "s".repeat(100), "location": "l".repeat(300),
+        "owner_user_id": "agent-1",
+    }))
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let document = api
+        .call(None, reqwest::Method::GET, "/api/openapi.json", None)
+        .await
+        .1;
+    let fields = &document["components"]["schemas"]["PersonFields"]["properties"];
+    assert_eq!(fields["source"]["maxLength"], 100);
+    assert_eq!(fields["location"]["maxLength"], 300);
+    assert_eq!(fields["owner_user_id"]["maxLength"], 64);
+}
+
+/// One value that does not decrypt (here a ciphertext moved to another row, as a bad restore or
+/// a lost key would leave it) costs only itself: the transcript's other lines and the person's
+/// other fields come back, the bad one marked `unreadable`, counted and logged; before, the whole
+/// transcript or person failed with 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bad_ciphertext_costs_only_its_own_field() {
+    let db = TestDb::sqlite();
+    let test = spawn_app_with(|config| on_db(config, &db)).await;
+    let api = test.api();
+    let manager = test.token("acme", "manager-1", Role::Manager);
+    let script = CallScript::new(identity("acme", None, None), caller_speech());
+    test.simulator().play(&script, |_| {}).await.unwrap();
+    let call = script.call_sid.clone();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while api.get(&manager, &format!("/api/calls/{call}")).await.0 != StatusCode::OK {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the call is stored");
+    let (status, person) = api
+        .call(
+            Some(&manager),
+            reqwest::Method::POST,
+            "/api/people",
+            Some(r#"{"first_name":"Dana","email":"dana@example.com","phone":"+1 555 010 0199"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{person}");
+    let person_path = format!("/api/people/{}", person["id"].as_str().unwrap());
+
+    let keys = winnerr_store::Keyring::development();
+    let mut owner = db.owner().await;
+    for (id, start, text) in [("u1", 1000, "Are you free?"), ("u2", 4000, "Yes.")] {
+        let row = format!("{call}/{id}");
+        let place = winnerr_store::crypto::FieldPlace {
+            org: "acme",
+            table: "utterances",
+            column: "text",
+            row: &row,
+        };
+        let sealed = keys.encrypt(text, place);
+        raw!(&mut owner, |conn| {
+            sqlx::query(
+                "INSERT INTO utterances (organization_id, call_id, id, track, start_ms, end_ms, text_ciphertext, text_key_id) \
+                 VALUES ('acme', $1, $2, 'inbound', $3, $3 + 1500, $4, $5)",
+            )
+            .bind(call.as_str())
+            .bind(id)
+            .bind(start as i64)
+            .bind(sealed.bytes)
+            .bind(sealed.key_id)
+            .execute(conn)
+            .await
+            .unwrap()
+            .rows_affected()
+        });
+    }
+    // u2's text and the person's phone now hold ciphertexts sealed for other places.
+    raw!(&mut owner, |conn| {
+        sqlx::query(
+            "UPDATE utterances SET text_ciphertext = (SELECT text_ciphertext FROM utterances WHERE id = 'u1') WHERE id = 'u2'",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE people SET phone_ciphertext = email_ciphertext")
+            .execute(&mut *conn)
+            .await
+            .unwrap()
+            .rows_affected()
+    });
+
+    let (status, transcript) = api
+        .get(&manager, &format!("/api/calls/{call}/utterances"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{transcript}");
+    let items = transcript["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{transcript}");
+    assert_eq!(
+        (items[0]["text"].as_str(), items[0].get("unreadable")),
+        (Some("Are you free?"), None)
+    );
+    assert_eq!(
+        (items[1]["text"].as_str(), items[1]["unreadable"].as_bool()),
+        (Some(""), Some(true))
+    );
+    let (status, person) = api.get(&manager, &person_path).await;
+    assert_eq!(status, StatusCode::OK, "{person}");
+    assert_eq!(person["email"], "dana@example.com");
+    assert_eq!(person["phone"], Value::Null);
+    assert_eq!(person["unreadable"], json!(["phone"]));
+
+    let page = test.metrics().await;
+    assert_eq!(
+        metric(
+            &page,
+            r#"winnerr_store_unreadable_total{field="utterance_text"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&page, r#"winnerr_store_unreadable_total{field="phone"}"#),
+        1.0
+    );
+    test.app.shutdown().await;
 }

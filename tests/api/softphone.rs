@@ -16,29 +16,15 @@ async fn a_softphone_streams_opus_into_the_voice_pipeline() {
     let test = spawn_app_with(|c| c.asr = true).await;
     let mut manager = test.feed("acme", "manager-1", Role::Manager).await;
     let mut other_org = test.feed("globex", "manager-9", Role::Manager).await;
-    let base = test.app.feed_url().replace("/feed", "/softphone/stream");
 
     // No token, or a bad track: refused before the upgrade.
-    for (query, status) in [
-        ("lead_id=lead-1".to_owned(), 401),
-        (
-            format!(
-                "access_token={}&track=left",
-                test.token("acme", "agent-1", Role::Agent)
-            ),
-            400,
-        ),
-    ] {
-        match tokio_tungstenite::connect_async(format!("{base}?{query}")).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                assert_eq!(response.status(), status, "{query}")
-            }
-            other => panic!("expected {status}, got {other:?}"),
-        }
-    }
-
     let token = test.token("acme", "agent-1", Role::Agent);
-    let query = format!("access_token={token}&lead_id=lead-1&track=inbound");
+    assert_eq!(upgrade_status(&test, "lead_id=lead-1").await, 401);
+    let bad_track = format!("access_token={token}&track=left");
+    assert_eq!(upgrade_status(&test, &bad_track).await, 400);
+
+    let lead = own_lead(&test, &token).await;
+    let query = format!("access_token={token}&lead_id={lead}");
     let (mut phone, call_id) = softphone(&test, &query).await;
 
     // Real speech, encoded as a browser would (20 ms Opus packets), sent in real time, with a
@@ -79,7 +65,7 @@ async fn a_softphone_streams_opus_into_the_voice_pipeline() {
         .iter()
         .filter_map(|e| match &e.event {
             Event::Transcript(t) if t.is_final => {
-                assert_eq!(t.track, Track::Inbound);
+                assert_eq!(t.track, Track::Outbound, "the agent's own voice");
                 assert!(t.sentiment.is_some());
                 Some(t.text.as_str())
             }
@@ -93,7 +79,7 @@ async fn a_softphone_streams_opus_into_the_voice_pipeline() {
         Event::CallEnded(ended) => {
             assert_eq!(ended.reason, EndReason::Completed);
             assert_eq!(ended.stats.bad_frames, 1, "the packet that is not Opus");
-            assert!(ended.stats.frames[Track::Inbound.index()] >= 180);
+            assert!(ended.stats.frames[Track::Outbound.index()] >= 180);
         }
         other => panic!("expected the end, got {other:?}"),
     }
@@ -103,6 +89,89 @@ async fn a_softphone_streams_opus_into_the_voice_pipeline() {
             .await
             .is_err()
     );
+}
+
+/// A softphone call names only a lead its caller may see by the REST rules (an agent: a lead
+/// they own; a manager: any of the organization's), and only an admin token (an integration
+/// bridging the customer's leg) may send the customer's track; before, any lead id and
+/// `track=inbound` were accepted from any agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_softphone_call_names_only_a_lead_its_caller_may_see() {
+    let test = spawn_app().await;
+    let agent_1 = test.token("acme", "agent-1", Role::Agent);
+    let lead = own_lead(&test, &agent_1).await;
+    let refused_before = metric(
+        &test.metrics().await,
+        r#"winnerr_ingest_bad_input_total{reason="softphone_request",action="refused"}"#,
+    );
+    for (token, query, status) in [
+        (
+            test.token("acme", "agent-2", Role::Agent),
+            format!("lead_id={lead}"),
+            404,
+        ),
+        (
+            test.token("globex", "manager-9", Role::Manager),
+            format!("lead_id={lead}"),
+            404,
+        ),
+        (agent_1.clone(), "lead_id=lead-nobody".to_owned(), 404),
+        (agent_1.clone(), "track=inbound".to_owned(), 403),
+        (
+            test.token("acme", "manager-1", Role::Manager),
+            "track=inbound".to_owned(),
+            403,
+        ),
+    ] {
+        let query = format!("access_token={token}&{query}");
+        assert_eq!(upgrade_status(&test, &query).await, status, "{query}");
+    }
+    let refused = metric(
+        &test.metrics().await,
+        r#"winnerr_ingest_bad_input_total{reason="softphone_request",action="refused"}"#,
+    );
+    assert_eq!(refused - refused_before, 5.0);
+    for (token, query) in [
+        (agent_1.clone(), format!("lead_id={lead}")),
+        (
+            test.token("acme", "manager-1", Role::Manager),
+            format!("lead_id={lead}"),
+        ),
+        (
+            test.token("acme", "admin-1", Role::Admin),
+            format!("lead_id={lead}&track=inbound"),
+        ),
+    ] {
+        let (mut phone, _) = softphone(&test, &format!("access_token={token}&{query}")).await;
+        phone
+            .send(Message::Text(r#"{"event":"stop"}"#.into()))
+            .await
+            .unwrap();
+    }
+}
+
+/// The HTTP status a softphone upgrade with `query` is refused with.
+async fn upgrade_status(test: &TestApp, query: &str) -> u16 {
+    let base = test.app.feed_url().replace("/feed", "/softphone/stream");
+    match tokio_tungstenite::connect_async(format!("{base}?{query}")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        other => panic!("expected a refusal for {query}, got {other:?}"),
+    }
+}
+
+/// A new lead owned by the user of `token`, created through the REST API: its id.
+async fn own_lead(test: &TestApp, token: &str) -> String {
+    let (status, person) = test
+        .api()
+        .call(
+            Some(token),
+            reqwest::Method::POST,
+            "/api/people",
+            Some(r#"{"first_name":"Dana","last_name":"Reyes"}"#),
+        )
+        .await;
+    assert_eq!(status, 201, "{person}");
+    person["id"].as_str().unwrap().to_owned()
 }
 
 type Socket =

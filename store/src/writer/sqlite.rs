@@ -11,7 +11,7 @@ use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 use winnerr_events::OrgId;
 
-use super::{CallChanges, seal_utterance, status, utterance_id};
+use super::{CallChanges, ms, seal_utterance, status, utterance_id};
 use crate::StoreError;
 use crate::audit::hex;
 use crate::crypto::Keyring;
@@ -54,7 +54,7 @@ pub(super) async fn apply_all(
                     started.account_sid,
                     event.agent_id.as_ref().map(|a| a.as_str()),
                     started.lead_id.as_ref().map(|l| l.as_str()),
-                    event.ts_ms,
+                    ms(event.ts_ms),
                 ])
             })
             .collect();
@@ -115,8 +115,8 @@ pub(super) async fn apply_all(
                     call,
                     id,
                     t.track.as_str(),
-                    t.start_ms,
-                    t.end_ms,
+                    ms(t.start_ms),
+                    ms(t.end_ms),
                     hex(&sealed.bytes),
                     sealed.key_id,
                     t.sentiment.as_ref().map(|s| s.label.as_str()),
@@ -149,7 +149,7 @@ pub(super) async fn apply_all(
             .map(|((lead, ts_ms), score)| {
                 json!([
                     lead,
-                    ts_ms,
+                    ms(*ts_ms),
                     score.score,
                     serde_json::to_string(&score.factors).expect("factors serialize"),
                     score.model_version,
@@ -177,8 +177,8 @@ pub(super) async fn apply_all(
                     call,
                     event.agent_id.as_ref().map(|a| a.as_str()),
                     status(ended.reason),
-                    event.ts_ms,
-                    ended.duration_ms,
+                    ms(event.ts_ms),
+                    ms(ended.duration_ms),
                     serde_json::to_string(&ended.stats).expect("stats serialize"),
                 ])
             })
