@@ -182,6 +182,8 @@ pub enum ErrorCode {
     BadToken,
     /// The connection follows as many channels as it may (`WINNERR_FEED_MAX_SUBSCRIPTIONS`).
     TooManySubscriptions,
+    /// Presence changes come faster than the connection or the user may make them.
+    RateLimited,
 }
 
 /// What a subscriber sends.

@@ -191,6 +191,8 @@ struct Connection {
     claims: Claims,
     room: Arc<Room>,
     queue: SendQueue,
+    /// What this connection may still change of its user's presence.
+    presence_budget: crate::presence::Budget,
     subscriptions: HashMap<Channel, Following>,
     expires: Instant,
 }
@@ -226,6 +228,10 @@ impl Connection {
                         event: None,
                     })?;
                 }
+            }
+            FeedItem::Lost { missed } => {
+                debug!(user_id = %self.claims.sub, missed, "events lost before the room; client told");
+                self.reply(&FeedMessage::Lagged { missed: *missed })?;
             }
             FeedItem::Event(event) => {
                 if !self.sees(event) {
@@ -336,7 +342,15 @@ impl Connection {
                 Err(err) => self.refuse(ErrorCode::UnknownChannel, err, Some(&name)),
             },
             ClientMessage::Presence { status, call_id } => {
-                self.room.update(&self.claims.sub, status, call_id);
+                if !self.presence_budget.take()
+                    || !self.room.update(&self.claims.sub, status, call_id)
+                {
+                    return self.refuse(
+                        ErrorCode::RateLimited,
+                        "presence changes are limited: 10 at once, then 2 a second per connection and 4 per user".into(),
+                        None,
+                    );
+                }
                 Ok(())
             }
             ClientMessage::Refresh { token } => match self.gateway.auth().verify(&token) {
@@ -403,6 +417,7 @@ async fn serve(socket: WebSocket, gateway: Gateway, claims: Claims) {
         gateway: gateway.clone(),
         room: room.clone(),
         queue: SendQueue::new(settings.send_queue),
+        presence_budget: crate::presence::connection_budget(),
         subscriptions: HashMap::new(),
         claims,
     };

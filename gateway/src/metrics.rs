@@ -43,7 +43,7 @@ pub(crate) fn describe() {
         );
         describe_counter!(
             FEED_REJECTED,
-            "Feed client requests refused, by code (bad_request, unknown_channel, forbidden, bad_token)"
+            "Feed client requests refused, by code (bad_request, unknown_channel, forbidden, bad_token, too_many_subscriptions, rate_limited)"
         );
         describe_gauge!(
             CONNECTIONS,
@@ -128,6 +128,7 @@ pub(crate) fn request_rejected(code: winnerr_events::ErrorCode) {
         winnerr_events::ErrorCode::Forbidden => "forbidden",
         winnerr_events::ErrorCode::BadToken => "bad_token",
         winnerr_events::ErrorCode::TooManySubscriptions => "too_many_subscriptions",
+        winnerr_events::ErrorCode::RateLimited => "rate_limited",
     };
     counter!(FEED_REJECTED, "code" => code).increment(1);
 }

@@ -115,6 +115,11 @@ pub enum FeedItem {
         offset: u64,
         text: Utf8Bytes,
     },
+    /// The gateway fell behind the bus and `missed` events were lost before they reached any
+    /// room: every client is told (`lagged`). Never kept in the history.
+    Lost {
+        missed: u64,
+    },
 }
 
 impl FeedItem {
@@ -122,6 +127,8 @@ impl FeedItem {
         match self {
             FeedItem::Event(event) => event.offset,
             FeedItem::Presence { offset, .. } => *offset,
+            // Not a position in the room: a notice is never in the history.
+            FeedItem::Lost { .. } => 0,
         }
     }
 }
@@ -152,6 +159,8 @@ struct RoomState {
     presence: HashMap<UserId, (Member, usize)>,
     /// Who is online on other gateway nodes, by node.
     remote: HashMap<String, Vec<Member>>,
+    /// What each person online here may still change of their presence.
+    budgets: HashMap<UserId, crate::presence::Budget>,
     clients: usize,
     idle_since: Option<Instant>,
 }
@@ -211,6 +220,7 @@ impl Room {
                 call_agents: HashMap::new(),
                 presence: HashMap::new(),
                 remote,
+                budgets: HashMap::new(),
                 clients: 0,
                 idle_since: Some(Instant::now()),
             }),
@@ -310,17 +320,30 @@ impl Room {
         });
     }
 
-    /// Someone set their status (on every connection of theirs).
-    pub fn update(&self, user: &UserId, status: PresenceStatus, call_id: Option<CallId>) {
+    /// Someone set their status (on every connection of theirs); false, and nothing changed,
+    /// when they change it faster than a user may.
+    pub fn update(&self, user: &UserId, status: PresenceStatus, call_id: Option<CallId>) -> bool {
+        let mut allowed = true;
         self.change(|state| {
             let Some((member, _)) = state.presence.get_mut(user) else {
                 return false;
             };
-            let changed = member.status != status || member.call_id != call_id;
+            if member.status == status && member.call_id == call_id {
+                return false;
+            }
+            let budget = state
+                .budgets
+                .entry(user.clone())
+                .or_insert_with(crate::presence::user_budget);
+            if !budget.take() {
+                allowed = false;
+                return false;
+            }
             member.status = status;
             member.call_id = call_id;
-            changed
+            true
         });
+        allowed
     }
 
     /// One of someone's connections closed: they leave when it was their last (and they are on
@@ -337,6 +360,7 @@ impl Room {
             *connections -= 1;
             if *connections == 0 {
                 state.presence.remove(user);
+                state.budgets.remove(user);
                 return true;
             }
             false
@@ -559,6 +583,13 @@ impl Rooms {
 
     /// Hands one event to its organization's room, if the room exists (someone listens, or
     /// listened lately).
+    /// Tells every room's clients that `missed` events were lost on the way to the rooms.
+    fn lost_everywhere(&self, missed: u64) {
+        for room in self.rooms.iter() {
+            let _ = room.sender.send(Arc::new(FeedItem::Lost { missed }));
+        }
+    }
+
     pub fn deliver(&self, event: &Envelope) {
         let Some(room) = self.rooms.get(&event.org_id).map(|r| r.value().clone()) else {
             return;
@@ -608,8 +639,9 @@ impl Rooms {
                         metrics::feed_dropped("gateway_lagged", missed);
                         warn!(
                             missed,
-                            "gateway fell behind the bus; events dropped for every room"
+                            "gateway fell behind the bus; events dropped for every room, every client told"
                         );
+                        rooms.lost_everywhere(missed);
                     }
                     None => break,
                 }

@@ -82,14 +82,18 @@ impl Gateway {
         metrics::build_info();
         let node = format!("gateway-{}", winnerr_events::EventId::now_v7().simple());
         let (outbox, presence_changes) = tokio::sync::mpsc::unbounded_channel();
+        // Other nodes hear this one's presence only over a bus that reaches them.
+        let shares_presence = feeds && bus.reaches_other_processes();
         let rooms = Arc::new(Rooms::new(
             config.feed_buffer,
             config.feed_history,
             node,
-            feeds.then_some(outbox),
+            shares_presence.then_some(outbox),
         ));
         if feeds {
             rooms.spawn_pump(bus.subscribe().await?, shutdown.clone());
+        }
+        if shares_presence {
             presence::spawn(
                 rooms.clone(),
                 bus.clone(),

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use winnerr_events::{
-    CallContext, CallEnded, CallId, CallStarted, ClientMessage, EndReason, Envelope, ErrorCode,
-    Event, FeedMessage, LeadId, MediaFormat, OrgId, Position, PresenceChange, PresenceStatus, Role,
-    StreamStats, Track, Transcript, UserId,
+    CallContext, CallEnded, CallId, CallStarted, ClientMessage, Delivery, EndReason, Envelope,
+    ErrorCode, Event, FeedMessage, LeadId, MediaFormat, OrgId, Position, PresenceChange,
+    PresenceStatus, Role, StreamStats, Track, Transcript, UserId,
 };
 
 use crate::helpers::*;
@@ -739,4 +739,107 @@ async fn subscriptions_per_connection_are_capped() {
         client.next_message().await,
         Some(FeedMessage::Pong)
     ));
+}
+
+/// A presence flood costs no one their events: agents of one organization changing status as
+/// fast as they can, reading nothing, are limited (`error` `rate_limited`), nothing of it goes
+/// onto the in-process bus, and another organization's manager gets every call's start and end
+/// while it runs, with the server's memory steady. Before, every change went onto the bus with
+/// the call events: the scorer missed events in every run and, in some, a manager silently lost
+/// call starts and ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_presence_flood_costs_no_one_their_events() {
+    let test = spawn_app_with(|c| {
+        c.bus_capacity = 256;
+        c.scoring = true;
+    })
+    .await;
+    let mut manager = test.feed("globex", "manager-9", Role::Manager).await;
+    // The flooded organization's own presence, as its manager sees it.
+    let (mut watcher, _) = test.org_feed("acme", "manager-1", Role::Manager).await;
+    // Everything on the bus, as the scorer and the store writer get it.
+    let mut bus = test.app.bus.subscribe().await.unwrap();
+    let before = test.metrics().await;
+    let rss = |page: &str| metric(page, "process_resident_memory_bytes");
+    let statuses = ["available", "busy", "away"];
+    let started = std::time::Instant::now();
+    let mut flooders = Vec::new();
+    for agent in 0..4 {
+        for _ in 0..2 {
+            let mut client = test
+                .feed_unsubscribed("acme", &format!("agent-{agent}"), Role::Agent)
+                .await;
+            flooders.push(tokio::spawn(async move {
+                let mut sent = 0;
+                for n in 0..3_000 {
+                    let message =
+                        format!(r#"{{"type":"presence","status":"{}"}}"#, statuses[n % 3]);
+                    if !client.try_send_text(&message).await {
+                        break;
+                    }
+                    sent += 1;
+                }
+                sent
+            }));
+        }
+    }
+    // Meanwhile, another organization's calls.
+    for i in 0..20 {
+        let ctx = context("globex", &format!("CA-during-flood-{i}"), "agent-9");
+        publish(&test, &short_call(&ctx)).await;
+        let seen = until_end(&mut manager, &ctx.call_id).await;
+        assert!(
+            seen.iter()
+                .any(|(_, _, e)| e.call_id == ctx.call_id
+                    && matches!(e.event, Event::CallStarted(_))),
+            "call {i}: its start reached the manager"
+        );
+    }
+    let mut sent = 0;
+    for flooder in flooders {
+        sent += flooder.await.unwrap();
+    }
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let after = test.metrics().await;
+    let growth_mb = (rss(&after) - rss(&before)) / 1e6;
+    println!(
+        "server RSS growth for {sent} presence messages from 8 connections: {growth_mb:.1} MB"
+    );
+    assert!(growth_mb < 50.0, "RSS grew by {growth_mb:.1} MB");
+    let rejected = metric(
+        &after,
+        r#"winnerr_gateway_feed_requests_rejected_total{code="rate_limited"}"#,
+    );
+    assert!(rejected > 0.0, "the flood was limited ({sent} sent)");
+    let mut changes = 0.0;
+    while let Some(message) = within(&mut watcher, Duration::from_millis(300)).await {
+        if matches!(
+            message,
+            FeedMessage::Presence {
+                change: PresenceChange::Update,
+                ..
+            }
+        ) {
+            changes += 1.0;
+        }
+    }
+    // Each of the 4 users: a burst of 20, then 4 a second.
+    let allowed = 4.0 * (20.0 + 4.0 * elapsed_s);
+    assert!(
+        changes <= allowed,
+        "{changes} presence updates in {elapsed_s:.1} s passed the limits"
+    );
+    let (mut events, mut presence) = (0, 0);
+    while let Some(Some(delivery)) = bus.next().now_or_never() {
+        match delivery {
+            Delivery::Event(event) if matches!(event.event, Event::Presence(_)) => presence += 1,
+            Delivery::Event(_) => events += 1,
+            Delivery::Lagged(missed) => panic!("a bus subscriber fell behind by {missed}"),
+        }
+    }
+    assert_eq!(presence, 0, "no node presence on an in-process bus");
+    assert!(
+        events >= 20 * 4,
+        "every call event is on the bus ({events})"
+    );
 }

@@ -28,6 +28,10 @@ impl InProcessBus {
 }
 
 impl Bus for InProcessBus {
+    fn reaches_other_processes(&self) -> bool {
+        false
+    }
+
     fn publish(&self, event: Envelope) -> BoxFuture<'_, Result<(), BusError>> {
         metrics::published(event.event.kind());
         // No subscriber is not an error: nobody is listening yet, so nobody misses anything.

@@ -49,6 +49,13 @@ pub trait Bus: Send + Sync + 'static {
     /// Subscribes to every event published from now on (once the future resolves).
     fn subscribe(&self) -> BoxFuture<'_, Result<Subscription, BusError>>;
 
+    /// Whether other processes hear what is published here (Kafka does). The in-process bus
+    /// reaches only this process, so traffic between nodes (their presence) stays off it and
+    /// cannot crowd out call events.
+    fn reaches_other_processes(&self) -> bool {
+        true
+    }
+
     /// Whether the bus can carry events now (for readiness); the in-process bus always can.
     fn check(&self) -> BoxFuture<'_, Result<(), BusError>> {
         Box::pin(std::future::ready(Ok(())))
