@@ -465,3 +465,78 @@ async fn presence_is_shared_by_gateway_nodes_over_the_bus() {
         PresenceChange::Leave
     );
 }
+
+/// A batch with an event Postgres refuses (a NUL in a text field, past ingest's checks as a
+/// producer of another version might send it) no longer stalls the Kafka store-writer group:
+/// the event is set aside in `dead_letters` and the calls after it are stored. Before, the
+/// group retried that batch forever and stored nothing more for any organization.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_postgres_refuses_is_set_aside_and_the_store_group_goes_on() {
+    let broker = Broker::start().await;
+    let db = winnerr_testkit::TestDatabase::create().await;
+    let test = spawn_app_with(|config| {
+        on_kafka(config, &broker);
+        on_postgres(config, &db);
+    })
+    .await;
+    let context = |call: &str| CallContext {
+        org_id: "acme".parse().unwrap(),
+        call_id: call.parse().unwrap(),
+        agent_id: None,
+        lead_id: None,
+    };
+    let start = |account_sid: &str| {
+        Event::CallStarted(winnerr_events::CallStarted {
+            stream_sid: "MZ1".into(),
+            account_sid: account_sid.into(),
+            lead_id: None,
+            tracks: vec![Track::Inbound],
+            media_format: winnerr_events::MediaFormat::twilio_mulaw(),
+        })
+    };
+    let end = || {
+        Event::CallEnded(winnerr_events::CallEnded {
+            reason: EndReason::Completed,
+            duration_ms: 1000,
+            stats: Default::default(),
+        })
+    };
+    let poison = Envelope::new(&context("CA-poison"), start("AC\0"));
+    for event in [
+        poison.clone(),
+        Envelope::new(&context("CA-poison"), end()),
+        Envelope::new(&context("CA-after"), start("AC1")),
+        Envelope::new(&context("CA-after"), end()),
+    ] {
+        test.app.bus.publish(event).await.unwrap();
+    }
+    use sqlx::Connection;
+    let mut owner = sqlx::PgConnection::connect(&db.owner_url).await.unwrap();
+    let stored = tokio::time::timeout(WAIT, async {
+        loop {
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status FROM calls WHERE id = 'CA-after'")
+                    .fetch_optional(&mut owner)
+                    .await
+                    .unwrap();
+            if status.as_deref() == Some("completed") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(stored.is_ok(), "the call after the poison event is stored");
+    let letters: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT event_id, kind, reason FROM dead_letters")
+            .fetch_all(&mut owner)
+            .await
+            .unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].0, poison.id.to_string());
+    assert_eq!(letters[0].1, "call_started");
+    assert!(letters[0].2.contains("0x00"), "{}", letters[0].2);
+    test.app.shutdown().await;
+    drop(owner);
+    db.drop_database().await;
+}
