@@ -11,6 +11,10 @@ pub const DEV_JWT_SECRET: &str = "winnerr-dev-jwt-secret";
 /// The Twilio auth token used when none is configured.
 pub const DEV_TWILIO_AUTH_TOKEN: &str = "winnerr-dev-twilio-auth-token";
 
+/// Continuously talking calls one core serves with finals' p95 within 1.5 s after the endpoint
+/// (`benches/voice_load.rs`, RESULTS.md): what the default `WINNERR_MAX_CALLS` is made of.
+pub const CALLS_PER_CORE: usize = 8;
+
 /// The store when `DATABASE_URL` is not set: a SQLite file beside the engine's other local state.
 pub const EMBEDDED_DATABASE: &str = "sqlite://.run/winnerr.db";
 
@@ -235,9 +239,31 @@ pub struct Config {
     #[arg(long, env = "WINNERR_ASR_MODEL", default_value = "tiny.en")]
     pub asr_model: String,
 
-    /// Threads of the shared speech worker (one uses every core through Candle's thread pool).
-    #[arg(long, env = "WINNERR_ASR_THREADS", default_value_t = 1)]
-    pub asr_threads: usize,
+    /// Speech workers: utterances transcribed at once. Default: one per core, single-threaded,
+    /// the layout that served the most calls (`benches/voice_load.rs` compares layouts).
+    #[arg(long, env = "WINNERR_ASR_WORKERS")]
+    pub asr_workers: Option<usize>,
+
+    /// Calls this node serves at once; one more is refused (Twilio stream 4007, softphone 503,
+    /// the webhook connects it untranscribed). Default: the cores times the calls one core
+    /// served in continuous talk (`CALLS_PER_CORE`, from `benches/voice_load.rs`).
+    #[arg(long, env = "WINNERR_MAX_CALLS")]
+    pub max_calls: Option<usize>,
+
+    /// Calls one organization may have on this node at once (4009, 429); default: no limit of
+    /// its own.
+    #[arg(long, env = "WINNERR_MAX_CALLS_PER_ORG")]
+    pub max_calls_per_org: Option<usize>,
+
+    /// What the voice webhook says to a caller when the node is full, before connecting the
+    /// call untranscribed.
+    #[arg(long, env = "WINNERR_FULL_SAY")]
+    pub full_say: Option<String>,
+
+    /// Threads each speech worker runs the model on (its own pool; Candle's kernels run there).
+    /// Default: the cores over the workers.
+    #[arg(long, env = "WINNERR_ASR_THREADS")]
+    pub asr_threads: Option<usize>,
 
     /// Interim hypotheses that may wait for the speech worker before the oldest is dropped.
     #[arg(long, env = "WINNERR_ASR_MAX_INTERIMS", default_value_t = 8)]
@@ -301,6 +327,31 @@ impl Config {
     /// The gateway's ping interval.
     pub fn feed_heartbeat(&self) -> std::time::Duration {
         std::time::Duration::from_secs_f64(self.feed_heartbeat)
+    }
+
+    /// Calls served at once, in all and per organization.
+    pub fn call_limits(&self) -> winnerr_ingest::CallLimits {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        winnerr_ingest::CallLimits {
+            max_calls: self.max_calls.unwrap_or(CALLS_PER_CORE * cores),
+            max_calls_per_org: self.max_calls_per_org,
+        }
+    }
+
+    /// How the speech workers are laid out: the settings, else one single-threaded worker per
+    /// core.
+    pub fn asr_layout(&self) -> winnerr_voice::AsrConfig {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut layout = winnerr_voice::AsrConfig::for_cores(cores);
+        if let Some(workers) = self.asr_workers {
+            layout.workers = workers;
+            layout.threads = (cores / workers.max(1)).max(1);
+        }
+        if let Some(threads) = self.asr_threads {
+            layout.threads = threads;
+        }
+        layout.max_interims_waiting = self.asr_max_interims;
+        layout
     }
 
     pub fn http_header_timeout(&self) -> std::time::Duration {
@@ -422,8 +473,13 @@ impl Config {
             return Err("the store role on its own needs DATABASE_URL: a database the other roles can reach too".into());
         }
         self.voice()?;
-        if self.asr_threads == 0 {
-            return Err("WINNERR_ASR_THREADS must be at least 1".into());
+        if self.max_calls == Some(0) || self.max_calls_per_org == Some(0) {
+            return Err(
+                "WINNERR_MAX_CALLS and WINNERR_MAX_CALLS_PER_ORG must be at least 1".into(),
+            );
+        }
+        if self.asr_threads == Some(0) || self.asr_workers == Some(0) {
+            return Err("WINNERR_ASR_WORKERS and WINNERR_ASR_THREADS must be at least 1".into());
         }
         if self.kafka_partitions < 1 || self.kafka_replication < 1 {
             return Err("KAFKA_PARTITIONS and KAFKA_REPLICATION must be at least 1".into());

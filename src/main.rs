@@ -196,11 +196,24 @@ fn init_logs(format: LogFormat) {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = winnerr::config::with_config_file(std::env::args_os().collect())
         .map_err(anyhow::Error::msg)?;
-    match Cli::parse_from(args).command {
+    let cli = Cli::parse_from(args);
+    if let Command::Serve { config, .. } = &cli.command {
+        // Candle splits each matrix product for as many threads as it believes there are
+        // (RAYON_NUM_THREADS, else every core), whatever pool it runs on: it must believe what
+        // each speech worker has. Set here, before any thread exists.
+        winnerr::startup::match_kernel_threads(&config.asr_layout());
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Serve { config, demo } => serve(config, demo).await,
         Command::Simulate(args) => {
             init_logs(LogFormat::Text);

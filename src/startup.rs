@@ -84,11 +84,20 @@ impl App {
         };
         let asr = if config.asr && config.has_role(Role::Voice) {
             let models = load_models(&config.asr_model).await?;
-            let asr_config = AsrConfig {
-                threads: config.asr_threads,
-                max_interims_waiting: config.asr_max_interims,
-            };
-            Some(AsrWorker::start(models, asr_config))
+            let layout = config.asr_layout();
+            info!(
+                workers = layout.workers,
+                threads = layout.threads,
+                "speech workers"
+            );
+            if kernel_threads() != layout.threads {
+                warn!(
+                    threads = layout.threads,
+                    kernel_threads = kernel_threads(),
+                    "Candle splits its kernels for another number of threads than each speech worker has: set RAYON_NUM_THREADS to the workers' threads (`winnerr serve` does)"
+                );
+            }
+            Some(AsrWorker::start(models, layout))
         } else {
             None
         };
@@ -110,6 +119,8 @@ impl App {
                 max_message_bytes: config.max_message_bytes,
                 call_queue: config.call_queue,
                 dial: config.twilio_dial.clone(),
+                limits: config.call_limits(),
+                full_say: config.full_say.clone(),
             },
             calls,
             shutdown.clone(),
@@ -535,6 +546,27 @@ fn tap_calls(
         }
     });
     tapped_rx
+}
+
+/// Makes Candle split its kernels for `layout.threads` threads, each speech worker's own, by
+/// setting `RAYON_NUM_THREADS` (which Candle reads) unless it is set already. Call before any
+/// other thread exists (the binary's `main` does); an engine started otherwise warns at start
+/// when the two differ.
+pub fn match_kernel_threads(layout: &AsrConfig) {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // SAFETY: called at the start of `main`, before any other thread exists to read the
+        // environment concurrently.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", layout.threads.to_string()) };
+    }
+}
+
+/// The threads Candle splits its kernels for: `RAYON_NUM_THREADS`, else every core.
+fn kernel_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
 /// Serves `router` on `listener` (over TLS with `tls`) until `shutdown`, under the connection

@@ -4,6 +4,7 @@
 //! track, and handed to the voice stage as a [`winnerr_events::CallAudio`] through a bounded
 //! channel; ingest never calls the voice stage itself.
 
+pub mod admission;
 pub mod identity;
 mod metrics;
 pub mod mulaw;
@@ -16,6 +17,7 @@ pub mod softphone;
 pub mod stream;
 pub mod twiml;
 
+pub use admission::{CallLimits, Full};
 pub use identity::StreamIdentity;
 pub use routes::{Ingest, IngestConfig, STREAM_PATH, SendError, VOICE_PATH};
 pub use simulator::{CallScript, Pace, PlayReport, Simulator};

@@ -16,6 +16,8 @@ const BAD_INPUT: &str = "winnerr_ingest_bad_input_total";
 const MARKS: &str = "winnerr_ingest_marks_total";
 const MESSAGE_SECONDS: &str = "winnerr_ingest_message_duration_seconds";
 const WEBHOOKS: &str = "winnerr_ingest_webhooks_total";
+const CALLS_REFUSED: &str = "winnerr_ingest_calls_refused_total";
+const CAPACITY_USED: &str = "winnerr_ingest_capacity_used";
 
 pub(crate) fn describe() {
     static ONCE: Once = Once::new();
@@ -41,6 +43,14 @@ pub(crate) fn describe() {
             "Time to parse and handle one Twilio message"
         );
         describe_counter!(WEBHOOKS, "TwiML voice webhooks answered, by outcome");
+        describe_counter!(
+            CALLS_REFUSED,
+            "Calls refused by admission control, by reason (node_full, org_limit)"
+        );
+        describe_gauge!(
+            CAPACITY_USED,
+            "Calls admitted now over the calls this node serves at once (WINNERR_MAX_CALLS), 0 to 1"
+        );
     });
 }
 
@@ -84,4 +94,12 @@ pub(crate) fn message_handled(elapsed: Duration) {
 
 pub(crate) fn webhook(outcome: &'static str) {
     counter!(WEBHOOKS, "outcome" => outcome).increment(1);
+}
+
+pub(crate) fn call_refused(reason: &'static str) {
+    counter!(CALLS_REFUSED, "reason" => reason).increment(1);
+}
+
+pub(crate) fn capacity_used(calls: usize, capacity: usize) {
+    gauge!(CAPACITY_USED).set(calls as f64 / capacity.max(1) as f64);
 }

@@ -50,6 +50,11 @@ pub struct IngestConfig {
     pub call_queue: usize,
     /// What the voice webhook connects the call to after starting the stream.
     pub dial: Dial,
+    /// Calls served at once, in all and per organization.
+    pub limits: crate::CallLimits,
+    /// What the voice webhook says to the caller (`<Say>`) when the node is full, before
+    /// connecting the call untranscribed; `None`: it connects it without a word.
+    pub full_say: Option<String>,
 }
 
 impl Default for IngestConfig {
@@ -62,6 +67,8 @@ impl Default for IngestConfig {
             max_message_bytes: 64 * 1024,
             call_queue: 500,
             dial: Dial::Agent,
+            limits: crate::CallLimits::default(),
+            full_say: None,
         }
     }
 }
@@ -86,6 +93,7 @@ struct Inner {
     streams: DashMap<String, mpsc::Sender<StreamCommand>>,
     /// Calls with a live stream here: one stream per call.
     live_calls: dashmap::DashSet<CallId>,
+    admission: Arc<crate::admission::Admission>,
     shutdown: CancellationToken,
     /// Open stream connections, so shutdown can wait for their close frames.
     connections: TaskTracker,
@@ -100,6 +108,7 @@ impl Ingest {
     ) -> Self {
         metrics::describe();
         Self(Arc::new(Inner {
+            admission: crate::admission::Admission::new(config.limits),
             config,
             calls: std::sync::Mutex::new(Some(calls)),
             streams: DashMap::new(),
@@ -119,6 +128,11 @@ impl Ingest {
 
     pub fn config(&self) -> &IngestConfig {
         &self.0.config
+    }
+
+    /// Who decides whether a new call is served.
+    pub(crate) fn admission(&self) -> &Arc<crate::admission::Admission> {
+        &self.0.admission
     }
 
     /// Where new calls go; `None` once closed.
@@ -369,11 +383,22 @@ async fn voice_webhook(
             return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response();
         }
     };
+    let agent = identity.agent_id.as_ref().map(UserId::as_str);
+    if let Err(full) = ingest.admission().check(&identity.org_id) {
+        // Full: the call goes through, untranscribed, rather than not at all.
+        metrics::webhook(full.label());
+        warn!(org_id = %identity.org_id, call_sid = %call_sid.chars().take(64).collect::<String>(), reason = full.label(), "voice webhook answered without a stream");
+        let xml = twiml::dial_without_stream(
+            ingest.config().full_say.as_deref(),
+            &ingest.config().dial,
+            agent,
+        );
+        return ([(CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response();
+    }
     let parameters: BTreeMap<String, String> =
         identity.to_parameters(&ingest.config().auth_token, &call_sid);
     let base = ingest.base_url(&headers).unwrap_or_default();
     let stream_url = websocket_url(&base) + STREAM_PATH;
-    let agent = identity.agent_id.as_ref().map(UserId::as_str);
     let xml = twiml::stream_then_dial(&stream_url, &parameters, &ingest.config().dial, agent);
     metrics::webhook("ok");
     ([(CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response()

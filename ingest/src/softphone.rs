@@ -117,6 +117,17 @@ async fn upgrade(
             return refused;
         }
     };
+    let admitted = match ingest.admission().admit(&caller.org) {
+        Ok(admitted) => admitted,
+        Err(full) => {
+            warn!(org_id = %caller.org, reason = full.label(), "softphone call refused by admission control");
+            let status = match full {
+                crate::Full::Node => StatusCode::SERVICE_UNAVAILABLE,
+                crate::Full::Organization => StatusCode::TOO_MANY_REQUESTS,
+            };
+            return refuse(status, format!("call refused: {}", full.label()));
+        }
+    };
     let call = CallContext {
         org_id: caller.org,
         call_id: CallId::parse(format!("SP{}", winnerr_events::EventId::now_v7().simple()))
@@ -130,7 +141,11 @@ async fn upgrade(
         .max_message_size(MAX_MESSAGE)
         .on_upgrade(move |socket| {
             let expires = winnerr_events::expiry_deadline(expires_at_s);
-            connections.track_future(serve(socket, ingest, call, track, expires))
+            connections.track_future(async move {
+                // Held for as long as the call streams.
+                let _admitted = admitted;
+                serve(socket, ingest, call, track, expires).await
+            })
         })
 }
 

@@ -87,6 +87,16 @@ impl Refusal {
         reason: "the call already has a live stream",
         label: "duplicate_stream",
     };
+    pub const NODE_FULL: Refusal = Refusal {
+        code: 4007,
+        reason: "the node serves as many calls as it can",
+        label: "node_full",
+    };
+    pub const ORG_LIMIT: Refusal = Refusal {
+        code: 4009,
+        reason: "the organization has as many calls as it may",
+        label: "org_limit",
+    };
     pub const BAD_START: Refusal = Refusal {
         code: 4006,
         reason: "start fields out of range",
@@ -133,6 +143,8 @@ struct LiveCall {
     session: StreamSession,
     call: CallContext,
     inputs: mpsc::Sender<CallInput>,
+    /// The call's place under the node's and the organization's limits, while it streams.
+    _admitted: crate::admission::Admitted,
 }
 
 struct Connection {
@@ -354,6 +366,17 @@ impl Connection {
             warn!(%stream_sid, call_id = %call.call_id, "a second stream for a live call refused");
             return Err(Refusal::DUPLICATE_STREAM);
         }
+        let admitted = match self.ingest.admission().admit(&call.org_id) {
+            Ok(admitted) => admitted,
+            Err(full) => {
+                self.ingest.release_call(&call.call_id);
+                warn!(%stream_sid, call_id = %call.call_id, org_id = %call.org_id, reason = full.label(), "stream refused by admission control");
+                return Err(match full {
+                    crate::Full::Node => Refusal::NODE_FULL,
+                    crate::Full::Organization => Refusal::ORG_LIMIT,
+                });
+            }
+        };
         if calls.send(audio).await.is_err() {
             self.ingest.release_call(&call.call_id);
             return Err(Refusal::UNAVAILABLE);
@@ -366,6 +389,7 @@ impl Connection {
             session: StreamSession::new(stream_sid, 8000),
             call,
             inputs,
+            _admitted: admitted,
         });
         Ok(())
     }

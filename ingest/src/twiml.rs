@@ -61,6 +61,27 @@ pub fn stream_then_dial(
         );
     }
     xml.push_str("    </Stream>\n  </Start>\n");
+    push_dial(&mut xml, dial, agent);
+    xml.push_str("</Response>\n");
+    xml
+}
+
+/// The dial alone, after `say` if any: a call connected without a stream (the node is full).
+pub fn dial_without_stream(say: Option<&str>, dial: &Dial, agent: Option<&str>) -> String {
+    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response>\n");
+    if let Some(say) = say {
+        let _ = writeln!(xml, "  <Say>{}</Say>", escape(say));
+    }
+    match (dial, agent) {
+        // Nobody to connect and nothing to stream: end the call after the words.
+        (Dial::Nothing, _) | (Dial::Agent, None) => xml.push_str("  <Hangup/>\n"),
+        _ => push_dial(&mut xml, dial, agent),
+    }
+    xml.push_str("</Response>\n");
+    xml
+}
+
+fn push_dial(xml: &mut String, dial: &Dial, agent: Option<&str>) {
     match (dial, agent) {
         (Dial::Agent, Some(agent)) => {
             let _ = writeln!(xml, "  <Dial><Client>{}</Client></Dial>", escape(agent));
@@ -71,8 +92,6 @@ pub fn stream_then_dial(
         // No agent to ring, or no dialing: keep the caller on the line for the stream.
         (Dial::Agent, None) | (Dial::Nothing, _) => xml.push_str("  <Pause length=\"3600\"/>\n"),
     }
-    xml.push_str("</Response>\n");
-    xml
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! with a Twilio-protocol client and feed clients, as Twilio and the CRM UI would.
 
 mod bad_input;
+mod capacity;
 mod dashboard;
 mod feed;
 mod helpers;

@@ -1,19 +1,26 @@
 //! The shared speech worker: one model serves every call. It owns its queue on dedicated threads
 //! (never the async runtime); calls submit utterances and get results back on their own channel.
 //!
-//! Policy: finals before interims, oldest first. Finals are never dropped. At most one interim
-//! per track waits (a newer one replaces it, a final removes it), and when more than
+//! Policy: finals before interims. Finals are never dropped, and they are fair across
+//! organizations (see [`Finals`]): a burst of one organization's calls cannot hold another's
+//! finals back by more than one utterance per organization waiting; finals of calls that are
+//! still live go before those of calls that have ended. Interims go oldest first: at most one
+//! interim per track waits (a newer one replaces it, a final removes it), and when more than
 //! `max_interims_waiting` wait, the oldest is dropped. Interims of calls that ended are skipped.
+//!
+//! Layout: `workers` threads each run one utterance at a time, each on a Rayon pool of its own
+//! of `threads` threads (Candle's matrix and convolution kernels run on the pool of the thread
+//! that calls them), so the layout is the engine's choice, not the global pool's.
 //! Utterances are not batched: batching gained at most ~20% throughput here and multiplied each
 //! utterance's latency (see the models issue), and latency is what agents feel.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use winnerr_events::{CallId, Track};
+use winnerr_events::{CallId, OrgId, Track};
 use winnerr_models::{DecodeOptions, Sentiment, SentimentModel, Whisper};
 
 use crate::metrics;
@@ -75,6 +82,8 @@ pub struct UtteranceKey {
 
 /// One utterance (or its start, for an interim) to transcribe.
 pub struct Job {
+    /// Whose call it is: finals are shared fairly between organizations.
+    pub org: OrgId,
     pub key: UtteranceKey,
     pub kind: JobKind,
     /// 16 kHz mono.
@@ -88,6 +97,7 @@ pub struct Job {
 
 impl Job {
     pub fn new(
+        org: OrgId,
         key: UtteranceKey,
         kind: JobKind,
         audio: Vec<f32>,
@@ -95,6 +105,7 @@ impl Job {
         live: Arc<AtomicBool>,
     ) -> Self {
         Self {
+            org,
             key,
             kind,
             audio,
@@ -120,8 +131,9 @@ pub struct AsrResult {
 /// Worker settings.
 #[derive(Debug, Clone, Copy)]
 pub struct AsrConfig {
-    /// Threads running the model. One uses every core through Candle's own thread pool; more
-    /// overlap utterances at the cost of each one's latency.
+    /// Utterances run at once, each on a thread of its own.
+    pub workers: usize,
+    /// Threads each of them runs the model on.
     pub threads: usize,
     pub max_interims_waiting: usize,
 }
@@ -129,15 +141,95 @@ pub struct AsrConfig {
 impl Default for AsrConfig {
     fn default() -> Self {
         Self {
+            workers: 1,
             threads: 1,
             max_interims_waiting: 8,
         }
     }
 }
 
+impl AsrConfig {
+    /// The layout that served the most calls on this machine's kind (`benches/voice_load.rs`,
+    /// layouts side by side): one single-threaded worker per core. It needs Candle to split its
+    /// kernels for one thread (`RAYON_NUM_THREADS=1`, which `winnerr serve` sets); with Candle
+    /// splitting them for every core on a one-thread pool, it did worse than one worker on
+    /// every core.
+    pub fn for_cores(cores: usize) -> Self {
+        Self {
+            workers: cores.max(1),
+            ..Self::default()
+        }
+    }
+}
+
+/// Finals waiting, fair across organizations: the next is the oldest final of the organization
+/// served the fewest audio seconds since it began waiting (start-time fair queueing on audio
+/// time), taking live calls' finals before those of calls that have ended. An organization that
+/// starts waiting starts level with the least-served one, so idle time earns no credit.
+#[derive(Default)]
+struct Finals {
+    by_org: HashMap<OrgId, VecDeque<Job>>,
+    /// Audio seconds served to each waiting organization, on one scale.
+    served: HashMap<OrgId, f64>,
+    len: usize,
+}
+
+impl Finals {
+    fn push(&mut self, job: Job) {
+        if !self.by_org.contains_key(&job.org) {
+            let level = self
+                .served
+                .values()
+                .copied()
+                .reduce(f64::min)
+                .unwrap_or(0.0);
+            self.served.insert(job.org.clone(), level);
+        }
+        self.by_org
+            .entry(job.org.clone())
+            .or_default()
+            .push_back(job);
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<Job> {
+        let live = |job: &Job| job.live.load(Ordering::Relaxed);
+        let (org, index) = self
+            .pick(|queue| queue.iter().position(live))
+            .or_else(|| self.pick(|_| Some(0)))?;
+        let queue = self.by_org.get_mut(&org).expect("picked from the map");
+        let job = queue.remove(index).expect("picked from the queue");
+        if queue.is_empty() {
+            self.by_org.remove(&org);
+            self.served.remove(&org);
+        } else if let Some(served) = self.served.get_mut(&org) {
+            *served += job.audio.len() as f64 / 16_000.0;
+        }
+        self.len -= 1;
+        Some(job)
+    }
+
+    /// The least-served organization with a job `choose` finds in its queue (ties: the oldest
+    /// job), and where the job is.
+    fn pick(&self, choose: impl Fn(&VecDeque<Job>) -> Option<usize>) -> Option<(OrgId, usize)> {
+        self.by_org
+            .iter()
+            .filter_map(|(org, queue)| {
+                let index = choose(queue)?;
+                Some((org, index, self.served[org], queue[index].enqueued))
+            })
+            .min_by(|a, b| a.2.total_cmp(&b.2).then(a.3.cmp(&b.3)))
+            .map(|(org, index, ..)| (org.clone(), index))
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
 #[derive(Default)]
 struct Queue {
-    finals: VecDeque<Job>,
+    finals: Finals,
     interims: VecDeque<Job>,
     closed: bool,
 }
@@ -171,20 +263,26 @@ impl Drop for Threads {
 }
 
 impl AsrWorker {
-    /// Starts `config.threads` threads running `models`.
+    /// Starts `config.workers` workers running `models`, each on `config.threads` threads.
     pub fn start(models: Arc<dyn SpeechModels>, config: AsrConfig) -> Self {
         metrics::describe();
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             ready: Condvar::new(),
         });
-        let handles = (0..config.threads.max(1))
+        let threads = config.threads.max(1);
+        let handles = (0..config.workers.max(1))
             .map(|i| {
                 let shared = shared.clone();
                 let models = models.clone();
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(move |t| format!("asr-{i}-{t}"))
+                    .build()
+                    .expect("a speech worker's thread pool starts");
                 std::thread::Builder::new()
                     .name(format!("asr-{i}"))
-                    .spawn(move || run(&shared, models.as_ref()))
+                    .spawn(move || pool.install(|| run(&shared, models.as_ref())))
                     .expect("an ASR thread starts")
             })
             .collect();
@@ -206,7 +304,7 @@ impl AsrWorker {
             metrics::asr_dropped("superseded");
         }
         match job.kind {
-            JobKind::Final => q.finals.push_back(job),
+            JobKind::Final => q.finals.push(job),
             JobKind::Interim => {
                 q.interims.push_back(job);
                 while q.interims.len() > self.config.max_interims_waiting {
@@ -230,7 +328,7 @@ impl AsrWorker {
 fn next_job(shared: &Shared) -> Option<Job> {
     let mut q = shared.queue.lock().expect("asr queue lock");
     loop {
-        if let Some(job) = q.finals.pop_front() {
+        if let Some(job) = q.finals.pop() {
             metrics::asr_queue(q.finals.len(), q.interims.len());
             return Some(job);
         }
@@ -308,6 +406,10 @@ mod tests {
         }
     }
 
+    fn org(id: &str) -> OrgId {
+        OrgId::parse(id).unwrap()
+    }
+
     fn key(call: &str, track: Track, utterance: u32) -> UtteranceKey {
         UtteranceKey {
             call: CallId::parse(call).unwrap(),
@@ -325,13 +427,14 @@ mod tests {
         let worker = AsrWorker::start(
             gate.clone(),
             AsrConfig {
-                threads: 1,
                 max_interims_waiting: 2,
+                ..AsrConfig::default()
             },
         );
         let (tx, mut rx) = mpsc::unbounded_channel();
         let live = Arc::new(AtomicBool::new(true));
-        let job = |k, kind, n| Job::new(k, kind, vec![0.0; n], tx.clone(), live.clone());
+        let job =
+            |k, kind, n| Job::new(org("acme"), k, kind, vec![0.0; n], tx.clone(), live.clone());
         // The first job occupies the worker (blocked at the gate).
         worker.submit(job(key("CA0", Track::Inbound, 1), JobKind::Interim, 1));
         while worker.waiting() != (0, 0) {
@@ -370,6 +473,7 @@ mod tests {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let live = Arc::new(AtomicBool::new(false));
         worker.submit(Job::new(
+            org("acme"),
             key("CA1", Track::Inbound, 1),
             JobKind::Interim,
             vec![0.0; 5],
@@ -377,6 +481,7 @@ mod tests {
             live.clone(),
         ));
         worker.submit(Job::new(
+            org("acme"),
             key("CA1", Track::Outbound, 2),
             JobKind::Final,
             vec![0.0; 7],
@@ -389,5 +494,53 @@ mod tests {
             (JobKind::Final, "7 samples".to_string())
         );
         assert!(r.sentiment.is_some(), "finals with text get a sentiment");
+    }
+
+    /// One organization's burst of 12 finals waits its turn: another organization's final,
+    /// queued after all of them, is served second, not thirteenth; a call that ended waits
+    /// behind live calls' finals but still runs.
+    #[tokio::test]
+    async fn finals_are_fair_across_organizations_and_live_calls_go_first() {
+        let gate = Arc::new(Gate {
+            open: Mutex::new(false),
+            cv: Condvar::new(),
+        });
+        let worker = AsrWorker::start(gate.clone(), AsrConfig::default());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let live = Arc::new(AtomicBool::new(true));
+        let ended = Arc::new(AtomicBool::new(false));
+        let final_of = |org_id: &str, call: &str, live: &Arc<AtomicBool>, seconds: usize| {
+            Job::new(
+                org(org_id),
+                key(call, Track::Inbound, 1),
+                JobKind::Final,
+                vec![0.0; seconds * 16_000],
+                tx.clone(),
+                live.clone(),
+            )
+        };
+        // The first job occupies the worker.
+        worker.submit(final_of("busy", "CA-first", &live, 1));
+        while worker.waiting() != (0, 0) {
+            tokio::task::yield_now().await;
+        }
+        worker.submit(final_of("quiet", "CA-ended", &ended, 1));
+        for i in 0..12 {
+            worker.submit(final_of("busy", &format!("CA-busy-{i}"), &live, 3));
+        }
+        worker.submit(final_of("quiet", "CA-quiet", &live, 3));
+        assert_eq!(worker.waiting(), (14, 0));
+        *gate.open.lock().unwrap() = true;
+        gate.cv.notify_all();
+        let mut order = Vec::new();
+        for _ in 0..15 {
+            order.push(rx.recv().await.unwrap().key.call.to_string());
+        }
+        assert_eq!(
+            &order[..3],
+            ["CA-first", "CA-busy-0", "CA-quiet"],
+            "{order:?}"
+        );
+        assert_eq!(order.last().unwrap(), "CA-ended", "{order:?}");
     }
 }

@@ -131,6 +131,7 @@ impl CallRun {
             utterance,
         };
         asr.submit(Job::new(
+            self.call.org_id.clone(),
             key,
             kind,
             audio,
