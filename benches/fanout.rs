@@ -214,6 +214,7 @@ fn message(org: &OrgId, n: u64) -> Envelope {
                 score: 0.78,
                 rolling: 0.61,
             }),
+            redactions: Vec::new(),
         }),
     )
 }

@@ -70,6 +70,7 @@ fn utterance(ctx: &CallContext, n: u32) -> Envelope {
                 score,
                 rolling: score,
             }),
+            redactions: Vec::new(),
         }),
     )
 }

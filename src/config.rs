@@ -255,6 +255,12 @@ pub struct Config {
     #[arg(long, env = "WINNERR_MAX_CALLS_PER_ORG")]
     pub max_calls_per_org: Option<usize>,
 
+    /// What transcripts have masked before they leave the voice stage, per organization:
+    /// `org=card:redact,ssn:mask_last4,phone:off;*=card,ssn` (kinds card, ssn, phone, email;
+    /// actions redact, mask_last4, off). Default: cards and social security numbers redacted.
+    #[arg(long, env = "WINNERR_REDACT")]
+    pub redact: Option<String>,
+
     /// What the voice webhook says to a caller when the node is full, before connecting the
     /// call untranscribed.
     #[arg(long, env = "WINNERR_FULL_SAY")]
@@ -293,6 +299,10 @@ impl Config {
     /// The voice stage's settings.
     pub fn voice(&self) -> Result<winnerr_voice::VoiceConfig, String> {
         let mut voice = winnerr_voice::VoiceConfig::default();
+        if let Some(spec) = &self.redact {
+            voice.redaction = winnerr_voice::RedactionConfig::parse(spec)
+                .map_err(|e| format!("WINNERR_REDACT: {e}"))?;
+        }
         voice.utterance.activity.hangover_ms = self.end_of_utterance_ms;
         if let Some(spec) = &self.alert_keywords {
             voice

@@ -219,6 +219,18 @@ pub struct Transcript {
     /// Finals only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sentiment: Option<SentimentScore>,
+    /// What the voice stage redacted from `text` (and `stable_text`): each mask's kind and
+    /// byte span in `text`, never the value. Left out when nothing was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redactions: Vec<Redaction>,
+}
+
+/// A mask in a transcript: `card`, `ssn`, `phone` or `email`, at `start..end` of its text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redaction {
+    pub kind: String,
+    pub start: usize,
+    pub end: usize,
 }
 
 /// The sentiment of an utterance and the track's rolling sentiment after it.

@@ -15,8 +15,9 @@ pub use bus::{
 };
 pub use event::{
     ActivityState, Alert, AlertKind, AudioActivity, CallContext, CallEnded, CallStarted, Dtmf,
-    EndReason, Envelope, Event, EventId, LeadScore, MediaFormat, NodePresence, SCHEMA_VERSION,
-    ScoreFactor, SentimentScore, StreamStats, Track, Transcript, expiry_deadline, now_ms,
+    EndReason, Envelope, Event, EventId, LeadScore, MediaFormat, NodePresence, Redaction,
+    SCHEMA_VERSION, ScoreFactor, SentimentScore, StreamStats, Track, Transcript, expiry_deadline,
+    now_ms,
 };
 pub use feed::{
     Channel, ClientMessage, ErrorCode, FEED_PROTOCOL_VERSION, FeedMessage, Member, Position,

@@ -385,6 +385,7 @@ mod tests {
                     score,
                     rolling: score,
                 }),
+                redactions: Vec::new(),
             }),
         )
     }

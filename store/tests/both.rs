@@ -273,6 +273,7 @@ fn spoken_call(ctx: &winnerr_events::CallContext) -> Vec<std::sync::Arc<winnerr_
                 score,
                 rolling: score,
             }),
+            redactions: Vec::new(),
         })
     };
     let events = vec![

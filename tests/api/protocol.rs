@@ -49,6 +49,7 @@ fn transcript(ctx: &CallContext, utterance: u32, is_final: bool, text: &str) -> 
             end_ms: 1_000,
             last_voiced_at_ms: winnerr_events::now_ms(),
             sentiment: None,
+            redactions: Vec::new(),
         }),
     )
 }

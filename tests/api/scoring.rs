@@ -217,6 +217,7 @@ impl SimulatedCall {
                         score,
                         rolling: score,
                     }),
+                    redactions: Vec::new(),
                 }),
             ),
         ]

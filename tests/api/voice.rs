@@ -296,3 +296,111 @@ async fn final_transcripts_are_stored_encrypted_and_served_by_the_rest_api() {
     test.app.shutdown().await;
     db.drop_database().await;
 }
+
+/// Card numbers read out on a call (synthesized callers of `assets/numbers`, through the phone
+/// path) never leave the voice stage: the finals and interims on the feed carry `[CARD]` and list
+/// the redaction (kind and span, no value), the stored transcript holds the mask too, and each is
+/// counted; an organization whose policy turns cards off gets the digits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn card_numbers_are_redacted_before_anything_leaves_the_voice_stage() {
+    let test = spawn_app_with(|c| {
+        c.asr = true;
+        c.redact = Some("open-book=card:off".into());
+    })
+    .await;
+    let numbers = |name: &str| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("assets/numbers")
+            .join(name);
+        decode_wav_8k(std::fs::File::open(&path).unwrap(), name).unwrap()
+    };
+    let before = test.metrics().await;
+    let mut said = Vec::new();
+    for (org, clips) in [
+        ("acme", ["cards_001.wav", "cards_002.wav"]),
+        ("open-book", ["cards_001.wav", "cards_002.wav"]),
+    ] {
+        let mut manager = test.feed(org, "manager-1", Role::Manager).await;
+        let mut audio = Vec::new();
+        for name in clips {
+            audio.extend(numbers(name));
+            audio.extend(silence(1.5));
+        }
+        let mut script = CallScript::new(identity(org, Some("agent-1"), None), audio);
+        script.pace = Pace::Fast;
+        test.simulator().play(&script, |_| {}).await.unwrap();
+        let events = manager.call_events(&call_id(&script.call_sid)).await;
+        said.push((org, script.call_sid.clone(), events));
+    }
+    let digits_of = |text: &str| -> String { text.chars().filter(char::is_ascii_digit).collect() };
+    let (_, acme_call, acme) = &said[0];
+    let finals: Vec<&Transcript> = transcripts(acme)
+        .into_iter()
+        .filter(|t| t.is_final)
+        .collect();
+    println!(
+        "acme heard {:?}",
+        finals.iter().map(|t| &t.text).collect::<Vec<_>>()
+    );
+    let masked: usize = finals.iter().map(|t| t.redactions.len()).sum();
+    assert!(masked >= 1, "a card was redacted: {finals:?}");
+    for t in transcripts(acme) {
+        assert!(
+            !digits_of(&t.text).contains("41111111") && !digits_of(&t.text).contains("42424242"),
+            "card digits on the feed: {:?}",
+            t.text
+        );
+        assert!(
+            !digits_of(&t.stable_text).contains("41111111"),
+            "{:?}",
+            t.stable_text
+        );
+        for r in &t.redactions {
+            assert_eq!(r.kind, "card");
+            assert!(
+                t.text[r.start..r.end].starts_with("[CARD"),
+                "{:?} {r:?}",
+                t.text
+            );
+        }
+    }
+    // The policy that keeps cards: the digits come through.
+    let (_, _, open) = &said[1];
+    let kept: Vec<&Transcript> = transcripts(open).into_iter().filter(|t| t.is_final).collect();
+    let digits: String = kept.iter().map(|t| digits_of(&t.text)).collect();
+    assert!(digits.len() >= 12, "the digits heard are kept: {kept:?}");
+    assert!(kept.iter().all(|t| t.redactions.is_empty() && !t.text.contains("[CARD")));
+
+    // Stored as redacted.
+    let token = test.token("acme", "manager-1", Role::Manager);
+    let url = format!("http://{}/api/calls/{acme_call}/utterances", test.app.addr);
+    let items = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let body: serde_json::Value = reqwest::Client::new()
+                .get(&url)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap_or_default();
+            match body["items"].as_array() {
+                Some(items) if items.len() >= finals.len() => return items.clone(),
+                _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await
+    .expect("the utterances are stored");
+    let stored: String = items
+        .iter()
+        .map(|i| i["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(stored.contains("[CARD]"), "{stored}");
+    assert!(!digits_of(&stored).contains("41111111"), "{stored}");
+    let series = r#"winnerr_voice_redactions_total{kind="card",transcript="final"}"#;
+    let page = test.metrics().await;
+    assert!(metric(&page, series) - metric(&before, series) >= masked as f64);
+    test.app.shutdown().await;
+}

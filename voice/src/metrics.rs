@@ -9,6 +9,7 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 const CALLS_LIVE: &str = "winnerr_voice_calls_live";
 const FRAMES: &str = "winnerr_voice_frames_total";
 const EVENTS: &str = "winnerr_voice_events_emitted_total";
+const REDACTIONS: &str = "winnerr_voice_redactions_total";
 const PUBLISH_ERRORS: &str = "winnerr_voice_publish_errors_total";
 const UTTERANCES: &str = "winnerr_voice_utterances_total";
 const UTTERANCE_SECONDS: &str = "winnerr_voice_utterance_seconds";
@@ -34,6 +35,10 @@ pub(crate) fn describe() {
         );
         describe_counter!(VAD_ERRORS, "Chunks the neural speech detector failed on");
         describe_counter!(EVENTS, "Events the voice stage published, by type");
+        describe_counter!(
+            REDACTIONS,
+            "Card numbers, social security numbers, phones and emails masked in transcripts before they left the voice stage, by kind and by transcript (interim, final)"
+        );
         describe_counter!(PUBLISH_ERRORS, "Events the bus refused, by type");
         describe_counter!(UTTERANCES, "Utterances cut from tracks, by track");
         describe_histogram!(
@@ -81,6 +86,10 @@ pub(crate) fn call_ended() {
 
 pub(crate) fn frame(track: &'static str) {
     counter!(FRAMES, "track" => track).increment(1);
+}
+
+pub(crate) fn redacted(kind: &'static str, transcript: &'static str) {
+    counter!(REDACTIONS, "kind" => kind, "transcript" => transcript).increment(1);
 }
 
 pub(crate) fn emitted(kind: &'static str) {

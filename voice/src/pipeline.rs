@@ -27,6 +27,8 @@ pub struct VoiceConfig {
     pub alerts: AlertConfig,
     /// What finds speech in each track.
     pub speech: SpeechDetector,
+    /// What each organization's transcripts have redacted before they leave the stage.
+    pub redaction: crate::redact::RedactionConfig,
 }
 
 /// How long a call's end waits for its last finals from the speech worker.
@@ -85,6 +87,8 @@ struct CallRun {
     results: mpsc::UnboundedSender<AsrResult>,
     live: Arc<AtomicBool>,
     tracks: [TrackState; 2],
+    /// The call's organization's redaction policy.
+    redaction: crate::redact::Policy,
 }
 
 impl CallRun {
@@ -151,6 +155,12 @@ impl CallRun {
             self.tracks[track.index()].pending.remove(&number);
             return;
         };
+        // Nothing below sees the words redaction takes out: not the feed, the bus, the store,
+        // alerts or lead scoring.
+        let (text, redacted) = crate::redact::redact(&text, &self.redaction);
+        for redaction in &redacted {
+            metrics::redacted(redaction.kind.as_str(), result.kind.as_str());
+        }
         let state = &mut self.tracks[track.index()];
         match result.kind {
             JobKind::Interim => {
@@ -171,6 +181,7 @@ impl CallRun {
                     track,
                     utterance: number,
                     is_final: false,
+                    redactions: redactions_of(&shown),
                     text: shown,
                     stable_text: stable,
                     start_ms,
@@ -209,6 +220,7 @@ impl CallRun {
                     track,
                     utterance: number,
                     is_final: true,
+                    redactions: redactions_of(&text),
                     stable_text: text.clone(),
                     text: text.clone(),
                     start_ms,
@@ -232,6 +244,18 @@ impl CallRun {
     }
 }
 
+/// The redactions of a published text, as the event lists them.
+fn redactions_of(text: &str) -> Vec<winnerr_events::Redaction> {
+    crate::redact::mask_spans(text)
+        .into_iter()
+        .map(|r| winnerr_events::Redaction {
+            kind: r.kind.as_str().to_owned(),
+            start: r.start,
+            end: r.end,
+        })
+        .collect()
+}
+
 async fn run_call(
     audio: CallAudio,
     bus: Arc<dyn Bus>,
@@ -247,6 +271,7 @@ async fn run_call(
     metrics::call_started();
     publish(bus.as_ref(), &call, Event::CallStarted(started)).await;
     let (results_tx, mut results) = mpsc::unbounded_channel();
+    let call_org = call.org_id.clone();
     let mut run = CallRun {
         call,
         bus,
@@ -255,6 +280,7 @@ async fn run_call(
         results: results_tx,
         live: Arc::new(AtomicBool::new(true)),
         tracks: Default::default(),
+        redaction: config.redaction.policy_for(&call_org),
     };
     let transcribing = run.asr.is_some();
     let mut segmenters = Track::ALL
