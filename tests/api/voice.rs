@@ -366,10 +366,16 @@ async fn card_numbers_are_redacted_before_anything_leaves_the_voice_stage() {
     }
     // The policy that keeps cards: the digits come through.
     let (_, _, open) = &said[1];
-    let kept: Vec<&Transcript> = transcripts(open).into_iter().filter(|t| t.is_final).collect();
+    let kept: Vec<&Transcript> = transcripts(open)
+        .into_iter()
+        .filter(|t| t.is_final)
+        .collect();
     let digits: String = kept.iter().map(|t| digits_of(&t.text)).collect();
     assert!(digits.len() >= 12, "the digits heard are kept: {kept:?}");
-    assert!(kept.iter().all(|t| t.redactions.is_empty() && !t.text.contains("[CARD")));
+    assert!(
+        kept.iter()
+            .all(|t| t.redactions.is_empty() && !t.text.contains("[CARD"))
+    );
 
     // Stored as redacted.
     let token = test.token("acme", "manager-1", Role::Manager);
