@@ -31,6 +31,9 @@ pub struct VoiceConfig {
     pub redaction: crate::redact::RedactionConfig,
 }
 
+/// The longest pause between two utterances of a card number read out.
+const CARD_PAUSE_MS: u64 = 5_000;
+
 /// How long a call's end waits for its last finals from the speech worker.
 const FINALS_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -76,6 +79,9 @@ struct TrackState {
     pending: std::collections::HashMap<u32, (u64, u64, u64)>,
     /// Times of the open utterance's latest interim snapshot.
     interim_times: Option<(u64, u64, u64)>,
+    /// The end (call clock) of the last final when it ended on a card's digits: the next
+    /// utterance, soon after, may go on with them.
+    card_open_at: Option<u64>,
     rolling: Rolling,
 }
 
@@ -157,7 +163,23 @@ impl CallRun {
         };
         // Nothing below sees the words redaction takes out: not the feed, the bus, the store,
         // alerts or lead scoring.
-        let (text, redacted) = crate::redact::redact(&text, &self.redaction);
+        let state = &self.tracks[track.index()];
+        let starts_ms = match result.kind {
+            JobKind::Interim => state.interim_times.map(|t| t.0),
+            JobKind::Final => state.pending.get(&number).map(|t| t.0),
+        };
+        let card_open = state
+            .card_open_at
+            .zip(starts_ms)
+            .is_some_and(|(ended, starts)| starts.saturating_sub(ended) <= CARD_PAUSE_MS);
+        let (text, redacted) = crate::redact::redact_continuing(&text, &self.redaction, card_open);
+        if result.kind == JobKind::Final {
+            let ends_on_card = crate::redact::ends_on_a_card(&text, &redacted);
+            let state = &mut self.tracks[track.index()];
+            state.card_open_at = ends_on_card
+                .then(|| state.pending.get(&number).map(|t| t.1))
+                .flatten();
+        }
         for redaction in &redacted {
             metrics::redacted(redaction.kind.as_str(), result.kind.as_str());
         }

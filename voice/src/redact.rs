@@ -137,6 +137,14 @@ pub struct Redaction {
     pub end: usize,
 }
 
+/// Whether a redacted `text` ends on a card's mask (nothing but punctuation after it): the
+/// number may go on in the track's next utterance.
+pub fn ends_on_a_card(text: &str, redactions: &[Redaction]) -> bool {
+    redactions.last().is_some_and(|r| {
+        r.kind == PiiKind::Card && text[r.end..].chars().all(|c| !c.is_alphanumeric())
+    })
+}
+
 /// Where the masks are in `text` (a text redacted here, perhaps cut to its stable prefix since).
 pub fn mask_spans(text: &str) -> Vec<Redaction> {
     let mut spans = Vec::new();
@@ -164,9 +172,24 @@ pub fn mask_spans(text: &str) -> Vec<Redaction> {
 
 /// `text` with what `policy` redacts masked, and what was.
 pub fn redact(text: &str, policy: &Policy) -> (String, Vec<Redaction>) {
+    redact_continuing(text, policy, false)
+}
+
+/// [`redact`], for the next utterance of a track whose last one ended on a card's digits
+/// (`card_open`, see [`ends_on_a_card`]): digits it starts with are the rest of that number, as
+/// when a caller pauses long enough mid-number to end the utterance.
+pub fn redact_continuing(text: &str, policy: &Policy, card_open: bool) -> (String, Vec<Redaction>) {
     let mut found: Vec<(usize, usize, PiiKind, String)> = Vec::new();
     for run in digit_runs(text) {
-        if let Some(kind) = classify(&run.digits, &text[..run.start]) {
+        let before = &text[..run.start];
+        let continues =
+            card_open && run.digits.len() >= 4 && before.chars().all(|c| !c.is_alphanumeric());
+        let kind = if continues {
+            Some(PiiKind::Card)
+        } else {
+            classify(&run.digits, before)
+        };
+        if let Some(kind) = kind {
             found.push((run.start, run.end, kind, run.digits));
         }
     }
@@ -271,10 +294,11 @@ fn classify(digits: &str, before: &str) -> Option<PiiKind> {
         .rev()
         .nth(59)
         .map_or(context.as_str(), |(i, _)| &context[i..]);
-    // A long run after a word for a card is one the recognizer got partly wrong (a digit lost
-    // or repeated fails the Luhn check): masked all the same, rather than kept.
+    // Digits soon after a word for a card are (part of) one, even when the recognizer got some
+    // wrong (a digit lost or repeated fails the Luhn check) or the caller paused mid-number:
+    // masked all the same, rather than kept.
     let card_words = ["card", "visa", "mastercard", "amex", "credit", "debit"];
-    if n >= 12 && card_words.iter().any(|w| recent.contains(w)) {
+    if n >= 4 && card_words.iter().any(|w| recent.contains(w)) {
         return Some(PiiKind::Card);
     }
     if n == 9 && (recent.contains("social") || recent.contains("ssn") || recent.contains("s.s.n")) {
@@ -401,6 +425,25 @@ mod tests {
         );
         assert_eq!(text, "[CARD ••••1111] and [CARD ••••4242], social [SSN]");
         assert_eq!(mask_spans(&text), found);
+    }
+
+    /// A caller who pauses mid-number ends the utterance: the first half goes by the card word
+    /// before it, the second by the first ending on a card.
+    #[test]
+    fn a_card_split_over_two_utterances_is_masked_in_both() {
+        let policy = Policy::default();
+        let (first, found) = redact("My card number is 4111, 1111.", &policy);
+        assert_eq!(first, "My card number is [CARD].");
+        assert!(ends_on_a_card(&first, &found));
+        let (second, found) = redact_continuing("1111, 1111. Expires in May.", &policy, true);
+        assert_eq!(second, "[CARD]. Expires in May.");
+        assert!(!ends_on_a_card(&second, &found));
+        // Without the open card, four digits alone are nobody's secret.
+        assert_eq!(redact("1111, 1111.", &policy).0, "1111, 1111.");
+        assert_eq!(
+            redact_continuing("We saw 12 houses and 1,200 offers", &policy, true).0,
+            "We saw 12 houses and 1,200 offers"
+        );
     }
 
     #[test]
