@@ -85,16 +85,17 @@ impl App {
         let asr = if config.asr && config.has_role(Role::Voice) {
             let models = load_models(&config.asr_model).await?;
             let mut layout = config.asr_layout();
-            if kernel_threads() != layout.threads {
+            let kernel_threads = kernel_threads();
+            if kernel_threads != layout.threads {
                 if config.asr_workers.is_none() && config.asr_threads.is_none() {
                     // An engine embedded without `winnerr serve`'s setting (tests, benches): the
                     // workers Candle is split for, one on every core, as before.
                     layout.workers = 1;
-                    layout.threads = kernel_threads();
+                    layout.threads = kernel_threads;
                 } else {
                     warn!(
                         threads = layout.threads,
-                        kernel_threads = kernel_threads(),
+                        kernel_threads,
                         "Candle splits its kernels for another number of threads than each speech worker has: set RAYON_NUM_THREADS to the workers' threads (`winnerr serve` does)"
                     );
                 }

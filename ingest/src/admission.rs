@@ -76,38 +76,14 @@ impl Admission {
 
     /// Whether a call of `org` would be admitted now (for the webhook, before any stream).
     pub fn check(&self, org: &OrgId) -> Result<(), Full> {
-        let live = self.live();
-        if live.total >= self.limits.max_calls {
-            return Err(Full::Node);
-        }
-        let of_org = live.by_org.get(org).copied().unwrap_or(0);
-        if self
-            .limits
-            .max_calls_per_org
-            .is_some_and(|max| of_org >= max)
-        {
-            return Err(Full::Organization);
-        }
-        Ok(())
+        self.full(&self.live(), org).map_or(Ok(()), Err)
     }
 
     /// Admits a call of `org`: its place, given back when the guard is dropped (the call's
     /// stream ended), or why not. A refusal is counted.
     pub fn admit(self: &Arc<Self>, org: &OrgId) -> Result<Admitted, Full> {
         let mut live = self.live();
-        let of_org = live.by_org.get(org).copied().unwrap_or(0);
-        let full = if live.total >= self.limits.max_calls {
-            Some(Full::Node)
-        } else if self
-            .limits
-            .max_calls_per_org
-            .is_some_and(|max| of_org >= max)
-        {
-            Some(Full::Organization)
-        } else {
-            None
-        };
-        if let Some(full) = full {
+        if let Some(full) = self.full(&live, org) {
             metrics::call_refused(full.label());
             return Err(full);
         }
@@ -118,6 +94,22 @@ impl Admission {
             admission: self.clone(),
             org: org.clone(),
         })
+    }
+
+    /// Which limit one more call of `org` would go past, with `live` admitted.
+    fn full(&self, live: &Live, org: &OrgId) -> Option<Full> {
+        let of_org = live.by_org.get(org).copied().unwrap_or(0);
+        if live.total >= self.limits.max_calls {
+            Some(Full::Node)
+        } else if self
+            .limits
+            .max_calls_per_org
+            .is_some_and(|max| of_org >= max)
+        {
+            Some(Full::Organization)
+        } else {
+            None
+        }
     }
 
     fn report(&self, total: usize) {
