@@ -3,11 +3,10 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 use winnerr_events::{EndReason, Event, Role};
 use winnerr_ingest::simulator::encode_frame;
-use winnerr_ingest::{CallScript, Pace, Simulator};
+use winnerr_ingest::{CallScript, Pace};
 
 use crate::helpers::*;
 
@@ -18,18 +17,6 @@ fn media(stream_sid: &str, seq: u64, timestamp: u64, payload: &str) -> Message {
         )
         .into(),
     )
-}
-
-/// Opens a stream and sends `messages`; returns how the server closed it.
-async fn send_and_close(simulator: &Simulator, messages: Vec<Message>) -> (u16, String) {
-    let mut socket = simulator.connect().await.unwrap();
-    for message in messages {
-        // The server may close before everything is sent; the close frame is what counts.
-        if socket.send(message).await.is_err() {
-            break;
-        }
-    }
-    close_of(&mut socket).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

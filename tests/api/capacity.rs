@@ -2,7 +2,6 @@
 //! organization at most its limit; the call over either is refused with its documented answer
 //! and counted, and the calls admitted are untouched: each completes with every final.
 
-use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 use winnerr_events::{Event, Role};
 use winnerr_ingest::{CallScript, Pace};
@@ -12,12 +11,8 @@ use crate::helpers::*;
 /// How a stream that sends `script`'s start is closed.
 async fn start_and_close(test: &TestApp, script: &CallScript) -> u16 {
     let simulator = test.simulator();
-    let mut socket = simulator.connect().await.unwrap();
-    socket
-        .send(Message::Text(simulator.start_message(script).into()))
-        .await
-        .unwrap();
-    close_of(&mut socket).await.0
+    let start = Message::Text(simulator.start_message(script).into());
+    send_and_close(&simulator, vec![start]).await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -417,3 +417,15 @@ impl Api {
             .await
     }
 }
+
+/// Opens a stream and sends `messages`; returns how the server closed it.
+pub async fn send_and_close(simulator: &Simulator, messages: Vec<Message>) -> (u16, String) {
+    let mut socket = simulator.connect().await.unwrap();
+    for message in messages {
+        // The server may close before everything is sent; the close frame is what counts.
+        if socket.send(message).await.is_err() {
+            break;
+        }
+    }
+    close_of(&mut socket).await
+}
