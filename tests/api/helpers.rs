@@ -152,6 +152,8 @@ pub fn metric(page: &str, series: &str) -> f64 {
 pub struct FeedClient {
     socket: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
     closed: Option<u16>,
+    /// How long the next message may take.
+    patience: Duration,
 }
 
 impl FeedClient {
@@ -168,7 +170,16 @@ impl FeedClient {
         FeedClient {
             socket,
             closed: None,
+            patience: WAIT,
         }
+    }
+
+    /// Waits up to `patience` for each message: for a test that hands the engine many seconds
+    /// of speech at once, whose finals come as fast as the model (on a loaded machine) gets
+    /// through it rather than at the pace of a call.
+    pub fn with_patience(mut self, patience: Duration) -> FeedClient {
+        self.patience = patience;
+        self
     }
 
     /// The close code the server sent, once the feed has ended.
@@ -177,7 +188,7 @@ impl FeedClient {
     }
 
     pub async fn next_message(&mut self) -> Option<FeedMessage> {
-        let next = tokio::time::timeout(WAIT, async {
+        let next = tokio::time::timeout(self.patience, async {
             loop {
                 match self.socket.next().await? {
                     Ok(Message::Text(text)) => {

@@ -320,7 +320,11 @@ async fn card_numbers_are_redacted_before_anything_leaves_the_voice_stage() {
         ("acme", ["cards_001.wav", "cards_002.wav"]),
         ("open-book", ["cards_001.wav", "cards_002.wav"]),
     ] {
-        let mut manager = test.feed(org, "manager-1", Role::Manager).await;
+        // 15 s of speech at once per call: the finals come as fast as Whisper gets through it.
+        let mut manager = test
+            .feed(org, "manager-1", Role::Manager)
+            .await
+            .with_patience(std::time::Duration::from_secs(60));
         let mut audio = Vec::new();
         for name in clips {
             audio.extend(numbers(name));
