@@ -336,7 +336,10 @@ fn decode_window(
                 break;
             }
             greedy = Some(attempt);
-        } else if !looped {
+        } else if !looped && attempt.avg_logprob >= options.logprob_threshold {
+            // A sampled decode must also be one the model believes (Whisper's own fallback
+            // rule): at a high temperature, text that neither repeats nor compresses can still
+            // be words drawn at random.
             passed = Some(attempt);
             break;
         }
