@@ -29,7 +29,10 @@ fn conversation(org: &str, agent: &str) -> CallScript {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_two_track_call_arrives_in_order_on_its_organizations_feeds_only() {
-    let test = spawn_app().await;
+    // The script hands over the call's audio at socket speed, many times real time: room for
+    // all of it, so that the voice stage falling behind on a loaded machine (which a real-time
+    // stream never makes it) does not drop frames this test counts.
+    let test = spawn_app_with(|c| c.call_queue = 10_000).await;
     let mut manager = test.feed("acme", "manager-1", Role::Manager).await;
     let mut own_agent = test.feed("acme", "agent-1", Role::Agent).await;
     let mut other_agent = test.feed("acme", "agent-2", Role::Agent).await;
