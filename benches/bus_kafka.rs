@@ -12,29 +12,17 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use winnerr_benches::{is_bench_run, machine, percentile, runtime};
-use winnerr_events::{
-    Bus, CallContext, Delivery, Dtmf, Envelope, Event, EventId, InProcessBus, KafkaBus,
-    KafkaConfig, Track,
-};
+use winnerr_bus::{Bus, Delivery, InProcessBus, KafkaBus, KafkaConfig};
+use winnerr_events::fixtures::TestCall;
+use winnerr_events::{Envelope, EventId};
 use winnerr_testkit::Broker;
 
-fn call(index: usize) -> CallContext {
-    CallContext {
-        org_id: "bench-org".parse().unwrap(),
-        call_id: format!("CA{index:032}").parse().unwrap(),
-        agent_id: Some("agent-1".parse().unwrap()),
-        lead_id: None,
-    }
+fn call(index: usize) -> TestCall {
+    TestCall::new("bench-org", &format!("CA{index:032}")).agent("agent-1")
 }
 
-fn event(call: &CallContext) -> Envelope {
-    Envelope::new(
-        call,
-        Event::Dtmf(Dtmf {
-            track: Track::Inbound,
-            digit: '5',
-        }),
-    )
+fn event(call: &TestCall) -> Envelope {
+    call.dtmf('5')
 }
 
 /// Publishes `per_call` events on each of `calls` calls at once; returns events/s until the

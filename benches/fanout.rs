@@ -26,9 +26,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 use winnerr::{App, Config};
 use winnerr_benches::{is_bench_run, machine, runtime};
-use winnerr_events::{
-    CallContext, CallId, Envelope, Event, OrgId, Role, SentimentScore, Track, Transcript, UserId,
-};
+use winnerr_events::fixtures::TestCall;
+use winnerr_events::{Envelope, Event, OrgId, Role, SentimentScore, Track, Transcript, UserId};
 
 /// Sizes of a run: (organizations, clients per organization, steady seconds, burst per room).
 /// The gateway's run holds both ends of each connection in this process: 9,600 clients fit the
@@ -190,12 +189,9 @@ const TEXT: &str = "We're pre-approved and our lease ends next month, so we woul
                     house on Maple Street this weekend if the owners are flexible on the price.";
 
 fn message(org: &OrgId, n: u64) -> Envelope {
-    let ctx = CallContext {
-        org_id: org.clone(),
-        call_id: CallId::parse(format!("CA{n:032x}")).unwrap(),
-        agent_id: Some(UserId::parse("agent-1").unwrap()),
-        lead_id: None,
-    };
+    let ctx = TestCall::new(org.as_str(), &format!("CA{n:032x}"))
+        .agent("agent-1")
+        .ctx;
     let text = format!("[{SENT_MARK}{}] {TEXT}", now_us());
     Envelope::new(
         &ctx,

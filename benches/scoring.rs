@@ -15,33 +15,15 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use winnerr_benches::{is_bench_run, machine, measure, percentile, runtime};
-use winnerr_events::{
-    Bus, CallContext, CallId, CallStarted, Delivery, Envelope, Event, InProcessBus, LeadId,
-    MediaFormat, OrgId, SentimentScore, Track, Transcript,
-};
+use winnerr_bus::{Bus, Delivery, InProcessBus};
+use winnerr_events::fixtures::TestCall;
+use winnerr_events::{Envelope, Event};
 use winnerr_scoring::model::{PRIOR_NOW_MS, explain};
 use winnerr_scoring::{NoCrm, Scorer, features, prior, synth};
 
-fn context(call: usize) -> CallContext {
-    CallContext {
-        org_id: OrgId::parse(format!("org-{}", call % 20)).unwrap(),
-        call_id: CallId::parse(format!("CA{call:06}")).unwrap(),
-        agent_id: None,
-        lead_id: Some(LeadId::parse(format!("lead-{call}")).unwrap()),
-    }
-}
-
-fn started(ctx: &CallContext) -> Envelope {
-    Envelope::new(
-        ctx,
-        Event::CallStarted(CallStarted {
-            stream_sid: "MZ1".into(),
-            account_sid: "AC1".into(),
-            lead_id: ctx.lead_id.clone(),
-            tracks: vec![Track::Inbound],
-            media_format: MediaFormat::twilio_mulaw(),
-        }),
-    )
+fn context(call: usize) -> TestCall {
+    TestCall::new(&format!("org-{}", call % 20), &format!("CA{call:06}"))
+        .lead(&format!("lead-{call}"))
 }
 
 const LINES: [(&str, f32); 4] = [
@@ -51,46 +33,26 @@ const LINES: [(&str, f32); 4] = [
     ("Could we see it this weekend?", 0.5),
 ];
 
-fn utterance(ctx: &CallContext, n: u32) -> Envelope {
+fn utterance(call: &TestCall, n: u32) -> Envelope {
     let (text, score) = LINES[n as usize % LINES.len()];
-    Envelope::new(
-        ctx,
-        Event::Transcript(Transcript {
-            track: Track::Inbound,
-            utterance: n,
-            is_final: true,
-            text: text.into(),
-            stable_text: text.into(),
-            start_ms: 0,
-            end_ms: 3000,
-            last_voiced_at_ms: 0,
-            sentiment: Some(SentimentScore {
-                label: "neutral".into(),
-                probabilities: [0.2, 0.6, 0.2],
-                score,
-                rolling: score,
-            }),
-            redactions: Vec::new(),
-        }),
-    )
+    call.said(n, text, Some(score))
 }
 
 async fn delays(calls: usize, utterances: u32, gap: Duration) -> (Vec<f64>, usize) {
     let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(1 << 16));
     let mut subscriber = bus.subscribe().await.unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
-    let scorer = Scorer::new(Arc::new(NoCrm)).spawn(
-        bus.subscribe().await.unwrap(),
-        bus.clone(),
-        stop.clone(),
-    );
-    let contexts: Vec<CallContext> = (0..calls).map(context).collect();
+    let group = Scorer::group();
+    let source = bus.join_group(&group).await.unwrap();
+    let worker = Scorer::new(Arc::new(NoCrm)).worker(bus.clone());
+    let scorer = tokio::spawn(winnerr_bus::run_group(source, group, worker, stop.clone()));
+    let contexts: Vec<TestCall> = (0..calls).map(context).collect();
     let published = Arc::new(std::sync::Mutex::new(HashMap::new()));
     let publisher = {
         let (bus, published) = (bus.clone(), published.clone());
         tokio::spawn(async move {
             for ctx in &contexts {
-                bus.publish(started(ctx)).await.unwrap();
+                bus.publish(ctx.started()).await.unwrap();
             }
             for n in 1..=utterances {
                 for ctx in &contexts {

@@ -9,28 +9,21 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use winnerr_benches::{is_bench_run, machine, runtime};
+use winnerr_events::fixtures::TestCall;
 use winnerr_events::{
-    ActivityState, AudioActivity, CallContext, CallEnded, CallStarted, Dtmf, EndReason, Envelope,
-    Event, MediaFormat, StreamStats, Track,
+    ActivityState, AudioActivity, CallEnded, Dtmf, EndReason, Envelope, Event, StreamStats, Track,
 };
 use winnerr_store::{Store, StoreWriter, migrate, writer::MAX_BATCH};
 use winnerr_testkit::{TestDatabase, TestSqlite};
 
 /// A call as the voice stage publishes it: start, 10 turns of speech, 2 keys, end (14 events).
 fn call_events(org: usize, index: usize) -> Vec<Arc<Envelope>> {
-    let ctx = CallContext {
-        org_id: format!("org-{org}").parse().unwrap(),
-        call_id: format!("CA{index:032}").parse().unwrap(),
-        agent_id: Some("agent-1".parse().unwrap()),
-        lead_id: Some("lead-1".parse().unwrap()),
-    };
-    let mut events = vec![Event::CallStarted(CallStarted {
-        stream_sid: format!("MZ{index:032}"),
-        account_sid: "AC1".into(),
-        lead_id: ctx.lead_id.clone(),
-        tracks: vec![Track::Inbound, Track::Outbound],
-        media_format: MediaFormat::twilio_mulaw(),
-    })];
+    let call = TestCall::new(&format!("org-{org}"), &format!("CA{index:032}"))
+        .agent("agent-1")
+        .lead("lead-1")
+        .two_tracks();
+    let ctx = call.ctx.clone();
+    let mut events = vec![call.started().event];
     for turn in 0..10u64 {
         let track = if turn % 2 == 0 {
             Track::Inbound

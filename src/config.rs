@@ -509,9 +509,9 @@ impl Config {
     }
 
     /// The Kafka bus settings, when Kafka is configured.
-    pub fn kafka(&self) -> Option<winnerr_events::KafkaConfig> {
+    pub fn kafka(&self) -> Option<winnerr_bus::KafkaConfig> {
         let brokers = self.kafka_brokers.as_ref()?;
-        let mut kafka = winnerr_events::KafkaConfig::new(brokers.clone());
+        let mut kafka = winnerr_bus::KafkaConfig::new(brokers.clone());
         kafka.events_topic = self.kafka_events_topic.clone();
         kafka.dead_letter_topic = self.kafka_dead_letter_topic.clone();
         kafka.partitions = self.kafka_partitions;

@@ -6,17 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures_util::FutureExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use winnerr_events::{Bus, InProcessBus, KafkaBus};
+use winnerr_bus::{Bus, Group, InProcessBus, KafkaBus, run_group};
 use winnerr_gateway::{Gateway, GatewayConfig, telemetry};
 use winnerr_ingest::{Ingest, IngestConfig};
 use winnerr_models::{DecodeOptions, ModelDir, SentimentModel, SileroVad, Whisper};
 use winnerr_scoring::{LeadSource, NoCrm, Scorer};
-use winnerr_store::writer::MAX_BATCH;
 use winnerr_store::{Store, StoreWriter};
 use winnerr_voice::{AsrConfig, AsrWorker, Models, SpeechDetector, SpeechModels};
 
@@ -25,10 +25,6 @@ use crate::leads::StoreLeads;
 
 /// New calls that may wait for the voice stage to pick them up.
 const NEW_CALL_QUEUE: usize = 64;
-/// Consumer group of the store writer on Kafka.
-const STORE_GROUP: &str = "winnerr-store";
-/// Consumer group of the lead scorer on Kafka.
-const SCORING_GROUP: &str = "winnerr-scoring";
 /// How long feeds keep going after the last events are published, for the rooms to hand them
 /// to clients (a broker round trip on Kafka) before the feeds close.
 const FEED_GRACE: Duration = Duration::from_millis(300);
@@ -51,10 +47,10 @@ pub struct App {
     /// Serving HTTPS and WSS.
     tls: bool,
     voice: JoinHandle<()>,
-    /// The store writer, with its own stop: it stops after the voice stage has drained.
-    writer: Option<(JoinHandle<()>, CancellationToken)>,
-    /// The lead scorer, with its own stop: it scores the calls' last events, then stops.
-    scorer: Option<(JoinHandle<()>, CancellationToken)>,
+    /// The store writer: it stops after the voice stage has drained.
+    writer: Option<Worker>,
+    /// The lead scorer: it scores the calls' last events, then stops.
+    scorer: Option<Worker>,
 }
 
 impl App {
@@ -135,8 +131,7 @@ impl App {
         );
         let (store, writer) = match config.database() {
             Some(url) => {
-                let (store, writer) =
-                    start_store(config, url, bus.as_ref(), kafka.as_ref()).await?;
+                let (store, writer) = start_store(config, url, bus.as_ref()).await?;
                 (Some(store), writer)
             }
             None => (None, None),
@@ -146,7 +141,8 @@ impl App {
                 Some(store) => Arc::new(StoreLeads(store.clone())),
                 None => Arc::new(NoCrm),
             };
-            Some(start_scorer(source, bus.clone(), kafka.as_ref()).await?)
+            let scorer = Scorer::new(source).worker(bus.clone());
+            Some(start_worker(bus.as_ref(), Scorer::group(), scorer).await?)
         } else {
             None
         };
@@ -350,14 +346,13 @@ async fn flush(kafka: Option<&KafkaBus>, what: &'static str) {
     }
 }
 
-/// Migrates (when asked), connects the store, and starts its writer on the bus: a consumer group
-/// on Kafka, a subscription in-process.
+/// Migrates (when asked), connects the store, and starts its writer on the bus (when the node
+/// runs the store role).
 async fn start_store(
     config: &Config,
     url: &str,
     bus: &dyn Bus,
-    kafka: Option<&KafkaBus>,
-) -> anyhow::Result<(Store, Option<(JoinHandle<()>, CancellationToken)>)> {
+) -> anyhow::Result<(Store, Option<Worker>)> {
     if let Some(owner_url) = &config.database_migration_url {
         winnerr_store::migrate(owner_url)
             .await
@@ -371,72 +366,33 @@ async fn start_store(
     if !config.has_role(Role::Store) {
         return Ok((store, None));
     }
-    let writer = StoreWriter::new(store.clone());
-    let stop = CancellationToken::new();
-    let task = match kafka {
-        Some(kafka) => {
-            let (kafka, stop) = (kafka.clone(), stop.clone());
-            tokio::spawn(async move {
-                let consumed = kafka
-                    .consume_group(STORE_GROUP, MAX_BATCH, stop, move |events| {
-                        let writer = writer.clone();
-                        async move {
-                            writer
-                                .apply_or_set_aside(&events)
-                                .await
-                                .map(drop)
-                                .map_err(|e| e.to_string())
-                        }
-                    })
-                    .await;
-                if let Err(err) = consumed {
-                    warn!(error = %err, "store writer stopped");
-                }
-            })
-        }
-        None => writer.spawn(bus.subscribe().await?, stop.clone()),
-    };
-    info!("store writer started");
-    Ok((store, Some((task, stop))))
+    let writer = start_worker(bus, StoreWriter::group(), StoreWriter::new(store.clone())).await?;
+    Ok((store, Some(writer)))
 }
 
-/// Starts the lead scorer on the bus: a consumer group on Kafka (a call's events share a
-/// partition, so one scorer sees all of them), a subscription in-process.
-async fn start_scorer(
-    source: Arc<dyn LeadSource>,
-    bus: Arc<dyn Bus>,
-    kafka: Option<&KafkaBus>,
-) -> anyhow::Result<(JoinHandle<()>, CancellationToken)> {
-    let scorer = Scorer::new(source);
+/// A worker running in its consumer group, with its own stop.
+type Worker = (JoinHandle<()>, CancellationToken);
+
+/// Joins `group` on `bus` (from here on the group's events are kept for it) and runs `worker`
+/// in it until its stop.
+async fn start_worker(
+    bus: &dyn Bus,
+    group: Group,
+    worker: impl winnerr_bus::Worker + 'static,
+) -> anyhow::Result<Worker> {
+    let source = bus
+        .join_group(&group)
+        .await
+        .with_context(|| format!("cannot join consumer group {}", group.name))?;
     let stop = CancellationToken::new();
-    let task = match kafka {
-        Some(kafka) => {
-            let (kafka, stop) = (kafka.clone(), stop.clone());
-            let scorer = Arc::new(tokio::sync::Mutex::new(scorer));
-            tokio::spawn(async move {
-                let consumed = kafka
-                    .consume_group(SCORING_GROUP, MAX_BATCH, stop, move |events| {
-                        let (scorer, bus) = (scorer.clone(), bus.clone());
-                        async move {
-                            let mut scorer = scorer.lock().await;
-                            for event in &events {
-                                scorer.handle_and_publish(event, bus.as_ref()).await;
-                            }
-                            Ok(())
-                        }
-                    })
-                    .await;
-                if let Err(err) = consumed {
-                    warn!(error = %err, "lead scorer stopped");
-                }
-            })
-        }
-        None => {
-            let subscription = bus.subscribe().await?;
-            scorer.spawn(subscription, bus, stop.clone())
-        }
-    };
-    info!("lead scorer started");
+    let name = group.name.clone();
+    let task = tokio::spawn(
+        run_group(source, group, worker, stop.clone()).map(move |ran| {
+            if let Err(error) = ran {
+                warn!(group = %name, %error, "worker stopped");
+            }
+        }),
+    );
     Ok((task, stop))
 }
 

@@ -391,12 +391,9 @@ mod tests {
     use super::*;
 
     fn ctx() -> CallContext {
-        CallContext {
-            org_id: OrgId::parse("acme").unwrap(),
-            call_id: CallId::parse("CA1").unwrap(),
-            agent_id: Some(UserId::parse("u1").unwrap()),
-            lead_id: None,
-        }
+        crate::fixtures::TestCall::new("acme", "CA1")
+            .agent("u1")
+            .ctx
     }
 
     #[test]

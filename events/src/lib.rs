@@ -1,18 +1,15 @@
 //! The contract between Winnerr's stages: identifiers, call events and feed messages (serde,
-//! versioned), the audio handed from ingest to voice inside one process, and the [`Bus`] that
-//! carries events between stages.
+//! versioned), and the audio handed from ingest to voice inside one process. What carries the
+//! events between stages is `winnerr-bus`, above this crate.
 
 pub mod audio;
-pub mod bus;
 pub mod event;
 pub mod feed;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod ids;
-mod metrics;
 
 pub use audio::{AudioFrame, AudioTap, CallAudio, CallInput, TapHandle};
-pub use bus::{
-    Bus, BusError, Delivery, InProcessBus, KafkaBus, KafkaConfig, RecentIds, Subscription,
-};
 pub use event::{
     ActivityState, Alert, AlertKind, AudioActivity, CallContext, CallEnded, CallStarted, Dtmf,
     EndReason, Envelope, Event, EventId, LeadScore, MediaFormat, NodePresence, Redaction,

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
-use winnerr_events::{Bus, CallContext, Envelope, Event, Member, NodePresence, OrgId};
+use winnerr_bus::Bus;
+use winnerr_events::{CallContext, Envelope, Event, Member, NodePresence, OrgId};
 
 use crate::rooms::Rooms;
 

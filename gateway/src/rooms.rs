@@ -14,9 +14,10 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
+use winnerr_bus::{Delivery, RecentIds, Subscription};
 use winnerr_events::{
-    CallId, Channel, Delivery, Envelope, Event, FeedMessage, LeadId, Member, NodePresence, OrgId,
-    Position, PresenceChange, PresenceStatus, RecentIds, Subscription, UserId,
+    CallId, Channel, Envelope, Event, FeedMessage, LeadId, Member, NodePresence, OrgId, Position,
+    PresenceChange, PresenceStatus, UserId,
 };
 
 use crate::metrics;
@@ -658,23 +659,11 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use winnerr_events::{CallContext, CallEnded, EndReason, Role, StreamStats};
+    use winnerr_events::Role;
+    use winnerr_events::fixtures::TestCall;
 
     fn ended(org: &str, call: &str) -> Envelope {
-        let ctx = CallContext {
-            org_id: OrgId::parse(org).unwrap(),
-            call_id: CallId::parse(call).unwrap(),
-            agent_id: Some(UserId::parse("agent-1").unwrap()),
-            lead_id: None,
-        };
-        Envelope::new(
-            &ctx,
-            Event::CallEnded(CallEnded {
-                reason: EndReason::Completed,
-                duration_ms: 1,
-                stats: StreamStats::default(),
-            }),
-        )
+        TestCall::new(org, call).agent("agent-1").ended()
     }
 
     #[test]

@@ -7,7 +7,7 @@ use axum::Router;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use winnerr_events::{Bus, BusError};
+use winnerr_bus::{Bus, BusError};
 use winnerr_store::Store;
 
 use crate::auth::Auth;

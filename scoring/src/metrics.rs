@@ -7,7 +7,6 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 
 const RECEIVED: &str = "winnerr_scoring_events_received_total";
 const SKIPPED: &str = "winnerr_scoring_events_skipped_total";
-const LAGGED: &str = "winnerr_scoring_events_dropped_total";
 const REPEATED: &str = "winnerr_scoring_events_repeated_total";
 const PUBLISHED: &str = "winnerr_scoring_scores_published_total";
 const UNCHANGED: &str = "winnerr_scoring_scores_unchanged_total";
@@ -28,10 +27,6 @@ pub(crate) fn describe() {
         describe_counter!(
             SKIPPED,
             "Events of calls with no lead to score (or that started before this scorer)"
-        );
-        describe_counter!(
-            LAGGED,
-            "Events the scorer missed because it fell behind the bus"
         );
         describe_counter!(
             REPEATED,
@@ -75,10 +70,6 @@ pub(crate) fn received(kind: &'static str) {
 
 pub(crate) fn skipped() {
     counter!(SKIPPED).increment(1);
-}
-
-pub(crate) fn lagged(missed: u64) {
-    counter!(LAGGED).increment(missed);
 }
 
 pub(crate) fn repeated() {

@@ -11,14 +11,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
+use winnerr_bus::{Bus, Group, RecentIds, Worker, WorkerError};
 use winnerr_events::{
-    ActivityState, Bus, CallContext, CallId, Delivery, Envelope, Event, LeadId, OrgId, RecentIds,
-    Subscription, Track, UserId,
+    ActivityState, CallContext, CallId, Envelope, Event, LeadId, OrgId, Track, Transcript, UserId,
 };
 use winnerr_models::LeadModel;
 
@@ -91,6 +88,11 @@ pub struct Scorer {
     /// Events already applied: a redelivered transcript must not count its sentiment twice.
     recent: RecentIds,
 }
+
+/// The scorer's consumer group.
+const GROUP: &str = "winnerr-scoring";
+/// Most events handed to the scorer at once.
+const MAX_BATCH: usize = 512;
 
 /// Event ids remembered to drop redeliveries: far more than a bus redelivers after a rebalance.
 const RECENT_IDS: usize = 65_536;
@@ -276,36 +278,23 @@ impl Scorer {
         model
     }
 
-    /// Scores what `subscription` delivers, publishing score events on `bus`, until `shutdown`
-    /// (and what was already delivered by then).
-    pub fn spawn(
-        mut self,
-        mut subscription: Subscription,
-        bus: Arc<dyn Bus>,
-        shutdown: CancellationToken,
-    ) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            loop {
-                let delivery = tokio::select! {
-                    biased;
-                    delivery = subscription.next() => delivery,
-                    _ = shutdown.cancelled() => break,
-                };
-                match delivery {
-                    Some(Delivery::Event(event)) => {
-                        self.handle_and_publish(&event, bus.as_ref()).await
-                    }
-                    Some(Delivery::Lagged(missed)) => {
-                        metrics::lagged(missed);
-                        warn!(
-                            missed,
-                            "scorer fell behind the bus; some lead scores may be stale until their next event"
-                        );
-                    }
-                    None => break,
-                }
-            }
+    /// The scorer's consumer group: what moves a score (a call's start, speech, final
+    /// utterances, its end), never the scores it publishes itself.
+    pub fn group() -> Group {
+        Group::new(GROUP, MAX_BATCH).wanting(|event| {
+            matches!(
+                event,
+                Event::CallStarted(_)
+                    | Event::AudioActivity(_)
+                    | Event::Transcript(Transcript { is_final: true, .. })
+                    | Event::CallEnded(_)
+            )
         })
+    }
+
+    /// The scorer as the worker of its group, publishing score events on `bus`.
+    pub fn worker(self, bus: Arc<dyn Bus>) -> impl Worker {
+        Publishing { scorer: self, bus }
     }
 
     /// Handles one event and publishes its score event, if any.
@@ -320,6 +309,30 @@ impl Scorer {
                 }
             }
         }
+    }
+}
+
+/// A scorer that publishes what it scores.
+struct Publishing {
+    scorer: Scorer,
+    bus: Arc<dyn Bus>,
+}
+
+impl Worker for Publishing {
+    /// Scores each event in order; a score that cannot be published is counted and logged, not
+    /// retried (the lead's next event publishes its score anew).
+    fn handle<'a>(
+        &'a mut self,
+        events: &'a [Arc<Envelope>],
+    ) -> BoxFuture<'a, Result<(), WorkerError>> {
+        Box::pin(async move {
+            for event in events {
+                self.scorer
+                    .handle_and_publish(event, self.bus.as_ref())
+                    .await;
+            }
+            Ok(())
+        })
     }
 }
 
@@ -341,53 +354,20 @@ fn publish_if_changed(lead: &mut LeadState, explained: &Explained) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use winnerr_events::{CallStarted, MediaFormat, SentimentScore, Transcript};
+    use winnerr_events::fixtures::TestCall;
 
     use super::*;
 
-    fn call() -> CallContext {
-        CallContext {
-            org_id: OrgId::parse("acme").unwrap(),
-            call_id: CallId::parse("CA1").unwrap(),
-            agent_id: None,
-            lead_id: Some(LeadId::parse("lead-1").unwrap()),
-        }
+    fn call() -> TestCall {
+        TestCall::new("acme", "CA1").lead("lead-1")
     }
 
     fn started() -> Envelope {
-        Envelope::new(
-            &call(),
-            Event::CallStarted(CallStarted {
-                stream_sid: "MZ1".into(),
-                account_sid: "AC1".into(),
-                lead_id: call().lead_id,
-                tracks: vec![Track::Inbound],
-                media_format: MediaFormat::twilio_mulaw(),
-            }),
-        )
+        call().started()
     }
 
     fn said(utterance: u32, text: &str, score: f32) -> Envelope {
-        Envelope::new(
-            &call(),
-            Event::Transcript(Transcript {
-                track: Track::Inbound,
-                utterance,
-                is_final: true,
-                text: text.into(),
-                stable_text: text.into(),
-                start_ms: 0,
-                end_ms: 1000,
-                last_voiced_at_ms: 0,
-                sentiment: Some(SentimentScore {
-                    label: "positive".into(),
-                    probabilities: [0.0, 0.1, 0.9],
-                    score,
-                    rolling: score,
-                }),
-                redactions: Vec::new(),
-            }),
-        )
+        call().said(utterance, text, Some(score))
     }
 
     async fn logits(events: &[&Envelope]) -> Vec<f32> {

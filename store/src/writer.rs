@@ -10,15 +10,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures_util::{FutureExt, StreamExt};
+use futures_util::future::BoxFuture;
 use sqlx::{Postgres, Transaction};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 use uuid::Uuid;
+use winnerr_bus::{Group, Worker, WorkerError};
 use winnerr_events::{
-    ActivityState, CallEnded, CallStarted, Delivery, EndReason, Envelope, Event, LeadScore, OrgId,
-    Subscription, Track, Transcript,
+    ActivityState, CallEnded, CallStarted, EndReason, Envelope, Event, LeadScore, OrgId, Track,
+    Transcript,
 };
 
 use crate::crypto::{FieldPlace, Keyring, Sealed};
@@ -26,6 +25,8 @@ use crate::{Store, StoreError, Tx, metrics, set_organization};
 
 /// Most events written in one transaction.
 pub const MAX_BATCH: usize = 512;
+/// The writer's consumer group.
+const GROUP: &str = "winnerr-store";
 
 /// Writes call events into the store.
 #[derive(Clone, Debug)]
@@ -169,56 +170,31 @@ impl StoreWriter {
         error!(org_id = %org, call_id = %event.call_id, event_id = %event.id, kind = event.event.kind(), %reason, "event the database refuses set aside in dead_letters");
         Ok(())
     }
+}
 
-    /// Writes everything `subscription` delivers until `shutdown` (and what was already
-    /// delivered by then), batching what is waiting. A batch that fails is retried, so nothing is
-    /// lost while the database is away.
-    pub fn spawn(
-        self,
-        mut subscription: Subscription,
-        shutdown: CancellationToken,
-    ) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(MAX_BATCH);
-            loop {
-                // Biased: what is already published is written before a shutdown is noticed.
-                let first = tokio::select! {
-                    biased;
-                    delivery = subscription.next() => delivery,
-                    _ = shutdown.cancelled() => break,
-                };
-                match first {
-                    Some(delivery) => push(&mut batch, delivery),
-                    None => break,
-                }
-                while batch.len() < MAX_BATCH {
-                    match subscription.next().now_or_never() {
-                        Some(Some(delivery)) => push(&mut batch, delivery),
-                        _ => break,
-                    }
-                }
-                self.write_until_done(&batch, &shutdown).await;
-                batch.clear();
-            }
-        })
+/// The store writer on the bus: consumer group `winnerr-store`, every call's events.
+impl StoreWriter {
+    pub fn group() -> Group {
+        Group::new(GROUP, MAX_BATCH)
     }
+}
 
-    async fn write_until_done(&self, batch: &[Arc<Envelope>], shutdown: &CancellationToken) {
-        let mut backoff = std::time::Duration::from_millis(50);
-        loop {
-            match self.apply_or_set_aside(batch).await {
-                Ok(_) => return,
+impl Worker for StoreWriter {
+    /// Writes a batch; fails (to be handed the batch again) only while the database does not
+    /// answer, so nothing is lost while it is away.
+    fn handle<'a>(
+        &'a mut self,
+        events: &'a [Arc<Envelope>],
+    ) -> BoxFuture<'a, Result<(), WorkerError>> {
+        Box::pin(async move {
+            match self.apply_or_set_aside(events).await {
+                Ok(_) => Ok(()),
                 Err(err) => {
                     metrics::write_failed();
-                    warn!(events = batch.len(), error = %err, "store write failed; retrying");
+                    Err(err.into())
                 }
             }
-            tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
-                _ = shutdown.cancelled() => return,
-            }
-            backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
-        }
+        })
     }
 }
 
@@ -226,19 +202,6 @@ impl StoreWriter {
 /// a value past them is stored as the largest rather than wrapped or refused.
 pub(crate) fn ms(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn push(batch: &mut Vec<Arc<Envelope>>, delivery: Delivery) {
-    match delivery {
-        Delivery::Event(event) => batch.push(event),
-        Delivery::Lagged(missed) => {
-            metrics::write_failed();
-            warn!(
-                missed,
-                "store writer fell behind the in-process bus; events lost"
-            );
-        }
-    }
 }
 
 /// Events grouped by organization, each group in the order given (so each call's order holds).

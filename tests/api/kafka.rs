@@ -9,9 +9,9 @@ use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
 use tokio_util::sync::CancellationToken;
-use winnerr_events::{
-    Bus, CallContext, EndReason, Envelope, Event, KafkaBus, KafkaConfig, Role, Track,
-};
+use winnerr_bus::{Bus, Group, KafkaBus, KafkaConfig, run_group, worker_fn};
+use winnerr_events::fixtures::TestCall;
+use winnerr_events::{EndReason, Envelope, Event, Role, Track};
 use winnerr_ingest::{CallScript, Pace};
 
 use crate::helpers::*;
@@ -160,35 +160,18 @@ async fn a_poison_message_is_dead_lettered_and_the_group_goes_on() {
         .key("CA-poison")
         .payload("{\"v\":1,\"not\":\"an event\"");
     raw.send(poison, Duration::from_secs(10)).await.unwrap();
-    let call = CallContext {
-        org_id: "acme".parse().unwrap(),
-        call_id: "CA-good".parse().unwrap(),
-        agent_id: None,
-        lead_id: None,
-    };
-    let good = Envelope::new(
-        &call,
-        Event::Dtmf(winnerr_events::Dtmf {
-            track: Track::Inbound,
-            digit: '7',
-        }),
-    );
+    let good = TestCall::new("acme", "CA-good").dtmf('7');
     bus.publish(good.clone()).await.unwrap();
 
     let handled = Arc::new(Mutex::new(Vec::new()));
     let stop = CancellationToken::new();
     let worker = {
-        let (bus, handled, stop) = (bus.clone(), handled.clone(), stop.clone());
-        tokio::spawn(async move {
-            bus.consume_group("test-writer", 64, stop, move |events| {
-                let handled = handled.clone();
-                async move {
-                    handled.lock().unwrap().extend(events.iter().map(|e| e.id));
-                    Ok(())
-                }
-            })
-            .await
-        })
+        let handled = handled.clone();
+        let worker = worker_fn(move |events: Vec<Arc<Envelope>>| {
+            handled.lock().unwrap().extend(events.iter().map(|e| e.id));
+            std::future::ready(Ok::<_, String>(()))
+        });
+        in_group(&bus, "test-writer", worker, stop.clone()).await
     };
     tokio::time::timeout(WAIT, async {
         while handled.lock().unwrap().is_empty() {
@@ -269,39 +252,8 @@ async fn a_store_writer_killed_between_its_write_and_its_commit_writes_nothing_t
     let bus = KafkaBus::connect(config).await.unwrap();
 
     // A call: start, keys 4 and 2, end.
-    let call = CallContext {
-        org_id: "acme".parse().unwrap(),
-        call_id: "CA-redelivery".parse().unwrap(),
-        agent_id: None,
-        lead_id: None,
-    };
-    let started = winnerr_events::CallStarted {
-        stream_sid: "MZ1".into(),
-        account_sid: "AC1".into(),
-        lead_id: None,
-        tracks: vec![Track::Inbound],
-        media_format: winnerr_events::MediaFormat::twilio_mulaw(),
-    };
-    let ended = winnerr_events::CallEnded {
-        reason: EndReason::Completed,
-        duration_ms: 1000,
-        stats: Default::default(),
-    };
-    let events: Vec<Envelope> = [
-        Event::CallStarted(started),
-        Event::Dtmf(winnerr_events::Dtmf {
-            track: Track::Inbound,
-            digit: '4',
-        }),
-        Event::Dtmf(winnerr_events::Dtmf {
-            track: Track::Inbound,
-            digit: '2',
-        }),
-        Event::CallEnded(ended),
-    ]
-    .into_iter()
-    .map(|event| Envelope::new(&call, event))
-    .collect();
+    let call = TestCall::new("acme", "CA-redelivery");
+    let events = vec![call.started(), call.dtmf('4'), call.dtmf('2'), call.ended()];
     for event in &events {
         bus.publish(event.clone()).await.unwrap();
     }
@@ -312,11 +264,7 @@ async fn a_store_writer_killed_between_its_write_and_its_commit_writes_nothing_t
     let (died, mut dead) = tokio::sync::mpsc::channel(1);
     let first = {
         let handler = recording_writer(writer.clone(), deliveries.clone(), Some((doomed, died)));
-        let bus = bus.clone();
-        tokio::spawn(async move {
-            bus.consume_group("winnerr-store", 64, CancellationToken::new(), handler)
-                .await
-        })
+        in_group(&bus, "winnerr-store", handler, CancellationToken::new()).await
     };
     tokio::time::timeout(WAIT, dead.recv()).await.unwrap();
     first.abort();
@@ -326,8 +274,7 @@ async fn a_store_writer_killed_between_its_write_and_its_commit_writes_nothing_t
     let stop = CancellationToken::new();
     let second = {
         let handler = recording_writer(writer.clone(), deliveries.clone(), None);
-        let (bus, stop) = (bus.clone(), stop.clone());
-        tokio::spawn(async move { bus.consume_group("winnerr-store", 64, stop, handler).await })
+        in_group(&bus, "winnerr-store", handler, stop.clone()).await
     };
     let last = events[3].id;
     tokio::time::timeout(Duration::from_secs(30), async {
@@ -377,9 +324,8 @@ fn recording_writer(
     writer: winnerr_store::StoreWriter,
     deliveries: Deliveries,
     die_after: Option<(winnerr_events::EventId, tokio::sync::mpsc::Sender<()>)>,
-) -> impl FnMut(Vec<Arc<Envelope>>) -> futures_util::future::BoxFuture<'static, Result<(), String>> + Send
-{
-    move |events| {
+) -> impl winnerr_bus::Worker + 'static {
+    worker_fn(move |events: Vec<Arc<Envelope>>| {
         let (writer, deliveries, die_after) =
             (writer.clone(), deliveries.clone(), die_after.clone());
         Box::pin(async move {
@@ -396,9 +342,21 @@ fn recording_writer(
                     }
                 }
             }
-            Ok(())
+            Ok::<_, String>(())
         })
-    }
+    })
+}
+
+/// Joins consumer group `name` (64 events a batch) on `bus` and runs `worker` in it until `stop`.
+async fn in_group(
+    bus: &KafkaBus,
+    name: &str,
+    worker: impl winnerr_bus::Worker + 'static,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<Result<(), winnerr_bus::BusError>> {
+    let group = Group::new(name, 64);
+    let source = bus.join_group(&group).await.unwrap();
+    tokio::spawn(run_group(source, group, worker, stop))
 }
 
 /// Presence across gateway nodes: a manager on node A sees people come and go on node B, through
@@ -479,34 +437,19 @@ async fn an_event_postgres_refuses_is_set_aside_and_the_store_group_goes_on() {
         on_postgres(config, &db);
     })
     .await;
-    let context = |call: &str| CallContext {
-        org_id: "acme".parse().unwrap(),
-        call_id: call.parse().unwrap(),
-        agent_id: None,
-        lead_id: None,
-    };
-    let start = |account_sid: &str| {
-        Event::CallStarted(winnerr_events::CallStarted {
-            stream_sid: "MZ1".into(),
-            account_sid: account_sid.into(),
-            lead_id: None,
-            tracks: vec![Track::Inbound],
-            media_format: winnerr_events::MediaFormat::twilio_mulaw(),
-        })
-    };
-    let end = || {
-        Event::CallEnded(winnerr_events::CallEnded {
-            reason: EndReason::Completed,
-            duration_ms: 1000,
-            stats: Default::default(),
-        })
-    };
-    let poison = Envelope::new(&context("CA-poison"), start("AC\0"));
+    let (refused, after) = (
+        TestCall::new("acme", "CA-poison"),
+        TestCall::new("acme", "CA-after"),
+    );
+    let mut poison = refused.started();
+    if let Event::CallStarted(started) = &mut poison.event {
+        started.account_sid = "AC\0".into();
+    }
     for event in [
         poison.clone(),
-        Envelope::new(&context("CA-poison"), end()),
-        Envelope::new(&context("CA-after"), start("AC1")),
-        Envelope::new(&context("CA-after"), end()),
+        refused.ended(),
+        after.started(),
+        after.ended(),
     ] {
         test.app.bus.publish(event).await.unwrap();
     }

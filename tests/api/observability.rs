@@ -54,16 +54,17 @@ fn families(page: &str) -> BTreeSet<String> {
 /// Every metric name the engine's code defines (`winnerr_…` in its metrics modules).
 fn defined_metrics() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    for file in [
-        "events/src/metrics.rs",
-        "ingest/src/metrics.rs",
-        "voice/src/metrics.rs",
-        "models/src/metrics.rs",
-        "store/src/metrics.rs",
-        "scoring/src/metrics.rs",
-        "gateway/src/metrics.rs",
-    ] {
-        let source = std::fs::read_to_string(repo(file)).unwrap();
+    let modules: Vec<_> = std::fs::read_dir(repo("."))
+        .unwrap()
+        .map(|entry| entry.unwrap().path().join("src/metrics.rs"))
+        .filter(|module| module.exists())
+        .collect();
+    assert!(
+        modules.len() >= 7,
+        "every crate's metrics module: {modules:?}"
+    );
+    for module in modules {
+        let source = std::fs::read_to_string(module).unwrap();
         for piece in source.split('"').filter(|p| p.starts_with("winnerr_")) {
             names.insert(piece.to_owned());
         }

@@ -6,63 +6,31 @@ use std::time::Duration;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
+use winnerr_events::fixtures::TestCall;
 use winnerr_events::{
-    CallContext, CallEnded, CallId, CallStarted, ClientMessage, Delivery, EndReason, Envelope,
-    ErrorCode, Event, FeedMessage, LeadId, MediaFormat, OrgId, Position, PresenceChange,
-    PresenceStatus, Role, StreamStats, Track, Transcript, UserId,
+    CallContext, CallId, ClientMessage, EndReason, Envelope, ErrorCode, Event, FeedMessage, OrgId,
+    Position, PresenceChange, PresenceStatus, Role, UserId,
 };
 
 use crate::helpers::*;
 
 fn context(org: &str, call: &str, agent: &str) -> CallContext {
-    CallContext {
-        org_id: OrgId::parse(org).unwrap(),
-        call_id: CallId::parse(call).unwrap(),
-        agent_id: Some(UserId::parse(agent).unwrap()),
-        lead_id: Some(LeadId::parse("lead-1").unwrap()),
-    }
+    TestCall::new(org, call).agent(agent).lead("lead-1").ctx
 }
 
 fn started(ctx: &CallContext) -> Envelope {
-    Envelope::new(
-        ctx,
-        Event::CallStarted(CallStarted {
-            stream_sid: format!("MZ{}", ctx.call_id),
-            account_sid: "AC1".into(),
-            lead_id: ctx.lead_id.clone(),
-            tracks: vec![Track::Inbound],
-            media_format: MediaFormat::twilio_mulaw(),
-        }),
-    )
+    TestCall::of(ctx).started()
 }
 
 fn transcript(ctx: &CallContext, utterance: u32, is_final: bool, text: &str) -> Envelope {
-    Envelope::new(
-        ctx,
-        Event::Transcript(Transcript {
-            track: Track::Inbound,
-            utterance,
-            is_final,
-            text: text.into(),
-            stable_text: String::new(),
-            start_ms: 0,
-            end_ms: 1_000,
-            last_voiced_at_ms: winnerr_events::now_ms(),
-            sentiment: None,
-            redactions: Vec::new(),
-        }),
-    )
+    match is_final {
+        true => TestCall::of(ctx).said(utterance, text, None),
+        false => TestCall::of(ctx).interim(utterance, text),
+    }
 }
 
 fn ended(ctx: &CallContext) -> Envelope {
-    Envelope::new(
-        ctx,
-        Event::CallEnded(CallEnded {
-            reason: EndReason::Completed,
-            duration_ms: 1_000,
-            stats: StreamStats::default(),
-        }),
-    )
+    TestCall::of(ctx).ended_after(EndReason::Completed, 1_000)
 }
 
 /// A short call: start, an interim and a final transcript, end.
@@ -833,9 +801,13 @@ async fn a_presence_flood_costs_no_one_their_events() {
     let (mut events, mut presence) = (0, 0);
     while let Some(Some(delivery)) = bus.next().now_or_never() {
         match delivery {
-            Delivery::Event(event) if matches!(event.event, Event::Presence(_)) => presence += 1,
-            Delivery::Event(_) => events += 1,
-            Delivery::Lagged(missed) => panic!("a bus subscriber fell behind by {missed}"),
+            winnerr_bus::Delivery::Event(event) if matches!(event.event, Event::Presence(_)) => {
+                presence += 1
+            }
+            winnerr_bus::Delivery::Event(_) => events += 1,
+            winnerr_bus::Delivery::Lagged(missed) => {
+                panic!("a bus subscriber fell behind by {missed}")
+            }
         }
     }
     assert_eq!(presence, 0, "no node presence on an in-process bus");

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use winnerr_events::Track;
+use winnerr_events::fixtures::TestCall;
 use winnerr_ingest::{CallScript, Pace};
 use winnerr_store::Store;
 use winnerr_testkit::TestDatabase;
@@ -80,6 +81,56 @@ async fn calls_are_stored_from_the_in_process_bus() {
     let test = spawn_app_with(|config| on_postgres(config, &db)).await;
     a_played_call_is_stored(&test, &db).await;
     test.app.shutdown().await;
+    db.drop_database().await;
+}
+
+/// A burst of calls' events many times the in-process bus's buffer, published faster than the
+/// store writer writes them into the real Postgres server: every call is stored, whole. The
+/// writer used to read the bus's broadcast, which dropped what it fell behind by (the embedded
+/// engine lost calls' rows under load); its group's queue now makes publishing wait instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_past_the_bus_buffer_is_stored_whole_from_the_in_process_bus() {
+    const CALLS: usize = 300;
+    let db = TestDatabase::create().await;
+    let test = spawn_app_with(|config| {
+        on_postgres(config, &db);
+        config.bus_capacity = 32;
+    })
+    .await;
+    let calls: Vec<TestCall> = (0..CALLS)
+        .map(|n| TestCall::new("acme", &format!("CA-burst-{n}")))
+        .collect();
+    // Every call's start, then its keys, then its end: 1,200 events at once.
+    let burst = calls
+        .iter()
+        .map(TestCall::started)
+        .chain(calls.iter().map(|call| call.dtmf('4')))
+        .chain(calls.iter().map(|call| call.dtmf('2')))
+        .chain(calls.iter().map(TestCall::ended));
+    for event in burst {
+        test.app.bus.publish(event).await.unwrap();
+    }
+    let waited = metric(
+        &test.metrics().await,
+        r#"winnerr_bus_publish_waits_total{group="winnerr-store"}"#,
+    );
+    // Shutdown waits for the writer to store what it was handed.
+    test.app.shutdown().await;
+    use sqlx::Connection;
+    let mut owner = sqlx::PgConnection::connect(&db.owner_url).await.unwrap();
+    let (stored, whole): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE status = 'completed' AND dtmf_digits = '42') \
+         FROM calls WHERE id LIKE 'CA-burst-%'",
+    )
+    .fetch_one(&mut owner)
+    .await
+    .unwrap();
+    assert_eq!((stored, whole), (CALLS as i64, CALLS as i64));
+    assert!(
+        waited > 0.0,
+        "the burst outran the writer's queue, or this test shows nothing"
+    );
+    drop(owner);
     db.drop_database().await;
 }
 

@@ -9,8 +9,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
+use winnerr_bus::Bus;
 use winnerr_events::{
-    Alert, Bus, CallAudio, CallContext, CallEnded, CallInput, EndReason, Envelope, Event,
+    Alert, CallAudio, CallContext, CallEnded, CallInput, EndReason, Envelope, Event,
     SentimentScore, StreamStats, Track, Transcript,
 };
 

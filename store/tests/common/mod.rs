@@ -2,29 +2,19 @@
 
 use std::sync::Arc;
 
+use winnerr_events::fixtures::TestCall;
 use winnerr_events::{
-    ActivityState, AudioActivity, CallContext, CallEnded, CallStarted, Dtmf, EndReason, Envelope,
-    Event, MediaFormat, StreamStats, Track,
+    ActivityState, AudioActivity, CallContext, CallEnded, Dtmf, EndReason, Envelope, Event,
+    StreamStats, Track,
 };
 
 pub fn call(org: &str, call: &str) -> CallContext {
-    CallContext {
-        org_id: org.parse().unwrap(),
-        call_id: call.parse().unwrap(),
-        agent_id: Some("agent-1".parse().unwrap()),
-        lead_id: Some("lead-1".parse().unwrap()),
-    }
+    TestCall::new(org, call).agent("agent-1").lead("lead-1").ctx
 }
 
 /// A two-track call's start, as the voice stage publishes it.
 pub fn started(ctx: &CallContext) -> Event {
-    Event::CallStarted(CallStarted {
-        stream_sid: "MZ1".into(),
-        account_sid: "AC1".into(),
-        lead_id: ctx.lead_id.clone(),
-        tracks: vec![Track::Inbound, Track::Outbound],
-        media_format: MediaFormat::twilio_mulaw(),
-    })
+    TestCall::of(ctx).two_tracks().started().event
 }
 
 /// A whole call as the voice stage publishes it.

@@ -1,4 +1,5 @@
 //! Metrics of the bus, defined in one place so names never drift.
+#![cfg_attr(not(feature = "kafka"), allow(dead_code))]
 
 use std::sync::Once;
 use std::time::Duration;
@@ -18,6 +19,8 @@ const UNDECODABLE: &str = "winnerr_bus_undecodable_total";
 const DEAD_LETTERED: &str = "winnerr_bus_dead_lettered_total";
 const PRODUCER_REPLACED: &str = "winnerr_bus_producer_replaced_total";
 const CONSUMER_LAG: &str = "winnerr_bus_consumer_lag";
+const GROUP_QUEUED: &str = "winnerr_bus_group_queued";
+const PUBLISH_WAITED: &str = "winnerr_bus_publish_waits_total";
 
 pub(crate) fn describe() {
     static ONCE: Once = Once::new();
@@ -60,6 +63,14 @@ pub(crate) fn describe() {
         describe_gauge!(
             CONSUMER_LAG,
             "Events on the log a consumer group has not yet consumed, by group and partition"
+        );
+        describe_gauge!(
+            GROUP_QUEUED,
+            "Events an in-process consumer group's queue holds for its worker, by group"
+        );
+        describe_counter!(
+            PUBLISH_WAITED,
+            "Events whose publishing waited for an in-process consumer group's full queue, by group"
         );
     });
 }
@@ -111,4 +122,12 @@ pub(crate) fn consumer_lag(group: &str, partition: i32, lag: i64) {
 
 pub(crate) fn produce_retried(count: u64) {
     counter!(PRODUCE_RETRIED).increment(count);
+}
+
+pub(crate) fn group_queued(group: &str) -> metrics::Gauge {
+    gauge!(GROUP_QUEUED, "group" => group.to_owned())
+}
+
+pub(crate) fn publish_waited(group: &str) {
+    counter!(PUBLISH_WAITED, "group" => group.to_owned()).increment(1);
 }

@@ -2,7 +2,7 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use crate::event::EventId;
+use winnerr_events::EventId;
 
 /// The last `capacity` event ids seen: how a consumer drops what the bus delivers twice (Kafka
 /// redelivers after a reconnect or a rebalance).
