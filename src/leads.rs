@@ -13,7 +13,7 @@ use winnerr_scoring::features::{
 use winnerr_scoring::model;
 use winnerr_scoring::synth::SyntheticOrg;
 use winnerr_scoring::timeline::TimelineCues;
-use winnerr_scoring::{LeadHistory, LeadSource};
+use winnerr_scoring::{LeadHistory, LeadSource, SourceError};
 use winnerr_store::{ActivityRow, DealOutcome, ImportedLead, LeadRecord, PastCall, Store};
 
 /// The actor the scorer's reads are audited as, for a call without an agent.
@@ -34,26 +34,37 @@ impl LeadSource for StoreLeads {
         lead: &'a LeadId,
         as_of_ms: i64,
         agent: Option<&'a UserId>,
-    ) -> BoxFuture<'a, Result<Option<LeadHistory>, String>> {
+    ) -> BoxFuture<'a, Result<Option<LeadHistory>, SourceError>> {
         Box::pin(async move {
             let reader = agent.map_or(SCORER_ACTOR, UserId::as_str);
             let record = self
                 .0
                 .lead_record_as_of(org, lead.as_str(), as_of_ms, reader)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| SourceError::Unreadable(e.into()))?;
             Ok(record.map(history))
         })
     }
 
-    fn model<'a>(&'a self, org: &'a OrgId) -> BoxFuture<'a, Result<Option<LeadModel>, String>> {
+    fn model<'a>(
+        &'a self,
+        org: &'a OrgId,
+    ) -> BoxFuture<'a, Result<Option<LeadModel>, SourceError>> {
         Box::pin(async move {
-            let Some(stored) = self.0.lead_model(org).await.map_err(|e| e.to_string())? else {
+            let Some(stored) = self
+                .0
+                .lead_model(org)
+                .await
+                .map_err(|e| SourceError::Unreadable(e.into()))?
+            else {
                 return Ok(None);
             };
             LeadModel::from_json(&stored.model)
                 .map(Some)
-                .map_err(|e| format!("model {}: {e}", stored.version))
+                .map_err(|source| SourceError::BadModel {
+                    version: stored.version,
+                    source,
+                })
         })
     }
 }

@@ -27,18 +27,32 @@ pub enum Channel {
     Lead(LeadId),
 }
 
+/// A channel name no channel has.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidChannel {
+    #[error("channel {name:?}: {source}")]
+    BadId {
+        name: String,
+        #[source]
+        source: crate::ids::InvalidId,
+    },
+    #[error("unknown channel {0:?}: expected org, calls, call:<call id> or lead:<lead id>")]
+    Unknown(String),
+}
+
 impl Channel {
     /// Parses a channel name as a subscriber sends it.
-    pub fn parse(name: &str) -> Result<Self, String> {
-        let invalid = |e: crate::ids::InvalidId| format!("channel {name:?}: {e}");
+    pub fn parse(name: &str) -> Result<Self, InvalidChannel> {
+        let invalid = |source| InvalidChannel::BadId {
+            name: name.to_owned(),
+            source,
+        };
         match name.split_once(':') {
             None if name == "org" => Ok(Channel::Org),
             None if name == "calls" => Ok(Channel::Calls),
             Some(("call", id)) => CallId::parse(id).map(Channel::Call).map_err(invalid),
             Some(("lead", id)) => LeadId::parse(id).map(Channel::Lead).map_err(invalid),
-            _ => Err(format!(
-                "unknown channel {name:?}: expected org, calls, call:<call id> or lead:<lead id>"
-            )),
+            _ => Err(InvalidChannel::Unknown(name.to_owned())),
         }
     }
 }

@@ -17,7 +17,7 @@ pub use event::{
     now_ms,
 };
 pub use feed::{
-    Channel, ClientMessage, ErrorCode, FEED_PROTOCOL_VERSION, FeedMessage, Member, Position,
-    PresenceChange, PresenceStatus,
+    Channel, ClientMessage, ErrorCode, FEED_PROTOCOL_VERSION, FeedMessage, InvalidChannel, Member,
+    Position, PresenceChange, PresenceStatus,
 };
 pub use ids::{CallId, InvalidId, LeadId, OrgId, Role, UserId};

@@ -59,11 +59,29 @@ impl fmt::Debug for Jwks {
     }
 }
 
+/// A JWKS document that cannot verify tokens.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    #[error("not a JWKS document: {0}")]
+    NotJwks(#[source] serde_json::Error),
+    #[error("key {kid:?}: {source}")]
+    BadKey {
+        kid: Option<String>,
+        #[source]
+        source: jsonwebtoken::errors::Error,
+    },
+    #[error("the JWKS document has no RSA key")]
+    NoRsaKey,
+}
+
 impl Jwks {
     /// Reads a JWKS document (`{"keys":[…]}`); its RSA keys are used, others skipped.
-    pub fn parse(json: &str, issuer: Option<&str>, audience: Option<&str>) -> Result<Self, String> {
-        let set: JwkSet =
-            serde_json::from_str(json).map_err(|e| format!("not a JWKS document: {e}"))?;
+    pub fn parse(
+        json: &str,
+        issuer: Option<&str>,
+        audience: Option<&str>,
+    ) -> Result<Self, JwksError> {
+        let set: JwkSet = serde_json::from_str(json).map_err(JwksError::NotJwks)?;
         let keys: Vec<_> = set
             .keys
             .iter()
@@ -76,11 +94,14 @@ impl Jwks {
             .map(|jwk| {
                 DecodingKey::from_jwk(jwk)
                     .map(|key| (jwk.common.key_id.clone(), key))
-                    .map_err(|e| format!("key {:?}: {e}", jwk.common.key_id))
+                    .map_err(|source| JwksError::BadKey {
+                        kid: jwk.common.key_id.clone(),
+                        source,
+                    })
             })
             .collect::<Result<_, _>>()?;
         if keys.is_empty() {
-            return Err("the JWKS document has no RSA key".into());
+            return Err(JwksError::NoRsaKey);
         }
         let mut validation = Validation::new(Algorithm::RS256);
         validation.leeway = LEEWAY_S;

@@ -17,7 +17,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 use winnerr_events::{
     Channel, ClientMessage, ErrorCode, FEED_PROTOCOL_VERSION, FeedMessage, Member, PresenceStatus,
     Role, expiry_deadline,
@@ -69,7 +69,15 @@ pub(crate) async fn upgrade(
                 // rest of a connection's memory.
                 .read_buffer_size(READ_BUFFER)
                 .write_buffer_size(WRITE_BUFFER)
-                .on_upgrade(move |socket| connections.track_future(serve(socket, gateway, claims)))
+                .on_upgrade(move |socket| {
+                    let span = tracing::info_span!(
+                        "feed",
+                        org_id = %claims.org,
+                        user_id = %claims.sub,
+                        role = ?claims.role
+                    );
+                    connections.track_future(serve(socket, gateway, claims).instrument(span))
+                })
         }
         Err(err) => err.into_response(),
     }
@@ -281,7 +289,13 @@ impl Connection {
             } => {
                 let channel = match Channel::parse(&name) {
                     Ok(channel) => channel,
-                    Err(err) => return self.refuse(ErrorCode::UnknownChannel, err, Some(&name)),
+                    Err(err) => {
+                        return self.refuse(
+                            ErrorCode::UnknownChannel,
+                            err.to_string(),
+                            Some(&name),
+                        );
+                    }
                 };
                 if let Channel::Call(call) = &channel
                     && self.claims.role == Role::Agent
@@ -339,7 +353,7 @@ impl Connection {
                     self.subscriptions.remove(&channel);
                     self.reply(&FeedMessage::Unsubscribed { channel })
                 }
-                Err(err) => self.refuse(ErrorCode::UnknownChannel, err, Some(&name)),
+                Err(err) => self.refuse(ErrorCode::UnknownChannel, err.to_string(), Some(&name)),
             },
             ClientMessage::Presence { status, call_id } => {
                 if !self.presence_budget.take()

@@ -15,5 +15,5 @@ pub mod rooms;
 mod server;
 pub mod telemetry;
 
-pub use auth::{Auth, AuthError, Claims, Jwks};
+pub use auth::{Auth, AuthError, Claims, Jwks, JwksError};
 pub use server::{FEED_PATH, Gateway, GatewayConfig};

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 use winnerr_events::{
     AudioFrame, CallAudio, CallContext, CallId, CallInput, CallStarted, Dtmf, EndReason,
     MediaFormat,
@@ -157,8 +157,19 @@ struct Connection {
 
 type Sink = SplitSink<WebSocket, Message>;
 
-/// Serves one upgraded Twilio WebSocket until it ends.
+/// Serves one upgraded Twilio WebSocket until it ends, in a span that names its call once the
+/// stream has started.
 pub(crate) async fn serve(socket: WebSocket, ingest: Ingest) {
+    let span = tracing::info_span!(
+        "twilio_stream",
+        stream_sid = tracing::field::Empty,
+        org_id = tracing::field::Empty,
+        call_id = tracing::field::Empty
+    );
+    serve_stream(socket, ingest).instrument(span).await
+}
+
+async fn serve_stream(socket: WebSocket, ingest: Ingest) {
     let (mut sink, mut source) = socket.split();
     let (commands_tx, mut commands) = mpsc::channel(COMMAND_QUEUE);
     let shutdown = ingest.shutdown().clone();
@@ -240,6 +251,10 @@ impl Connection {
                     Ok(()) => {
                         if let Some(live) = &mut self.live {
                             live.session.on_sequence(sequence_number);
+                            let span = tracing::Span::current();
+                            span.record("stream_sid", live.session.stream_sid());
+                            span.record("org_id", live.call.org_id.as_str());
+                            span.record("call_id", live.call.call_id.as_str());
                         }
                         Step::Continue
                     }

@@ -15,4 +15,4 @@ pub mod timeline;
 
 pub use features::{FEATURES, LeadHistory, features};
 pub use model::{Explained, prior};
-pub use scorer::{LeadSource, NoCrm, Scorer};
+pub use scorer::{LeadSource, NoCrm, Scorer, SourceError};

@@ -36,10 +36,24 @@ pub trait LeadSource: Send + Sync + 'static {
         lead: &'a LeadId,
         as_of_ms: i64,
         agent: Option<&'a UserId>,
-    ) -> BoxFuture<'a, Result<Option<LeadHistory>, String>>;
+    ) -> BoxFuture<'a, Result<Option<LeadHistory>, SourceError>>;
 
     /// `org`'s own trained model, if it has one.
-    fn model<'a>(&'a self, org: &'a OrgId) -> BoxFuture<'a, Result<Option<LeadModel>, String>>;
+    fn model<'a>(&'a self, org: &'a OrgId)
+    -> BoxFuture<'a, Result<Option<LeadModel>, SourceError>>;
+}
+
+/// Why the CRM could not answer the scorer.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("the CRM could not be read: {0}")]
+    Unreadable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("organization model {version} is unusable: {source}")]
+    BadModel {
+        version: String,
+        #[source]
+        source: winnerr_models::ModelError,
+    },
 }
 
 /// No CRM: every lead starts from nothing and every organization uses the prior.
@@ -52,11 +66,11 @@ impl LeadSource for NoCrm {
         _: &'a LeadId,
         _: i64,
         _: Option<&'a UserId>,
-    ) -> BoxFuture<'a, Result<Option<LeadHistory>, String>> {
+    ) -> BoxFuture<'a, Result<Option<LeadHistory>, SourceError>> {
         Box::pin(std::future::ready(Ok(None)))
     }
 
-    fn model<'a>(&'a self, _: &'a OrgId) -> BoxFuture<'a, Result<Option<LeadModel>, String>> {
+    fn model<'a>(&'a self, _: &'a OrgId) -> BoxFuture<'a, Result<Option<LeadModel>, SourceError>> {
         Box::pin(std::future::ready(Ok(None)))
     }
 }

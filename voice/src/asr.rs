@@ -21,15 +21,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use winnerr_events::{CallId, OrgId, Track};
-use winnerr_models::{DecodeOptions, Sentiment, SentimentModel, Whisper};
+use winnerr_models::{DecodeOptions, ModelError, Sentiment, SentimentModel, Whisper};
 
 use crate::metrics;
 
 /// What the worker runs: speech to text, and text to sentiment.
 pub trait SpeechModels: Send + Sync + 'static {
     /// Text of 16 kHz mono audio ("" for silence or noise).
-    fn transcribe(&self, audio: &[f32]) -> Result<String, String>;
-    fn sentiment(&self, text: &str) -> Result<Sentiment, String>;
+    fn transcribe(&self, audio: &[f32]) -> Result<String, ModelError>;
+    fn sentiment(&self, text: &str) -> Result<Sentiment, ModelError>;
 }
 
 /// Whisper and the sentiment model, loaded once per process.
@@ -40,19 +40,16 @@ pub struct Models {
 }
 
 impl SpeechModels for Models {
-    fn transcribe(&self, audio: &[f32]) -> Result<String, String> {
+    fn transcribe(&self, audio: &[f32]) -> Result<String, ModelError> {
         self.whisper
             .transcribe(audio, &self.options)
             .map(|t| t.text)
-            .map_err(|e| e.to_string())
     }
 
-    fn sentiment(&self, text: &str) -> Result<Sentiment, String> {
-        let mut all = self
-            .sentiment
-            .classify(&[text])
-            .map_err(|e| e.to_string())?;
-        all.pop().ok_or_else(|| "no sentiment returned".to_string())
+    fn sentiment(&self, text: &str) -> Result<Sentiment, ModelError> {
+        let mut all = self.sentiment.classify(&[text])?;
+        all.pop()
+            .ok_or_else(|| ModelError::Input("no sentiment for the text".into()))
     }
 }
 
@@ -93,6 +90,8 @@ pub struct Job {
     /// Cleared when the call ends: its waiting interims are skipped.
     pub live: Arc<AtomicBool>,
     enqueued: Instant,
+    /// The call's span, entered on the worker's thread while the job runs.
+    span: tracing::Span,
 }
 
 impl Job {
@@ -112,6 +111,7 @@ impl Job {
             reply,
             live,
             enqueued: Instant::now(),
+            span: tracing::Span::current(),
         }
     }
 }
@@ -121,7 +121,7 @@ impl Job {
 pub struct AsrResult {
     pub key: UtteranceKey,
     pub kind: JobKind,
-    pub text: Result<String, String>,
+    pub text: Result<String, ModelError>,
     /// Finals with text only.
     pub sentiment: Option<Sentiment>,
     pub waited: Duration,
@@ -348,6 +348,7 @@ fn next_job(shared: &Shared) -> Option<Job> {
 
 fn run(shared: &Shared, models: &dyn SpeechModels) {
     while let Some(job) = next_job(shared) {
+        let _call = job.span.clone().entered();
         let waited = job.enqueued.elapsed();
         let started = Instant::now();
         let text = models.transcribe(&job.audio);
@@ -391,14 +392,14 @@ mod tests {
     }
 
     impl SpeechModels for Gate {
-        fn transcribe(&self, audio: &[f32]) -> Result<String, String> {
+        fn transcribe(&self, audio: &[f32]) -> Result<String, ModelError> {
             let mut open = self.open.lock().unwrap();
             while !*open {
                 open = self.cv.wait(open).unwrap();
             }
             Ok(format!("{} samples", audio.len()))
         }
-        fn sentiment(&self, _: &str) -> Result<Sentiment, String> {
+        fn sentiment(&self, _: &str) -> Result<Sentiment, ModelError> {
             Ok(Sentiment {
                 label: SentimentLabel::Neutral,
                 probabilities: [0.0, 1.0, 0.0],

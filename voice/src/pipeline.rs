@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, warn};
 use winnerr_bus::Bus;
 use winnerr_events::{
     Alert, CallAudio, CallContext, CallEnded, CallInput, EndReason, Envelope, Event,
@@ -52,7 +52,13 @@ pub fn spawn(
     tokio::spawn(async move {
         let mut running = tokio::task::JoinSet::new();
         while let Some(call) = calls.recv().await {
-            running.spawn(run_call(call, bus.clone(), config.clone(), asr.clone()));
+            let span = tracing::info_span!(
+                "call",
+                org_id = %call.call.org_id,
+                call_id = %call.call.call_id
+            );
+            running
+                .spawn(run_call(call, bus.clone(), config.clone(), asr.clone()).instrument(span));
             // Reap finished calls so the set does not grow with the process's lifetime.
             while running.try_join_next().is_some() {}
         }
