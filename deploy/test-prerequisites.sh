@@ -10,6 +10,14 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install the Rust toolchain (rustup) first" >&2
     exit 1
 fi
+# The lint gate's tools (rustup's default profile has them; a minimal one does not).
+if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 2>&1; then
+    if ! command -v rustup >/dev/null 2>&1; then
+        echo "cargo clippy and cargo fmt are needed (the lint gate): install them with the toolchain" >&2
+        exit 1
+    fi
+    rustup component add clippy rustfmt
+fi
 # Installs Debian package $1 for reason $2, or says what is missing where apt-get is not there.
 install_package() {
     if ! command -v apt-get >/dev/null 2>&1; then

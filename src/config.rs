@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use clap::{Args, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
 use winnerr_ingest::Dial;
 
 /// The JWT secret used when none is configured: fine for a laptop, refused nowhere, warned about.
@@ -34,7 +35,7 @@ pub enum LogFormat {
 /// What one process does; a process runs any set of roles (all by default), so voice nodes,
 /// gateway nodes and store writers scale apart behind Kafka.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Role {
+pub enum NodeRole {
     /// Twilio ingest and the voice pipeline (audio stays in this process).
     Voice,
     /// Feeds and the REST API.
@@ -58,7 +59,7 @@ pub struct Config {
         value_delimiter = ',',
         default_value = "voice,gateway,store,scoring"
     )]
-    pub roles: Vec<Role>,
+    pub roles: Vec<NodeRole>,
 
     /// Address the HTTP/WebSocket server listens on.
     #[arg(long, env = "WINNERR_LISTEN", default_value = "127.0.0.1:8080")]
@@ -67,7 +68,7 @@ pub struct Config {
     /// HS256 secret that signs and checks the bearer tokens of feeds and APIs. Left unset with
     /// an identity provider (`WINNERR_JWKS_FILE`), HS256 tokens are refused.
     #[arg(long, env = "WINNERR_JWT_SECRET", default_value = DEV_JWT_SECRET, hide_default_value = true)]
-    pub jwt_secret: String,
+    pub jwt_secret: SecretString,
 
     /// A development server: the published development secrets are accepted even where the
     /// configuration looks like production (an identity provider, a public URL, TLS, or a
@@ -99,7 +100,7 @@ pub struct Config {
 
     /// Twilio account auth token: checks X-Twilio-Signature and signs stream identities.
     #[arg(long, env = "TWILIO_AUTH_TOKEN", default_value = DEV_TWILIO_AUTH_TOKEN, hide_default_value = true)]
-    pub twilio_auth_token: String,
+    pub twilio_auth_token: SecretString,
 
     /// Skip X-Twilio-Signature checks (local development only).
     #[arg(long, env = "TWILIO_INSECURE_SKIP_SIGNATURE")]
@@ -216,11 +217,11 @@ pub struct Config {
     /// Keys of encrypted fields, `id:base64-of-32-bytes,…`, the current key first (older ones
     /// still decrypt). Default: public development keys (warned about).
     #[arg(long, env = "WINNERR_ENCRYPTION_KEYS", default_value = winnerr_store::crypto::DEV_KEYS, hide_default_value = true)]
-    pub encryption_keys: String,
+    pub encryption_keys: SecretString,
 
     /// Key of the keyed hashes that find a person by phone, base64 of 32 bytes.
     #[arg(long, env = "WINNERR_LOOKUP_KEY", default_value = winnerr_store::crypto::DEV_LOOKUP_KEY, hide_default_value = true)]
-    pub lookup_key: String,
+    pub lookup_key: SecretString,
 
     /// Log format.
     #[arg(long, env = "WINNERR_LOG_FORMAT", value_enum, default_value = "text")]
@@ -387,9 +388,14 @@ impl Config {
 
     /// Whether this process runs the whole engine (the default) rather than some of its roles.
     pub fn runs_every_role(&self) -> bool {
-        [Role::Voice, Role::Gateway, Role::Store, Role::Scoring]
-            .iter()
-            .all(|r| self.roles.contains(r))
+        [
+            NodeRole::Voice,
+            NodeRole::Gateway,
+            NodeRole::Store,
+            NodeRole::Scoring,
+        ]
+        .iter()
+        .all(|r| self.roles.contains(r))
     }
 
     pub fn local(listen: SocketAddr) -> Self {
@@ -429,7 +435,7 @@ impl Config {
                 return Err(format!("TLS file {} does not exist", path.display()));
             }
         }
-        if self.jwt_secret.len() < 16 {
+        if self.jwt_secret.expose_secret().len() < 16 {
             return Err("WINNERR_JWT_SECRET must be at least 16 bytes".into());
         }
         if let Some(signal) = self.production_signal() {
@@ -443,7 +449,7 @@ impl Config {
                 ));
             }
         }
-        if self.twilio_auth_token.is_empty() {
+        if self.twilio_auth_token.expose_secret().is_empty() {
             return Err("TWILIO_AUTH_TOKEN must not be empty".into());
         }
         if let Some(url) = &self.public_url {
@@ -477,7 +483,7 @@ impl Config {
             return Err("running only some roles (WINNERR_ROLES) needs KAFKA_BROKERS: the in-process bus cannot reach the others".into());
         }
         if !all
-            && self.has_role(Role::Store)
+            && self.has_role(NodeRole::Store)
             && matches!(self.database_url.as_deref(), None | Some(NO_DATABASE))
         {
             return Err("the store role on its own needs DATABASE_URL: a database the other roles can reach too".into());
@@ -530,19 +536,19 @@ impl Config {
         [
             (
                 "WINNERR_JWT_SECRET",
-                self.hs256() && self.jwt_secret == DEV_JWT_SECRET,
+                self.hs256() && self.jwt_secret.expose_secret() == DEV_JWT_SECRET,
             ),
             (
                 "TWILIO_AUTH_TOKEN",
-                self.twilio_auth_token == DEV_TWILIO_AUTH_TOKEN,
+                self.twilio_auth_token.expose_secret() == DEV_TWILIO_AUTH_TOKEN,
             ),
             (
                 "WINNERR_ENCRYPTION_KEYS",
-                self.encryption_keys == winnerr_store::crypto::DEV_KEYS,
+                self.encryption_keys.expose_secret() == winnerr_store::crypto::DEV_KEYS,
             ),
             (
                 "WINNERR_LOOKUP_KEY",
-                self.lookup_key == winnerr_store::crypto::DEV_LOOKUP_KEY,
+                self.lookup_key.expose_secret() == winnerr_store::crypto::DEV_LOOKUP_KEY,
             ),
         ]
         .into_iter()
@@ -553,7 +559,7 @@ impl Config {
     /// Whether HS256 tokens are accepted: always, except with an identity provider and no
     /// secret of the engine's own (its tokens are the only ones then).
     pub fn hs256(&self) -> bool {
-        !(self.jwks_file.is_some() && self.jwt_secret == DEV_JWT_SECRET)
+        !(self.jwks_file.is_some() && self.jwt_secret.expose_secret() == DEV_JWT_SECRET)
     }
 
     /// What makes this configuration look like production, if anything does.
@@ -572,14 +578,17 @@ impl Config {
     }
 
     /// Whether this process runs `role`.
-    pub fn has_role(&self, role: Role) -> bool {
+    pub fn has_role(&self, role: NodeRole) -> bool {
         self.roles.contains(&role)
     }
 
     /// The key ring of encrypted fields.
     pub fn keyring(&self) -> Result<winnerr_store::Keyring, String> {
-        winnerr_store::Keyring::parse(&self.encryption_keys, &self.lookup_key)
-            .map_err(|e| format!("WINNERR_ENCRYPTION_KEYS / WINNERR_LOOKUP_KEY: {e}"))
+        winnerr_store::Keyring::parse(
+            self.encryption_keys.expose_secret(),
+            self.lookup_key.expose_secret(),
+        )
+        .map_err(|e| format!("WINNERR_ENCRYPTION_KEYS / WINNERR_LOOKUP_KEY: {e}"))
     }
 }
 
@@ -692,6 +701,30 @@ mod config_file_tests {
     use super::*;
     use clap::Parser;
 
+    fn secret(value: &str) -> SecretString {
+        SecretString::new(value.to_owned())
+    }
+
+    /// A configuration printed for debugging (a log line, a panic) shows no secret.
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let mut config = Config::local("127.0.0.1:0".parse().unwrap());
+        config.jwt_secret = secret("jwt-secret-do-not-print-1");
+        config.twilio_auth_token = secret("twilio-token-do-not-print");
+        config.encryption_keys = secret("k9:a2V5LWRvLW5vdC1wcmludA==");
+        config.lookup_key = secret("bG9va3VwLWRvLW5vdC1wcmludA==");
+        let printed = format!("{config:?}");
+        for value in [
+            "jwt-secret-do-not-print",
+            "twilio-token-do-not-print",
+            "a2V5LWRvLW5vdC1wcmludA",
+            "bG9va3VwLWRvLW5vdC1wcmludA",
+        ] {
+            assert!(!printed.contains(value), "{value} printed");
+        }
+        assert!(printed.contains("REDACTED"), "{printed}");
+    }
+
     #[derive(Parser)]
     struct Serve {
         #[command(flatten)]
@@ -727,7 +760,7 @@ mod config_file_tests {
         assert!(!config.asr);
         assert!(config.twilio_insecure_skip_signature);
         assert_eq!(config.feed_history, 7, "a flag beats the file");
-        assert!(config.has_role(Role::Gateway) && !config.has_role(Role::Voice));
+        assert!(config.has_role(NodeRole::Gateway) && !config.has_role(NodeRole::Voice));
     }
 
     #[test]
@@ -750,7 +783,7 @@ mod config_file_tests {
         assert_eq!(with(None).database(), Some(EMBEDDED_DATABASE));
         assert_eq!(with(Some("none")).database(), None);
         let mut gateway_only = with(None);
-        gateway_only.roles = vec![Role::Gateway];
+        gateway_only.roles = vec![NodeRole::Gateway];
         assert_eq!(
             gateway_only.database(),
             None,
@@ -778,7 +811,9 @@ mod config_file_tests {
     #[test]
     fn production_refuses_the_development_secrets() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let looks_like_production: [(&str, fn(&mut Config)); 4] = [
+        /// A setting that says "production", and how a test sets it.
+        type Signal = (&'static str, fn(&mut Config));
+        let looks_like_production: [Signal; 4] = [
             ("WINNERR_JWKS_FILE", |c| {
                 c.jwks_file = Some(
                     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -800,10 +835,10 @@ mod config_file_tests {
         ];
         assert!(root.join("tests/fixtures/tls/cert.pem").is_file());
         let secrets = |c: &mut Config| {
-            c.jwt_secret = "a-real-secret-of-32-bytes-000000".into();
-            c.twilio_auth_token = "a-real-twilio-token".into();
-            c.encryption_keys = "k2:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into();
-            c.lookup_key = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=".into();
+            c.jwt_secret = secret("a-real-secret-of-32-bytes-000000");
+            c.twilio_auth_token = secret("a-real-twilio-token");
+            c.encryption_keys = secret("k2:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
+            c.lookup_key = secret("ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=");
         };
         for (signal, production) in looks_like_production {
             let mut config = Config::local("127.0.0.1:0".parse().unwrap());
@@ -823,7 +858,7 @@ mod config_file_tests {
         let mut config = Config::local("127.0.0.1:0".parse().unwrap());
         (looks_like_production[0].1)(&mut config);
         secrets(&mut config);
-        config.jwt_secret = DEV_JWT_SECRET.into();
+        config.jwt_secret = secret(DEV_JWT_SECRET);
         assert!(!config.hs256());
         assert_eq!(config.validate(), Ok(()));
         // Loopback with nothing of production: the development defaults still run the demo.

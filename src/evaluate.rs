@@ -62,7 +62,7 @@ impl Tsv {
     }
 
     /// Field `column` of `row`.
-    fn field<'a>(row: &'a [String], column: usize) -> anyhow::Result<&'a str> {
+    fn field(row: &[String], column: usize) -> anyhow::Result<&str> {
         row.get(column)
             .map(String::as_str)
             .with_context(|| format!("short line: {}", row.join("\t")))
@@ -318,7 +318,7 @@ pub fn digit_runs(text: &str) -> Vec<String> {
     for c in text.chars() {
         if c.is_ascii_digit() {
             run.push(c);
-        } else if !(c.is_whitespace() || "-,.:$/".contains(c)) && !run.is_empty() {
+        } else if !(c.is_whitespace() || "-,.:$/".contains(c) || run.is_empty()) {
             runs.push(std::mem::take(&mut run));
         }
     }

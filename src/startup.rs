@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::FutureExt;
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -20,7 +21,7 @@ use winnerr_scoring::{LeadSource, NoCrm, Scorer};
 use winnerr_store::{Store, StoreWriter};
 use winnerr_voice::{AsrConfig, AsrWorker, Models, SpeechDetector, SpeechModels};
 
-use crate::config::{Config, Role};
+use crate::config::{Config, NodeRole};
 use crate::leads::StoreLeads;
 
 /// New calls that may wait for the voice stage to pick them up.
@@ -54,7 +55,8 @@ pub struct App {
 }
 
 impl App {
-    /// Binds, starts every stage and begins serving.
+    /// Binds, starts every stage in the order data flows (bus, voice, ingest, store, scoring,
+    /// gateway) and begins serving; [`App::wait`] stops them in reverse.
     pub async fn start(config: &Config) -> anyhow::Result<App> {
         config.validate().map_err(anyhow::Error::msg)?;
         // The recorder must exist before any stage describes its metrics.
@@ -66,69 +68,9 @@ impl App {
         let shutdown = CancellationToken::new();
         let feeds = CancellationToken::new();
 
-        let kafka = match config.kafka() {
-            Some(kafka) => Some(
-                KafkaBus::connect(kafka)
-                    .await
-                    .context("cannot reach Kafka")?,
-            ),
-            None => None,
-        };
-        let bus: Arc<dyn Bus> = match &kafka {
-            Some(kafka) => Arc::new(kafka.clone()),
-            None => Arc::new(InProcessBus::new(config.bus_capacity)),
-        };
-        let asr = if config.asr && config.has_role(Role::Voice) {
-            let models = load_models(&config.asr_model).await?;
-            let mut layout = config.asr_layout();
-            let kernel_threads = kernel_threads();
-            if kernel_threads != layout.threads {
-                if config.asr_workers.is_none() && config.asr_threads.is_none() {
-                    // An engine embedded without `winnerr serve`'s setting (tests, benches): the
-                    // workers Candle is split for, one on every core, as before.
-                    layout.workers = 1;
-                    layout.threads = kernel_threads;
-                } else {
-                    warn!(
-                        threads = layout.threads,
-                        kernel_threads,
-                        "Candle splits its kernels for another number of threads than each speech worker has: set RAYON_NUM_THREADS to the workers' threads (`winnerr serve` does)"
-                    );
-                }
-            }
-            info!(
-                workers = layout.workers,
-                threads = layout.threads,
-                "speech workers"
-            );
-            Some(AsrWorker::start(models, layout))
-        } else {
-            None
-        };
-        let mut voice_config = config.voice().map_err(anyhow::Error::msg)?;
-        if config.has_role(Role::Voice) {
-            voice_config.speech = speech_detector(config).await?;
-        }
-        let (calls, calls_rx) = mpsc::channel(NEW_CALL_QUEUE);
-        // Calls pass the listen-in tap on their way from ingest to voice.
-        let audio = winnerr_events::AudioTap::new();
-        let calls_rx = tap_calls(calls_rx, audio.clone(), config.call_queue);
-        let voice = winnerr_voice::spawn(calls_rx, bus.clone(), voice_config, asr);
-        let ingest = Ingest::new(
-            IngestConfig {
-                auth_token: config.twilio_auth_token.clone(),
-                verify_signatures: !config.twilio_insecure_skip_signature,
-                public_url: config.public_url.clone(),
-                tls: config.tls_cert.is_some(),
-                max_message_bytes: config.max_message_bytes,
-                call_queue: config.call_queue,
-                dial: config.twilio_dial.clone(),
-                limits: config.call_limits(),
-                full_say: config.full_say.clone(),
-            },
-            calls,
-            shutdown.clone(),
-        );
+        let (bus, kafka) = start_bus(config).await?;
+        let voice = start_voice(config, bus.clone()).await?;
+        let ingest = start_ingest(config, voice.calls, shutdown.clone());
         let (store, writer) = match config.database() {
             Some(url) => {
                 let (store, writer) = start_store(config, url, bus.as_ref()).await?;
@@ -136,89 +78,13 @@ impl App {
             }
             None => (None, None),
         };
-        let scorer = if config.scoring && config.has_role(Role::Scoring) {
-            let source: Arc<dyn LeadSource> = match &store {
-                Some(store) => Arc::new(StoreLeads(store.clone())),
-                None => Arc::new(NoCrm),
-            };
-            let scorer = Scorer::new(source).worker(bus.clone());
-            Some(start_worker(bus.as_ref(), Scorer::group(), scorer).await?)
-        } else {
-            None
-        };
-        let gateway = Gateway::new(
-            &GatewayConfig {
-                jwt_secret: config.hs256().then(|| config.jwt_secret.clone()),
-                jwks: config.jwks().map_err(anyhow::Error::msg)?,
-                feed_buffer: config.feed_buffer,
-                feed_history: config.feed_history,
-                feed_send_queue: config.feed_send_queue,
-                feed_max_subscriptions: config.feed_max_subscriptions,
-                feed_heartbeat: config.feed_heartbeat(),
-                audio: Some(audio),
-            },
-            bus.clone(),
-            store,
-            feeds.clone(),
-            config.has_role(Role::Gateway),
-        )
-        .await
-        .context("gateway cannot subscribe to the bus")?;
-        let mut router = if config.has_role(Role::Gateway) {
-            gateway.router()
-        } else {
-            gateway.ops_router()
-        };
-        if config.has_role(Role::Voice) {
-            // The softphone route takes the feed's tokens and the REST API's rules for leads.
-            let checker = gateway.clone();
-            let verify: winnerr_ingest::Verifier = Arc::new(move |headers, token, lead, track| {
-                let gateway = checker.clone();
-                Box::pin(async move {
-                    let claims = gateway
-                        .softphone_caller(&headers, token.as_deref(), lead.as_ref(), track)
-                        .await?;
-                    Ok(winnerr_ingest::Caller {
-                        org: claims.org,
-                        user: claims.sub,
-                        expires_at_s: claims.exp,
-                    })
-                })
-            });
-            router = router
-                .merge(ingest.router())
-                .merge(ingest.softphone_router(verify));
-        }
-        let tls = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => Some(
-                axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "TLS certificate {} or key {}",
-                            cert.display(),
-                            key.display()
-                        )
-                    })?,
-            ),
-            _ => None,
-        };
+        let scorer = start_scoring(config, store.as_ref(), &bus).await?;
+        let gateway = start_gateway(config, &bus, store, voice.audio, feeds.clone()).await?;
+        let router = routes(config, &gateway, &ingest);
+        let tls = tls(config).await?;
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let server = serve(listener, router, tls, &config, shutdown.clone())?;
-        if config.twilio_insecure_skip_signature {
-            warn!("X-Twilio-Signature checks are OFF: anyone can stream into this server");
-        }
-        if config.uses_dev_secrets() {
-            warn!(
-                "using the built-in development secrets; set WINNERR_JWT_SECRET and TWILIO_AUTH_TOKEN in production"
-            );
-        }
-        if !addr.ip().is_loopback() && config.public_url.is_none() {
-            warn!(
-                %addr,
-                "listening beyond loopback without WINNERR_PUBLIC_URL: Twilio signatures are checked against the Host header's URL; set the URL Twilio is configured with"
-            );
-        }
+        let server = serve(listener, router, tls, config, shutdown.clone())?;
+        warn_of_risks(config, addr);
         gateway.set_ready(true);
         info!(%addr, scheme, roles = ?config.roles, "winnerr serving");
         Ok(App {
@@ -231,7 +97,7 @@ impl App {
             shutdown,
             feeds,
             server,
-            voice,
+            voice: voice.task,
             writer,
             scorer,
         })
@@ -335,65 +201,73 @@ impl App {
     }
 }
 
-/// Waits (up to the drain deadline) for the broker to acknowledge what was published, if on Kafka.
-async fn flush(kafka: Option<&KafkaBus>, what: &'static str) {
-    let Some(kafka) = kafka.cloned() else {
-        return;
+/// The bus: Kafka when brokers are configured (also returned, to flush at shutdown), else the
+/// in-process bus.
+async fn start_bus(config: &Config) -> anyhow::Result<(Arc<dyn Bus>, Option<KafkaBus>)> {
+    Ok(match config.kafka() {
+        Some(kafka) => {
+            let kafka = KafkaBus::connect(kafka)
+                .await
+                .context("cannot reach Kafka")?;
+            (Arc::new(kafka.clone()), Some(kafka))
+        }
+        None => (Arc::new(InProcessBus::new(config.bus_capacity)), None),
+    })
+}
+
+/// The voice stage as started: where ingest hands it calls, listen-in's tap on their audio, and
+/// its task (done once every call it took has published its end).
+struct VoiceStage {
+    calls: mpsc::Sender<winnerr_events::CallAudio>,
+    audio: Arc<winnerr_events::AudioTap>,
+    task: JoinHandle<()>,
+}
+
+/// The voice stage, with its speech workers and detector when this node has the voice role.
+async fn start_voice(config: &Config, bus: Arc<dyn Bus>) -> anyhow::Result<VoiceStage> {
+    let asr = if config.asr && config.has_role(NodeRole::Voice) {
+        Some(start_speech_workers(config).await?)
+    } else {
+        None
     };
-    let flushed = tokio::task::spawn_blocking(move || kafka.flush(DRAIN_DEADLINE)).await;
-    if let Ok(Err(err)) = flushed {
-        warn!(error = %err, "{what} left unacknowledged at shutdown");
+    let mut voice_config = config.voice().map_err(anyhow::Error::msg)?;
+    if config.has_role(NodeRole::Voice) {
+        voice_config.speech = speech_detector(config).await?;
     }
+    let (calls, calls_rx) = mpsc::channel(NEW_CALL_QUEUE);
+    // Calls pass the listen-in tap on their way from ingest to voice.
+    let audio = winnerr_events::AudioTap::new();
+    let calls_rx = winnerr_voice::tap_calls(calls_rx, audio.clone(), config.call_queue);
+    let task = winnerr_voice::spawn(calls_rx, bus, voice_config, asr);
+    Ok(VoiceStage { calls, audio, task })
 }
 
-/// Migrates (when asked), connects the store, and starts its writer on the bus (when the node
-/// runs the store role).
-async fn start_store(
-    config: &Config,
-    url: &str,
-    bus: &dyn Bus,
-) -> anyhow::Result<(Store, Option<Worker>)> {
-    if let Some(owner_url) = &config.database_migration_url {
-        winnerr_store::migrate(owner_url)
-            .await
-            .context("database migrations failed")?;
+/// The speech workers, laid out as configured (or, embedded without `winnerr serve`'s kernel
+/// setting, one worker on every core).
+async fn start_speech_workers(config: &Config) -> anyhow::Result<AsrWorker> {
+    let models = load_models(&config.asr_model).await?;
+    let mut layout = config.asr_layout();
+    let kernel_threads = kernel_threads();
+    if kernel_threads != layout.threads {
+        if config.asr_workers.is_none() && config.asr_threads.is_none() {
+            // An engine embedded without `winnerr serve`'s setting (tests, benches): the
+            // workers Candle is split for, one on every core, as before.
+            layout.workers = 1;
+            layout.threads = kernel_threads;
+        } else {
+            warn!(
+                threads = layout.threads,
+                kernel_threads,
+                "Candle splits its kernels for another number of threads than each speech worker has: set RAYON_NUM_THREADS to the workers' threads (`winnerr serve` does)"
+            );
+        }
     }
-    let keys = config.keyring().map_err(anyhow::Error::msg)?;
-    let store = Store::connect(url, config.database_max_connections, keys)
-        .await
-        .context("cannot use DATABASE_URL")?;
-    info!(store = %store.location(), "store opened");
-    if !config.has_role(Role::Store) {
-        return Ok((store, None));
-    }
-    let writer = start_worker(bus, StoreWriter::group(), StoreWriter::new(store.clone())).await?;
-    Ok((store, Some(writer)))
-}
-
-/// A worker running in its consumer group, with its own stop.
-type Worker = (JoinHandle<()>, CancellationToken);
-
-/// Joins `group` on `bus` (from here on the group's events are kept for it) and runs `worker`
-/// in it until its stop.
-async fn start_worker(
-    bus: &dyn Bus,
-    group: Group,
-    worker: impl winnerr_bus::Worker + 'static,
-) -> anyhow::Result<Worker> {
-    let source = bus
-        .join_group(&group)
-        .await
-        .with_context(|| format!("cannot join consumer group {}", group.name))?;
-    let stop = CancellationToken::new();
-    let name = group.name.clone();
-    let task = tokio::spawn(
-        run_group(source, group, worker, stop.clone()).map(move |ran| {
-            if let Err(error) = ran {
-                warn!(group = %name, %error, "worker stopped");
-            }
-        }),
+    info!(
+        workers = layout.workers,
+        threads = layout.threads,
+        "speech workers"
     );
-    Ok((task, stop))
+    Ok(AsrWorker::start(models, layout))
 }
 
 /// The speech detector the settings name: Silero from the model folder (loaded once per
@@ -478,59 +352,175 @@ async fn load_models(whisper_name: &str) -> anyhow::Result<Arc<dyn SpeechModels>
     Ok(models)
 }
 
-/// Hands each call on from `calls` with its audio also copied to `tap` for listeners. Each call's
-/// inputs pass through a channel of `queue` items: when voice falls behind, ingest's own bounded
-/// channel fills and drops the newest audio, as without the tap.
-fn tap_calls(
-    mut calls: mpsc::Receiver<winnerr_events::CallAudio>,
-    tap: Arc<winnerr_events::AudioTap>,
-    queue: usize,
-) -> mpsc::Receiver<winnerr_events::CallAudio> {
-    let (tapped, tapped_rx) = mpsc::channel(NEW_CALL_QUEUE);
-    tokio::spawn(async move {
-        while let Some(mut call) = calls.recv().await {
-            let (inputs, inputs_rx) = mpsc::channel(queue.max(1));
-            let handle = tap.open(&call.call, call.started.media_format.sample_rate);
-            let mut from_ingest = std::mem::replace(&mut call.inputs, inputs_rx);
-            tokio::spawn(async move {
-                while let Some(input) = from_ingest.recv().await {
-                    if let winnerr_events::CallInput::Frame(frame) = &input {
-                        handle.send(frame);
-                    }
-                    if inputs.send(input).await.is_err() {
-                        break;
-                    }
-                }
-                // The call's end: its listeners are told when the handle goes.
-                drop(handle);
-            });
-            if tapped.send(call).await.is_err() {
-                break;
-            }
-        }
-    });
-    tapped_rx
+/// Ingest: Twilio's webhooks and streams, and the softphone, handing calls to `calls`.
+fn start_ingest(
+    config: &Config,
+    calls: mpsc::Sender<winnerr_events::CallAudio>,
+    shutdown: CancellationToken,
+) -> Ingest {
+    Ingest::new(
+        IngestConfig {
+            auth_token: config.twilio_auth_token.expose_secret().clone(),
+            verify_signatures: !config.twilio_insecure_skip_signature,
+            public_url: config.public_url.clone(),
+            tls: config.tls_cert.is_some(),
+            max_message_bytes: config.max_message_bytes,
+            call_queue: config.call_queue,
+            dial: config.twilio_dial.clone(),
+            limits: config.call_limits(),
+            full_say: config.full_say.clone(),
+        },
+        calls,
+        shutdown,
+    )
 }
 
-/// Makes Candle split its kernels for `layout.threads` threads, each speech worker's own, by
-/// setting `RAYON_NUM_THREADS` (which Candle reads) unless it is set already. Call before any
-/// other thread exists (the binary's `main` does); an engine started otherwise warns at start
-/// when the two differ.
-pub fn match_kernel_threads(layout: &AsrConfig) {
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        // SAFETY: called at the start of `main`, before any other thread exists to read the
-        // environment concurrently.
-        unsafe { std::env::set_var("RAYON_NUM_THREADS", layout.threads.to_string()) };
+/// Migrates (when asked), connects the store, and starts its writer on the bus (when the node
+/// runs the store role).
+async fn start_store(
+    config: &Config,
+    url: &str,
+    bus: &dyn Bus,
+) -> anyhow::Result<(Store, Option<Worker>)> {
+    if let Some(owner_url) = &config.database_migration_url {
+        winnerr_store::migrate(owner_url)
+            .await
+            .context("database migrations failed")?;
     }
+    let keys = config.keyring().map_err(anyhow::Error::msg)?;
+    let store = Store::connect(url, config.database_max_connections, keys)
+        .await
+        .context("cannot use DATABASE_URL")?;
+    info!(store = %store.location(), "store opened");
+    if !config.has_role(NodeRole::Store) {
+        return Ok((store, None));
+    }
+    let writer = start_worker(bus, StoreWriter::group(), StoreWriter::new(store.clone())).await?;
+    Ok((store, Some(writer)))
 }
 
-/// The threads Candle splits its kernels for: `RAYON_NUM_THREADS`, else every core.
-fn kernel_threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+/// A worker running in its consumer group, with its own stop.
+type Worker = (JoinHandle<()>, CancellationToken);
+
+/// Joins `group` on `bus` (from here on the group's events are kept for it) and runs `worker`
+/// in it until its stop.
+async fn start_worker(
+    bus: &dyn Bus,
+    group: Group,
+    worker: impl winnerr_bus::Worker + 'static,
+) -> anyhow::Result<Worker> {
+    let source = bus
+        .join_group(&group)
+        .await
+        .with_context(|| format!("cannot join consumer group {}", group.name))?;
+    let stop = CancellationToken::new();
+    let name = group.name.clone();
+    let task = tokio::spawn(
+        run_group(source, group, worker, stop.clone()).map(move |ran| {
+            if let Err(error) = ran {
+                warn!(group = %name, %error, "worker stopped");
+            }
+        }),
+    );
+    Ok((task, stop))
+}
+
+/// The lead scorer in its group, when this node has the scoring role: the CRM's leads from the
+/// store where there is one.
+async fn start_scoring(
+    config: &Config,
+    store: Option<&Store>,
+    bus: &Arc<dyn Bus>,
+) -> anyhow::Result<Option<Worker>> {
+    if !(config.scoring && config.has_role(NodeRole::Scoring)) {
+        return Ok(None);
+    }
+    let source: Arc<dyn LeadSource> = match store {
+        Some(store) => Arc::new(StoreLeads(store.clone())),
+        None => Arc::new(NoCrm),
+    };
+    let scorer = Scorer::new(source).worker(bus.clone());
+    Ok(Some(
+        start_worker(bus.as_ref(), Scorer::group(), scorer).await?,
+    ))
+}
+
+/// The gateway: feeds, presence, the REST API and the operations routes; its feeds close on
+/// `feeds`.
+async fn start_gateway(
+    config: &Config,
+    bus: &Arc<dyn Bus>,
+    store: Option<Store>,
+    audio: Arc<winnerr_events::AudioTap>,
+    feeds: CancellationToken,
+) -> anyhow::Result<Gateway> {
+    Gateway::new(
+        &GatewayConfig {
+            jwt_secret: config
+                .hs256()
+                .then(|| config.jwt_secret.expose_secret().clone()),
+            jwks: config.jwks().map_err(anyhow::Error::msg)?,
+            feed_buffer: config.feed_buffer,
+            feed_history: config.feed_history,
+            feed_send_queue: config.feed_send_queue,
+            feed_max_subscriptions: config.feed_max_subscriptions,
+            feed_heartbeat: config.feed_heartbeat(),
+            audio: Some(audio),
+        },
+        bus.clone(),
+        store,
+        feeds,
+        config.has_role(NodeRole::Gateway),
+    )
+    .await
+    .context("gateway cannot subscribe to the bus")
+}
+
+/// The routes of this node's roles: the gateway's (or only its operations routes), and ingest's
+/// with the softphone, whose callers the gateway's tokens and lead rules admit.
+fn routes(config: &Config, gateway: &Gateway, ingest: &Ingest) -> axum::Router {
+    let mut router = if config.has_role(NodeRole::Gateway) {
+        gateway.router()
+    } else {
+        gateway.ops_router()
+    };
+    if config.has_role(NodeRole::Voice) {
+        let checker = gateway.clone();
+        let verify: winnerr_ingest::Verifier = Arc::new(move |headers, token, lead, track| {
+            let gateway = checker.clone();
+            Box::pin(async move {
+                let claims = gateway
+                    .softphone_caller(&headers, token.as_deref(), lead.as_ref(), track)
+                    .await?;
+                Ok(winnerr_ingest::Caller {
+                    org: claims.org,
+                    user: claims.sub,
+                    expires_at_s: claims.exp,
+                })
+            })
+        });
+        router = router
+            .merge(ingest.router())
+            .merge(ingest.softphone_router(verify));
+    }
+    router
+}
+
+/// The TLS certificate and key, when both are configured.
+async fn tls(config: &Config) -> anyhow::Result<Option<axum_server::tls_rustls::RustlsConfig>> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+        .await
+        .with_context(|| {
+            format!(
+                "TLS certificate {} or key {}",
+                cert.display(),
+                key.display()
+            )
+        })?;
+    Ok(Some(tls))
 }
 
 /// Serves `router` on `listener` (over TLS with `tls`) until `shutdown`, under the connection
@@ -586,4 +576,54 @@ fn descriptor_limit() -> Option<u64> {
     {
         None
     }
+}
+
+/// Says at start what in the settings an operator must not overlook.
+fn warn_of_risks(config: &Config, addr: SocketAddr) {
+    if config.twilio_insecure_skip_signature {
+        warn!("X-Twilio-Signature checks are OFF: anyone can stream into this server");
+    }
+    if config.uses_dev_secrets() {
+        warn!(
+            "using the built-in development secrets; set WINNERR_JWT_SECRET and TWILIO_AUTH_TOKEN in production"
+        );
+    }
+    if !addr.ip().is_loopback() && config.public_url.is_none() {
+        warn!(
+            %addr,
+            "listening beyond loopback without WINNERR_PUBLIC_URL: Twilio signatures are checked against the Host header's URL; set the URL Twilio is configured with"
+        );
+    }
+}
+
+/// Waits (up to the drain deadline) for the broker to acknowledge what was published, if on Kafka.
+async fn flush(kafka: Option<&KafkaBus>, what: &'static str) {
+    let Some(kafka) = kafka.cloned() else {
+        return;
+    };
+    let flushed = tokio::task::spawn_blocking(move || kafka.flush(DRAIN_DEADLINE)).await;
+    if let Ok(Err(err)) = flushed {
+        warn!(error = %err, "{what} left unacknowledged at shutdown");
+    }
+}
+
+/// Makes Candle split its kernels for `layout.threads` threads, each speech worker's own, by
+/// setting `RAYON_NUM_THREADS` (which Candle reads) unless it is set already. Call before any
+/// other thread exists (the binary's `main` does); an engine started otherwise warns at start
+/// when the two differ.
+pub fn match_kernel_threads(layout: &AsrConfig) {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // SAFETY: called at the start of `main`, before any other thread exists to read the
+        // environment concurrently.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", layout.threads.to_string()) };
+    }
+}
+
+/// The threads Candle splits its kernels for: `RAYON_NUM_THREADS`, else every core.
+fn kernel_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
 }

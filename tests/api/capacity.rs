@@ -2,6 +2,7 @@
 //! organization at most its limit; the call over either is refused with its documented answer
 //! and counted, and the calls admitted are untouched: each completes with every final.
 
+use secrecy::ExposeSecret;
 use tokio_tungstenite::tungstenite::Message;
 use winnerr_events::{Event, Role};
 use winnerr_ingest::{CallScript, Pace};
@@ -75,7 +76,11 @@ async fn calls_over_the_node_or_organization_limit_are_refused_and_the_admitted_
     );
     let call_sid = format!("CA{}", "c".repeat(32));
     let params = vec![("CallSid".to_owned(), call_sid.clone())];
-    let signed = winnerr_ingest::signature::sign(&test.config.twilio_auth_token, &url, &params);
+    let signed = winnerr_ingest::signature::sign(
+        test.config.twilio_auth_token.expose_secret(),
+        &url,
+        &params,
+    );
     let xml = reqwest::Client::new()
         .post(&url)
         .header("Content-Type", "application/x-www-form-urlencoded")

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -63,7 +64,10 @@ impl TestApp {
     }
 
     pub fn simulator(&self) -> Simulator {
-        Simulator::new(self.app.stream_url(), self.config.twilio_auth_token.clone())
+        Simulator::new(
+            self.app.stream_url(),
+            self.config.twilio_auth_token.expose_secret().clone(),
+        )
     }
 
     pub fn token(&self, org: &str, user: &str, role: Role) -> String {

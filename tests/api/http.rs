@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use secrecy::ExposeSecret;
+
 use winnerr_events::Role;
 use winnerr_ingest::StreamIdentity;
 use winnerr_ingest::signature;
@@ -46,7 +48,7 @@ async fn the_voice_webhook_answers_signed_requests_with_a_signed_stream() {
         request.send()
     };
 
-    let signed = signature::sign(&test.config.twilio_auth_token, &url, &params);
+    let signed = signature::sign(test.config.twilio_auth_token.expose_secret(), &url, &params);
     let response = post(Some(signed.clone()), url.clone(), body.clone())
         .await
         .unwrap();
@@ -79,13 +81,20 @@ async fn the_voice_webhook_answers_signed_requests_with_a_signed_stream() {
             Some((name.to_string(), rest.strip_suffix("\"/>")?.to_string()))
         })
         .collect();
-    let identity =
-        StreamIdentity::from_parameters(&parameters, &test.config.twilio_auth_token, &call_sid)
-            .unwrap();
+    let identity = StreamIdentity::from_parameters(
+        &parameters,
+        test.config.twilio_auth_token.expose_secret(),
+        &call_sid,
+    )
+    .unwrap();
     assert_eq!(identity, identity_of("acme", "agent-1", "lead-9"));
     assert!(
-        StreamIdentity::from_parameters(&parameters, &test.config.twilio_auth_token, "CAother")
-            .is_err()
+        StreamIdentity::from_parameters(
+            &parameters,
+            test.config.twilio_auth_token.expose_secret(),
+            "CAother"
+        )
+        .is_err()
     );
 
     // Unsigned, wrongly signed, or signed for other parameters: 403.
@@ -118,7 +127,11 @@ async fn the_voice_webhook_answers_signed_requests_with_a_signed_stream() {
 
     // Signed but without an organization: 400.
     let no_org = format!("{}/twilio/voice?agent=agent-1", test.app.http_url());
-    let signed = signature::sign(&test.config.twilio_auth_token, &no_org, &params);
+    let signed = signature::sign(
+        test.config.twilio_auth_token.expose_secret(),
+        &no_org,
+        &params,
+    );
     assert_eq!(
         post(Some(signed), no_org, body).await.unwrap().status(),
         400
@@ -294,7 +307,8 @@ async fn the_voice_webhook_accepts_both_forms_of_the_default_port() {
         ("https://voice.example.test:8443", 403),
     ] {
         let url = format!("{signed_over}{path}");
-        let signature = signature::sign(&test.config.twilio_auth_token, &url, &params);
+        let signature =
+            signature::sign(test.config.twilio_auth_token.expose_secret(), &url, &params);
         let response = client
             .post(format!("{}{path}", test.app.http_url()))
             .header("Content-Type", "application/x-www-form-urlencoded")

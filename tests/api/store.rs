@@ -178,7 +178,7 @@ async fn a_shutdown_mid_call_stores_the_calls_end_before_exit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn voice_gateway_and_store_roles_run_in_separate_processes_behind_kafka() {
-    use winnerr::config::Role as NodeRole;
+    use winnerr::config::NodeRole;
     let broker = Broker::start().await;
     let db = TestDatabase::create().await;
     let node = |roles: Vec<NodeRole>| {
@@ -231,7 +231,7 @@ async fn voice_gateway_and_store_roles_run_in_separate_processes_behind_kafka() 
 
 #[test]
 fn a_subset_of_roles_needs_kafka_and_the_store_role_a_database() {
-    use winnerr::config::Role as NodeRole;
+    use winnerr::config::NodeRole;
     let mut config = winnerr::Config::local("127.0.0.1:0".parse().unwrap());
     config.roles = vec![NodeRole::Gateway];
     assert!(config.validate().unwrap_err().contains("KAFKA_BROKERS"));

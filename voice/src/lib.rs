@@ -9,6 +9,7 @@ mod metrics;
 mod pipeline;
 pub mod redact;
 pub mod resample;
+mod tap;
 pub mod utterance;
 pub mod vad;
 
@@ -18,5 +19,6 @@ pub use asr::{AsrConfig, AsrWorker, Models, SpeechModels};
 pub use pipeline::{VoiceConfig, spawn};
 pub use redact::RedactionConfig;
 pub use resample::Upsampler;
+pub use tap::tap_calls;
 pub use utterance::UtteranceConfig;
 pub use vad::SpeechDetector;
