@@ -27,6 +27,18 @@ pub enum Channel {
     Lead(LeadId),
 }
 
+/// The WebSocket close codes of Winnerr's own connections (the feed, listen-in, the softphone),
+/// beyond the standard ones (1000 normal, 1001 going away, 1008 policy, 1011 server error). Part
+/// of the protocol (docs/feed-protocol.md): clients react to them by number.
+pub mod close {
+    /// The token expired and no fresh one came: get a new token and reconnect.
+    pub const TOKEN_EXPIRED: u16 = 4001;
+    /// The client stopped answering the server's pings.
+    pub const HEARTBEAT: u16 = 4002;
+    /// The client did not read its messages fast enough: reconnect with `since` to recover.
+    pub const TOO_SLOW: u16 = 4008;
+}
+
 /// A channel name no channel has.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidChannel {

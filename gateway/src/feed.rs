@@ -18,6 +18,9 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, warn};
+use winnerr_events::feed::close::{
+    HEARTBEAT as CLOSE_HEARTBEAT, TOKEN_EXPIRED as CLOSE_TOKEN_EXPIRED, TOO_SLOW as CLOSE_TOO_SLOW,
+};
 use winnerr_events::{
     Channel, ClientMessage, ErrorCode, FEED_PROTOCOL_VERSION, FeedMessage, Member, PresenceStatus,
     Role, expiry_deadline,
@@ -27,13 +30,6 @@ use crate::auth::Claims;
 use crate::metrics;
 use crate::rooms::{EventItem, FeedItem, Room, channel_json};
 use crate::server::Gateway;
-
-/// Close code: the token expired and no fresh one came.
-pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
-/// Close code: the client stopped answering the gateway's pings.
-pub const CLOSE_HEARTBEAT: u16 = 4002;
-/// Close code: the client did not read its messages fast enough.
-pub const CLOSE_TOO_SLOW: u16 = 4008;
 
 /// The longest message a client may send.
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;

@@ -18,13 +18,12 @@ use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, BytesMut};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, info, warn};
+use winnerr_events::feed::close::TOKEN_EXPIRED as CLOSE_TOKEN_EXPIRED;
 use winnerr_events::{AudioFrame, CallId, Track, expiry_deadline};
 
 use crate::metrics;
 use crate::server::Gateway;
 
-/// Listening ends when the token does (as a feed connection does).
-const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 /// One Opus packet: 20 ms.
 const PACKET_MS: u32 = 20;
 /// Largest Opus packet kept (far above what 20 ms of voice at 16 kHz takes).

@@ -24,6 +24,7 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use tokio::sync::mpsc::error::TrySendError;
 use tracing::{info, warn};
+use winnerr_events::feed::close::TOKEN_EXPIRED as CLOSE_TOKEN_EXPIRED;
 use winnerr_events::{
     AudioFrame, CallAudio, CallContext, CallEnded, CallId, CallInput, CallStarted, EndReason,
     LeadId, MediaFormat, OrgId, StreamStats, Track, UserId,
@@ -64,9 +65,6 @@ pub type Verifier = Arc<
         + Send
         + Sync,
 >;
-
-/// The stream closes with this when the caller's token expires (as a feed connection does).
-pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 
 #[derive(Debug, Deserialize)]
 struct Params {

@@ -903,3 +903,53 @@ async fn rotating_keys_re_encrypts_every_value_under_the_new_key(kind: Kind) {
     assert_eq!((check.rows, check.problem), (2, None));
     fixture.finish().await;
 }
+
+/// Tables and their columns, as the database itself lists them (the migrations' own bookkeeping
+/// left out).
+async fn schema(owner: &mut Owner) -> std::collections::BTreeMap<String, Vec<String>> {
+    let rows: Vec<(String, String)> = match owner {
+        Owner::Postgres(conn) => sqlx::query_as(
+            "SELECT table_name::text, column_name::text FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name NOT LIKE '\\_sqlx%' \
+             ORDER BY table_name, column_name",
+        )
+        .fetch_all(conn)
+        .await
+        .unwrap(),
+        Owner::Sqlite(conn) => sqlx::query_as(
+            "SELECT m.name, c.name FROM sqlite_master m, pragma_table_info(m.name) c \
+             WHERE m.type = 'table' AND m.name NOT LIKE '\\_sqlx%' ESCAPE '\\' \
+             AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY m.name, c.name",
+        )
+        .fetch_all(conn)
+        .await
+        .unwrap(),
+    };
+    let mut tables = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for (table, column) in rows {
+        tables.entry(table).or_default().push(column);
+    }
+    tables
+}
+
+/// The two schemas, migrated from their own folders (`store/migrations/`,
+/// `store/migrations-sqlite/`), have the same tables with the same columns: a migration added to
+/// one database and forgotten in the other fails here, not in production on the other database.
+#[tokio::test]
+async fn postgres_and_sqlite_migrations_make_the_same_tables_and_columns() {
+    let (postgres, sqlite) = (
+        Fixture::new(Kind::Postgres).await,
+        Fixture::new(Kind::Sqlite).await,
+    );
+    let on_postgres = schema(&mut postgres.db.owner().await).await;
+    let on_sqlite = schema(&mut sqlite.db.owner().await).await;
+    assert!(on_postgres.len() >= 10, "{on_postgres:?}");
+    let names =
+        |s: &std::collections::BTreeMap<String, Vec<String>>| s.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&on_postgres), names(&on_sqlite), "the same tables");
+    for (table, columns) in &on_postgres {
+        assert_eq!(columns, &on_sqlite[table], "the columns of {table}");
+    }
+    postgres.db.remove().await;
+    sqlite.db.remove().await;
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
+use winnerr_events::feed::close;
 use winnerr_events::fixtures::TestCall;
 use winnerr_events::{
     CallContext, CallId, ClientMessage, EndReason, Envelope, ErrorCode, Event, FeedMessage, OrgId,
@@ -268,7 +269,7 @@ async fn presence_follows_joins_status_and_leaves_and_times_out_silent_clients()
             break;
         }
     }
-    assert_eq!(code, Some(4002));
+    assert_eq!(code, Some(close::HEARTBEAT));
     metric_reaches(
         &test,
         "winnerr_gateway_feed_closed_total{reason=\"heartbeat\"}",
@@ -482,7 +483,10 @@ async fn a_slow_client_loses_interims_then_its_connection_and_never_delays_a_fas
     assert!(finals < 2_000, "the slow client cannot have kept up");
     // Its close frame comes after what its socket already holds, if the gateway could still
     // write it; otherwise the connection just ends.
-    assert!(close.is_none_or(|code| code == 4008), "{close:?}");
+    assert!(
+        close.is_none_or(|code| code == close::TOO_SLOW),
+        "{close:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -535,7 +539,7 @@ async fn an_expired_token_closes_the_feed_unless_refreshed_by_the_same_user() {
     ));
 
     assert_eq!(within(&mut expiring, Duration::from_secs(5)).await, None);
-    assert_eq!(expiring.close_code(), Some(4001));
+    assert_eq!(expiring.close_code(), Some(close::TOKEN_EXPIRED));
     // Past the first token's expiry, the refreshed connection still answers.
     tokio::time::sleep(Duration::from_secs(3)).await;
     refreshed.send(&ClientMessage::Ping).await;
@@ -658,7 +662,7 @@ async fn replays_requested_without_reading_close_the_connection_not_the_server()
     // slow to read it, the server then drops the socket: its count says why it closed.
     let code = attacker.until_closed().await;
     assert!(
-        matches!(code, Some(4008) | None),
+        matches!(code, Some(close::TOO_SLOW) | None),
         "closed with {code:?} after {sent} requests"
     );
     let growth_mb = (after - before) / 1e6;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
+use winnerr_events::feed::close;
 use winnerr_events::{EndReason, Event, Role, Track};
 use winnerr_models::text::word_errors;
 
@@ -314,14 +315,14 @@ async fn softphone_and_listen_in_close_when_the_token_expires() {
         }
     }
     let (code, call_went_on) = listener_closed.expect("the listener is closed");
-    assert_eq!(code, Some(4001));
+    assert_eq!(code, Some(close::TOKEN_EXPIRED));
     assert!(
         call_went_on,
         "the listener's token ended before the caller's"
     );
     assert_eq!(
         phone_closed,
-        Some(Some(4001)),
+        Some(Some(close::TOKEN_EXPIRED)),
         "the softphone is closed at expiry"
     );
     let events = manager.call_events(&call_id.parse().unwrap()).await;
