@@ -262,6 +262,15 @@ pub struct Config {
     #[arg(long, env = "WINNERR_REDACT")]
     pub redact: Option<String>,
 
+    /// Consent to record and transcribe, per organization: `org=disclose;*=none` (`disclose`:
+    /// the caller hears WINNERR_CONSENT_SAY before the stream starts). Default: none.
+    #[arg(long, env = "WINNERR_CONSENT")]
+    pub consent: Option<String>,
+
+    /// The disclosure callers hear where the consent policy is `disclose`.
+    #[arg(long, env = "WINNERR_CONSENT_SAY")]
+    pub consent_say: Option<String>,
+
     /// What the voice webhook says to a caller when the node is full, before connecting the
     /// call untranscribed.
     #[arg(long, env = "WINNERR_FULL_SAY")]
@@ -341,6 +350,15 @@ impl Config {
     }
 
     /// Calls served at once, in all and per organization.
+    /// The consent policy of WINNERR_CONSENT and WINNERR_CONSENT_SAY.
+    pub fn consent(&self) -> Result<winnerr_ingest::ConsentPolicy, String> {
+        winnerr_ingest::ConsentPolicy::parse(
+            self.consent.as_deref().unwrap_or(""),
+            self.consent_say.as_deref(),
+        )
+        .map_err(|e| format!("WINNERR_CONSENT: {e}"))
+    }
+
     pub fn call_limits(&self) -> winnerr_ingest::CallLimits {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         winnerr_ingest::CallLimits {
@@ -412,6 +430,7 @@ impl Config {
 
     /// Problems that should stop the server from starting.
     pub fn validate(&self) -> Result<(), String> {
+        self.consent()?;
         if !(self.feed_heartbeat.is_finite() && (0.05..=3600.0).contains(&self.feed_heartbeat)) {
             return Err("WINNERR_FEED_HEARTBEAT must be between 0.05 and 3600 seconds".into());
         }

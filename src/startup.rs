@@ -70,7 +70,7 @@ impl App {
 
         let (bus, kafka) = start_bus(config).await?;
         let voice = start_voice(config, bus.clone()).await?;
-        let ingest = start_ingest(config, voice.calls, shutdown.clone());
+        let ingest = start_ingest(config, voice.calls, shutdown.clone())?;
         let (store, writer) = match config.database() {
             Some(url) => {
                 let (store, writer) = start_store(config, url, bus.as_ref()).await?;
@@ -357,8 +357,9 @@ fn start_ingest(
     config: &Config,
     calls: mpsc::Sender<winnerr_events::CallAudio>,
     shutdown: CancellationToken,
-) -> Ingest {
-    Ingest::new(
+) -> anyhow::Result<Ingest> {
+    let consent = config.consent().map_err(anyhow::Error::msg)?;
+    Ok(Ingest::new(
         IngestConfig {
             auth_token: config.twilio_auth_token.expose_secret().clone(),
             verify_signatures: !config.twilio_insecure_skip_signature,
@@ -369,10 +370,11 @@ fn start_ingest(
             dial: config.twilio_dial.clone(),
             limits: config.call_limits(),
             full_say: config.full_say.clone(),
+            consent,
         },
         calls,
         shutdown,
-    )
+    ))
 }
 
 /// Migrates (when asked), connects the store, and starts its writer on the bus (when the node

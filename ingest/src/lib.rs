@@ -5,6 +5,7 @@
 //! channel; ingest never calls the voice stage itself.
 
 pub mod admission;
+pub mod consent;
 pub mod identity;
 mod metrics;
 pub mod mulaw;
@@ -18,6 +19,7 @@ pub mod stream;
 pub mod twiml;
 
 pub use admission::{CallLimits, Full};
+pub use consent::{Consent, ConsentPolicy};
 pub use identity::StreamIdentity;
 pub use routes::{Ingest, IngestConfig, STREAM_PATH, SendError, VOICE_PATH};
 pub use simulator::{CallScript, Pace, PlayReport, Simulator};

@@ -16,6 +16,7 @@ const BAD_INPUT: &str = "winnerr_ingest_bad_input_total";
 const MARKS: &str = "winnerr_ingest_marks_total";
 const MESSAGE_SECONDS: &str = "winnerr_ingest_message_duration_seconds";
 const WEBHOOKS: &str = "winnerr_ingest_webhooks_total";
+const CONSENT_DISCLOSED: &str = "winnerr_ingest_consent_disclosed_total";
 const CALLS_REFUSED: &str = "winnerr_ingest_calls_refused_total";
 const CAPACITY_USED: &str = "winnerr_ingest_capacity_used";
 
@@ -43,6 +44,10 @@ pub(crate) fn describe() {
             "Time to parse and handle one Twilio message"
         );
         describe_counter!(WEBHOOKS, "TwiML voice webhooks answered, by outcome");
+        describe_counter!(
+            CONSENT_DISCLOSED,
+            "Calls whose caller heard the recording disclosure before the stream started"
+        );
         describe_counter!(
             CALLS_REFUSED,
             "Calls refused by admission control, by reason (node_full, org_limit)"
@@ -90,6 +95,10 @@ pub(crate) fn mark(result: &'static str) {
 
 pub(crate) fn message_handled(elapsed: Duration) {
     histogram!(MESSAGE_SECONDS).record(elapsed.as_secs_f64());
+}
+
+pub(crate) fn consent_disclosed() {
+    counter!(CONSENT_DISCLOSED).increment(1);
 }
 
 pub(crate) fn webhook(outcome: &'static str) {

@@ -55,6 +55,8 @@ pub struct IngestConfig {
     /// What the voice webhook says to the caller (`<Say>`) when the node is full, before
     /// connecting the call untranscribed; `None`: it connects it without a word.
     pub full_say: Option<String>,
+    /// What each organization's callers are told before their call is transcribed.
+    pub consent: crate::ConsentPolicy,
 }
 
 impl Default for IngestConfig {
@@ -69,6 +71,7 @@ impl Default for IngestConfig {
             dial: Dial::Agent,
             limits: crate::CallLimits::default(),
             full_say: None,
+            consent: crate::ConsentPolicy::default(),
         }
     }
 }
@@ -399,7 +402,17 @@ async fn voice_webhook(
         identity.to_parameters(&ingest.config().auth_token, &call_sid);
     let base = ingest.base_url(&headers).unwrap_or_default();
     let stream_url = websocket_url(&base) + STREAM_PATH;
-    let xml = twiml::stream_then_dial(&stream_url, &parameters, &ingest.config().dial, agent);
+    let disclosure = ingest.config().consent.say_before_stream(&identity.org_id);
+    if disclosure.is_some() {
+        metrics::consent_disclosed();
+    }
+    let xml = twiml::stream_then_dial(
+        disclosure,
+        &stream_url,
+        &parameters,
+        &ingest.config().dial,
+        agent,
+    );
     metrics::webhook("ok");
     ([(CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response()
 }

@@ -38,15 +38,20 @@ impl FromStr for Dial {
     }
 }
 
-/// `<Start><Stream>` of both tracks with `parameters`, then the dial.
+/// `say` if any (a disclosure the caller hears before anything is streamed), `<Start><Stream>`
+/// of both tracks with `parameters`, then the dial.
 pub fn stream_then_dial(
+    say: Option<&str>,
     stream_url: &str,
     parameters: &BTreeMap<String, String>,
     dial: &Dial,
     agent: Option<&str>,
 ) -> String {
-    let mut xml =
-        String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response>\n  <Start>\n");
+    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response>\n");
+    if let Some(say) = say {
+        let _ = writeln!(xml, "  <Say>{}</Say>", escape(say));
+    }
+    xml.push_str("  <Start>\n");
     let _ = writeln!(
         xml,
         "    <Stream url=\"{}\" track=\"both_tracks\">",
@@ -101,18 +106,27 @@ mod tests {
     #[test]
     fn starts_a_stream_of_both_tracks_with_escaped_parameters() {
         let params = BTreeMap::from([("org".to_string(), "a&b".to_string())]);
-        let xml = stream_then_dial("wss://h/twilio/stream", &params, &Dial::Agent, Some("u1"));
+        let xml = stream_then_dial(
+            None,
+            "wss://h/twilio/stream",
+            &params,
+            &Dial::Agent,
+            Some("u1"),
+        );
         assert!(xml.contains("<Stream url=\"wss://h/twilio/stream\" track=\"both_tracks\">"));
         assert!(xml.contains("<Parameter name=\"org\" value=\"a&amp;b\"/>"));
         assert!(xml.contains("<Dial><Client>u1</Client></Dial>"));
         let xml = stream_then_dial(
+            None,
             "wss://h/s",
             &params,
             &Dial::Number("+15551234567".into()),
             None,
         );
         assert!(xml.contains("<Dial>+15551234567</Dial>"));
-        assert!(stream_then_dial("wss://h/s", &params, &Dial::Agent, None).contains("<Pause"));
+        assert!(
+            stream_then_dial(None, "wss://h/s", &params, &Dial::Agent, None).contains("<Pause")
+        );
     }
 
     #[test]

@@ -445,3 +445,51 @@ async fn idle_and_slow_sockets_are_capped_and_timed_out() {
         ) >= 4.0
     );
 }
+
+/// An organization whose consent policy is `disclose`: its callers hear the disclosure before the
+/// stream starts (`<Say>` ahead of `<Start>` in the TwiML, which Twilio runs in order); another
+/// organization's callers hear nothing and are streamed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_voice_webhook_discloses_recording_before_streaming_where_the_policy_says() {
+    let test = spawn_app_with(|c| {
+        c.consent = Some("acme=disclose;*=none".into());
+        c.consent_say = Some("This call is recorded & transcribed.".into());
+    })
+    .await;
+    let answer = |org: &'static str| {
+        let test = &test;
+        async move {
+            let url = format!("{}/twilio/voice?org={org}", test.app.http_url());
+            let call_sid = format!("CA{}", "c".repeat(32));
+            let (body, params) = form(&[("CallSid", &call_sid), ("From", "+15551230000")]);
+            let signed =
+                signature::sign(test.config.twilio_auth_token.expose_secret(), &url, &params);
+            let response = reqwest::Client::new()
+                .post(url)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .header("X-Twilio-Signature", signed)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            response.text().await.unwrap()
+        }
+    };
+    let disclosed = answer("acme").await;
+    let said = disclosed
+        .find("<Say>This call is recorded &amp; transcribed.</Say>")
+        .unwrap_or_else(|| panic!("the disclosure is said: {disclosed}"));
+    let streamed = disclosed.find("<Start>").expect("the stream starts");
+    assert!(
+        said < streamed,
+        "said before the stream starts: {disclosed}"
+    );
+    let plain = answer("globex").await;
+    assert!(
+        !plain.contains("<Say>") && plain.contains("<Start>"),
+        "{plain}"
+    );
+    let page = test.metrics().await;
+    assert!(metric(&page, "winnerr_ingest_consent_disclosed_total") >= 1.0);
+}
