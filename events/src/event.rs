@@ -168,6 +168,18 @@ pub struct CallStarted {
     pub lead_id: Option<LeadId>,
     pub tracks: Vec<Track>,
     pub media_format: MediaFormat,
+    /// What the caller was told of the recording before the stream started (absent: nothing,
+    /// the organization's policy asks for nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<ConsentRecord>,
+}
+
+/// How a call's consent to be recorded and transcribed was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentRecord {
+    /// The caller heard the disclosure before anything of the call was streamed.
+    Disclosed,
 }
 
 /// Whether someone is speaking on a track.

@@ -73,6 +73,7 @@ impl TestCall {
             lead_id: self.ctx.lead_id.clone(),
             tracks: self.tracks.clone(),
             media_format: MediaFormat::twilio_mulaw(),
+            consent: None,
         }))
     }
 

@@ -168,6 +168,8 @@ async fn serve(
             sample_rate: DECODE_RATE,
             channels: 1,
         },
+        // The agent's own line: no caller policy applies to the softphone's side.
+        consent: None,
     };
     let mut decoder = match opus::Decoder::new(DECODE_RATE, opus::Channels::Mono) {
         Ok(decoder) => decoder,

@@ -12,10 +12,11 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, warn};
 use winnerr_events::{
-    AudioFrame, CallAudio, CallContext, CallId, CallInput, CallStarted, Dtmf, EndReason,
-    MediaFormat,
+    AudioFrame, CallAudio, CallContext, CallId, CallInput, CallStarted, ConsentRecord, Dtmf,
+    EndReason, MediaFormat,
 };
 
+use crate::consent::Consent;
 use crate::identity::StreamIdentity;
 use crate::metrics;
 use crate::protocol::{self, MULAW_ENCODING, ServerMessage, StartMeta, TwilioMessage};
@@ -366,6 +367,9 @@ impl Connection {
             lead_id: call.lead_id.clone(),
             tracks: start.tracks,
             media_format: MediaFormat::twilio_mulaw(),
+            // The webhook read the same policy when it answered this call's TwiML.
+            consent: (self.ingest.config().consent.of(&call.org_id) == Consent::Disclose)
+                .then_some(ConsentRecord::Disclosed),
         };
         let audio = CallAudio {
             call: call.clone(),

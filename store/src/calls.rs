@@ -19,6 +19,8 @@ pub struct CallSummary {
     pub agent_id: Option<String>,
     pub lead_id: Option<String>,
     pub stream_sid: Option<String>,
+    /// How consent to record was obtained (`disclosed`); absent where the policy asked nothing.
+    pub consent: Option<String>,
     pub started_at_ms: Option<i64>,
     pub ended_at_ms: Option<i64>,
     pub duration_ms: Option<i64>,
@@ -87,7 +89,7 @@ pub const MAX_PAGE: i64 = 200;
 macro_rules! call_columns {
     ($ended_ms:literal) => {
         concat!(
-            "id, status, agent_id, lead_id, stream_sid, NULLIF(started_ms, 0) AS started_at_ms, ",
+            "id, status, agent_id, lead_id, stream_sid, consent, NULLIF(started_ms, 0) AS started_at_ms, ",
             $ended_ms,
             " AS ended_at_ms, duration_ms, inbound_talk_ms, outbound_talk_ms, dtmf_digits"
         )

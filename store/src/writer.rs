@@ -16,8 +16,8 @@ use tracing::{error, warn};
 use uuid::Uuid;
 use winnerr_bus::{Group, Worker, WorkerError};
 use winnerr_events::{
-    ActivityState, CallEnded, CallStarted, EndReason, Envelope, Event, LeadScore, OrgId, Track,
-    Transcript,
+    ActivityState, CallEnded, CallStarted, ConsentRecord, EndReason, Envelope, Event, LeadScore,
+    OrgId, Track, Transcript,
 };
 
 use crate::crypto::{FieldPlace, Keyring, Sealed};
@@ -32,6 +32,13 @@ const GROUP: &str = "winnerr-store";
 #[derive(Clone, Debug)]
 pub struct StoreWriter {
     store: Store,
+}
+
+/// How a call's consent is stored.
+pub(crate) fn consent(record: ConsentRecord) -> &'static str {
+    match record {
+        ConsentRecord::Disclosed => "disclosed",
+    }
 }
 
 fn status(reason: EndReason) -> &'static str {
@@ -297,6 +304,7 @@ struct StartedRows<'a> {
     accounts: Vec<&'a str>,
     agents: Vec<Option<&'a str>>,
     leads: Vec<Option<&'a str>>,
+    consents: Vec<Option<&'static str>>,
     at: Vec<f64>,
 }
 
@@ -332,16 +340,17 @@ async fn apply_all(
                 .push(event.agent_id.as_ref().map(|a| a.as_str()));
             rows.leads
                 .push(started.lead_id.as_ref().map(|l| l.as_str()));
+            rows.consents.push(started.consent.map(consent));
             rows.at.push(seconds(event));
         }
         sqlx::query(
-            "INSERT INTO calls (organization_id, id, stream_sid, account_sid, agent_id, lead_id, status, started_at, started_ms) \
-             SELECT $1, u.id, u.stream, u.account, u.agent, u.lead, 'live', to_timestamp(u.at), (u.at * 1000)::bigint \
-             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[]) \
-                  AS u(id, stream, account, agent, lead, at) \
+            "INSERT INTO calls (organization_id, id, stream_sid, account_sid, agent_id, lead_id, consent, status, started_at, started_ms) \
+             SELECT $1, u.id, u.stream, u.account, u.agent, u.lead, u.consent, 'live', to_timestamp(u.at), (u.at * 1000)::bigint \
+             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[]) \
+                  AS u(id, stream, account, agent, lead, consent, at) \
              ON CONFLICT (organization_id, id) DO UPDATE SET stream_sid = EXCLUDED.stream_sid, \
              account_sid = EXCLUDED.account_sid, agent_id = EXCLUDED.agent_id, lead_id = EXCLUDED.lead_id, \
-             started_at = EXCLUDED.started_at, started_ms = EXCLUDED.started_ms",
+             consent = EXCLUDED.consent, started_at = EXCLUDED.started_at, started_ms = EXCLUDED.started_ms",
         )
         .bind(org.as_str())
         .bind(rows.ids)
@@ -349,6 +358,7 @@ async fn apply_all(
         .bind(rows.accounts)
         .bind(rows.agents)
         .bind(rows.leads)
+        .bind(rows.consents)
         .bind(rows.at)
         .execute(&mut **tx)
         .await?;

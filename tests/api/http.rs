@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use secrecy::ExposeSecret;
 
-use winnerr_events::Role;
-use winnerr_ingest::StreamIdentity;
+use winnerr_events::{ConsentRecord, Event, Role};
 use winnerr_ingest::signature;
+use winnerr_ingest::{CallScript, StreamIdentity};
 
 use crate::helpers::*;
 
@@ -492,4 +492,33 @@ async fn the_voice_webhook_discloses_recording_before_streaming_where_the_policy
     );
     let page = test.metrics().await;
     assert!(metric(&page, "winnerr_ingest_consent_disclosed_total") >= 1.0);
+
+    // The call's start says so on the feed (and in what the store writes); not for globex.
+    for (org, expected) in [("acme", Some(ConsentRecord::Disclosed)), ("globex", None)] {
+        let mut manager = test.feed(org, "manager-1", Role::Manager).await;
+        let script = CallScript::new(identity(org, None, None), vec![0i16; 4_000]);
+        test.simulator().play(&script, |_| {}).await.unwrap();
+        let events = manager.call_events(&call_id(&script.call_sid)).await;
+        let Event::CallStarted(started) = &events[0].event else {
+            panic!("the call starts first: {events:?}")
+        };
+        assert_eq!(started.consent, expected, "{org}");
+        // And the CRM's record of the call keeps it.
+        let token = test.token(org, "manager-1", Role::Manager);
+        let path = format!("/api/calls/{}", script.call_sid);
+        let stored = tokio::time::timeout(WAIT, async {
+            loop {
+                match test.api().get(&token, &path).await {
+                    (status, call) if status == 200 && call["status"] == "completed" => {
+                        return call;
+                    }
+                    _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                }
+            }
+        })
+        .await
+        .expect("the call is stored");
+        let expected = expected.map(|_| "disclosed");
+        assert_eq!(stored["consent"].as_str(), expected, "{org}: {stored}");
+    }
 }

@@ -174,6 +174,7 @@ impl SimulatedCall {
                 lead_id: self.ctx.lead_id.clone(),
                 tracks: vec![Track::Inbound, Track::Outbound],
                 media_format: MediaFormat::twilio_mulaw(),
+                consent: None,
             }),
         )
     }

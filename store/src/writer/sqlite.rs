@@ -11,7 +11,7 @@ use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 use winnerr_events::OrgId;
 
-use super::{CallChanges, ms, seal_utterance, status, utterance_id};
+use super::{CallChanges, consent, ms, seal_utterance, status, utterance_id};
 use crate::StoreError;
 use crate::audit::hex;
 use crate::crypto::Keyring;
@@ -55,6 +55,7 @@ pub(super) async fn apply_all(
                     event.agent_id.as_ref().map(|a| a.as_str()),
                     started.lead_id.as_ref().map(|l| l.as_str()),
                     ms(event.ts_ms),
+                    started.consent.map(consent),
                 ])
             })
             .collect();
@@ -62,14 +63,14 @@ pub(super) async fn apply_all(
             tx,
             org,
             rows,
-            "INSERT INTO calls (organization_id, id, stream_sid, account_sid, agent_id, lead_id, status, \
-             started_at, started_ms) \
-             SELECT $1, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, 'live', \
-                    value ->> 5, value ->> 5 \
+            "INSERT INTO calls (organization_id, id, stream_sid, account_sid, agent_id, lead_id, consent, \
+             status, started_at, started_ms) \
+             SELECT $1, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 6, \
+                    'live', value ->> 5, value ->> 5 \
              FROM json_each($2) WHERE true \
              ON CONFLICT (organization_id, id) DO UPDATE SET stream_sid = excluded.stream_sid, \
              account_sid = excluded.account_sid, agent_id = excluded.agent_id, lead_id = excluded.lead_id, \
-             started_at = excluded.started_at, started_ms = excluded.started_ms",
+             consent = excluded.consent, started_at = excluded.started_at, started_ms = excluded.started_ms",
         )
         .await?;
     }
