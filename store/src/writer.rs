@@ -179,10 +179,22 @@ impl StoreWriter {
     }
 }
 
-/// The store writer on the bus: consumer group `winnerr-store`, every call's events.
+/// The store writer on the bus: consumer group `winnerr-store`, the events that change a call's
+/// record. Interim transcripts and alerts change none, and interims are most of a call's events:
+/// they never take room in the writer's queue nor a row in `applied_events`.
 impl StoreWriter {
     pub fn group() -> Group {
-        Group::new(GROUP, MAX_BATCH)
+        Group::new(GROUP, MAX_BATCH).wanting(|event| {
+            matches!(
+                event,
+                Event::CallStarted(_)
+                    | Event::AudioActivity(_)
+                    | Event::Dtmf(_)
+                    | Event::Transcript(Transcript { is_final: true, .. })
+                    | Event::LeadScore(_)
+                    | Event::CallEnded(_)
+            )
+        })
     }
 }
 
@@ -574,4 +586,28 @@ async fn write_utterances(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use winnerr_events::fixtures::TestCall;
+
+    use super::*;
+
+    /// The writer's group takes what changes a call's record, and not the interims and alerts
+    /// that change none.
+    #[test]
+    fn the_writer_wants_what_changes_a_calls_record() {
+        let call = TestCall::new("acme", "CA1");
+        let wants = StoreWriter::group().wants;
+        for event in [
+            call.started(),
+            call.dtmf('4'),
+            call.said(1, "hello", None),
+            call.ended(),
+        ] {
+            assert!(wants(&event.event), "{event:?}");
+        }
+        assert!(!wants(&call.interim(1, "hel").event));
+    }
 }
