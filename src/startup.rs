@@ -24,8 +24,6 @@ use winnerr_voice::{AsrConfig, AsrWorker, Models, SpeechDetector, SpeechModels};
 use crate::config::{Config, NodeRole};
 use crate::leads::StoreLeads;
 
-/// New calls that may wait for the voice stage to pick them up.
-const NEW_CALL_QUEUE: usize = 64;
 /// How long feeds keep going after the last events are published, for the rooms to hand them
 /// to clients (a broker round trip on Kafka) before the feeds close.
 const FEED_GRACE: Duration = Duration::from_millis(300);
@@ -234,7 +232,7 @@ async fn start_voice(config: &Config, bus: Arc<dyn Bus>) -> anyhow::Result<Voice
     if config.has_role(NodeRole::Voice) {
         voice_config.speech = speech_detector(config).await?;
     }
-    let (calls, calls_rx) = mpsc::channel(NEW_CALL_QUEUE);
+    let (calls, calls_rx) = mpsc::channel(winnerr_voice::NEW_CALL_QUEUE);
     // Calls pass the listen-in tap on their way from ingest to voice.
     let audio = winnerr_events::AudioTap::new();
     let calls_rx = winnerr_voice::tap_calls(calls_rx, audio.clone(), config.call_queue);

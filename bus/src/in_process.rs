@@ -111,34 +111,41 @@ impl Bus for InProcessBus {
     }
 
     fn join_group(&self, group: &Group) -> BoxFuture<'_, Result<Box<dyn GroupSource>, BusError>> {
-        let joined = (|| {
-            let mut groups = self
-                .groups
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let mut kept: Vec<Queue> = groups
-                .iter()
-                .filter(|q| !q.sender.is_closed())
-                .cloned()
-                .collect();
-            if kept.iter().any(|q| *q.name == *group.name) {
-                return Err(BusError::GroupTaken(group.name.clone()));
-            }
-            let (sender, receiver) = mpsc::channel(self.capacity);
-            let name: Arc<str> = Arc::from(group.name.as_str());
-            let queued = metrics::group_queued(&name);
-            kept.push(Queue {
-                name,
-                wants: group.wants,
-                sender,
-                queued: queued.clone(),
-                full: Arc::default(),
-            });
-            *groups = Arc::from(kept);
-            let source: Box<dyn GroupSource> = Box::new(QueueSource { receiver, queued });
-            Ok(source)
-        })();
+        let joined = self
+            .add_queue(group)
+            .map(|source| Box::new(source) as Box<dyn GroupSource>);
         Box::pin(std::future::ready(joined))
+    }
+}
+
+impl InProcessBus {
+    /// Gives `group` a queue of its own (dropping the queues of groups that left), unless a
+    /// group of that name still runs here.
+    fn add_queue(&self, group: &Group) -> Result<QueueSource, BusError> {
+        let mut groups = self
+            .groups
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut kept: Vec<Queue> = groups
+            .iter()
+            .filter(|q| !q.sender.is_closed())
+            .cloned()
+            .collect();
+        if kept.iter().any(|q| *q.name == *group.name) {
+            return Err(BusError::GroupTaken(group.name.clone()));
+        }
+        let (sender, receiver) = mpsc::channel(self.capacity);
+        let name: Arc<str> = Arc::from(group.name.as_str());
+        let queued = metrics::group_queued(&name);
+        kept.push(Queue {
+            name,
+            wants: group.wants,
+            sender,
+            queued: queued.clone(),
+            full: Arc::default(),
+        });
+        *groups = Arc::from(kept);
+        Ok(QueueSource { receiver, queued })
     }
 }
 

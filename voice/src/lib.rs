@@ -19,6 +19,6 @@ pub use asr::{AsrConfig, AsrWorker, Models, SpeechModels};
 pub use pipeline::{VoiceConfig, spawn};
 pub use redact::RedactionConfig;
 pub use resample::Upsampler;
-pub use tap::tap_calls;
+pub use tap::{NEW_CALL_QUEUE, tap_calls};
 pub use utterance::UtteranceConfig;
 pub use vad::SpeechDetector;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use winnerr_events::{AudioTap, CallAudio, CallInput};
 
-/// New calls that may wait to be handed on.
-const NEW_CALL_QUEUE: usize = 64;
+/// New calls that may wait to be handed on to the voice stage (here and where ingest hands them).
+pub const NEW_CALL_QUEUE: usize = 64;
 
 /// Hands each call on from `calls` with its audio also copied to `tap` for listeners. Each call's
 /// inputs pass through a channel of `queue` items: when voice falls behind, ingest's own bounded
