@@ -257,7 +257,7 @@ pub struct Config {
     pub max_calls_per_org: Option<usize>,
 
     /// What transcripts have masked before they leave the voice stage, per organization:
-    /// `org=card:redact,ssn:mask_last4,phone:off;*=card,ssn` (kinds card, ssn, phone, email;
+    /// `org=card:redact,ssn:mask_last4,phone:off;*=card,ssn` (kinds card, ssn, phone, email, bank;
     /// actions redact, mask_last4, off). Default: cards and social security numbers redacted.
     #[arg(long, env = "WINNERR_REDACT")]
     pub redact: Option<String>,

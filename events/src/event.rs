@@ -237,7 +237,7 @@ pub struct Transcript {
     pub redactions: Vec<Redaction>,
 }
 
-/// A mask in a transcript: `card`, `ssn`, `phone` or `email`, at `start..end` of its text.
+/// A mask in a transcript: `card`, `ssn`, `phone`, `email` or `bank`, at `start..end` of its text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Redaction {
     pub kind: String,
