@@ -262,12 +262,15 @@ pub struct Config {
     #[arg(long, env = "WINNERR_REDACT")]
     pub redact: Option<String>,
 
-    /// Consent to record and transcribe, per organization: `org=disclose;*=none` (`disclose`:
-    /// the caller hears WINNERR_CONSENT_SAY before the stream starts). Default: none.
+    /// Consent to record and transcribe, per organization: `org=disclose;other=opt_in:5;*=none`
+    /// (`disclose`: the caller hears WINNERR_CONSENT_SAY before the stream starts; `opt_in`: the
+    /// caller is asked to press a key, 1 unless named, and only then is the call streamed).
+    /// Default: none.
     #[arg(long, env = "WINNERR_CONSENT")]
     pub consent: Option<String>,
 
-    /// The disclosure callers hear where the consent policy is `disclose`.
+    /// The disclosure callers hear where the consent policy is `disclose` (and, with the key to
+    /// press, where it is `opt_in`).
     #[arg(long, env = "WINNERR_CONSENT_SAY")]
     pub consent_say: Option<String>,
 

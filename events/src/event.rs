@@ -180,6 +180,8 @@ pub struct CallStarted {
 pub enum ConsentRecord {
     /// The caller heard the disclosure before anything of the call was streamed.
     Disclosed,
+    /// The caller was asked and pressed the digit that agrees before anything was streamed.
+    OptedIn,
 }
 
 /// Whether someone is speaking on a track.

@@ -1,5 +1,5 @@
-//! Consent to record and transcribe, per organization: what the voice webhook tells the caller
-//! before the stream starts.
+//! Consent to record and transcribe, per organization: what the voice webhook tells or asks the
+//! caller before the stream starts.
 
 use std::collections::HashMap;
 
@@ -12,12 +12,15 @@ pub enum Consent {
     None,
     /// The caller hears the disclosure (`<Say>`) before the media stream starts.
     Disclose,
+    /// The caller is asked to press `digit` (`<Gather>`); only then does the stream start, and a
+    /// call without the digit is connected untranscribed.
+    OptIn { digit: char },
 }
 
 /// A consent policy no setting has.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidConsent {
-    #[error("consent {0:?} is not `none` or `disclose`")]
+    #[error("consent {0:?} is not `none`, `disclose` or `opt_in` (`opt_in:DIGIT`, default 1)")]
     Unknown(String),
     #[error("consent policy part {0:?} is not `org=policy` or `*=policy`")]
     Malformed(String),
@@ -49,7 +52,7 @@ pub const DISCLOSURE: &str =
     "This call is recorded and transcribed so that we can serve you better.";
 
 impl ConsentPolicy {
-    /// Reads `org=disclose;other=none;*=none` (`*`: every other organization; default none).
+    /// Reads `org=disclose;other=opt_in:5;*=none` (`*`: every other organization; default none).
     pub fn parse(spec: &str, disclosure: Option<&str>) -> Result<Self, InvalidConsent> {
         let mut policy = ConsentPolicy::default();
         if let Some(disclosure) = disclosure {
@@ -62,7 +65,13 @@ impl ConsentPolicy {
             let consent = match consent.trim() {
                 "none" => Consent::None,
                 "disclose" => Consent::Disclose,
-                other => return Err(InvalidConsent::Unknown(other.to_owned())),
+                "opt_in" => Consent::OptIn { digit: '1' },
+                other => match other.strip_prefix("opt_in:").map(str::as_bytes) {
+                    Some([d]) if d.is_ascii_digit() || *d == b'*' || *d == b'#' => Consent::OptIn {
+                        digit: char::from(*d),
+                    },
+                    _ => return Err(InvalidConsent::Unknown(other.to_owned())),
+                },
             };
             match org.trim() {
                 "*" => policy.default = consent,
@@ -85,6 +94,22 @@ impl ConsentPolicy {
     pub fn say_before_stream(&self, org: &OrgId) -> Option<&str> {
         (self.of(org) == Consent::Disclose).then_some(self.disclosure.as_str())
     }
+
+    /// What `org`'s callers are asked where the policy is `opt_in`: the disclosure, and which key
+    /// to press to agree.
+    pub fn ask(&self, org: &OrgId) -> Option<(String, char)> {
+        match self.of(org) {
+            Consent::OptIn { digit } => {
+                let key = match digit {
+                    '*' => "star".to_owned(),
+                    '#' => "pound".to_owned(),
+                    d => d.to_string(),
+                };
+                Some((format!("{} To agree, press {key}.", self.disclosure), digit))
+            }
+            Consent::None | Consent::Disclose => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -104,12 +129,24 @@ mod tests {
         assert_eq!(everyone.say_before_stream(&org("globex")), Some(DISCLOSURE));
         assert_eq!(everyone.of(&org("open-book")), Consent::None);
         assert_eq!(ConsentPolicy::default().of(&org("acme")), Consent::None);
+        let asking =
+            ConsentPolicy::parse("acme=opt_in:5;globex=opt_in", Some("Recorded.")).unwrap();
+        assert_eq!(
+            asking.ask(&org("acme")),
+            Some(("Recorded. To agree, press 5.".to_owned(), '5'))
+        );
+        assert_eq!(asking.of(&org("globex")), Consent::OptIn { digit: '1' });
+        assert_eq!(asking.ask(&org("initech")), None);
     }
 
     #[test]
     fn a_policy_that_says_nothing_clear_is_refused() {
         assert!(matches!(
             ConsentPolicy::parse("acme=maybe", None),
+            Err(InvalidConsent::Unknown(_))
+        ));
+        assert!(matches!(
+            ConsentPolicy::parse("acme=opt_in:55", None),
             Err(InvalidConsent::Unknown(_))
         ));
         assert!(matches!(

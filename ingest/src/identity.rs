@@ -17,6 +17,39 @@ pub const PARAM_ORG: &str = "org";
 pub const PARAM_AGENT: &str = "agent";
 pub const PARAM_LEAD: &str = "lead";
 pub const PARAM_SIGNATURE: &str = "sig";
+/// The caller's consent where the webhook asked for it (`opted_in`), and its own signature.
+pub const PARAM_CONSENT: &str = "consent";
+pub const PARAM_CONSENT_SIGNATURE: &str = "consent_sig";
+const OPTED_IN: &str = "opted_in";
+
+fn consent_mac(key: &str, call_sid: &str) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC accepts any key");
+    for part in ["consent-v1", call_sid, OPTED_IN] {
+        mac.update(part.as_bytes());
+        mac.update(b"\n");
+    }
+    mac
+}
+
+/// Adds to a stream's `params` that its caller opted in (pressed the digit) on call `call_sid`.
+pub fn sign_opt_in(params: &mut BTreeMap<String, String>, key: &str, call_sid: &str) {
+    let signature = URL_SAFE_NO_PAD.encode(consent_mac(key, call_sid).finalize().into_bytes());
+    params.insert(PARAM_CONSENT.to_owned(), OPTED_IN.to_owned());
+    params.insert(PARAM_CONSENT_SIGNATURE.to_owned(), signature);
+}
+
+/// Whether a stream's `params` say, signed for call `call_sid`, that its caller opted in.
+pub fn opted_in(params: &BTreeMap<String, String>, key: &str, call_sid: &str) -> bool {
+    let (Some(OPTED_IN), Some(signature)) = (
+        params.get(PARAM_CONSENT).map(String::as_str),
+        params.get(PARAM_CONSENT_SIGNATURE),
+    ) else {
+        return false;
+    };
+    URL_SAFE_NO_PAD
+        .decode(signature)
+        .is_ok_and(|signature| consent_mac(key, call_sid).verify_slice(&signature).is_ok())
+}
 
 /// The verified owner of a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +151,20 @@ mod tests {
             Err(IdentityError::BadSignature)
         ));
         assert!(StreamIdentity::from_parameters(&params, "other key", "CA1").is_err());
+    }
+
+    #[test]
+    fn an_opt_in_verifies_for_its_call_only() {
+        let mut params = identity().to_parameters("k", "CA1");
+        assert!(!opted_in(&params, "k", "CA1"));
+        sign_opt_in(&mut params, "k", "CA1");
+        assert!(opted_in(&params, "k", "CA1"));
+        assert!(!opted_in(&params, "k", "CA2"));
+        assert!(!opted_in(&params, "other key", "CA1"));
+        // The identity's own signature is unchanged by it.
+        assert!(StreamIdentity::from_parameters(&params, "k", "CA1").is_ok());
+        params.remove(PARAM_CONSENT_SIGNATURE);
+        assert!(!opted_in(&params, "k", "CA1"));
     }
 
     #[test]

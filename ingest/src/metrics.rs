@@ -17,6 +17,7 @@ const MARKS: &str = "winnerr_ingest_marks_total";
 const MESSAGE_SECONDS: &str = "winnerr_ingest_message_duration_seconds";
 const WEBHOOKS: &str = "winnerr_ingest_webhooks_total";
 const CONSENT_DISCLOSED: &str = "winnerr_ingest_consent_disclosed_total";
+const CONSENT_OPT_IN: &str = "winnerr_ingest_consent_opt_in_total";
 const CALLS_REFUSED: &str = "winnerr_ingest_calls_refused_total";
 const CAPACITY_USED: &str = "winnerr_ingest_capacity_used";
 
@@ -47,6 +48,11 @@ pub(crate) fn describe() {
         describe_counter!(
             CONSENT_DISCLOSED,
             "Calls whose caller heard the recording disclosure before the stream started"
+        );
+        describe_counter!(
+            CONSENT_OPT_IN,
+            "Opt-in consent by step: asked, opted_in, declined (another key or none: no stream), \
+             refused (a stream without a signed opt-in)"
         );
         describe_counter!(
             CALLS_REFUSED,
@@ -99,6 +105,10 @@ pub(crate) fn message_handled(elapsed: Duration) {
 
 pub(crate) fn consent_disclosed() {
     counter!(CONSENT_DISCLOSED).increment(1);
+}
+
+pub(crate) fn consent_opt_in(step: &'static str) {
+    counter!(CONSENT_OPT_IN, "step" => step).increment(1);
 }
 
 pub(crate) fn webhook(outcome: &'static str) {

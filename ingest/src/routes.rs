@@ -18,7 +18,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::warn;
+use tracing::{info, warn};
 use winnerr_events::{CallAudio, CallId, LeadId, OrgId, UserId};
 
 use crate::identity::StreamIdentity;
@@ -398,8 +398,36 @@ async fn voice_webhook(
         );
         return ([(CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response();
     }
-    let parameters: BTreeMap<String, String> =
-        identity.to_parameters(&ingest.config().auth_token, &call_sid);
+    let key = &ingest.config().auth_token;
+    let mut parameters: BTreeMap<String, String> = identity.to_parameters(key, &call_sid);
+    if let Some((ask, digit)) = ingest.config().consent.ask(&identity.org_id) {
+        // Opt-in: ask first; Twilio posts the key pressed back here (same URL, so the same
+        // organization, agent and lead), and only that key starts a stream.
+        let pressed = params
+            .iter()
+            .find(|(name, _)| name == "Digits")
+            .map(|(_, value)| value.as_str());
+        match pressed {
+            None => {
+                metrics::consent_opt_in("asked");
+                metrics::webhook("ok");
+                let action = uri.path_and_query().map_or(VOICE_PATH, |p| p.as_str());
+                let xml = twiml::ask_then_dial(&ask, action, &ingest.config().dial, agent);
+                return ([(CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response();
+            }
+            Some(pressed) if pressed.chars().eq([digit]) => {
+                metrics::consent_opt_in("opted_in");
+                crate::identity::sign_opt_in(&mut parameters, key, &call_sid);
+            }
+            Some(_) => {
+                metrics::consent_opt_in("declined");
+                metrics::webhook("ok");
+                info!(org_id = %identity.org_id, "caller did not opt in: connected without a stream");
+                let xml = twiml::dial_without_stream(None, &ingest.config().dial, agent);
+                return ([(CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response();
+            }
+        }
+    }
     let base = ingest.base_url(&headers).unwrap_or_default();
     let stream_url = websocket_url(&base) + STREAM_PATH;
     let disclosure = ingest.config().consent.say_before_stream(&identity.org_id);

@@ -3,6 +3,7 @@
 //! 20 ms mu-law `media` frames per track, `dtmf`, `stop`), echoes `mark`s the way Twilio does once
 //! the audio before them has "played", and reports what the server sent back.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -72,6 +73,9 @@ pub struct CallScript {
     pub pace: Pace,
     /// Send `stop` at the end; otherwise the socket is dropped (an abandoned stream).
     pub send_stop: bool,
+    /// Custom parameters beside the signed identity: what else the webhook's TwiML gave the
+    /// stream (a signed opt-in).
+    pub parameters: BTreeMap<String, String>,
 }
 
 impl CallScript {
@@ -88,6 +92,7 @@ impl CallScript {
             dtmf: Vec::new(),
             pace: Pace::Fast,
             send_stop: true,
+            parameters: BTreeMap::new(),
         }
     }
 
@@ -170,9 +175,13 @@ impl Simulator {
                 stream_sid: script.stream_sid.clone(),
                 call_sid: script.call_sid.clone(),
                 tracks,
-                custom_parameters: script
-                    .identity
-                    .to_parameters(&self.auth_token, &script.call_sid),
+                custom_parameters: {
+                    let mut params = script
+                        .identity
+                        .to_parameters(&self.auth_token, &script.call_sid);
+                    params.extend(script.parameters.clone());
+                    params
+                },
                 media_format: MediaFormat {
                     encoding: MULAW_ENCODING.into(),
                     sample_rate: PHONE_RATE,

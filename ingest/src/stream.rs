@@ -98,6 +98,11 @@ impl Refusal {
         reason: "the organization has as many calls as it may",
         label: "org_limit",
     };
+    pub const NO_CONSENT: Refusal = Refusal {
+        code: 4010,
+        reason: "the organization asks callers to opt in and this one did not",
+        label: "no_consent",
+    };
     pub const BAD_START: Refusal = Refusal {
         code: 4006,
         reason: "start fields out of range",
@@ -354,6 +359,21 @@ impl Connection {
             warn!(%stream_sid, call_sid = %start.call_sid.chars().take(64).collect::<String>(), %error, "stream refused");
             Refusal::BAD_IDENTITY
         })?;
+        // The webhook read the same policy when it answered this call's TwiML.
+        let key = &self.ingest.config().auth_token;
+        let consent = match self.ingest.config().consent.of(&identity.org_id) {
+            Consent::None => None,
+            Consent::Disclose => Some(ConsentRecord::Disclosed),
+            Consent::OptIn { .. } => {
+                if !crate::identity::opted_in(&start.custom_parameters, key, &start.call_sid) {
+                    // Nothing of a call whose caller did not agree is transcribed or stored.
+                    metrics::consent_opt_in("refused");
+                    warn!(%stream_sid, org_id = %identity.org_id, "stream refused: no signed opt-in");
+                    return Err(Refusal::NO_CONSENT);
+                }
+                Some(ConsentRecord::OptedIn)
+            }
+        };
         let call = CallContext {
             org_id: identity.org_id,
             call_id,
@@ -367,9 +387,7 @@ impl Connection {
             lead_id: call.lead_id.clone(),
             tracks: start.tracks,
             media_format: MediaFormat::twilio_mulaw(),
-            // The webhook read the same policy when it answered this call's TwiML.
-            consent: (self.ingest.config().consent.of(&call.org_id) == Consent::Disclose)
-                .then_some(ConsentRecord::Disclosed),
+            consent,
         };
         let audio = CallAudio {
             call: call.clone(),

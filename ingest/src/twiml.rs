@@ -71,6 +71,23 @@ pub fn stream_then_dial(
     xml
 }
 
+/// Asks the caller (`ask`) to press one key, which Twilio posts with the call to `action` (the
+/// webhook again, with `Digits`); where the caller presses nothing, the call is connected
+/// without a stream.
+pub fn ask_then_dial(ask: &str, action: &str, dial: &Dial, agent: Option<&str>) -> String {
+    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response>\n");
+    let _ = writeln!(
+        xml,
+        "  <Gather input=\"dtmf\" numDigits=\"1\" timeout=\"8\" method=\"POST\" action=\"{}\">",
+        escape(action)
+    );
+    let _ = writeln!(xml, "    <Say>{}</Say>", escape(ask));
+    xml.push_str("  </Gather>\n");
+    push_dial(&mut xml, dial, agent);
+    xml.push_str("</Response>\n");
+    xml
+}
+
 /// The dial alone, after `say` if any: a call connected without a stream (the node is full).
 pub fn dial_without_stream(say: Option<&str>, dial: &Dial, agent: Option<&str>) -> String {
     let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response>\n");
@@ -102,6 +119,22 @@ fn push_dial(xml: &mut String, dial: &Dial, agent: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn asks_for_one_key_posted_back_then_connects_without_a_stream() {
+        let xml = ask_then_dial(
+            "Press 1 & agree.",
+            "/twilio/voice?org=a&agent=u1",
+            &Dial::Agent,
+            Some("u1"),
+        );
+        assert!(xml.contains(
+            "<Gather input=\"dtmf\" numDigits=\"1\" timeout=\"8\" method=\"POST\" action=\"/twilio/voice?org=a&amp;agent=u1\">"
+        ));
+        assert!(xml.contains("<Say>Press 1 &amp; agree.</Say>"));
+        assert!(!xml.contains("<Stream"));
+        assert!(xml.find("</Gather>") < xml.find("<Dial><Client>u1</Client></Dial>"));
+    }
 
     #[test]
     fn starts_a_stream_of_both_tracks_with_escaped_parameters() {

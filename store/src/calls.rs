@@ -19,7 +19,8 @@ pub struct CallSummary {
     pub agent_id: Option<String>,
     pub lead_id: Option<String>,
     pub stream_sid: Option<String>,
-    /// How consent to record was obtained (`disclosed`); absent where the policy asked nothing.
+    /// How consent to record was obtained (`disclosed`, `opted_in`); absent where the policy
+    /// asked nothing.
     pub consent: Option<String>,
     pub started_at_ms: Option<i64>,
     pub ended_at_ms: Option<i64>,

@@ -38,6 +38,7 @@ pub struct StoreWriter {
 pub(crate) fn consent(record: ConsentRecord) -> &'static str {
     match record {
         ConsentRecord::Disclosed => "disclosed",
+        ConsentRecord::OptedIn => "opted_in",
     }
 }
 

@@ -522,3 +522,120 @@ async fn the_voice_webhook_discloses_recording_before_streaming_where_the_policy
         assert_eq!(stored["consent"].as_str(), expected, "{org}: {stored}");
     }
 }
+
+/// An organization whose consent policy is `opt_in`: the webhook asks (`<Gather>`) before any
+/// stream; the key it asked for starts a stream that carries the signed opt-in, and the call is
+/// transcribed and stored as opted in; another key connects the call with no stream; a stream
+/// without the opt-in is refused (4010) and nothing of it is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_caller_who_opts_in_is_streamed_transcribed_and_stored() {
+    let test = spawn_app_with(|c| {
+        c.asr = true;
+        c.consent = Some("acme=opt_in:5;*=none".into());
+        c.consent_say = Some("This call is recorded.".into());
+    })
+    .await;
+    let token_key = test.config.twilio_auth_token.expose_secret().to_owned();
+    let path = "/twilio/voice?org=acme&agent=agent-1";
+    let call_sid = format!("CA{}", "d".repeat(32));
+    let answer = |extra: &[(&'static str, &'static str)]| {
+        let url = format!("{}{path}", test.app.http_url());
+        let mut fields = vec![("CallSid", call_sid.as_str()), ("From", "+15551230000")];
+        fields.extend_from_slice(extra);
+        let (body, params) = form(&fields);
+        let signed = signature::sign(&token_key, &url, &params);
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .header("X-Twilio-Signature", signed)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            response.text().await.unwrap()
+        }
+    };
+    let asked = answer(&[]).await;
+    assert!(
+        asked.contains(r#"action="/twilio/voice?org=acme&amp;agent=agent-1">"#)
+            && asked.contains("<Say>This call is recorded. To agree, press 5.</Say>"),
+        "{asked}"
+    );
+    assert!(
+        !asked.contains("<Stream"),
+        "nothing streams before the key: {asked}"
+    );
+    let declined = answer(&[("Digits", "3")]).await;
+    assert!(
+        !declined.contains("<Stream") && declined.contains("<Dial>"),
+        "{declined}"
+    );
+    let agreed = answer(&[("Digits", "5")]).await;
+    assert!(agreed.contains("<Stream"), "{agreed}");
+    // The stream carries exactly the parameters the TwiML gave it.
+    let parameters: BTreeMap<String, String> = agreed
+        .split("<Parameter name=\"")
+        .skip(1)
+        .map(|rest| {
+            let (name, rest) = rest.split_once("\" value=\"").unwrap();
+            (name.to_owned(), rest.split_once('"').unwrap().0.to_owned())
+        })
+        .collect();
+    assert_eq!(parameters["consent"], "opted_in", "{agreed}");
+
+    let mut manager = test.feed("acme", "manager-1", Role::Manager).await;
+    let mut script = CallScript::new(identity("acme", Some("agent-1"), None), caller_speech());
+    script.call_sid = call_sid.clone();
+    script.parameters = parameters;
+    test.simulator().play(&script, |_| {}).await.unwrap();
+    let events = manager.call_events(&call_id(&call_sid)).await;
+    let Event::CallStarted(started) = &events[0].event else {
+        panic!("the call starts first: {events:?}")
+    };
+    assert_eq!(started.consent, Some(ConsentRecord::OptedIn));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(&e.event, Event::Transcript(t) if t.is_final)),
+        "the call is transcribed after the opt-in: {events:?}"
+    );
+    let token = test.token("acme", "manager-1", Role::Manager);
+    let stored = tokio::time::timeout(WAIT, async {
+        loop {
+            match test
+                .api()
+                .get(&token, &format!("/api/calls/{call_sid}"))
+                .await
+            {
+                (status, call) if status == 200 && call["status"] == "completed" => return call,
+                _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await
+    .expect("the call is stored");
+    assert_eq!(stored["consent"], "opted_in", "{stored}");
+
+    // A stream of the organization without the opt-in (a TwiML from before the policy, or one
+    // made up): refused, and nothing of it stored.
+    let unasked = CallScript::new(identity("acme", Some("agent-1"), None), caller_speech());
+    let report = test.simulator().play(&unasked, |_| {}).await.unwrap();
+    assert_eq!(report.close.map(|(code, _)| code), Some(4010));
+    let (status, _) = test
+        .api()
+        .get(&token, &format!("/api/calls/{}", unasked.call_sid))
+        .await;
+    assert_eq!(status, 404);
+    let page = test.metrics().await;
+    for step in ["asked", "opted_in", "declined", "refused"] {
+        assert!(
+            metric(
+                &page,
+                &format!(r#"winnerr_ingest_consent_opt_in_total{{step="{step}"}}"#)
+            ) >= 1.0,
+            "{step}"
+        );
+    }
+}
