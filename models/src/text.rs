@@ -5,7 +5,7 @@
 //! digit, "2934" → "two nine three four", as phone numbers and codes are read).
 
 /// Number words below twenty, by value.
-pub(crate) const ONES: [&str; 20] = [
+pub const ONES: [&str; 20] = [
     "zero",
     "one",
     "two",
@@ -28,7 +28,7 @@ pub(crate) const ONES: [&str; 20] = [
     "nineteen",
 ];
 /// Tens words by their digit (none for 0 and 1).
-pub(crate) const TENS: [&str; 10] = [
+pub const TENS: [&str; 10] = [
     "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
 ];
 

@@ -23,6 +23,22 @@ fn form(params: &[(&str, &str)]) -> (String, Vec<(String, String)>) {
     (body, owned)
 }
 
+/// The TwiML the voice webhook answers to a POST of `fields` to `url`, signed as Twilio signs.
+async fn twiml(test: &TestApp, url: &str, fields: &[(&str, &str)]) -> String {
+    let (body, params) = form(fields);
+    let signed = signature::sign(test.config.twilio_auth_token.expose_secret(), url, &params);
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("X-Twilio-Signature", signed)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_voice_webhook_answers_signed_requests_with_a_signed_stream() {
     let test = spawn_app().await;
@@ -461,19 +477,12 @@ async fn the_voice_webhook_discloses_recording_before_streaming_where_the_policy
         async move {
             let url = format!("{}/twilio/voice?org={org}", test.app.http_url());
             let call_sid = format!("CA{}", "c".repeat(32));
-            let (body, params) = form(&[("CallSid", &call_sid), ("From", "+15551230000")]);
-            let signed =
-                signature::sign(test.config.twilio_auth_token.expose_secret(), &url, &params);
-            let response = reqwest::Client::new()
-                .post(url)
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .header("X-Twilio-Signature", signed)
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200);
-            response.text().await.unwrap()
+            twiml(
+                test,
+                &url,
+                &[("CallSid", &call_sid), ("From", "+15551230000")],
+            )
+            .await
         }
     };
     let disclosed = answer("acme").await;
@@ -535,27 +544,16 @@ async fn only_a_caller_who_opts_in_is_streamed_transcribed_and_stored() {
         c.consent_say = Some("This call is recorded.".into());
     })
     .await;
-    let token_key = test.config.twilio_auth_token.expose_secret().to_owned();
-    let path = "/twilio/voice?org=acme&agent=agent-1";
+    let url = format!(
+        "{}/twilio/voice?org=acme&agent=agent-1",
+        test.app.http_url()
+    );
     let call_sid = format!("CA{}", "d".repeat(32));
     let answer = |extra: &[(&'static str, &'static str)]| {
-        let url = format!("{}{path}", test.app.http_url());
         let mut fields = vec![("CallSid", call_sid.as_str()), ("From", "+15551230000")];
         fields.extend_from_slice(extra);
-        let (body, params) = form(&fields);
-        let signed = signature::sign(&token_key, &url, &params);
-        async move {
-            let response = reqwest::Client::new()
-                .post(url)
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .header("X-Twilio-Signature", signed)
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200);
-            response.text().await.unwrap()
-        }
+        let (test, url) = (&test, &url);
+        async move { twiml(test, url, &fields).await }
     };
     let asked = answer(&[]).await;
     assert!(

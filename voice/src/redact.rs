@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 
 use winnerr_events::OrgId;
+use winnerr_models::text::{ONES, TENS};
 
 /// What a number or address is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -324,32 +325,13 @@ fn atoms(text: &str) -> Vec<Atom<'_>> {
     atoms
 }
 
-const DIGIT_WORDS: [&str; 10] = [
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-];
-const TEENS: [&str; 10] = [
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-];
-const TENS: [&str; 8] = [
-    "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
-];
-
 /// The digit a word says: "five", or "oh" inside a number.
 fn digit_word(word: &str, inside: bool) -> Option<char> {
     let word = word.to_ascii_lowercase();
     if inside && (word == "oh" || word == "o") {
         return Some('0');
     }
-    let d = DIGIT_WORDS.iter().position(|w| *w == word)?;
+    let d = ONES[..10].iter().position(|w| *w == word)?;
     char::from_digit(d as u32, 10)
 }
 
@@ -368,10 +350,10 @@ fn number_atom(text: &str, atoms: &[Atom<'_>], i: usize, inside: bool) -> Option
     if let Some(d) = digit_word(&word, inside) {
         return Some((1, d.to_string()));
     }
-    if let Some(t) = TEENS.iter().position(|w| *w == word) {
+    if let Some(t) = ONES[10..].iter().position(|w| *w == word) {
         return Some((1, format!("1{t}")));
     }
-    if let Some(t) = TENS.iter().position(|w| *w == word) {
+    if let Some(t) = TENS.iter().skip(2).position(|w| *w == word) {
         let tens = char::from_digit(t as u32 + 2, 10)?;
         let unit = next
             .and_then(|n| digit_word(n.text, false))
