@@ -422,6 +422,10 @@ async fn presence_is_shared_by_gateway_nodes_over_the_bus() {
         change_of(&mut manager, "agent-2").await.0,
         PresenceChange::Leave
     );
+    // Stopped while the broker still runs: a node left to the runtime's drop closes its Kafka
+    // consumers after the broker is gone, and librdkafka's consumer close then waits forever
+    // (seen: the test hung in BaseConsumer::drop under the store writer's group).
+    node_a.app.shutdown().await;
 }
 
 /// A batch with an event Postgres refuses (a NUL in a text field, past ingest's checks as a
