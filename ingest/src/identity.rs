@@ -22,13 +22,19 @@ pub const PARAM_CONSENT: &str = "consent";
 pub const PARAM_CONSENT_SIGNATURE: &str = "consent_sig";
 const OPTED_IN: &str = "opted_in";
 
-fn consent_mac(key: &str, call_sid: &str) -> HmacSha256 {
+/// An HMAC over `parts`, each ended by '\n' (no part contains one, so parts cannot be shifted
+/// into one another).
+fn mac_of(key: &str, parts: &[&str]) -> HmacSha256 {
     let mut mac = HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC accepts any key");
-    for part in ["consent-v1", call_sid, OPTED_IN] {
+    for part in parts {
         mac.update(part.as_bytes());
         mac.update(b"\n");
     }
     mac
+}
+
+fn consent_mac(key: &str, call_sid: &str) -> HmacSha256 {
+    mac_of(key, &["consent-v1", call_sid, OPTED_IN])
 }
 
 /// Adds to a stream's `params` that its caller opted in (pressed the digit) on call `call_sid`.
@@ -72,16 +78,11 @@ pub enum IdentityError {
 
 impl StreamIdentity {
     fn mac(&self, key: &str, call_sid: &str) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC accepts any key");
         let field = |id: Option<&str>| id.unwrap_or("").to_owned();
         let agent = field(self.agent_id.as_ref().map(UserId::as_str));
         let lead = field(self.lead_id.as_ref().map(LeadId::as_str));
-        // Ids cannot contain '\n', so the fields cannot be shifted into one another.
-        for part in ["v1", call_sid, self.org_id.as_str(), &agent, &lead] {
-            mac.update(part.as_bytes());
-            mac.update(b"\n");
-        }
-        mac
+        // Ids cannot contain '\n'.
+        mac_of(key, &["v1", call_sid, self.org_id.as_str(), &agent, &lead])
     }
 
     /// The custom parameters (identity and signature) for a stream of call `call_sid`.

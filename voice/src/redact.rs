@@ -294,6 +294,13 @@ struct Atom<'a> {
     text: &'a str,
 }
 
+impl Atom<'_> {
+    /// Whether it is written in digits ("4111"), not a word.
+    fn written(&self) -> bool {
+        self.text.as_bytes()[0].is_ascii_digit()
+    }
+}
+
 /// The words and digit runs of `text`, and what lies between them.
 fn atoms(text: &str) -> Vec<Atom<'_>> {
     let mut atoms = Vec::new();
@@ -339,7 +346,7 @@ fn digit_word(word: &str, inside: bool) -> Option<char> {
 /// "double five", "triple oh", "fifty six", "twelve". None where `atoms[i]` says no digit.
 fn number_atom(text: &str, atoms: &[Atom<'_>], i: usize, inside: bool) -> Option<(usize, String)> {
     let atom = &atoms[i];
-    if atom.text.as_bytes()[0].is_ascii_digit() {
+    if atom.written() {
         return Some((1, atom.text.to_owned()));
     }
     let word = atom.text.to_ascii_lowercase();
@@ -369,7 +376,7 @@ fn number_atom(text: &str, atoms: &[Atom<'_>], i: usize, inside: bool) -> Option
         _ => return None,
     };
     let next = next?;
-    let repeated = if next.text.len() == 1 && next.text.as_bytes()[0].is_ascii_digit() {
+    let repeated = if next.text.len() == 1 && next.written() {
         next.text.chars().next()
     } else {
         digit_word(next.text, true)
@@ -400,9 +407,8 @@ fn number_runs(text: &str) -> Vec<NumberRun> {
         match (&mut open, joined) {
             (Some((run, previous)), Some(gap)) => {
                 // A new group where the separator says so, or between two written groups.
-                let written = |a: &Atom<'_>| a.text.as_bytes()[0].is_ascii_digit();
-                let new_group = gap != " " || (written(&atoms[*previous]) && written(&atoms[i]));
-                run.amount &= gap == "," && digits.len() == 3 && written(&atoms[i]);
+                let new_group = gap != " " || (atoms[*previous].written() && atoms[i].written());
+                run.amount &= gap == "," && digits.len() == 3 && atoms[i].written();
                 if new_group {
                     run.groups.push(digits.len());
                 } else if let Some(group) = run.groups.last_mut() {
@@ -422,7 +428,7 @@ fn number_runs(text: &str) -> Vec<NumberRun> {
                     start
                 };
                 let groups = vec![digits.len()];
-                let amount = digits.len() <= 3 && atoms[i].text.as_bytes()[0].is_ascii_digit();
+                let amount = digits.len() <= 3 && atoms[i].written();
                 open = Some((
                     NumberRun {
                         start,
