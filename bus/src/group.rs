@@ -118,8 +118,8 @@ pub trait GroupSource: Send {
     /// Marks the last batch done: its effect is applied.
     fn done(&mut self) -> Result<(), BusError>;
 
-    /// Leaves the group, committing what was done.
-    fn close(self: Box<Self>) -> Result<(), BusError>;
+    /// Leaves the group, committing what was done (on Kafka waiting a bounded time for it).
+    fn close(self: Box<Self>) -> BoxFuture<'static, Result<(), BusError>>;
 }
 
 /// First wait after a worker fails a batch; it doubles up to [`MAX_BACKOFF`].
@@ -147,7 +147,7 @@ pub async fn run_group(
         };
         let Some(batch) = batch else { break };
         if !handle(source.as_mut(), &group, &mut worker, batch, &shutdown).await? {
-            return source.close();
+            return source.close().await;
         }
     }
     while let Some(batch) = source.ready(group.max_batch) {
@@ -155,7 +155,7 @@ pub async fn run_group(
             break;
         }
     }
-    let closed = source.close();
+    let closed = source.close().await;
     info!(group = %group.name, "consumer group stopped");
     closed
 }

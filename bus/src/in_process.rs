@@ -199,9 +199,9 @@ impl GroupSource for QueueSource {
         Ok(())
     }
 
-    fn close(self: Box<Self>) -> Result<(), BusError> {
+    fn close(self: Box<Self>) -> BoxFuture<'static, Result<(), BusError>> {
         self.queued.set(0.0);
-        Ok(())
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 

@@ -21,6 +21,7 @@ const PRODUCER_REPLACED: &str = "winnerr_bus_producer_replaced_total";
 const CONSUMER_LAG: &str = "winnerr_bus_consumer_lag";
 const GROUP_QUEUED: &str = "winnerr_bus_group_queued";
 const PUBLISH_WAITED: &str = "winnerr_bus_publish_waits_total";
+const CLOSE_TIMED_OUT: &str = "winnerr_bus_consumer_close_timeouts_total";
 
 pub(crate) fn describe() {
     static ONCE: Once = Once::new();
@@ -71,6 +72,10 @@ pub(crate) fn describe() {
         describe_counter!(
             PUBLISH_WAITED,
             "Events whose publishing waited for an in-process consumer group's full queue, by group"
+        );
+        describe_counter!(
+            CLOSE_TIMED_OUT,
+            "Kafka consumers whose close (commit, leave the group) outlasted its deadline, by group"
         );
     });
 }
@@ -130,4 +135,8 @@ pub(crate) fn group_queued(group: &str) -> metrics::Gauge {
 
 pub(crate) fn publish_waited(group: &str) {
     counter!(PUBLISH_WAITED, "group" => group.to_owned()).increment(1);
+}
+
+pub(crate) fn consumer_close_timed_out(group: &str) {
+    counter!(CLOSE_TIMED_OUT, "group" => group.to_owned()).increment(1);
 }

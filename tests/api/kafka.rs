@@ -487,3 +487,62 @@ async fn an_event_postgres_refuses_is_set_aside_and_the_store_group_goes_on() {
     drop(owner);
     db.drop_database().await;
 }
+
+/// A worker group whose broker is gone still ends: one shut down returns, and one abandoned
+/// (its task dropped with the runtime, as a process that stops without draining does) lets the
+/// runtime go, each within a bound, instead of waiting forever in librdkafka's consumer close.
+#[test]
+fn a_group_ends_in_bounded_time_when_its_broker_is_gone() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut broker = Broker::start().await;
+        let bus = KafkaBus::connect(KafkaConfig::new(broker.brokers()))
+            .await
+            .unwrap();
+        let handled = Arc::new(Mutex::new(Vec::new()));
+        let counting = |group: &'static str| {
+            let handled = handled.clone();
+            worker_fn(move |events: Vec<Arc<Envelope>>| {
+                handled.lock().unwrap().extend(events.iter().map(|_| group));
+                std::future::ready(Ok::<_, String>(()))
+            })
+        };
+        let stop = CancellationToken::new();
+        let stopping = in_group(&bus, "stops", counting("stops"), stop.clone()).await;
+        let _abandoned = in_group(
+            &bus,
+            "abandoned",
+            counting("abandoned"),
+            CancellationToken::new(),
+        )
+        .await;
+        bus.publish(TestCall::new("acme", "CA-gone").dtmf('1'))
+            .await
+            .unwrap();
+        tokio::time::timeout(WAIT, async {
+            while handled.lock().unwrap().len() < 2 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("both groups handle the event");
+
+        broker.kill();
+        stop.cancel();
+        let ended = tokio::time::timeout(Duration::from_secs(30), stopping).await;
+        assert!(ended.is_ok(), "a group shut down with its broker gone hung");
+    });
+    let (dropped, gone) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(runtime);
+        let _ = dropped.send(());
+    });
+    assert!(
+        gone.recv_timeout(Duration::from_secs(30)).is_ok(),
+        "a runtime holding a group whose broker is gone hung on drop"
+    );
+}

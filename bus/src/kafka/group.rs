@@ -1,27 +1,31 @@
 //! The worker view on Kafka: a consumer group that stores a batch's offsets only once its worker
 //! is done with it, and moves undecodable messages to the dead-letter topic.
 
-use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use rdkafka::Message;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{info, warn};
 
+use super::admin::OwnedConsumer;
 use super::{KafkaBus, decode, lag};
 use crate::group::{Batch, Group, GroupSource, Undecodable};
 use crate::{BusError, metrics};
 
+/// How long a stopping group waits for its consumer to commit and leave; past it the close goes
+/// on apart, and what it did not commit comes again to the group's next member.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(10);
+
 /// One member of a consumer group over the events topic.
 pub(super) struct KafkaGroup {
     bus: KafkaBus,
-    consumer: Arc<StreamConsumer>,
+    consumer: OwnedConsumer,
     group: String,
     /// Partition and offset of each message of the last batch, stored by `done`.
     pending: Vec<(i32, i64)>,
@@ -31,7 +35,7 @@ pub(super) struct KafkaGroup {
 
 impl KafkaGroup {
     pub(super) fn join(bus: &KafkaBus, group: &Group) -> Result<Self, BusError> {
-        let consumer = Arc::new(bus.consumer(
+        let consumer = bus.consumer(
             &group.name,
             &[
                 ("enable.auto.commit", "true"),
@@ -39,7 +43,7 @@ impl KafkaGroup {
                 ("enable.auto.offset.store", "false"),
                 ("auto.offset.reset", "earliest"),
             ],
-        )?);
+        )?;
         let topic = &bus.config.events_topic;
         consumer
             .subscribe(&[topic])
@@ -47,7 +51,7 @@ impl KafkaGroup {
         info!(group = %group.name, %topic, "joined consumer group");
         let sampling = CancellationToken::new();
         lag::spawn_sampler(
-            consumer.clone(),
+            consumer.watch(),
             group.name.clone(),
             topic.clone(),
             sampling.clone(),
@@ -157,14 +161,14 @@ impl GroupSource for KafkaGroup {
         Ok(())
     }
 
-    fn close(self: Box<Self>) -> Result<(), BusError> {
-        match self.consumer.commit_consumer_state(CommitMode::Sync) {
-            // Nothing stored since the last commit.
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {
-                info!(group = %self.group, "left consumer group; offsets committed");
-                Ok(())
-            }
-            Err(err) => Err(BusError::backend("cannot commit offsets", err)),
-        }
+    fn close(self: Box<Self>) -> BoxFuture<'static, Result<(), BusError>> {
+        let KafkaGroup {
+            consumer, group, ..
+        } = *self;
+        Box::pin(async move {
+            consumer.close(CLOSE_DEADLINE).await?;
+            info!(%group, "left consumer group; offsets committed");
+            Ok(())
+        })
     }
 }

@@ -1,6 +1,6 @@
 //! A consumer group's lag, sampled for the dashboards.
 
-use std::sync::Arc;
+use std::sync::Weak;
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -12,9 +12,10 @@ use crate::metrics;
 /// How often a consumer group's lag is sampled.
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Records `group`'s lag per partition (high watermark minus position) until `stop`.
+/// Records `group`'s lag per partition (high watermark minus position) until `stop` or until
+/// the consumer is gone (the sampler never keeps it from closing).
 pub(super) fn spawn_sampler(
-    consumer: Arc<StreamConsumer>,
+    consumer: Weak<StreamConsumer>,
     group: String,
     topic: String,
     stop: CancellationToken,
@@ -26,7 +27,10 @@ pub(super) fn spawn_sampler(
                 _ = tick.tick() => {}
                 _ = stop.cancelled() => return,
             }
-            let (consumer, group, topic) = (consumer.clone(), group.clone(), topic.clone());
+            let Some(consumer) = consumer.upgrade() else {
+                return;
+            };
+            let (group, topic) = (group.clone(), topic.clone());
             let _ = tokio::task::spawn_blocking(move || sample(&consumer, &group, &topic)).await;
         }
     });

@@ -1,6 +1,5 @@
 //! The gateway view on Kafka: every partition from the end of the log, no consumer group.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::Message;
@@ -9,6 +8,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use super::admin::OwnedConsumer;
 use super::{KafkaBus, METADATA_TIMEOUT, decode};
 use crate::{BusError, Delivery, Subscription, metrics};
 
@@ -26,18 +26,18 @@ pub(super) async fn subscribe(bus: &KafkaBus) -> Result<Subscription, BusError> 
     let group = format!("winnerr-gateway-{}", uuid::Uuid::now_v7());
     // Should the broker lose the log under the assigned offsets (a crash), re-read what it has
     // rather than skip to the end: repeats are dropped by event id downstream.
-    let consumer = Arc::new(bus.consumer(
+    let consumer = bus.consumer(
         &group,
         &[
             ("enable.auto.commit", "false"),
             ("auto.offset.reset", "earliest"),
         ],
-    )?);
+    )?;
     let topic = bus.config.events_topic.clone();
-    let assigning = consumer.clone();
-    tokio::task::spawn_blocking(move || assign_at_end(&assigning, &topic))
-        .await
-        .map_err(|e| BusError::backend("assigning partitions stopped", e))??;
+    let consumer =
+        tokio::task::spawn_blocking(move || assign_at_end(&consumer, &topic).map(|()| consumer))
+            .await
+            .map_err(|e| BusError::backend("assigning partitions stopped", e))??;
     let (sender, receiver) = mpsc::channel(SUBSCRIPTION_BUFFER);
     tokio::spawn(forward(consumer, sender));
     Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(
@@ -77,7 +77,7 @@ fn assign_at_end(consumer: &StreamConsumer, topic: &str) -> Result<(), BusError>
 }
 
 /// Feeds a gateway subscription until its reader goes away.
-async fn forward(consumer: Arc<StreamConsumer>, sender: mpsc::Sender<Delivery>) {
+async fn forward(consumer: OwnedConsumer, sender: mpsc::Sender<Delivery>) {
     loop {
         let message = tokio::select! {
             message = consumer.recv() => message,
