@@ -11,9 +11,9 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use tracing::error;
+use tracing::{error, info};
 use winnerr_events::UserId;
-use winnerr_store::{CallFilter, Store, StoreError};
+use winnerr_store::{CallFilter, Erasure, Store, StoreError};
 
 use crate::auth::{AuthError, Claims};
 use crate::server::Gateway;
@@ -29,7 +29,10 @@ pub(crate) fn routes() -> Router<Gateway> {
         .route("/api/calls/{id}/utterances", get(call_utterances))
         .route("/api/calls/{id}/export", get(export_call))
         .route("/api/people", axum::routing::post(create_person))
-        .route("/api/people/{id}", get(get_person).patch(update_person))
+        .route(
+            "/api/people/{id}",
+            get(get_person).patch(update_person).delete(erase_person),
+        )
         .route("/api/people/{id}/calls", get(person_calls))
         .route("/api/people/{id}/scores", get(person_scores))
         .route("/api/deals", get(list_deals))
@@ -47,6 +50,7 @@ pub(crate) enum ApiError {
     TooLarge,
     Forbidden(&'static str),
     NotFound,
+    Conflict(String),
     Unavailable,
     Internal,
 }
@@ -70,6 +74,7 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Forbidden(message) => (StatusCode::FORBIDDEN, message.to_owned()),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not found".to_owned()),
+            ApiError::Conflict(message) => (StatusCode::CONFLICT, message),
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no database is configured".to_owned(),
@@ -384,6 +389,32 @@ async fn update_person(
     updated
         .map(|p| Json(p).into_response())
         .ok_or(ApiError::NotFound)
+}
+
+/// Erases a person on request (admins): their profile and what the CRM holds from them, audited
+/// as `person.erase` with the counts; refused while they are on a live call.
+async fn erase_person(
+    State(gateway): State<Gateway>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    if caller.0.role != winnerr_events::Role::Admin {
+        return Err(ApiError::Forbidden("erasing a person is for admins"));
+    }
+    let erasure = store(&gateway)?
+        .erase_person(&caller.0.org, path_id(&id)?, caller.0.sub.as_str())
+        .await?;
+    match erasure {
+        Erasure::Erased(erased) => {
+            info!(org_id = %caller.0.org, person = %id, by = %caller.0.sub, ?erased, "person erased");
+            Ok(Json(serde_json::json!({ "erased": erased })).into_response())
+        }
+        Erasure::NotFound => Err(ApiError::NotFound),
+        Erasure::OnLiveCall(call) => Err(ApiError::Conflict(format!(
+            "the person is on live call {call}: erase them once it ends"
+        ))),
+    }
 }
 
 async fn person_calls(

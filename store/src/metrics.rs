@@ -12,6 +12,7 @@ const BATCH_SECONDS: &str = "winnerr_store_batch_seconds";
 const BATCH_EVENTS: &str = "winnerr_store_batch_events";
 const UNREADABLE: &str = "winnerr_store_unreadable_total";
 const DEAD_LETTERS: &str = "winnerr_store_dead_letters_total";
+const ERASED: &str = "winnerr_store_people_erased_total";
 
 pub(crate) fn describe() {
     static ONCE: Once = Once::new();
@@ -32,6 +33,7 @@ pub(crate) fn describe() {
             DEAD_LETTERS,
             "Call events the database refused, set aside in dead_letters (by type) so later ones are still stored"
         );
+        describe_counter!(ERASED, "People erased on request, with their calls' transcripts");
         describe_counter!(
             UNREADABLE,
             "Encrypted values that did not decrypt (unknown key, tampered or moved), by field; left out of what was read"
@@ -62,4 +64,8 @@ pub(crate) fn write_failed() {
 pub(crate) fn batch(events: usize, elapsed: Duration) {
     histogram!(BATCH_SECONDS).record(elapsed.as_secs_f64());
     histogram!(BATCH_EVENTS).record(events as f64);
+}
+
+pub(crate) fn erased() {
+    counter!(ERASED).increment(1);
 }
