@@ -214,6 +214,16 @@ pub struct Config {
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
     pub database_max_connections: u32,
 
+    /// How long each organization keeps its calls' words (transcript lines, events set aside,
+    /// DTMF digits) and its lead scores' history: `acme=90d;*=keep` (`keep` or a number of
+    /// days). Default: keep. The store role purges what is older every WINNERR_RETENTION_EVERY.
+    #[arg(long, env = "WINNERR_RETENTION")]
+    pub retention: Option<String>,
+
+    /// Seconds between the store role's retention purges (the first runs at start).
+    #[arg(long, env = "WINNERR_RETENTION_EVERY", default_value_t = 3600.0)]
+    pub retention_every: f64,
+
     /// Keys of encrypted fields, `id:base64-of-32-bytes,…`, the current key first (older ones
     /// still decrypt). Default: public development keys (warned about).
     #[arg(long, env = "WINNERR_ENCRYPTION_KEYS", default_value = winnerr_store::crypto::DEV_KEYS, hide_default_value = true)]
@@ -352,7 +362,12 @@ impl Config {
         std::time::Duration::from_secs_f64(self.feed_heartbeat)
     }
 
-    /// Calls served at once, in all and per organization.
+    /// The retention policy of WINNERR_RETENTION.
+    pub fn retention(&self) -> Result<winnerr_store::RetentionPolicy, String> {
+        winnerr_store::Retention::policy(self.retention.as_deref().unwrap_or(""))
+            .map_err(|e| format!("WINNERR_RETENTION: {e}"))
+    }
+
     /// The consent policy of WINNERR_CONSENT and WINNERR_CONSENT_SAY.
     pub fn consent(&self) -> Result<winnerr_ingest::ConsentPolicy, String> {
         winnerr_ingest::ConsentPolicy::parse(
@@ -362,6 +377,7 @@ impl Config {
         .map_err(|e| format!("WINNERR_CONSENT: {e}"))
     }
 
+    /// Calls served at once, in all and per organization.
     pub fn call_limits(&self) -> winnerr_ingest::CallLimits {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         winnerr_ingest::CallLimits {
@@ -434,6 +450,12 @@ impl Config {
     /// Problems that should stop the server from starting.
     pub fn validate(&self) -> Result<(), String> {
         self.consent()?;
+        self.retention()?;
+        if !(self.retention_every.is_finite()
+            && (0.05..=86_400.0 * 7.0).contains(&self.retention_every))
+        {
+            return Err("WINNERR_RETENTION_EVERY must be between 0.05 seconds and 7 days".into());
+        }
         if !(self.feed_heartbeat.is_finite() && (0.05..=3600.0).contains(&self.feed_heartbeat)) {
             return Err("WINNERR_FEED_HEARTBEAT must be between 0.05 and 3600 seconds".into());
         }

@@ -18,7 +18,7 @@ use winnerr_gateway::{Gateway, GatewayConfig, telemetry};
 use winnerr_ingest::{Ingest, IngestConfig};
 use winnerr_models::{DecodeOptions, ModelDir, SentimentModel, SileroVad, Whisper};
 use winnerr_scoring::{LeadSource, NoCrm, Scorer};
-use winnerr_store::{Store, StoreWriter};
+use winnerr_store::{Retention, Store, StoreWriter};
 use winnerr_voice::{AsrConfig, AsrWorker, Models, SpeechDetector, SpeechModels};
 
 use crate::config::{Config, NodeRole};
@@ -71,7 +71,7 @@ impl App {
         let ingest = start_ingest(config, voice.calls, shutdown.clone())?;
         let (store, writer) = match config.database() {
             Some(url) => {
-                let (store, writer) = start_store(config, url, bus.as_ref()).await?;
+                let (store, writer) = start_store(config, url, bus.as_ref(), &shutdown).await?;
                 (Some(store), writer)
             }
             None => (None, None),
@@ -375,12 +375,13 @@ fn start_ingest(
     ))
 }
 
-/// Migrates (when asked), connects the store, and starts its writer on the bus (when the node
-/// runs the store role).
+/// Migrates (when asked), connects the store, and starts its writer on the bus and its retention
+/// purges until `shutdown` (when the node runs the store role).
 async fn start_store(
     config: &Config,
     url: &str,
     bus: &dyn Bus,
+    shutdown: &CancellationToken,
 ) -> anyhow::Result<(Store, Option<Worker>)> {
     if let Some(owner_url) = &config.database_migration_url {
         winnerr_store::migrate(owner_url)
@@ -396,7 +397,45 @@ async fn start_store(
         return Ok((store, None));
     }
     let writer = start_worker(bus, StoreWriter::group(), StoreWriter::new(store.clone())).await?;
+    let retention = config.retention().map_err(anyhow::Error::msg)?;
+    if retention.named().next().is_some() || *retention.default_value() != Retention::Keep {
+        let every = Duration::from_secs_f64(config.retention_every);
+        tokio::spawn(purge_on_schedule(
+            store.clone(),
+            retention,
+            every,
+            shutdown.clone(),
+        ));
+    }
     Ok((store, Some(writer)))
+}
+
+/// Purges what each organization's retention lets go, now and every `every`, until `stop`.
+async fn purge_on_schedule(
+    store: Store,
+    policy: winnerr_store::RetentionPolicy,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        match store
+            .purge_all(&policy, winnerr_events::now_ms(), "retention")
+            .await
+        {
+            Ok(done) => {
+                for (org, purged) in done.iter().filter(|(_, p)| *p != Default::default()) {
+                    info!(org_id = %org, ?purged, "retention purge");
+                }
+            }
+            Err(err) => warn!(error = %err, "retention purge could not list organizations"),
+        }
+    }
 }
 
 /// A worker running in its consumer group, with its own stop.

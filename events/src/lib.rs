@@ -8,6 +8,7 @@ pub mod feed;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod ids;
+pub mod per_org;
 
 pub use audio::{AudioFrame, AudioTap, CallAudio, CallInput, TapHandle};
 pub use event::{
@@ -21,3 +22,4 @@ pub use feed::{
     Position, PresenceChange, PresenceStatus,
 };
 pub use ids::{CallId, InvalidId, LeadId, OrgId, Role, UserId};
+pub use per_org::PerOrg;

@@ -25,6 +25,22 @@ pub enum StoreCommand {
         #[arg(long, default_value = "cli")]
         actor: String,
     },
+    /// Delete what organizations keep past their retention (WINNERR_RETENTION, or --days):
+    /// transcript lines, events set aside and DTMF digits of older calls, older lead scores;
+    /// audited as `retention.purge` with the counts.
+    Purge {
+        #[arg(long = "org", required = true)]
+        orgs: Vec<String>,
+        /// Keep this many days instead of the organization's retention.
+        #[arg(long)]
+        days: Option<u32>,
+        /// Only count what would go; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Who purges, for the audit log.
+        #[arg(long, default_value = "cli")]
+        actor: String,
+    },
     /// Check organizations' audit chains; exits with 1 when one has an edited or missing row.
     VerifyAudit {
         #[arg(long = "org", required = true)]
@@ -61,6 +77,34 @@ pub async fn run(command: StoreCommand, config: Config) -> anyhow::Result<ExitCo
                 println!(
                     "{org}: {changed} values re-encrypted under key {}",
                     store.keys().current_key_id()
+                );
+            }
+        }
+        StoreCommand::Purge {
+            orgs,
+            days,
+            dry_run,
+            actor,
+        } => {
+            let policy = config.retention().map_err(anyhow::Error::msg)?;
+            let now = winnerr_events::now_ms();
+            for org in orgs {
+                let org = OrgId::parse(&org)?;
+                let retention = match days {
+                    Some(days) => winnerr_store::Retention::parse(&format!("{days}d"))
+                        .map_err(anyhow::Error::msg)?,
+                    None => *policy.of(&org),
+                };
+                let Some(cutoff) = retention.cutoff_ms(now) else {
+                    println!("{org}: retention is keep; nothing to purge (--days to choose)");
+                    continue;
+                };
+                let purged = store.purge(&org, cutoff, dry_run, &actor).await?;
+                let verb = if dry_run { "would delete" } else { "deleted" };
+                println!(
+                    "{org}: {verb} {} transcript lines, {} events set aside, {} lead scores, \
+                     the DTMF digits of {} calls (kept: {retention})",
+                    purged.utterances, purged.dead_letters, purged.scores, purged.dtmf_cleared
                 );
             }
         }

@@ -13,6 +13,7 @@ pub mod erasure;
 pub mod leads;
 mod metrics;
 pub mod people;
+pub mod retention;
 mod rotate;
 pub mod writer;
 
@@ -31,6 +32,7 @@ pub use crypto::{CryptoError, Keyring};
 pub use erasure::{Erased, Erasure};
 pub use leads::{ActivityRow, DealOutcome, ImportedLead, LeadRecord, PastCall, StoredModel};
 pub use people::{Person, PersonFields};
+pub use retention::{Purged, Retention, RetentionPolicy};
 pub use writer::StoreWriter;
 
 /// The Postgres schema migrations, embedded in the binary.

@@ -13,6 +13,8 @@ const BATCH_EVENTS: &str = "winnerr_store_batch_events";
 const UNREADABLE: &str = "winnerr_store_unreadable_total";
 const DEAD_LETTERS: &str = "winnerr_store_dead_letters_total";
 const ERASED: &str = "winnerr_store_people_erased_total";
+const PURGED: &str = "winnerr_store_purged_total";
+const PURGE_FAILED: &str = "winnerr_store_purge_failures_total";
 
 pub(crate) fn describe() {
     static ONCE: Once = Once::new();
@@ -34,6 +36,11 @@ pub(crate) fn describe() {
             "Call events the database refused, set aside in dead_letters (by type) so later ones are still stored"
         );
         describe_counter!(ERASED, "People erased on request, with their calls' transcripts");
+        describe_counter!(
+            PURGED,
+            "Rows deleted (or DTMF digits cleared) by retention purges, by kind"
+        );
+        describe_counter!(PURGE_FAILED, "Organizations whose retention purge failed");
         describe_counter!(
             UNREADABLE,
             "Encrypted values that did not decrypt (unknown key, tampered or moved), by field; left out of what was read"
@@ -68,4 +75,19 @@ pub(crate) fn batch(events: usize, elapsed: Duration) {
 
 pub(crate) fn erased() {
     counter!(ERASED).increment(1);
+}
+
+pub(crate) fn purged(purged: &crate::retention::Purged) {
+    for (kind, rows) in [
+        ("utterances", purged.utterances),
+        ("dead_letters", purged.dead_letters),
+        ("dtmf", purged.dtmf_cleared),
+        ("scores", purged.scores),
+    ] {
+        counter!(PURGED, "kind" => kind).increment(rows);
+    }
+}
+
+pub(crate) fn purge_failed() {
+    counter!(PURGE_FAILED).increment(1);
 }

@@ -137,7 +137,187 @@ on_both!(
     imported_leads_are_read_back_as_their_record,
     finals_and_scores_are_written_once_and_read_back,
     an_event_the_database_refuses_is_set_aside_and_the_rest_is_stored,
+    retention_purges_old_calls_words_and_nothing_else,
 );
+
+/// Retention (issue 22, item 3): a purge deletes the transcript lines, the DTMF digits and the
+/// lead scores from before the cutoff, of one organization only (another's call of the same id,
+/// just as old, stays), audited with the counts; a dry run counts the same and changes nothing;
+/// a second purge finds nothing and audits nothing; the scheduled form purges the organizations
+/// the policy names, or every one of the store under a default.
+async fn retention_purges_old_calls_words_and_nothing_else(kind: Kind) {
+    use winnerr_store::{Purged, Retention};
+    let fixture = Fixture::new(kind).await;
+    let store = fixture.store.clone();
+    let writer = StoreWriter::new(store.clone());
+    for (org, id) in [("acme", "CA-old"), ("acme", "CA-new"), ("globex", "CA-old")] {
+        writer.apply(&spoken_call(&call(org, id))).await.unwrap();
+    }
+    let now = winnerr_events::now_ms();
+    let day = 86_400_000_i64;
+    let old_ms = now as i64 - 100 * day;
+    let mut owner = fixture.db.owner().await;
+    // Both CA-old calls 100 days old, with digits; acme's first score as old as its call.
+    let aged_score = match kind {
+        Kind::Postgres => {
+            "UPDATE lead_scores SET scored_at = to_timestamp($1::float8 / 1000) WHERE organization_id = $2"
+        }
+        Kind::Sqlite => "UPDATE lead_scores SET scored_at = $1 WHERE organization_id = $2",
+    };
+    for org in ["acme", "globex"] {
+        raw!(&mut owner, |conn| {
+            sqlx::query(
+            "UPDATE calls SET started_ms = $1, dtmf_digits = '42' WHERE organization_id = $2 AND id = 'CA-old'"
+        )
+        .bind(old_ms)
+        .bind(org)
+        .execute(conn)
+        .await
+        .unwrap()
+        .rows_affected()
+        });
+    }
+    // acme's two calls each scored once: age one of the two.
+    raw!(&mut owner, |conn| {
+        sqlx::query(&format!(
+        "{aged_score} AND scored_at = (SELECT min(scored_at) FROM lead_scores WHERE organization_id = $2)"
+    ))
+    .bind(old_ms)
+    .bind("acme")
+    .execute(conn)
+    .await
+    .unwrap()
+    .rows_affected()
+    });
+
+    let acme: OrgId = "acme".parse().unwrap();
+    let globex: OrgId = "globex".parse().unwrap();
+    let reader = "manager-1".parse().unwrap();
+    let cutoff = Retention::Days(90).cutoff_ms(now).unwrap();
+    let audited = |check: winnerr_store::AuditCheck| check.rows;
+    let rows_before = audited(store.verify_audit(&acme).await.unwrap());
+    let expected = Purged {
+        utterances: 2,
+        dead_letters: 0,
+        dtmf_cleared: 1,
+        scores: 1,
+    };
+
+    let dry = store.purge(&acme, cutoff, true, "cli").await.unwrap();
+    assert_eq!(dry, expected);
+    assert_eq!(
+        store
+            .read_transcript(&acme, "CA-old", &reader)
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "a dry run changes nothing"
+    );
+    assert_eq!(
+        audited(store.verify_audit(&acme).await.unwrap()),
+        rows_before + 1
+    );
+
+    let purged = store.purge(&acme, cutoff, false, "cli").await.unwrap();
+    assert_eq!(purged, expected);
+    assert!(
+        store
+            .read_transcript(&acme, "CA-old", &reader)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .read_transcript(&acme, "CA-new", &reader)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        store
+            .read_transcript(&globex, "CA-old", &reader)
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "another organization's call of the same id is its own"
+    );
+    assert_eq!(store.person_scores(&acme, "lead-1").await.unwrap().len(), 1);
+    let old_call = store
+        .get_call(&acme, "CA-old", None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (old_call.status.as_str(), old_call.dtmf_digits.as_str()),
+        ("completed", "")
+    );
+    assert_eq!(
+        store
+            .get_call(&globex, "CA-old", None)
+            .await
+            .unwrap()
+            .unwrap()
+            .dtmf_digits,
+        "42"
+    );
+    // The chain holds, with the purge's row (and the transcript reads above).
+    let check = store.verify_audit(&acme).await.unwrap();
+    assert_eq!(check.problem, None);
+    let (actor, detail): (String, String) = raw!(&mut owner, |conn| {
+        sqlx::query_as(
+        "SELECT actor, detail FROM audit_log WHERE organization_id = 'acme' AND action = 'retention.purge'"
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap()
+    });
+    let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
+    assert_eq!(actor, "cli");
+    assert_eq!(
+        (detail["utterances"].as_u64(), detail["scores"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(detail["cutoff_ms"].as_i64(), Some(cutoff));
+
+    assert_eq!(
+        store.purge(&acme, cutoff, false, "cli").await.unwrap(),
+        Purged::default(),
+        "nothing is left to purge"
+    );
+    let purges: i64 = raw!(&mut owner, |conn| sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE action = 'retention.purge'"
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap());
+    assert_eq!(purges, 1, "an empty purge is not audited");
+
+    // Scheduled: the named organizations, then every one under a default.
+    let named = Retention::policy("acme=90d").unwrap();
+    let done = store.purge_all(&named, now, "retention").await.unwrap();
+    assert_eq!(done, vec![(acme.clone(), Purged::default())]);
+    let everyone = Retention::policy("*=90d;acme=keep").unwrap();
+    let done = store.purge_all(&everyone, now, "retention").await.unwrap();
+    let globex_old = Purged {
+        scores: 0,
+        ..expected
+    };
+    assert_eq!(done, vec![(globex.clone(), globex_old)]);
+    assert!(
+        store
+            .read_transcript(&globex, "CA-old", &reader)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    drop(owner);
+    fixture.finish().await;
+}
 
 /// One event the database refuses (a talk time past its integers; on Postgres also a NUL in a
 /// text field) no longer stops storage: before, the writer retried that batch forever and no

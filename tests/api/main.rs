@@ -11,6 +11,7 @@ mod kafka;
 mod lifecycle;
 mod listen;
 mod observability;
+mod privacy;
 mod protocol;
 mod rest;
 mod scoring;
