@@ -7,10 +7,16 @@ use std::collections::HashMap;
 use crate::ids::OrgId;
 
 /// Each named organization's value, and the default (`*`) for every other one.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PerOrg<T> {
     by_org: HashMap<OrgId, T>,
     default: T,
+}
+
+impl<T: Default> Default for PerOrg<T> {
+    fn default() -> Self {
+        Self::all(T::default())
+    }
 }
 
 impl<T> PerOrg<T> {

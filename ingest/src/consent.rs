@@ -1,9 +1,7 @@
 //! Consent to record and transcribe, per organization: what the voice webhook tells or asks the
 //! caller before the stream starts.
 
-use std::collections::HashMap;
-
-use winnerr_events::OrgId;
+use winnerr_events::{OrgId, PerOrg};
 
 /// What an organization's calls need before they are transcribed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,22 +15,34 @@ pub enum Consent {
     OptIn { digit: char },
 }
 
-/// A consent policy no setting has.
+/// A consent policy no setting has (the message names the part).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InvalidConsent {
-    #[error("consent {0:?} is not `none`, `disclose` or `opt_in` (`opt_in:DIGIT`, default 1)")]
-    Unknown(String),
-    #[error("consent policy part {0:?} is not `org=policy` or `*=policy`")]
-    Malformed(String),
-    #[error("consent policy names organization {0:?}, which is not a valid id")]
-    BadOrg(String),
+#[error("{0}")]
+pub struct InvalidConsent(String);
+
+impl Consent {
+    /// `none`, `disclose`, `opt_in` or `opt_in:DIGIT` (a digit, `*` or `#`; default 1).
+    fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "none" => Ok(Consent::None),
+            "disclose" => Ok(Consent::Disclose),
+            "opt_in" => Ok(Consent::OptIn { digit: '1' }),
+            other => match other.strip_prefix("opt_in:").map(str::as_bytes) {
+                Some([d]) if d.is_ascii_digit() || *d == b'*' || *d == b'#' => Ok(Consent::OptIn {
+                    digit: char::from(*d),
+                }),
+                _ => Err(format!(
+                    "consent {other:?} is not `none`, `disclose` or `opt_in` (`opt_in:DIGIT`, default 1)"
+                )),
+            },
+        }
+    }
 }
 
 /// Each organization's consent, and what is said to disclose.
 #[derive(Debug, Clone)]
 pub struct ConsentPolicy {
-    by_org: HashMap<OrgId, Consent>,
-    default: Consent,
+    consent: PerOrg<Consent>,
     /// The words of the disclosure.
     pub disclosure: String,
 }
@@ -40,8 +50,7 @@ pub struct ConsentPolicy {
 impl Default for ConsentPolicy {
     fn default() -> Self {
         Self {
-            by_org: HashMap::new(),
-            default: Consent::None,
+            consent: PerOrg::all(Consent::None),
             disclosure: DISCLOSURE.to_owned(),
         }
     }
@@ -54,40 +63,15 @@ pub const DISCLOSURE: &str =
 impl ConsentPolicy {
     /// Reads `org=disclose;other=opt_in:5;*=none` (`*`: every other organization; default none).
     pub fn parse(spec: &str, disclosure: Option<&str>) -> Result<Self, InvalidConsent> {
-        let mut policy = ConsentPolicy::default();
-        if let Some(disclosure) = disclosure {
-            policy.disclosure = disclosure.to_owned();
-        }
-        for part in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-            let (org, consent) = part
-                .split_once('=')
-                .ok_or_else(|| InvalidConsent::Malformed(part.to_owned()))?;
-            let consent = match consent.trim() {
-                "none" => Consent::None,
-                "disclose" => Consent::Disclose,
-                "opt_in" => Consent::OptIn { digit: '1' },
-                other => match other.strip_prefix("opt_in:").map(str::as_bytes) {
-                    Some([d]) if d.is_ascii_digit() || *d == b'*' || *d == b'#' => Consent::OptIn {
-                        digit: char::from(*d),
-                    },
-                    _ => return Err(InvalidConsent::Unknown(other.to_owned())),
-                },
-            };
-            match org.trim() {
-                "*" => policy.default = consent,
-                org => {
-                    let org =
-                        OrgId::parse(org).map_err(|_| InvalidConsent::BadOrg(org.to_owned()))?;
-                    policy.by_org.insert(org, consent);
-                }
-            }
-        }
-        Ok(policy)
+        Ok(ConsentPolicy {
+            consent: PerOrg::parse(spec, Consent::None, Consent::parse).map_err(InvalidConsent)?,
+            disclosure: disclosure.unwrap_or(DISCLOSURE).to_owned(),
+        })
     }
 
     /// `org`'s consent.
     pub fn of(&self, org: &OrgId) -> Consent {
-        self.by_org.get(org).copied().unwrap_or(self.default)
+        *self.consent.of(org)
     }
 
     /// What the webhook says to `org`'s callers before streaming, if anything.
@@ -141,21 +125,14 @@ mod tests {
 
     #[test]
     fn a_policy_that_says_nothing_clear_is_refused() {
-        assert!(matches!(
-            ConsentPolicy::parse("acme=maybe", None),
-            Err(InvalidConsent::Unknown(_))
-        ));
-        assert!(matches!(
-            ConsentPolicy::parse("acme=opt_in:55", None),
-            Err(InvalidConsent::Unknown(_))
-        ));
-        assert!(matches!(
-            ConsentPolicy::parse("acme", None),
-            Err(InvalidConsent::Malformed(_))
-        ));
-        assert!(matches!(
-            ConsentPolicy::parse("bad org!=disclose", None),
-            Err(InvalidConsent::BadOrg(_))
-        ));
+        for (spec, says) in [
+            ("acme=maybe", "\"maybe\" is not `none`"),
+            ("acme=opt_in:55", "\"opt_in:55\" is not `none`"),
+            ("acme", "is not `org=value`"),
+            ("bad org!=disclose", "is not a valid organization id"),
+        ] {
+            let error = ConsentPolicy::parse(spec, None).unwrap_err().to_string();
+            assert!(error.contains(says), "{spec}: {error}");
+        }
     }
 }

@@ -1,9 +1,7 @@
 //! Per track: the rolling sentiment and the alerts a manager should see — a sentiment drop beyond
 //! a threshold, and phrases from the organization's watch list.
 
-use std::collections::HashMap;
-
-use winnerr_events::{AlertKind, OrgId};
+use winnerr_events::{AlertKind, OrgId, PerOrg};
 
 /// Alert settings.
 #[derive(Debug, Clone)]
@@ -12,9 +10,8 @@ pub struct AlertConfig {
     pub rolling_weight: f32,
     /// Alert when the rolling sentiment falls this far below its best in the call.
     pub drop_threshold: f32,
-    /// Watch lists per organization; organizations without one use `default_keywords`.
-    pub keywords: HashMap<OrgId, Vec<String>>,
-    pub default_keywords: Vec<String>,
+    /// Watch lists per organization (lower case); `*`'s for the others.
+    pub keywords: PerOrg<Vec<String>>,
 }
 
 impl Default for AlertConfig {
@@ -22,17 +19,18 @@ impl Default for AlertConfig {
         Self {
             rolling_weight: 0.5,
             drop_threshold: 0.6,
-            keywords: HashMap::new(),
-            default_keywords: [
-                "cancel",
-                "lawyer",
-                "attorney",
-                "too expensive",
-                "complaint",
-                "refund",
-            ]
-            .map(String::from)
-            .to_vec(),
+            keywords: PerOrg::all(
+                [
+                    "cancel",
+                    "lawyer",
+                    "attorney",
+                    "too expensive",
+                    "complaint",
+                    "refund",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ),
         }
     }
 }
@@ -40,28 +38,20 @@ impl Default for AlertConfig {
 impl AlertConfig {
     /// The watch list of `org`, lower case.
     pub fn keywords_for(&self, org: &OrgId) -> &[String] {
-        self.keywords.get(org).unwrap_or(&self.default_keywords)
+        self.keywords.of(org)
     }
 
     /// Parses `org=phrase|phrase;org2=phrase` (phrases are matched case-insensitively on word
-    /// boundaries; `*=` sets the default list).
+    /// boundaries; `*=` sets the list of every organization not named, else the built-in one).
     pub fn parse_keywords(&mut self, spec: &str) -> Result<(), String> {
-        for entry in spec.split(';').map(str::trim).filter(|e| !e.is_empty()) {
-            let (org, phrases) = entry
-                .split_once('=')
-                .ok_or_else(|| format!("{entry:?}: expected org=phrase|phrase"))?;
-            let phrases: Vec<String> = phrases
+        let default = self.keywords.default_value().clone();
+        self.keywords = PerOrg::parse(spec, default, |phrases| {
+            Ok(phrases
                 .split('|')
                 .map(|p| p.trim().to_lowercase())
                 .filter(|p| !p.is_empty())
-                .collect();
-            if org.trim() == "*" {
-                self.default_keywords = phrases;
-            } else {
-                let org = OrgId::parse(org.trim()).map_err(|e| format!("{entry:?}: {e}"))?;
-                self.keywords.insert(org, phrases);
-            }
-        }
+                .collect())
+        })?;
         Ok(())
     }
 }
@@ -131,7 +121,7 @@ mod tests {
 
     #[test]
     fn keywords_match_whole_words_and_phrases() {
-        let list = AlertConfig::default().default_keywords;
+        let list = AlertConfig::default().keywords.default_value().clone();
         assert_eq!(
             keywords_in("I want to CANCEL this, it's too expensive!", &list),
             vec!["cancel", "too expensive"]

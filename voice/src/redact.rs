@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use winnerr_events::OrgId;
+use winnerr_events::{OrgId, PerOrg};
 use winnerr_models::text::{ONES, TENS};
 
 /// What a number or address is.
@@ -92,58 +92,43 @@ impl Default for Policy {
 }
 
 impl Policy {
+    /// `card:redact,ssn:mask_last4,phone` (a kind alone is redacted).
+    fn parse(rules: &str) -> Result<Self, String> {
+        let mut policy = HashMap::new();
+        for rule in rules.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            let (kind, action) = rule.split_once(':').unwrap_or((rule, "redact"));
+            let action = match action {
+                "redact" => Action::Redact,
+                "mask_last4" => Action::MaskLast4,
+                "off" => Action::Off,
+                other => {
+                    return Err(format!(
+                        "{rule:?}: unknown action {other:?} (redact, mask_last4, off)"
+                    ));
+                }
+            };
+            policy.insert(PiiKind::parse(kind)?, action);
+        }
+        Ok(Policy(policy))
+    }
+
     fn action(&self, kind: PiiKind) -> Action {
         self.0.get(&kind).copied().unwrap_or(Action::Off)
     }
 }
 
 /// Every organization's policy: `org=card:redact,ssn:mask_last4;*=card:redact` (`*` for the
-/// others; an organization not named gets the default).
+/// others; without it, cards and social security numbers are redacted).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RedactionConfig {
-    by_org: HashMap<OrgId, Policy>,
-    others: Option<Policy>,
-}
+pub struct RedactionConfig(PerOrg<Policy>);
 
 impl RedactionConfig {
     pub fn parse(spec: &str) -> Result<Self, String> {
-        let mut config = RedactionConfig::default();
-        for entry in spec.split(';').map(str::trim).filter(|e| !e.is_empty()) {
-            let (org, rules) = entry
-                .split_once('=')
-                .ok_or_else(|| format!("{entry:?}: expected org=kind:action,…"))?;
-            let mut policy = HashMap::new();
-            for rule in rules.split(',').map(str::trim).filter(|r| !r.is_empty()) {
-                let (kind, action) = rule.split_once(':').unwrap_or((rule, "redact"));
-                let action = match action {
-                    "redact" => Action::Redact,
-                    "mask_last4" => Action::MaskLast4,
-                    "off" => Action::Off,
-                    other => {
-                        return Err(format!(
-                            "{rule:?}: unknown action {other:?} (redact, mask_last4, off)"
-                        ));
-                    }
-                };
-                policy.insert(PiiKind::parse(kind)?, action);
-            }
-            match org.trim() {
-                "*" => config.others = Some(Policy(policy)),
-                org => {
-                    let org = OrgId::parse(org).map_err(|e| e.to_string())?;
-                    config.by_org.insert(org, Policy(policy));
-                }
-            }
-        }
-        Ok(config)
+        PerOrg::parse(spec, Policy::default(), Policy::parse).map(RedactionConfig)
     }
 
     pub fn policy_for(&self, org: &OrgId) -> Policy {
-        self.by_org
-            .get(org)
-            .or(self.others.as_ref())
-            .cloned()
-            .unwrap_or_default()
+        self.0.of(org).clone()
     }
 }
 
