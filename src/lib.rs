@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod dial;
 pub mod evaluate;
 pub mod leads;
 pub mod models_cli;

@@ -53,8 +53,9 @@ pub struct App {
 }
 
 impl App {
-    /// Binds, starts every stage in the order data flows (bus, voice, ingest, store, scoring,
-    /// gateway) and begins serving; [`App::wait`] stops them in reverse.
+    /// Binds, starts every stage in the order data flows (bus, voice, store, ingest, scoring,
+    /// gateway; the store before ingest, whose webhook checks numbers against it) and begins
+    /// serving; [`App::wait`] stops them in reverse.
     pub async fn start(config: &Config) -> anyhow::Result<App> {
         config.validate().map_err(anyhow::Error::msg)?;
         // The recorder must exist before any stage describes its metrics.
@@ -68,7 +69,6 @@ impl App {
 
         let (bus, kafka) = start_bus(config).await?;
         let voice = start_voice(config, bus.clone()).await?;
-        let ingest = start_ingest(config, voice.calls, shutdown.clone())?;
         let (store, writer) = match config.database() {
             Some(url) => {
                 let (store, writer) = start_store(config, url, bus.as_ref(), &shutdown).await?;
@@ -76,6 +76,7 @@ impl App {
             }
             None => (None, None),
         };
+        let ingest = start_ingest(config, voice.calls, store.as_ref(), &bus, shutdown.clone())?;
         let scorer = start_scoring(config, store.as_ref(), &bus).await?;
         let gateway = start_gateway(config, &bus, store, voice.audio, feeds.clone()).await?;
         let router = routes(config, &gateway, &ingest);
@@ -350,12 +351,21 @@ async fn load_models(whisper_name: &str) -> anyhow::Result<Arc<dyn SpeechModels>
     Ok(models)
 }
 
-/// Ingest: Twilio's webhooks and streams, and the softphone, handing calls to `calls`.
+/// Ingest: Twilio's webhooks and streams, and the softphone, handing calls to `calls`; with a
+/// store, the numbers it dials are checked against the organizations' do-not-call lists.
 fn start_ingest(
     config: &Config,
     calls: mpsc::Sender<winnerr_events::CallAudio>,
+    store: Option<&Store>,
+    bus: &Arc<dyn Bus>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Ingest> {
+    let dial_check = store.map(|store| {
+        Arc::new(crate::dial::StoreDoNotCall {
+            store: store.clone(),
+            bus: bus.clone(),
+        }) as Arc<dyn winnerr_ingest::DialCheck>
+    });
     let consent = config.consent().map_err(anyhow::Error::msg)?;
     Ok(Ingest::new(
         IngestConfig {
@@ -371,6 +381,7 @@ fn start_ingest(
             consent,
         },
         calls,
+        dial_check,
         shutdown,
     ))
 }

@@ -280,6 +280,9 @@ pub enum AlertKind {
     SentimentDrop { from: f32, to: f32 },
     /// A phrase from the organization's watch list was said.
     Keyword { keyword: String },
+    /// The call tried to dial a number on the organization's do-not-call list (the last four
+    /// digits); it was not placed. Raised by the voice webhook, before any utterance.
+    DoNotCall { last4: String },
 }
 
 /// How a call's stream ended.

@@ -147,7 +147,7 @@ function onOverview(event, offset) {
       break;
     case "alert":
       state.alerts.unshift({ call: event.call_id, kind: event.alert, text: event.text,
-                             keyword: event.keyword, at: event.ts_ms });
+                             keyword: event.keyword, last4: event.last4, at: event.ts_ms });
       state.alerts.length = Math.min(state.alerts.length, 30);
       renderAlerts();
       break;
@@ -220,7 +220,9 @@ function renderAlerts() {
   const list = $("alerts");
   list.replaceChildren();
   for (const a of state.alerts) {
-    const what = a.kind === "keyword" ? `said "${a.keyword}"` : "sentiment dropped";
+    const what = a.kind === "keyword" ? `said "${a.keyword}"`
+      : a.kind === "do_not_call" ? `dialed ••••${a.last4}, on the do-not-call list`
+      : "sentiment dropped";
     list.append(el("li", {}, el("span", { class: "kind" }, what), ` · ${a.call.slice(-6)} · `,
       el("q", {}, a.text)));
   }

@@ -36,6 +36,14 @@ pub(crate) fn routes() -> Router<Gateway> {
         .route("/api/people/{id}/calls", get(person_calls))
         .route("/api/people/{id}/scores", get(person_scores))
         .route("/api/deals", get(list_deals))
+        .route(
+            "/api/do-not-call",
+            get(list_do_not_call).post(add_do_not_call),
+        )
+        .route(
+            "/api/do-not-call/{id}",
+            axum::routing::delete(remove_do_not_call),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
@@ -462,4 +470,67 @@ async fn list_deals(
     let person = query.person_id.as_deref().map(path_id).transpose()?;
     let deals = store(&gateway)?.list_deals(&caller.0.org, person).await?;
     Ok(Json(serde_json::json!({ "items": deals })).into_response())
+}
+
+/// A number to put on the organization's do-not-call list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DoNotCallRequest {
+    phone: String,
+    reason: Option<String>,
+}
+
+/// Anyone of the organization may put a number on its list (an agent hears the request); the
+/// entry comes back with the id that removes it.
+async fn add_do_not_call(
+    State(gateway): State<Gateway>,
+    caller: Caller,
+    body: Result<Json<DoNotCallRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body?;
+    let entry = store(&gateway)?
+        .add_do_not_call(
+            &caller.0.org,
+            &request.phone,
+            request.reason.as_deref(),
+            caller.0.sub.as_str(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(entry)).into_response())
+}
+
+/// The list (managers and admins): the last four digits of each number, never the number.
+async fn list_do_not_call(
+    State(gateway): State<Gateway>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    if caller.only_agent().is_some() {
+        return Err(ApiError::Forbidden(
+            "the do-not-call list is for managers and admins",
+        ));
+    }
+    let entries = store(&gateway)?.list_do_not_call(&caller.0.org).await?;
+    Ok(Json(serde_json::json!({ "items": entries })).into_response())
+}
+
+/// Takes a number off the list (managers and admins).
+async fn remove_do_not_call(
+    State(gateway): State<Gateway>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    if caller.only_agent().is_some() {
+        return Err(ApiError::Forbidden(
+            "the do-not-call list is for managers and admins",
+        ));
+    }
+    let removed = store(&gateway)?
+        .remove_do_not_call(&caller.0.org, path_id(&id)?, caller.0.sub.as_str())
+        .await?;
+    if removed {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::NotFound)
+    }
 }

@@ -56,11 +56,12 @@ impl EventItem {
                 None,
                 Some((event.event.kind(), t.last_voiced_at_ms)),
             ),
+            // An alert no utterance raised (a refused dial) has no speech to time.
             Event::Alert(a) => (
                 true,
                 false,
                 None,
-                Some((event.event.kind(), a.last_voiced_at_ms)),
+                (a.last_voiced_at_ms > 0).then_some((event.event.kind(), a.last_voiced_at_ms)),
             ),
             Event::LeadScore(score) => (true, false, Some(score.lead_id.clone()), None),
             Event::CallStarted(_) | Event::CallEnded(_) => (true, false, None, None),

@@ -19,6 +19,7 @@ const WEBHOOKS: &str = "winnerr_ingest_webhooks_total";
 const CONSENT_DISCLOSED: &str = "winnerr_ingest_consent_disclosed_total";
 const CONSENT_OPT_IN: &str = "winnerr_ingest_consent_opt_in_total";
 const CALLS_REFUSED: &str = "winnerr_ingest_calls_refused_total";
+const DIALS_REFUSED: &str = "winnerr_ingest_dials_refused_total";
 const CAPACITY_USED: &str = "winnerr_ingest_capacity_used";
 
 pub(crate) fn describe() {
@@ -53,6 +54,10 @@ pub(crate) fn describe() {
             CONSENT_OPT_IN,
             "Opt-in consent by step: asked, opted_in, declined (another key or none: no stream), \
              refused (a stream without a signed opt-in)"
+        );
+        describe_counter!(
+            DIALS_REFUSED,
+            "Numbers the voice webhook did not dial, by reason (do_not_call; unchecked: the list could not be read)"
         );
         describe_counter!(
             CALLS_REFUSED,
@@ -121,4 +126,8 @@ pub(crate) fn call_refused(reason: &'static str) {
 
 pub(crate) fn capacity_used(calls: usize, capacity: usize) {
     gauge!(CAPACITY_USED).set(calls as f64 / capacity.max(1) as f64);
+}
+
+pub(crate) fn dial_refused(reason: &'static str) {
+    counter!(DIALS_REFUSED, "reason" => reason).increment(1);
 }

@@ -22,6 +22,7 @@ use tracing::{info, warn};
 use winnerr_events::{CallAudio, CallId, LeadId, OrgId, UserId};
 
 use crate::identity::StreamIdentity;
+use crate::outbound::{self, DialAttempt, DialCheck};
 use crate::stream::{self, StreamCommand};
 use crate::twiml::{self, Dial};
 use crate::{metrics, signature};
@@ -97,21 +98,26 @@ struct Inner {
     /// Calls with a live stream here: one stream per call.
     live_calls: dashmap::DashSet<CallId>,
     admission: Arc<crate::admission::Admission>,
+    /// What may refuse a number before the webhook dials it.
+    dial_check: Option<Arc<dyn DialCheck>>,
     shutdown: CancellationToken,
     /// Open stream connections, so shutdown can wait for their close frames.
     connections: TaskTracker,
 }
 
 impl Ingest {
-    /// New calls go to `calls` (the voice stage); `shutdown` ends every live stream.
+    /// New calls go to `calls` (the voice stage); `shutdown` ends every live stream; numbers
+    /// are dialed only when `dial_check` (if any) allows them.
     pub fn new(
         config: IngestConfig,
         calls: mpsc::Sender<CallAudio>,
+        dial_check: Option<Arc<dyn DialCheck>>,
         shutdown: CancellationToken,
     ) -> Self {
         metrics::describe();
         Self(Arc::new(Inner {
             admission: crate::admission::Admission::new(config.limits),
+            dial_check,
             config,
             calls: std::sync::Mutex::new(Some(calls)),
             streams: DashMap::new(),
@@ -210,6 +216,48 @@ impl Ingest {
         })
     }
 
+    /// The webhook's answer when `dial` is a number the dial check refuses (or cannot check):
+    /// the call is not placed, and the caller hears why.
+    async fn refused_dial(
+        &self,
+        identity: &StreamIdentity,
+        call_sid: &str,
+        dial: &Dial,
+    ) -> Option<Response> {
+        let (Dial::Number(number), Some(check)) = (dial, &self.0.dial_check) else {
+            return None;
+        };
+        let attempt = DialAttempt {
+            org: &identity.org_id,
+            call_sid,
+            agent: identity.agent_id.as_ref(),
+            number,
+        };
+        let last4 = &number[number.len().saturating_sub(4)..];
+        let call_sid: String = call_sid.chars().take(64).collect();
+        let say = match check.may_dial(attempt).await {
+            Ok(true) => return None,
+            Ok(false) => {
+                metrics::dial_refused("do_not_call");
+                warn!(org_id = %identity.org_id, %call_sid, number = %format!("••••{last4}"), "not dialed: the number is on the do-not-call list");
+                DO_NOT_CALL_SAY
+            }
+            Err(error) => {
+                metrics::dial_refused("unchecked");
+                warn!(org_id = %identity.org_id, %call_sid, %error, "not dialed: the do-not-call list could not be checked");
+                UNCHECKED_SAY
+            }
+        };
+        metrics::webhook("dial_refused");
+        Some(
+            (
+                [(CONTENT_TYPE, "text/xml; charset=utf-8")],
+                twiml::refuse(say),
+            )
+                .into_response(),
+        )
+    }
+
     /// The public base URL of this server for a request, as Twilio sees it.
     fn base_url(&self, headers: &HeaderMap) -> Option<String> {
         match &self.0.config.public_url {
@@ -264,6 +312,12 @@ impl Ingest {
         }
     }
 }
+
+/// What the caller hears when the number is on the organization's do-not-call list.
+const DO_NOT_CALL_SAY: &str = "This number is on the do-not-call list, so the call was not placed.";
+/// What the caller hears when the list could not be checked.
+const UNCHECKED_SAY: &str =
+    "The call was not placed: the do-not-call list could not be checked. Please try again.";
 
 /// A request refused for its `X-Twilio-Signature`.
 struct Forbidden;
@@ -358,9 +412,11 @@ async fn voice_webhook(
             .ok_or("query parameter `org` is required")?;
         let identity = StreamIdentity {
             org_id: OrgId::parse(org).map_err(|e| e.to_string())?,
+            // A softphone's own call says whose it is in `From`.
             agent_id: query
                 .agent
                 .as_deref()
+                .or_else(|| outbound::client_identity(&params))
                 .map(UserId::parse)
                 .transpose()
                 .map_err(|e| e.to_string())?,
@@ -387,15 +443,19 @@ async fn voice_webhook(
         }
     };
     let agent = identity.agent_id.as_ref().map(UserId::as_str);
+    // A softphone's outbound call dials its `To`; any other call what is configured.
+    let dial = match outbound::outbound_number(&params) {
+        Some(number) => Dial::Number(number.to_owned()),
+        None => ingest.config().dial.clone(),
+    };
+    if let Some(refused) = ingest.refused_dial(&identity, &call_sid, &dial).await {
+        return refused;
+    }
     if let Err(full) = ingest.admission().check(&identity.org_id) {
         // Full: the call goes through, untranscribed, rather than not at all.
         metrics::webhook(full.label());
         warn!(org_id = %identity.org_id, call_sid = %call_sid.chars().take(64).collect::<String>(), reason = full.label(), "voice webhook answered without a stream");
-        let xml = twiml::dial_without_stream(
-            ingest.config().full_say.as_deref(),
-            &ingest.config().dial,
-            agent,
-        );
+        let xml = twiml::dial_without_stream(ingest.config().full_say.as_deref(), &dial, agent);
         return ([(CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response();
     }
     let key = &ingest.config().auth_token;
@@ -412,7 +472,7 @@ async fn voice_webhook(
                 metrics::consent_opt_in("asked");
                 metrics::webhook("ok");
                 let action = uri.path_and_query().map_or(VOICE_PATH, |p| p.as_str());
-                let xml = twiml::ask_then_dial(&ask, action, &ingest.config().dial, agent);
+                let xml = twiml::ask_then_dial(&ask, action, &dial, agent);
                 return ([(CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response();
             }
             Some(pressed) if pressed.chars().eq([digit]) => {
@@ -423,7 +483,7 @@ async fn voice_webhook(
                 metrics::consent_opt_in("declined");
                 metrics::webhook("ok");
                 info!(org_id = %identity.org_id, "caller did not opt in: connected without a stream");
-                let xml = twiml::dial_without_stream(None, &ingest.config().dial, agent);
+                let xml = twiml::dial_without_stream(None, &dial, agent);
                 return ([(CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response();
             }
         }
@@ -434,13 +494,7 @@ async fn voice_webhook(
     if disclosure.is_some() {
         metrics::consent_disclosed();
     }
-    let xml = twiml::stream_then_dial(
-        disclosure,
-        &stream_url,
-        &parameters,
-        &ingest.config().dial,
-        agent,
-    );
+    let xml = twiml::stream_then_dial(disclosure, &stream_url, &parameters, &dial, agent);
     metrics::webhook("ok");
     ([(CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response()
 }

@@ -103,6 +103,14 @@ pub fn dial_without_stream(say: Option<&str>, dial: &Dial, agent: Option<&str>) 
     xml
 }
 
+/// The call is not placed: `say` why, then hang up.
+pub fn refuse(say: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response>\n  <Say>{}</Say>\n  <Hangup/>\n</Response>\n",
+        escape(say)
+    )
+}
+
 fn push_dial(xml: &mut String, dial: &Dial, agent: Option<&str>) {
     match (dial, agent) {
         (Dial::Agent, Some(agent)) => {

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod calls;
 pub mod crypto;
+pub mod do_not_call;
 pub mod erasure;
 pub mod leads;
 mod metrics;
@@ -29,6 +30,7 @@ use winnerr_events::OrgId;
 pub use audit::{AuditCheck, AuditEntry, AuditHead};
 pub use calls::{CallFilter, CallSummary, Deal, LeadScore, Page, Utterance};
 pub use crypto::{CryptoError, Keyring};
+pub use do_not_call::DoNotCallEntry;
 pub use erasure::{Erased, Erasure};
 pub use leads::{ActivityRow, DealOutcome, ImportedLead, LeadRecord, PastCall, StoredModel};
 pub use people::{Person, PersonFields};

@@ -11,7 +11,7 @@ use winnerr_ingest::{CallScript, StreamIdentity};
 
 use crate::helpers::*;
 
-fn form(params: &[(&str, &str)]) -> (String, Vec<(String, String)>) {
+pub(crate) fn form(params: &[(&str, &str)]) -> (String, Vec<(String, String)>) {
     let owned: Vec<(String, String)> = params
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -25,7 +25,7 @@ fn form(params: &[(&str, &str)]) -> (String, Vec<(String, String)>) {
 }
 
 /// The TwiML the voice webhook answers to a POST of `fields` to `url`, signed as Twilio signs.
-async fn twiml(test: &TestApp, url: &str, fields: &[(&str, &str)]) -> String {
+pub(crate) async fn twiml(test: &TestApp, url: &str, fields: &[(&str, &str)]) -> String {
     let (body, params) = form(fields);
     let signed = signature::sign(test.config.twilio_auth_token.expose_secret(), url, &params);
     let response = reqwest::Client::new()

@@ -355,3 +355,173 @@ async fn lines(owner: &mut winnerr_testkit::Owner, call: &str) -> i64 {
     .await
     .unwrap())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_number_on_the_do_not_call_list_is_not_dialed_on_postgres() {
+    a_number_on_the_do_not_call_list_is_not_dialed(TestDb::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_number_on_the_do_not_call_list_is_not_dialed_on_sqlite() {
+    a_number_on_the_do_not_call_list_is_not_dialed(TestDb::sqlite()).await;
+}
+
+/// Do-not-call (issue 22, item 5): anyone of the organization puts a number on its list, which
+/// keeps only a keyed hash and the last four digits; a softphone's outbound call to it gets
+/// TwiML that says why and hangs up, with no stream and no dial, and the organization's managers
+/// get an alert; other numbers, and other organizations' calls to it, are dialed; managers take it
+/// off the list, audited both ways.
+async fn a_number_on_the_do_not_call_list_is_not_dialed(db: TestDb) {
+    use winnerr_events::{AlertKind, Event};
+    let test = spawn_app_with(|config| on_db(config, &db)).await;
+    let api = test.api();
+    let agent = test.token("acme", "agent-1", Role::Agent);
+    let manager = test.token("acme", "manager-1", Role::Manager);
+    let other_org = test.token("globex", "manager-9", Role::Manager);
+    let mut feed = test.feed("acme", "manager-1", Role::Manager).await;
+
+    let add = |body: &'static str| {
+        let (api, agent) = (&api, &agent);
+        async move {
+            api.call(
+                Some(agent),
+                reqwest::Method::POST,
+                "/api/do-not-call",
+                Some(body),
+            )
+            .await
+        }
+    };
+    let (status, entry) = add(r#"{"phone":"(555) 010-0199","reason":"asked on the call"}"#).await;
+    assert_eq!(status, StatusCode::CREATED, "{entry}");
+    assert_eq!(
+        (entry["last4"].as_str(), entry["added_by"].as_str()),
+        (Some("0199"), Some("agent-1"))
+    );
+    let id = entry["id"].as_str().unwrap().to_owned();
+    let (status, again) = add(r#"{"phone":"+1 555 010 0199"}"#).await;
+    assert_eq!(
+        (status, again["id"].as_str()),
+        (StatusCode::CREATED, Some(id.as_str())),
+        "one number, one entry"
+    );
+    for bad in [
+        r#"{"phone":"0199"}"#,
+        r#"{"phone":"+1 555 010 0199","why":"x"}"#,
+    ] {
+        assert_eq!(add(bad).await.0, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    assert_eq!(
+        api.get(&agent, "/api/do-not-call").await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, list) = api.get(&manager, "/api/do-not-call").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert!(
+        !list.to_string().contains("5550100199"),
+        "the list never holds the number: {list}"
+    );
+    assert_eq!(
+        api.get(&other_org, "/api/do-not-call").await.1,
+        json!({ "items": [] })
+    );
+
+    // A softphone's outbound call to it.
+    let url = format!("{}/twilio/voice?org=acme", test.app.http_url());
+    let call_sid = format!("CA{}", "d".repeat(32));
+    let outbound = |to: &'static str, sid: &str| {
+        [
+            ("CallSid", sid.to_owned()),
+            ("From", "client:agent-1".to_owned()),
+            ("To", to.to_owned()),
+        ]
+    };
+    let fields = outbound("+15550100199", &call_sid);
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let xml = crate::http::twiml(&test, &url, &fields).await;
+    assert!(
+        xml.contains("do-not-call list") && xml.contains("<Hangup/>"),
+        "{xml}"
+    );
+    assert!(!xml.contains("<Dial") && !xml.contains("<Stream"), "{xml}");
+    let alert = feed.next_event().await;
+    let Event::Alert(raised) = &alert.event else {
+        panic!("expected the alert, got {alert:?}");
+    };
+    assert_eq!(
+        raised.kind,
+        AlertKind::DoNotCall {
+            last4: "0199".into()
+        }
+    );
+    assert_eq!(alert.call_id.as_str(), call_sid);
+    assert_eq!(alert.agent_id.as_ref().map(|a| a.as_str()), Some("agent-1"));
+
+    // Another number is dialed, with the stream; so is this one for another organization.
+    let other_sid = format!("CA{}", "e".repeat(32));
+    let fields = outbound("+15550100200", &other_sid);
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let xml = crate::http::twiml(&test, &url, &fields).await;
+    assert!(
+        xml.contains("<Dial>+15550100200</Dial>") && xml.contains("<Stream"),
+        "{xml}"
+    );
+    let globex = format!("{}/twilio/voice?org=globex", test.app.http_url());
+    let fields = outbound("+15550100199", &other_sid);
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let xml = crate::http::twiml(&test, &globex, &fields).await;
+    assert!(xml.contains("<Dial>+15550100199</Dial>"), "{xml}");
+
+    // Off the list, by a manager only; then it is dialed.
+    let path = format!("/api/do-not-call/{id}");
+    for (token, expected) in [
+        (&agent, StatusCode::FORBIDDEN),
+        (&other_org, StatusCode::NOT_FOUND),
+        (&manager, StatusCode::NO_CONTENT),
+        (&manager, StatusCode::NOT_FOUND),
+    ] {
+        let (status, body) = api
+            .call(Some(token), reqwest::Method::DELETE, &path, None)
+            .await;
+        assert_eq!(status, expected, "{body}");
+    }
+    let fields = outbound("+15550100199", &call_sid);
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let xml = crate::http::twiml(&test, &url, &fields).await;
+    assert!(xml.contains("<Dial>+15550100199</Dial>"), "{xml}");
+
+    // Counted (the recorder is the process's: other tests may count too).
+    let refused = metric(
+        &test.metrics().await,
+        r#"winnerr_ingest_dials_refused_total{reason="do_not_call"}"#,
+    );
+    assert!(refused >= 1.0, "{refused}");
+    let store = winnerr_store::Store::connect(&db.url(), 1, winnerr_store::Keyring::development())
+        .await
+        .unwrap();
+    let acme = "acme".parse().unwrap();
+    assert_eq!(store.verify_audit(&acme).await.unwrap().problem, None);
+    let mut owner = db.owner().await;
+    let audited: Vec<(String, String, String)> = raw!(&mut owner, |conn| sqlx::query_as(
+        "SELECT actor, action, detail FROM audit_log WHERE action LIKE 'dnc.%' ORDER BY seq"
+    )
+    .fetch_all(conn)
+    .await
+    .unwrap());
+    assert_eq!(
+        audited,
+        vec![
+            (
+                "agent-1".into(),
+                "dnc.add".into(),
+                r#"{"last4":"0199"}"#.into()
+            ),
+            ("manager-1".into(), "dnc.remove".into(), "{}".into()),
+        ]
+    );
+
+    test.app.shutdown().await;
+    drop((store, owner));
+    db.remove().await;
+}

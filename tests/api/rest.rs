@@ -379,6 +379,8 @@ async fn the_api_documents_itself_and_says_when_it_has_no_database() {
         "/api/people/{id}/calls",
         "/api/people/{id}/scores",
         "/api/deals",
+        "/api/do-not-call",
+        "/api/do-not-call/{id}",
     ] {
         assert!(document["paths"][path].is_object(), "{path} is documented");
     }
