@@ -279,6 +279,12 @@ pub struct Config {
     #[arg(long, env = "WINNERR_CONSENT")]
     pub consent: Option<String>,
 
+    /// Consent callers from all-party-consent states need at least, placed by their number's
+    /// area code: `CA=opt_in;all_party=disclose` (`all_party`: CA, CT, DE, FL, IL, MD, MA, MI,
+    /// MT, NV, NH, OR, PA, WA). A call asks the stricter of this and its organization's policy.
+    #[arg(long, env = "WINNERR_CONSENT_STATES")]
+    pub consent_states: Option<String>,
+
     /// The disclosure callers hear where the consent policy is `disclose` (and, with the key to
     /// press, where it is `opt_in`).
     #[arg(long, env = "WINNERR_CONSENT_SAY")]
@@ -372,9 +378,10 @@ impl Config {
     pub fn consent(&self) -> Result<winnerr_ingest::ConsentPolicy, String> {
         winnerr_ingest::ConsentPolicy::parse(
             self.consent.as_deref().unwrap_or(""),
+            self.consent_states.as_deref().unwrap_or(""),
             self.consent_say.as_deref(),
         )
-        .map_err(|e| format!("WINNERR_CONSENT: {e}"))
+        .map_err(|e| format!("WINNERR_CONSENT or WINNERR_CONSENT_STATES: {e}"))
     }
 
     /// Calls served at once, in all and per organization.

@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use winnerr_events::{InvalidId, LeadId, OrgId, UserId};
+use winnerr_events::{ConsentRecord, InvalidId, LeadId, OrgId, UserId};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -17,10 +17,10 @@ pub const PARAM_ORG: &str = "org";
 pub const PARAM_AGENT: &str = "agent";
 pub const PARAM_LEAD: &str = "lead";
 pub const PARAM_SIGNATURE: &str = "sig";
-/// The caller's consent where the webhook asked for it (`opted_in`), and its own signature.
+/// How the webhook obtained the caller's consent (`disclosed`, `opted_in`), and its own
+/// signature.
 pub const PARAM_CONSENT: &str = "consent";
 pub const PARAM_CONSENT_SIGNATURE: &str = "consent_sig";
-const OPTED_IN: &str = "opted_in";
 
 /// An HMAC over `parts`, each ended by '\n' (no part contains one, so parts cannot be shifted
 /// into one another).
@@ -33,28 +33,50 @@ fn mac_of(key: &str, parts: &[&str]) -> HmacSha256 {
     mac
 }
 
-fn consent_mac(key: &str, call_sid: &str) -> HmacSha256 {
-    mac_of(key, &["consent-v1", call_sid, OPTED_IN])
+fn consent_mac(key: &str, call_sid: &str, record: &str) -> HmacSha256 {
+    mac_of(key, &["consent-v1", call_sid, record])
 }
 
-/// Adds to a stream's `params` that its caller opted in (pressed the digit) on call `call_sid`.
-pub fn sign_opt_in(params: &mut BTreeMap<String, String>, key: &str, call_sid: &str) {
-    let signature = URL_SAFE_NO_PAD.encode(consent_mac(key, call_sid).finalize().into_bytes());
-    params.insert(PARAM_CONSENT.to_owned(), OPTED_IN.to_owned());
-    params.insert(PARAM_CONSENT_SIGNATURE.to_owned(), signature);
+fn record_name(record: ConsentRecord) -> &'static str {
+    match record {
+        ConsentRecord::Disclosed => "disclosed",
+        ConsentRecord::OptedIn => "opted_in",
+    }
 }
 
-/// Whether a stream's `params` say, signed for call `call_sid`, that its caller opted in.
-pub fn opted_in(params: &BTreeMap<String, String>, key: &str, call_sid: &str) -> bool {
-    let (Some(OPTED_IN), Some(signature)) = (
-        params.get(PARAM_CONSENT).map(String::as_str),
-        params.get(PARAM_CONSENT_SIGNATURE),
-    ) else {
-        return false;
-    };
-    URL_SAFE_NO_PAD
-        .decode(signature)
-        .is_ok_and(|signature| consent_mac(key, call_sid).verify_slice(&signature).is_ok())
+/// Adds to a stream's `params` how its caller's consent was obtained on call `call_sid` (heard
+/// the disclosure, or pressed the digit).
+pub fn sign_consent(
+    params: &mut BTreeMap<String, String>,
+    key: &str,
+    call_sid: &str,
+    record: ConsentRecord,
+) {
+    let name = record_name(record);
+    let mac = consent_mac(key, call_sid, name);
+    params.insert(PARAM_CONSENT.to_owned(), name.to_owned());
+    params.insert(
+        PARAM_CONSENT_SIGNATURE.to_owned(),
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()),
+    );
+}
+
+/// How a stream's `params` say, signed for call `call_sid`, its caller's consent was obtained.
+pub fn signed_consent(
+    params: &BTreeMap<String, String>,
+    key: &str,
+    call_sid: &str,
+) -> Option<ConsentRecord> {
+    let record = [ConsentRecord::Disclosed, ConsentRecord::OptedIn]
+        .into_iter()
+        .find(|r| params.get(PARAM_CONSENT).map(String::as_str) == Some(record_name(*r)))?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(params.get(PARAM_CONSENT_SIGNATURE)?)
+        .ok()?;
+    consent_mac(key, call_sid, record_name(record))
+        .verify_slice(&signature)
+        .is_ok()
+        .then_some(record)
 }
 
 /// The verified owner of a stream.
@@ -155,17 +177,29 @@ mod tests {
     }
 
     #[test]
-    fn an_opt_in_verifies_for_its_call_only() {
+    fn a_consent_verifies_for_its_call_and_kind_only() {
         let mut params = identity().to_parameters("k", "CA1");
-        assert!(!opted_in(&params, "k", "CA1"));
-        sign_opt_in(&mut params, "k", "CA1");
-        assert!(opted_in(&params, "k", "CA1"));
-        assert!(!opted_in(&params, "k", "CA2"));
-        assert!(!opted_in(&params, "other key", "CA1"));
+        assert_eq!(signed_consent(&params, "k", "CA1"), None);
+        sign_consent(&mut params, "k", "CA1", ConsentRecord::OptedIn);
+        assert_eq!(
+            signed_consent(&params, "k", "CA1"),
+            Some(ConsentRecord::OptedIn)
+        );
+        assert_eq!(signed_consent(&params, "k", "CA2"), None);
+        assert_eq!(signed_consent(&params, "other key", "CA1"), None);
         // The identity's own signature is unchanged by it.
         assert!(StreamIdentity::from_parameters(&params, "k", "CA1").is_ok());
+        // A disclosure's signature does not make an opt-in.
+        let mut disclosed = identity().to_parameters("k", "CA1");
+        sign_consent(&mut disclosed, "k", "CA1", ConsentRecord::Disclosed);
+        assert_eq!(
+            signed_consent(&disclosed, "k", "CA1"),
+            Some(ConsentRecord::Disclosed)
+        );
+        disclosed.insert(PARAM_CONSENT.into(), "opted_in".into());
+        assert_eq!(signed_consent(&disclosed, "k", "CA1"), None);
         params.remove(PARAM_CONSENT_SIGNATURE);
-        assert!(!opted_in(&params, "k", "CA1"));
+        assert_eq!(signed_consent(&params, "k", "CA1"), None);
     }
 
     #[test]

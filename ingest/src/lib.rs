@@ -5,6 +5,7 @@
 //! channel; ingest never calls the voice stage itself.
 
 pub mod admission;
+pub mod caller_state;
 pub mod consent;
 pub mod identity;
 mod metrics;

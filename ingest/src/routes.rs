@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
-use winnerr_events::{CallAudio, CallId, LeadId, OrgId, UserId};
+use winnerr_events::{CallAudio, CallId, ConsentRecord, LeadId, OrgId, UserId};
 
 use crate::identity::StreamIdentity;
 use crate::outbound::{self, DialAttempt, DialCheck};
@@ -460,7 +460,15 @@ async fn voice_webhook(
     }
     let key = &ingest.config().auth_token;
     let mut parameters: BTreeMap<String, String> = identity.to_parameters(key, &call_sid);
-    if let Some((ask, digit)) = ingest.config().consent.ask(&identity.org_id) {
+    // The customer's number: whom an outbound call dials, else who calls in.
+    let customer = outbound::outbound_number(&params).or_else(|| {
+        params
+            .iter()
+            .find(|(name, value)| name == "From" && value.starts_with('+'))
+            .map(|(_, value)| value.as_str())
+    });
+    let consent = ingest.config().consent.for_call(&identity.org_id, customer);
+    if let Some((ask, digit)) = ingest.config().consent.ask(consent) {
         // Opt-in: ask first; Twilio posts the key pressed back here (same URL, so the same
         // organization, agent and lead), and only that key starts a stream.
         let pressed = params
@@ -477,7 +485,12 @@ async fn voice_webhook(
             }
             Some(pressed) if pressed.chars().eq([digit]) => {
                 metrics::consent_opt_in("opted_in");
-                crate::identity::sign_opt_in(&mut parameters, key, &call_sid);
+                crate::identity::sign_consent(
+                    &mut parameters,
+                    key,
+                    &call_sid,
+                    ConsentRecord::OptedIn,
+                );
             }
             Some(_) => {
                 metrics::consent_opt_in("declined");
@@ -490,9 +503,10 @@ async fn voice_webhook(
     }
     let base = ingest.base_url(&headers).unwrap_or_default();
     let stream_url = websocket_url(&base) + STREAM_PATH;
-    let disclosure = ingest.config().consent.say_before_stream(&identity.org_id);
+    let disclosure = ingest.config().consent.say_before_stream(consent);
     if disclosure.is_some() {
         metrics::consent_disclosed();
+        crate::identity::sign_consent(&mut parameters, key, &call_sid, ConsentRecord::Disclosed);
     }
     let xml = twiml::stream_then_dial(disclosure, &stream_url, &parameters, &dial, agent);
     metrics::webhook("ok");

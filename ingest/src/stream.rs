@@ -361,18 +361,19 @@ impl Connection {
         })?;
         // The webhook read the same policy when it answered this call's TwiML.
         let key = &self.ingest.config().auth_token;
+        // The webhook signed how it obtained consent where the organization's policy or the
+        // caller's state asked for it.
+        let signed =
+            crate::identity::signed_consent(&start.custom_parameters, key, &start.call_sid);
         let consent = match self.ingest.config().consent.of(&identity.org_id) {
-            Consent::None => None,
-            Consent::Disclose => Some(ConsentRecord::Disclosed),
-            Consent::OptIn { .. } => {
-                if !crate::identity::opted_in(&start.custom_parameters, key, &start.call_sid) {
-                    // Nothing of a call whose caller did not agree is transcribed or stored.
-                    metrics::consent_opt_in("refused");
-                    warn!(%stream_sid, org_id = %identity.org_id, "stream refused: no signed opt-in");
-                    return Err(Refusal::NO_CONSENT);
-                }
-                Some(ConsentRecord::OptedIn)
+            Consent::OptIn { .. } if signed != Some(ConsentRecord::OptedIn) => {
+                // Nothing of a call whose caller did not agree is transcribed or stored.
+                metrics::consent_opt_in("refused");
+                warn!(%stream_sid, org_id = %identity.org_id, "stream refused: no signed opt-in");
+                return Err(Refusal::NO_CONSENT);
             }
+            Consent::Disclose => signed.or(Some(ConsentRecord::Disclosed)),
+            Consent::None | Consent::OptIn { .. } => signed,
         };
         let call = CallContext {
             org_id: identity.org_id,

@@ -574,14 +574,7 @@ async fn only_a_caller_who_opts_in_is_streamed_transcribed_and_stored() {
     let agreed = answer(&[("Digits", "5")]).await;
     assert!(agreed.contains("<Stream"), "{agreed}");
     // The stream carries exactly the parameters the TwiML gave it.
-    let parameters: BTreeMap<String, String> = agreed
-        .split("<Parameter name=\"")
-        .skip(1)
-        .map(|rest| {
-            let (name, rest) = rest.split_once("\" value=\"").unwrap();
-            (name.to_owned(), rest.split_once('"').unwrap().0.to_owned())
-        })
-        .collect();
+    let parameters = stream_parameters(&agreed);
     assert_eq!(parameters["consent"], "opted_in", "{agreed}");
 
     let mut manager = test.feed("acme", "manager-1", Role::Manager).await;
@@ -640,4 +633,77 @@ async fn only_a_caller_who_opts_in_is_streamed_transcribed_and_stored() {
             "{step}"
         );
     }
+}
+
+/// The `<Parameter>`s a TwiML answer gives its stream.
+fn stream_parameters(xml: &str) -> BTreeMap<String, String> {
+    xml.split("<Parameter name=\"")
+        .skip(1)
+        .map(|rest| {
+            let (name, rest) = rest.split_once("\" value=\"").unwrap();
+            (name.to_owned(), rest.split_once('"').unwrap().0.to_owned())
+        })
+        .collect()
+}
+
+/// Consent by the caller's state (issue 22, item 2): with `CA=opt_in;all_party=disclose` and an
+/// organization that asks nothing, a California caller is asked first, a Washington caller hears
+/// the disclosure and their stream carries it signed (the call is recorded as disclosed), a Texas
+/// caller is streamed as before; a softphone's outbound call to a California number is asked too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_state_asks_for_more_consent_than_the_organization() {
+    let test = spawn_app_with(|c| {
+        c.consent_states = Some("CA=opt_in;all_party=disclose".into());
+        c.consent_say = Some("Recorded.".into());
+    })
+    .await;
+    let url = format!(
+        "{}/twilio/voice?org=acme&agent=agent-1",
+        test.app.http_url()
+    );
+    let call_sid = format!("CA{}", "f".repeat(32));
+    let answer = |from: &'static str, to: &'static str| {
+        let fields = vec![("CallSid", call_sid.as_str()), ("From", from), ("To", to)];
+        let (test, url) = (&test, &url);
+        async move { twiml(test, url, &fields).await }
+    };
+    let california = answer("+14155550100", "+15550001111").await;
+    assert!(
+        california.contains("<Say>Recorded. To agree, press 1.</Say>")
+            && !california.contains("<Stream"),
+        "{california}"
+    );
+    let outbound = answer("client:agent-1", "+14155550100").await;
+    assert!(
+        outbound.contains("<Gather") && !outbound.contains("<Stream"),
+        "{outbound}"
+    );
+    let texas = answer("+15125550100", "+15550001111").await;
+    assert!(
+        !texas.contains("<Say>") && texas.contains("<Stream"),
+        "{texas}"
+    );
+    assert!(
+        !stream_parameters(&texas).contains_key("consent"),
+        "{texas}"
+    );
+    let washington = answer("+12065550100", "+15550001111").await;
+    let said = washington.find("<Say>Recorded.</Say>");
+    assert!(
+        said.is_some() && said < washington.find("<Start>"),
+        "{washington}"
+    );
+    let parameters = stream_parameters(&washington);
+    assert_eq!(parameters["consent"], "disclosed", "{washington}");
+
+    let mut manager = test.feed("acme", "manager-1", Role::Manager).await;
+    let mut script = CallScript::new(identity("acme", Some("agent-1"), None), vec![0i16; 4_000]);
+    script.call_sid = call_sid.clone();
+    script.parameters = parameters;
+    test.simulator().play(&script, |_| {}).await.unwrap();
+    let events = manager.call_events(&call_id(&call_sid)).await;
+    let Event::CallStarted(started) = &events[0].event else {
+        panic!("the call starts first: {events:?}")
+    };
+    assert_eq!(started.consent, Some(ConsentRecord::Disclosed));
 }
