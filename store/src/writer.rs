@@ -95,6 +95,20 @@ impl StoreWriter {
             }
             for event in &fresh {
                 metrics::applied(event.event.kind());
+                if let Event::CallStarted(CallStarted {
+                    consent: Some(record),
+                    ..
+                }) = &event.event
+                {
+                    // How the caller's consent was obtained is audited with the call's row.
+                    let entry = crate::audit::AuditEntry {
+                        actor: "caller",
+                        action: "call.consent",
+                        subject: event.call_id.as_str(),
+                        detail: serde_json::json!({ "consent": consent(*record) }).to_string(),
+                    };
+                    crate::audit::append(&mut tx, org, &entry).await?;
+                }
             }
             applied += fresh.len();
         }

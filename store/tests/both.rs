@@ -138,7 +138,48 @@ on_both!(
     finals_and_scores_are_written_once_and_read_back,
     an_event_the_database_refuses_is_set_aside_and_the_rest_is_stored,
     retention_purges_old_calls_words_and_nothing_else,
+    a_calls_consent_is_audited_once,
 );
+
+/// How a call's consent was obtained is stored with the call and audited (issue 22, item 2),
+/// once however often its start is delivered; a call whose policy asked nothing is not.
+async fn a_calls_consent_is_audited_once(kind: Kind) {
+    use winnerr_events::{ConsentRecord, Envelope, Event};
+    let fixture = Fixture::new(kind).await;
+    let writer = StoreWriter::new(fixture.store.clone());
+    let asked = call("acme", "CA-asked");
+    let mut started = common::started(&asked);
+    if let Event::CallStarted(start) = &mut started {
+        start.consent = Some(ConsentRecord::OptedIn);
+    }
+    let start = std::sync::Arc::new(Envelope::new(&asked, started));
+    let plain = call_events(&call("acme", "CA-plain"));
+    writer.apply(std::slice::from_ref(&start)).await.unwrap();
+    writer.apply(&[start]).await.unwrap();
+    writer.apply(&plain).await.unwrap();
+    let mut owner = fixture.db.owner().await;
+    let rows: Vec<(String, String, String)> = raw!(&mut owner, |conn| sqlx::query_as(
+        "SELECT actor, subject, detail FROM audit_log WHERE action = 'call.consent'"
+    )
+    .fetch_all(conn)
+    .await
+    .unwrap());
+    assert_eq!(
+        rows,
+        vec![(
+            "caller".to_owned(),
+            "CA-asked".to_owned(),
+            r#"{"consent":"opted_in"}"#.to_owned()
+        )]
+    );
+    let acme: OrgId = "acme".parse().unwrap();
+    assert_eq!(
+        fixture.store.verify_audit(&acme).await.unwrap().problem,
+        None
+    );
+    drop(owner);
+    fixture.finish().await;
+}
 
 /// Retention (issue 22, item 3): a purge deletes the transcript lines, the DTMF digits and the
 /// lead scores from before the cutoff, of one organization only (another's call of the same id,
