@@ -115,6 +115,21 @@ async fn upgrade(
             return refused;
         }
     };
+    if track == Track::Inbound
+        && matches!(
+            ingest.config().consent.of(&caller.org),
+            crate::Consent::OptIn { .. }
+        )
+    {
+        // The customer's words of an opt-in organization are taken only through the voice
+        // webhook, which asks for the key first.
+        metrics::consent_opt_in("refused");
+        warn!(org_id = %caller.org, "softphone customer track refused: the organization's policy is opt_in");
+        // Counted as a consent refusal, not as bad input.
+        let message = "the organization's consent policy is opt_in: the customer's track comes \
+                       only through the voice webhook, which asks first\n";
+        return (StatusCode::FORBIDDEN, message).into_response();
+    }
     let admitted = match ingest.admission().admit(&caller.org) {
         Ok(admitted) => admitted,
         Err(full) => {

@@ -151,6 +151,30 @@ async fn a_softphone_call_names_only_a_lead_its_caller_may_see() {
     }
 }
 
+/// An organization whose consent policy is `opt_in` takes its customers' words only through the
+/// voice webhook, which asks first: a softphone's customer track (an integration bridging the
+/// customer's leg) is refused for it, the agent's own track is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opt_in_organization_takes_no_customer_track_from_a_softphone() {
+    let test = spawn_app_with(|c| c.consent = Some("acme=opt_in".into())).await;
+    let admin = test.token("acme", "admin-1", Role::Admin);
+    let lead = own_lead(&test, &admin).await;
+    let query = format!("access_token={admin}&lead_id={lead}&track=inbound");
+    assert_eq!(upgrade_status(&test, &query).await, 403);
+    let other = test.token("globex", "admin-9", Role::Admin);
+    let other_lead = own_lead(&test, &other).await;
+    for query in [
+        format!("access_token={admin}&lead_id={lead}"),
+        format!("access_token={other}&lead_id={other_lead}&track=inbound"),
+    ] {
+        let (mut phone, _) = softphone(&test, &query).await;
+        phone
+            .send(Message::Text(r#"{"event":"stop"}"#.into()))
+            .await
+            .unwrap();
+    }
+}
+
 /// The HTTP status a softphone upgrade with `query` is refused with.
 async fn upgrade_status(test: &TestApp, query: &str) -> u16 {
     let base = test.app.feed_url().replace("/feed", "/softphone/stream");
