@@ -322,6 +322,12 @@ pub struct Config {
     /// (default: cancel, lawyer, attorney, too expensive, complaint, refund).
     #[arg(long, env = "WINNERR_ALERT_KEYWORDS")]
     pub alert_keywords: Option<String>,
+
+    /// Coaching alerts from calls' talk signals, per organization:
+    /// `acme=monologue:60,talk_ratio:0.7/120,silence:20,interruptions:3;*=off` (seconds; a rule
+    /// not named keeps its default, shown here; `rule:off` or `off` turns rules off).
+    #[arg(long, env = "WINNERR_COACHING")]
+    pub coaching: Option<String>,
 }
 
 impl Config {
@@ -333,6 +339,14 @@ impl Config {
                 .map_err(|e| format!("WINNERR_REDACT: {e}"))?;
         }
         voice.utterance.activity.hangover_ms = self.end_of_utterance_ms;
+        if let Some(spec) = &self.coaching {
+            voice.coaching = winnerr_events::PerOrg::parse(
+                spec,
+                winnerr_voice::Coaching::default(),
+                winnerr_voice::Coaching::parse,
+            )
+            .map_err(|e| format!("WINNERR_COACHING: {e}"))?;
+        }
         if let Some(spec) = &self.alert_keywords {
             voice
                 .alerts

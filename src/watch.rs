@@ -165,6 +165,17 @@ pub fn describe(message: &FeedMessage) -> String {
                         reasons(&mut score.lowering(3)),
                     )
                 }
+                Event::CallSignals(signals) => format!(
+                    "agent {:.0}% of the talk, longest turns {} / {} s, interruptions {} / {}, \
+                     silences {}, agent questions {}",
+                    signals.agent_talk_ratio.unwrap_or(0.0) * 100.0,
+                    signals.longest_agent_turn_ms / 1000,
+                    signals.longest_customer_turn_ms / 1000,
+                    signals.agent_interruptions,
+                    signals.customer_interruptions,
+                    signals.silences,
+                    signals.agent_questions
+                ),
                 Event::Presence(_) | Event::Unknown => String::new(),
             };
             format!(

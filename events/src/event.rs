@@ -113,6 +113,8 @@ pub enum Event {
     Dtmf(Dtmf),
     Transcript(Transcript),
     Alert(Alert),
+    /// The call's talk signals so far (every 10 s of call, and once more before its end).
+    CallSignals(CallSignals),
     CallEnded(CallEnded),
     LeadScore(LeadScore),
     /// Who is online on a gateway node: not a call event (see [`NodePresence`]).
@@ -132,6 +134,7 @@ impl Event {
             Event::Transcript(t) if t.is_final => "transcript_final",
             Event::Transcript(_) => "transcript_interim",
             Event::Alert(_) => "alert",
+            Event::CallSignals(_) => "call_signals",
             Event::CallEnded(_) => "call_ended",
             Event::LeadScore(_) => "lead_score",
             Event::Presence(_) => "presence",
@@ -283,6 +286,46 @@ pub enum AlertKind {
     /// The call tried to dial a number on the organization's do-not-call list (the last four
     /// digits); it was not placed. Raised by the voice webhook, before any utterance.
     DoNotCall { last4: String },
+    /// Coaching: the agent has held the floor this long without the customer taking it.
+    Monologue { ms: u64 },
+    /// Coaching: the agent's share of the talk has stayed above the organization's threshold.
+    TalkRatio { ratio: f32 },
+    /// Coaching: the customer has not spoken for this long.
+    CustomerSilent { ms: u64 },
+    /// Coaching: the agent has started speaking over the customer this many times.
+    Interruptions { count: u32 },
+}
+
+/// Who talked how much, so far in a call, from its two tracks' speech activity (the agent is
+/// the outbound track, the customer the inbound one) and its finals' words.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallSignals {
+    /// On the call's clock.
+    pub at_ms: u64,
+    /// The last report of the call, sent before its end.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub last: bool,
+    pub agent_talk_ms: u64,
+    pub customer_talk_ms: u64,
+    /// The agent's share of the talk (absent before anyone spoke).
+    pub agent_talk_ratio: Option<f32>,
+    /// The longest turn each side held (from its first word to its last before the other
+    /// side took the floor; backchannels under a second do not take it).
+    pub longest_agent_turn_ms: u64,
+    pub longest_customer_turn_ms: u64,
+    /// Times the agent started speaking over the customer, and the customer over the agent.
+    pub agent_interruptions: u32,
+    pub customer_interruptions: u32,
+    /// Time both spoke at once.
+    pub overlap_ms: u64,
+    /// Silences of both sides of 3 s or more, and the longest.
+    pub silences: u32,
+    pub longest_silence_ms: u64,
+    /// Words per minute of talk, from the finals (absent under 10 s of talk).
+    pub agent_words_per_minute: Option<f32>,
+    pub customer_words_per_minute: Option<f32>,
+    /// Questions the agent asked (finals' question marks).
+    pub agent_questions: u32,
 }
 
 /// How a call's stream ended.

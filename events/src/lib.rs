@@ -12,10 +12,10 @@ pub mod per_org;
 
 pub use audio::{AudioFrame, AudioTap, CallAudio, CallInput, TapHandle};
 pub use event::{
-    ActivityState, Alert, AlertKind, AudioActivity, CallContext, CallEnded, CallStarted,
-    ConsentRecord, Dtmf, EndReason, Envelope, Event, EventId, LeadScore, MediaFormat, NodePresence,
-    Redaction, SCHEMA_VERSION, ScoreFactor, SentimentScore, StreamStats, Track, Transcript,
-    expiry_deadline, now_ms,
+    ActivityState, Alert, AlertKind, AudioActivity, CallContext, CallEnded, CallSignals,
+    CallStarted, ConsentRecord, Dtmf, EndReason, Envelope, Event, EventId, LeadScore, MediaFormat,
+    NodePresence, Redaction, SCHEMA_VERSION, ScoreFactor, SentimentScore, StreamStats, Track,
+    Transcript, expiry_deadline, now_ms,
 };
 pub use feed::{
     Channel, ClientMessage, ErrorCode, FEED_PROTOCOL_VERSION, FeedMessage, InvalidChannel, Member,

@@ -222,7 +222,8 @@ function renderAlerts() {
   for (const a of state.alerts) {
     const what = a.kind === "keyword" ? `said "${a.keyword}"`
       : a.kind === "do_not_call" ? `dialed ••••${a.last4}, on the do-not-call list`
-      : "sentiment dropped";
+      : a.kind === "sentiment_drop" ? "sentiment dropped"
+      : `coaching: ${a.kind.replaceAll("_", " ")}`;
     list.append(el("li", {}, el("span", { class: "kind" }, what), ` · ${a.call.slice(-6)} · `,
       el("q", {}, a.text)));
   }

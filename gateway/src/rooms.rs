@@ -65,9 +65,12 @@ impl EventItem {
             ),
             Event::LeadScore(score) => (true, false, Some(score.lead_id.clone()), None),
             Event::CallStarted(_) | Event::CallEnded(_) => (true, false, None, None),
-            Event::AudioActivity(_) | Event::Dtmf(_) | Event::Presence(_) | Event::Unknown => {
-                (false, false, None, None)
-            }
+            // A call's own view (its channel), not the organization's overview.
+            Event::AudioActivity(_)
+            | Event::Dtmf(_)
+            | Event::CallSignals(_)
+            | Event::Presence(_)
+            | Event::Unknown => (false, false, None, None),
         };
         Self {
             offset,

@@ -316,7 +316,11 @@ impl<'a> CallChanges<'a> {
                         .scores
                         .insert((score.lead_id.as_str(), event.ts_ms), score);
                 }
-                Event::Transcript(_) | Event::Alert(_) | Event::Presence(_) | Event::Unknown => {}
+                Event::Transcript(_)
+                | Event::Alert(_)
+                | Event::CallSignals(_)
+                | Event::Presence(_)
+                | Event::Unknown => {}
             }
         }
         changes

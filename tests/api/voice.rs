@@ -414,3 +414,47 @@ async fn card_numbers_are_redacted_before_anything_leaves_the_voice_stage() {
     assert!(metric(&page, series) - metric(&before, series) >= masked as f64);
     test.app.shutdown().await;
 }
+
+/// Talk signals and coaching (issue 21, item 2) over real sockets: an agent who talks while the
+/// customer says nothing gets a monologue alert on the manager's feed (the organization's
+/// threshold, 2 s here), and the call's last `call_signals` before its end says the agent did all
+/// the talking; another organization's calls, with coaching off, raise none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_monologue_raises_a_coaching_alert_and_the_signals_say_who_talked() {
+    use winnerr_events::AlertKind;
+    let test = spawn_app_with(|c| {
+        c.coaching =
+            Some("acme=monologue:2,talk_ratio:off,silence:off,interruptions:off;*=off".into());
+    })
+    .await;
+    for (org, coached) in [("acme", true), ("globex", false)] {
+        let mut manager = test.feed(org, "manager-1", Role::Manager).await;
+        let mut script = CallScript::new(identity(org, Some("agent-1"), None), silence(5.0));
+        script.outbound = Some(agent_speech());
+        test.simulator().play(&script, |_| {}).await.unwrap();
+        let events = manager.call_events(&call_id(&script.call_sid)).await;
+        let monologues: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::Alert(alert) => match alert.kind {
+                    AlertKind::Monologue { ms } => {
+                        assert_eq!(alert.track, Track::Outbound);
+                        Some(ms)
+                    }
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        assert_eq!(monologues.len(), usize::from(coached), "{org}: {events:?}");
+        assert!(monologues.iter().all(|&ms| ms > 2_000), "{monologues:?}");
+        let Some(Event::CallSignals(last)) = events.iter().rev().nth(1).map(|e| &e.event) else {
+            panic!("the call's signals come just before its end: {events:?}")
+        };
+        assert!(last.last, "{last:?}");
+        assert!(last.agent_talk_ms > 2_000, "{last:?}");
+        assert_eq!(last.customer_talk_ms, 0, "{last:?}");
+        assert_eq!(last.agent_talk_ratio, Some(1.0), "{last:?}");
+        assert!(last.longest_agent_turn_ms > 2_000, "{last:?}");
+    }
+}

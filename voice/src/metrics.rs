@@ -14,6 +14,7 @@ const PUBLISH_ERRORS: &str = "winnerr_voice_publish_errors_total";
 const UTTERANCES: &str = "winnerr_voice_utterances_total";
 const UTTERANCE_SECONDS: &str = "winnerr_voice_utterance_seconds";
 const EMPTY_FINALS: &str = "winnerr_voice_empty_finals_total";
+const COACHING_ALERTS: &str = "winnerr_voice_coaching_alerts_total";
 const ASR_QUEUE: &str = "winnerr_voice_asr_queue_depth";
 const ASR_DROPPED: &str = "winnerr_voice_asr_dropped_total";
 const ASR_WAIT: &str = "winnerr_voice_asr_wait_seconds";
@@ -49,6 +50,10 @@ pub(crate) fn describe() {
         describe_counter!(
             EMPTY_FINALS,
             "Utterances whose final transcript was empty (noise, or rejected as no speech)"
+        );
+        describe_counter!(
+            COACHING_ALERTS,
+            "Coaching alerts raised from calls' talk signals, by kind (monologue, talk_ratio, customer_silent, interruptions)"
         );
         describe_gauge!(
             ASR_QUEUE,
@@ -103,6 +108,10 @@ pub(crate) fn publish_failed(kind: &'static str) {
 pub(crate) fn utterance(track: &'static str, seconds: f64) {
     counter!(UTTERANCES, "track" => track).increment(1);
     histogram!(UTTERANCE_SECONDS).record(seconds);
+}
+
+pub(crate) fn coaching_alert(kind: &'static str) {
+    counter!(COACHING_ALERTS, "kind" => kind).increment(1);
 }
 
 pub(crate) fn empty_final(track: &'static str) {

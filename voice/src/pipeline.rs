@@ -30,6 +30,8 @@ pub struct VoiceConfig {
     pub speech: SpeechDetector,
     /// What each organization's transcripts have redacted before they leave the stage.
     pub redaction: crate::redact::RedactionConfig,
+    /// When each organization's coaching alerts are raised.
+    pub coaching: winnerr_events::PerOrg<crate::signals::Coaching>,
 }
 
 /// The longest pause between two utterances of a card number read out.
@@ -102,6 +104,10 @@ struct CallRun {
     tracks: [TrackState; 2],
     /// The call's organization's redaction policy.
     redaction: crate::redact::Policy,
+    /// Who talked how much, and the coaching alerts it raises.
+    signals: crate::signals::Signals,
+    /// The furthest the call's clock has come (ms from the stream's start).
+    clock_ms: u64,
 }
 
 impl CallRun {
@@ -109,7 +115,10 @@ impl CallRun {
         for output in outputs {
             match output {
                 Segmented::Activity(change) => {
+                    let speaking = change.state == winnerr_events::ActivityState::Speaking;
+                    let coached = self.signals.activity(track, speaking, change.at_ms);
                     publish(self.bus.as_ref(), &self.call, Event::AudioActivity(change)).await;
+                    self.coach(coached).await;
                 }
                 Segmented::Interim {
                     number,
@@ -137,6 +146,32 @@ impl CallRun {
                     self.submit(track, u.number, JobKind::Final, u.audio);
                 }
             }
+        }
+    }
+
+    /// The call's clock reached `at_ms`: coaching alerts now due, and the periodic report.
+    async fn tick(&mut self, at_ms: u64) {
+        self.clock_ms = self.clock_ms.max(at_ms);
+        let coached = self.signals.tick(self.clock_ms);
+        self.coach(coached).await;
+        if self.signals.report_due(self.clock_ms) {
+            let report = self.signals.report(self.clock_ms, false);
+            publish(self.bus.as_ref(), &self.call, Event::CallSignals(report)).await;
+        }
+    }
+
+    /// Publishes coaching alerts (no utterance raised them: no speech time to measure from).
+    async fn coach(&self, coached: Vec<crate::signals::Coached>) {
+        for coached in coached {
+            metrics::coaching_alert(coached.kind_label());
+            let alert = Alert {
+                track: coached.track,
+                utterance: 0,
+                kind: coached.kind,
+                text: coached.text,
+                last_voiced_at_ms: 0,
+            };
+            publish(self.bus.as_ref(), &self.call, Event::Alert(alert)).await;
         }
     }
 
@@ -229,6 +264,8 @@ impl CallRun {
                     metrics::empty_final(track.as_str());
                     return;
                 }
+                self.signals.said(track, &text);
+                let state = &mut self.tracks[track.index()];
                 let mut alerts = Vec::new();
                 let sentiment = result.sentiment.map(|s| {
                     let (rolling, drop) = state.rolling.add(s.score(), &self.config.alerts);
@@ -310,6 +347,8 @@ async fn run_call(
         live: Arc::new(AtomicBool::new(true)),
         tracks: Default::default(),
         redaction: config.redaction.policy_for(&call_org),
+        signals: crate::signals::Signals::new(*config.coaching.of(&call_org)),
+        clock_ms: 0,
     };
     let transcribing = run.asr.is_some();
     let mut segmenters = Track::ALL
@@ -325,6 +364,7 @@ async fn run_call(
                         Ok(outputs) => run.segmented(frame.track, outputs).await,
                         Err(error) => warn!(call_id = %run.call.call_id, %error, "frame not resampled"),
                     }
+                    run.tick(frame.timestamp_ms).await;
                 }
                 Some(CallInput::Dtmf(dtmf)) => publish(run.bus.as_ref(), &run.call, Event::Dtmf(dtmf)).await,
                 Some(CallInput::Ended(ended)) => break ended,
@@ -351,6 +391,8 @@ async fn run_call(
             }
         }
     }
+    let signals = run.signals.report(run.clock_ms, true);
+    publish(run.bus.as_ref(), &run.call, Event::CallSignals(signals)).await;
     publish(run.bus.as_ref(), &run.call, Event::CallEnded(ended)).await;
     metrics::call_ended();
 }
