@@ -265,7 +265,23 @@ function resetCallView() {
   $("transcript").replaceChildren();
   $("score").textContent = "–";
   $("reasons").replaceChildren();
+  $("signals").replaceChildren();
   drawSeries();
+}
+
+// The call's talk signals (`call_signals`), as a manager reads them.
+function renderSignals(s) {
+  const secs = (ms) => `${Math.round(ms / 1000)} s`;
+  const ratio = s.agent_talk_ratio == null ? "–" : `${Math.round(s.agent_talk_ratio * 100)}%`;
+  const rows = [
+    ["agent's share of the talk", ratio],
+    ["longest turn (agent / customer)", `${secs(s.longest_agent_turn_ms)} / ${secs(s.longest_customer_turn_ms)}`],
+    ["interruptions (agent / customer)", `${s.agent_interruptions} / ${s.customer_interruptions}`],
+    ["silences of 3 s+", `${s.silences}${s.silences ? ` (longest ${secs(s.longest_silence_ms)})` : ""}`],
+    ["agent's questions", `${s.agent_questions}`],
+  ];
+  $("signals").replaceChildren(...rows.flatMap(([name, value]) =>
+    [el("dt", {}, name), el("dd", { "data-testid": "signal" }, value)]));
 }
 
 function onCallEvent(event) {
@@ -305,6 +321,9 @@ function onCallEvent(event) {
       }
       break;
     }
+    case "call_signals":
+      renderSignals(event);
+      break;
     case "call_ended":
       $("transcript").append(el("li", { class: "ended" }, `call ended (${event.reason})`));
       break;

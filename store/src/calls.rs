@@ -28,6 +28,8 @@ pub struct CallSummary {
     pub inbound_talk_ms: i64,
     pub outbound_talk_ms: i64,
     pub dtmf_digits: String,
+    /// Who talked how much (the latest `call_signals` of the call); absent before its first.
+    pub signals: Option<sqlx::types::Json<winnerr_events::CallSignals>>,
 }
 
 /// Which calls to list.
@@ -92,7 +94,7 @@ macro_rules! call_columns {
         concat!(
             "id, status, agent_id, lead_id, stream_sid, consent, NULLIF(started_ms, 0) AS started_at_ms, ",
             $ended_ms,
-            " AS ended_at_ms, duration_ms, inbound_talk_ms, outbound_talk_ms, dtmf_digits"
+            " AS ended_at_ms, duration_ms, inbound_talk_ms, outbound_talk_ms, dtmf_digits, signals"
         )
     };
 }

@@ -16,8 +16,8 @@ use tracing::{error, warn};
 use uuid::Uuid;
 use winnerr_bus::{Group, Worker, WorkerError};
 use winnerr_events::{
-    ActivityState, CallEnded, CallStarted, ConsentRecord, EndReason, Envelope, Event, LeadScore,
-    OrgId, Track, Transcript,
+    ActivityState, CallEnded, CallSignals, CallStarted, ConsentRecord, EndReason, Envelope, Event,
+    LeadScore, OrgId, Track, Transcript,
 };
 
 use crate::crypto::{FieldPlace, Keyring, Sealed};
@@ -32,6 +32,11 @@ const GROUP: &str = "winnerr-store";
 #[derive(Clone, Debug)]
 pub struct StoreWriter {
     store: Store,
+}
+
+/// A call's talk signals as stored.
+pub(crate) fn signals_json(signals: &CallSignals) -> String {
+    serde_json::to_string(signals).expect("signals serialize")
 }
 
 /// How a call's consent is stored.
@@ -207,6 +212,7 @@ impl StoreWriter {
                     | Event::Dtmf(_)
                     | Event::Transcript(Transcript { is_final: true, .. })
                     | Event::LeadScore(_)
+                    | Event::CallSignals(_)
                     | Event::CallEnded(_)
             )
         })
@@ -284,6 +290,8 @@ struct CallChanges<'a> {
     utterances: Vec<(&'a str, &'a Transcript)>,
     /// Lead scores by lead and time (ms): the last of any two at the same millisecond.
     scores: HashMap<(&'a str, u64), &'a LeadScore>,
+    /// Talk signals per call: the latest on the call's clock.
+    signals: HashMap<&'a str, &'a CallSignals>,
 }
 
 impl<'a> CallChanges<'a> {
@@ -316,11 +324,13 @@ impl<'a> CallChanges<'a> {
                         .scores
                         .insert((score.lead_id.as_str(), event.ts_ms), score);
                 }
-                Event::Transcript(_)
-                | Event::Alert(_)
-                | Event::CallSignals(_)
-                | Event::Presence(_)
-                | Event::Unknown => {}
+                Event::CallSignals(signals) => {
+                    let latest = changes.signals.entry(call).or_insert(signals);
+                    if signals.at_ms >= latest.at_ms {
+                        *latest = signals;
+                    }
+                }
+                Event::Transcript(_) | Event::Alert(_) | Event::Presence(_) | Event::Unknown => {}
             }
         }
         changes
@@ -437,6 +447,25 @@ async fn apply_all(
     }
     if !changes.utterances.is_empty() {
         write_utterances(tx, org, &changes.utterances, keys).await?;
+    }
+    if !changes.signals.is_empty() {
+        let (ids, signals): (Vec<&str>, Vec<String>) = changes
+            .signals
+            .iter()
+            .map(|(call, signals)| (*call, signals_json(signals)))
+            .unzip();
+        // A redelivered older report does not replace a newer one.
+        sqlx::query(
+            "UPDATE calls c SET signals = u.signals::jsonb \
+             FROM unnest($2::text[], $3::text[]) AS u(id, signals) \
+             WHERE c.organization_id = $1 AND c.id = u.id \
+               AND (c.signals IS NULL OR (c.signals ->> 'at_ms')::bigint <= (u.signals::jsonb ->> 'at_ms')::bigint)",
+        )
+        .bind(org.as_str())
+        .bind(ids)
+        .bind(signals)
+        .execute(&mut **tx)
+        .await?;
     }
     if !changes.scores.is_empty() {
         write_scores(tx, org, &changes.scores).await?;

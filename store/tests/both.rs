@@ -139,7 +139,54 @@ on_both!(
     an_event_the_database_refuses_is_set_aside_and_the_rest_is_stored,
     retention_purges_old_calls_words_and_nothing_else,
     a_calls_consent_is_audited_once,
+    a_calls_latest_signals_are_stored_with_it,
 );
+
+/// A call's talk signals are stored with its row, the latest on the call's clock: an older
+/// report delivered later (a redelivery) does not replace it.
+async fn a_calls_latest_signals_are_stored_with_it(kind: Kind) {
+    use winnerr_events::{CallSignals, Envelope, Event};
+    let fixture = Fixture::new(kind).await;
+    let writer = StoreWriter::new(fixture.store.clone());
+    let ctx = call("acme", "CA-talk");
+    let report = |at_ms: u64, last: bool| {
+        std::sync::Arc::new(Envelope::new(
+            &ctx,
+            Event::CallSignals(CallSignals {
+                at_ms,
+                last,
+                agent_talk_ms: at_ms / 2,
+                agent_talk_ratio: Some(0.5),
+                agent_questions: 2,
+                ..CallSignals::default()
+            }),
+        ))
+    };
+    let mut events = call_events(&ctx);
+    let ended = events.pop().unwrap();
+    events.push(report(10_000, false));
+    events.push(report(20_000, true));
+    events.push(ended);
+    writer.apply(&events).await.unwrap();
+    writer.apply(&[report(10_000, false)]).await.unwrap();
+    let acme: OrgId = "acme".parse().unwrap();
+    let stored = fixture
+        .store
+        .get_call(&acme, "CA-talk", None)
+        .await
+        .unwrap()
+        .unwrap();
+    let signals = stored.signals.expect("stored").0;
+    assert_eq!(
+        (signals.at_ms, signals.last, signals.agent_talk_ms),
+        (20_000, true, 10_000)
+    );
+    assert_eq!(
+        (signals.agent_talk_ratio, signals.agent_questions),
+        (Some(0.5), 2)
+    );
+    fixture.finish().await;
+}
 
 /// How a call's consent was obtained is stored with the call and audited (issue 22, item 2),
 /// once however often its start is delivered; a call whose policy asked nothing is not.

@@ -1,7 +1,7 @@
 // Drives the dashboard in headless Chromium for tests/api/dashboard.rs: logs in with a token,
 // waits for the feed, says READY (the Rust side then brings an agent online and plays a call),
-// and checks that presence, the live call, its transcript and sentiment appear. Exits 0 on
-// success; saves a screenshot either way.
+// and checks that presence, the live call, its transcript, sentiment and talk signals appear.
+// Exits 0 on success; saves a screenshot either way.
 import { chromium } from "playwright-core";
 
 const { DASHBOARD_URL, TOKEN, SCREENSHOT, EXPECT_TEXT, EXPECT_USER } = process.env;
@@ -64,6 +64,12 @@ try {
   const heard = await page.evaluate(() => ({ ...window.winnerrListen, socket: undefined,
     context: undefined, decoders: undefined }));
   console.log(`listen-in: ${heard.packets} packets, ${heard.decoded} decoded`);
+
+  // The call's talk signals (every 10 s of call, and at its end).
+  await page.getByTestId("signal").first().waitFor(WAIT);
+  const share = await page.getByTestId("signal").first().textContent();
+  if (!/^\d+%$/.test(share)) throw new Error(`the agent's share shows as ${JSON.stringify(share)}`);
+  console.log(`signals: agent's share ${share}`);
   if (problems.length) throw new Error(problems.join("; "));
 } catch (error) {
   failed = error;

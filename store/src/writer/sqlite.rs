@@ -105,6 +105,23 @@ pub(super) async fn apply_all(
         )
         .await?;
     }
+    if !changes.signals.is_empty() {
+        let rows: Vec<Value> = changes
+            .signals
+            .iter()
+            .map(|(call, signals)| json!([call, super::signals_json(signals)]))
+            .collect();
+        // A redelivered older report does not replace a newer one.
+        execute(
+            tx,
+            org,
+            rows,
+            "UPDATE calls SET signals = (u.value ->> 1) \
+             FROM json_each($2) AS u WHERE calls.organization_id = $1 AND calls.id = u.value ->> 0 \
+               AND (calls.signals IS NULL OR calls.signals ->> 'at_ms' <= (u.value ->> 1) ->> 'at_ms')",
+        )
+        .await?;
+    }
     if !changes.utterances.is_empty() {
         let rows: Vec<Value> = changes
             .utterances
