@@ -152,7 +152,7 @@ pub fn describe(message: &FeedMessage) -> String {
                     let reasons =
                         |factors: &mut dyn Iterator<Item = &winnerr_events::ScoreFactor>| {
                             factors
-                                .map(|f| format!("{} {:+.2}", f.feature, f.contribution))
+                                .map(|f| format!("{} {:+.2}", f.label, f.contribution))
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         };
@@ -176,6 +176,15 @@ pub fn describe(message: &FeedMessage) -> String {
                     signals.silences,
                     signals.agent_questions
                 ),
+                Event::CallSummary(summary) => format!(
+                    "turns {} / {}, agent {:.0}% of the talk, sentiment agent {} customer {}, alerts {:?}",
+                    summary.signals.agent_turns,
+                    summary.signals.customer_turns,
+                    summary.signals.agent_talk_ratio.unwrap_or(0.0) * 100.0,
+                    arc(summary.agent_sentiment),
+                    arc(summary.customer_sentiment),
+                    summary.alerts
+                ),
                 Event::Presence(_) | Event::Unknown => String::new(),
             };
             format!(
@@ -187,4 +196,12 @@ pub fn describe(message: &FeedMessage) -> String {
             )
         }
     }
+}
+
+/// A side's sentiment from its first final to its last, as `+0.20 → -0.35`.
+fn arc(arc: Option<winnerr_events::SentimentArc>) -> String {
+    arc.map_or_else(
+        || "–".to_owned(),
+        |arc| format!("{:+.2} → {:+.2}", arc.start, arc.end),
+    )
 }

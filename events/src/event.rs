@@ -113,8 +113,10 @@ pub enum Event {
     Dtmf(Dtmf),
     Transcript(Transcript),
     Alert(Alert),
-    /// The call's talk signals so far (every 10 s of call, and once more before its end).
+    /// The call's talk signals so far (every 10 s of call).
     CallSignals(CallSignals),
+    /// What the call came to, once, just before its `call_ended`.
+    CallSummary(PostCallSummary),
     CallEnded(CallEnded),
     LeadScore(LeadScore),
     /// Who is online on a gateway node: not a call event (see [`NodePresence`]).
@@ -135,6 +137,7 @@ impl Event {
             Event::Transcript(_) => "transcript_interim",
             Event::Alert(_) => "alert",
             Event::CallSignals(_) => "call_signals",
+            Event::CallSummary(_) => "call_summary",
             Event::CallEnded(_) => "call_ended",
             Event::LeadScore(_) => "lead_score",
             Event::Presence(_) => "presence",
@@ -296,6 +299,21 @@ pub enum AlertKind {
     Interruptions { count: u32 },
 }
 
+impl AlertKind {
+    /// The kind's name, as the wire's `alert` field has it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AlertKind::SentimentDrop { .. } => "sentiment_drop",
+            AlertKind::Keyword { .. } => "keyword",
+            AlertKind::DoNotCall { .. } => "do_not_call",
+            AlertKind::Monologue { .. } => "monologue",
+            AlertKind::TalkRatio { .. } => "talk_ratio",
+            AlertKind::CustomerSilent { .. } => "customer_silent",
+            AlertKind::Interruptions { .. } => "interruptions",
+        }
+    }
+}
+
 /// Who talked how much, so far in a call, from its two tracks' speech activity (the agent is
 /// the outbound track, the customer the inbound one) and its finals' words.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -326,6 +344,29 @@ pub struct CallSignals {
     pub customer_words_per_minute: Option<f32>,
     /// Questions the agent asked (finals' question marks).
     pub agent_questions: u32,
+    /// Turns each side took (the floor passing to it).
+    #[serde(default)]
+    pub agent_turns: u32,
+    #[serde(default)]
+    pub customer_turns: u32,
+}
+
+/// A call's post-call summary: its talk signals at the end, each side's sentiment from its first
+/// final to its last (the rolling value), and the alerts raised, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PostCallSummary {
+    pub signals: CallSignals,
+    pub agent_sentiment: Option<SentimentArc>,
+    pub customer_sentiment: Option<SentimentArc>,
+    /// Alerts raised in the call by kind (`sentiment_drop`, `keyword`, `monologue`, …).
+    pub alerts: std::collections::BTreeMap<String, u32>,
+}
+
+/// A side's rolling sentiment after its first final and after its last.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SentimentArc {
+    pub start: f32,
+    pub end: f32,
 }
 
 /// How a call's stream ended.
@@ -410,6 +451,9 @@ pub struct LeadScore {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoreFactor {
     pub feature: String,
+    /// What a manager reads for it ("plans to move soon" for `moves_soon`).
+    #[serde(default)]
+    pub label: String,
     /// `behavioural`, `engagement`, `demographic`, `timeline` or `source`.
     pub group: String,
     /// The feature's value for this lead.
@@ -448,6 +492,29 @@ impl ScoreFactor {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn alert_kinds_are_named_as_on_the_wire() {
+        use super::AlertKind;
+        for kind in [
+            AlertKind::SentimentDrop {
+                from: 0.5,
+                to: -0.2,
+            },
+            AlertKind::Keyword {
+                keyword: "refund".into(),
+            },
+            AlertKind::DoNotCall {
+                last4: "0199".into(),
+            },
+            AlertKind::Monologue { ms: 1 },
+            AlertKind::TalkRatio { ratio: 0.8 },
+            AlertKind::CustomerSilent { ms: 1 },
+            AlertKind::Interruptions { count: 3 },
+        ] {
+            assert_eq!(serde_json::to_value(&kind).unwrap()["alert"], kind.name());
+        }
+    }
+
     use super::*;
 
     fn ctx() -> CallContext {

@@ -14,8 +14,8 @@ pub use audio::{AudioFrame, AudioTap, CallAudio, CallInput, TapHandle};
 pub use event::{
     ActivityState, Alert, AlertKind, AudioActivity, CallContext, CallEnded, CallSignals,
     CallStarted, ConsentRecord, Dtmf, EndReason, Envelope, Event, EventId, LeadScore, MediaFormat,
-    NodePresence, Redaction, SCHEMA_VERSION, ScoreFactor, SentimentScore, StreamStats, Track,
-    Transcript, expiry_deadline, now_ms,
+    NodePresence, PostCallSummary, Redaction, SCHEMA_VERSION, ScoreFactor, SentimentArc,
+    SentimentScore, StreamStats, Track, Transcript, expiry_deadline, now_ms,
 };
 pub use feed::{
     Channel, ClientMessage, ErrorCode, FEED_PROTOCOL_VERSION, FeedMessage, InvalidChannel, Member,

@@ -314,15 +314,18 @@ function onCallEvent(event) {
       reasons.replaceChildren();
       const factors = [...event.factors].sort((a, b) => b.contribution - a.contribution);
       for (const f of factors.filter((f) => f.contribution > 0).slice(0, 3)) {
-        reasons.append(el("li", { class: "up" }, `▲ ${f.feature} +${f.contribution.toFixed(2)}`));
+        reasons.append(el("li", { class: "up" }, `▲ ${f.label || f.feature} +${f.contribution.toFixed(2)}`));
       }
       for (const f of factors.filter((f) => f.contribution < 0).reverse().slice(0, 3)) {
-        reasons.append(el("li", { class: "down" }, `▼ ${f.feature} ${f.contribution.toFixed(2)}`));
+        reasons.append(el("li", { class: "down" }, `▼ ${f.label || f.feature} ${f.contribution.toFixed(2)}`));
       }
       break;
     }
     case "call_signals":
       renderSignals(event);
+      break;
+    case "call_summary":
+      renderSignals(event.signals);
       break;
     case "call_ended":
       $("transcript").append(el("li", { class: "ended" }, `call ended (${event.reason})`));

@@ -69,6 +69,7 @@ impl EventItem {
             Event::AudioActivity(_)
             | Event::Dtmf(_)
             | Event::CallSignals(_)
+            | Event::CallSummary(_)
             | Event::Presence(_)
             | Event::Unknown => (false, false, None, None),
         };

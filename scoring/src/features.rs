@@ -30,17 +30,25 @@ impl Group {
     }
 }
 
-/// One feature: its name (as models and score events carry it), group and meaning.
+/// One feature: its name (as models and score events carry it), the words a manager reads for
+/// it (score events carry them too, so every view says the same), group and meaning.
 #[derive(Debug, Clone, Copy)]
 pub struct Feature {
     pub name: &'static str,
+    pub label: &'static str,
     pub group: Group,
     pub meaning: &'static str,
 }
 
-const fn feature(name: &'static str, group: Group, meaning: &'static str) -> Feature {
+const fn feature(
+    name: &'static str,
+    label: &'static str,
+    group: Group,
+    meaning: &'static str,
+) -> Feature {
     Feature {
         name,
+        label,
         group,
         meaning,
     }
@@ -54,81 +62,97 @@ const DAY_MS: u64 = 86_400_000;
 pub const FEATURES: [Feature; 16] = [
     feature(
         "website_visits",
+        "visited the website",
         Group::Behavioural,
         "ln(1 + website visits in the last 30 days)",
     ),
     feature(
         "property_views",
+        "viewed properties",
         Group::Behavioural,
         "ln(1 + property views in the last 30 days)",
     ),
     feature(
         "email_opens",
+        "opened emails",
         Group::Behavioural,
         "ln(1 + email opens in the last 30 days)",
     ),
     feature(
         "days_since_active",
+        "days since last active",
         Group::Behavioural,
         "ln(1 + days since the last activity or call), at most ln(366)",
     ),
     feature(
         "calls",
+        "calls with the lead",
         Group::Engagement,
         "ln(1 + calls with the lead, the live one included)",
     ),
     feature(
         "talk_minutes",
+        "minutes talked",
         Group::Engagement,
         "ln(1 + minutes spoken by either side over all calls)",
     ),
     feature(
         "customer_share",
+        "customer's share of the talk",
         Group::Engagement,
         "the customer's share of the talk time (0.5 before anyone spoke)",
     ),
     feature(
         "answered_share",
+        "answers calls",
         Group::Engagement,
         "share of calls in which the customer spoke: response to outreach (0.5 before any call)",
     ),
     feature(
         "sentiment_mean",
+        "customer's sentiment",
         Group::Engagement,
         "mean sentiment (−1…1) of the customer's utterances over all calls",
     ),
     feature(
         "sentiment_trend",
+        "sentiment trend",
         Group::Engagement,
         "recent-weighted sentiment (EMA, α 0.3) minus the mean: rising or falling, within and across calls",
     ),
     feature(
         "budget_fit",
+        "viewed homes fit the budget",
         Group::Demographic,
         "share of viewed properties priced within the lead's budget (±10%); 0.5 when unknown",
     ),
     feature(
         "location_match",
+        "viewed homes in their area",
         Group::Demographic,
         "share of viewed properties in the lead's location; 0.5 when unknown",
     ),
     feature(
         "urgency_cues",
+        "urgency cues (pre-approved, lease ends, …)",
         Group::Timeline,
         "distinct urgency cues the customer said (pre-approved, lease ends, this weekend, …), at most 4",
     ),
     feature(
         "moves_soon",
+        "plans to move soon",
         Group::Timeline,
         "1 when the customer stated a move within 90 days",
     ),
     feature(
         "no_hurry",
+        "in no hurry",
         Group::Timeline,
         "1 when the customer said they are in no hurry (just looking, no rush, …)",
     ),
     feature(
         "source_conversion",
+        "lead source's closing rate",
         Group::Source,
         "closing rate of the lead's source in the organization's history, smoothed toward its overall rate",
     ),

@@ -85,6 +85,7 @@ pub fn explain(model: &LeadModel, features: &[f32; WIDTH]) -> Explained {
         .zip(&scored.contributions)
         .map(|((feature, value), contribution)| ScoreFactor {
             feature: feature.name.to_owned(),
+            label: feature.label.to_owned(),
             group: feature.group.as_str().to_owned(),
             value: *value,
             contribution: *contribution,

@@ -30,6 +30,8 @@ pub struct CallSummary {
     pub dtmf_digits: String,
     /// Who talked how much (the latest `call_signals` of the call); absent before its first.
     pub signals: Option<sqlx::types::Json<winnerr_events::CallSignals>>,
+    /// What the call came to (its `call_summary`); absent before it ends.
+    pub summary: Option<sqlx::types::Json<winnerr_events::PostCallSummary>>,
 }
 
 /// Which calls to list.
@@ -94,7 +96,7 @@ macro_rules! call_columns {
         concat!(
             "id, status, agent_id, lead_id, stream_sid, consent, NULLIF(started_ms, 0) AS started_at_ms, ",
             $ended_ms,
-            " AS ended_at_ms, duration_ms, inbound_talk_ms, outbound_talk_ms, dtmf_digits, signals"
+            " AS ended_at_ms, duration_ms, inbound_talk_ms, outbound_talk_ms, dtmf_digits, signals, summary"
         )
     };
 }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use winnerr_bus::{Group, Worker, WorkerError};
 use winnerr_events::{
     ActivityState, CallEnded, CallSignals, CallStarted, ConsentRecord, EndReason, Envelope, Event,
-    LeadScore, OrgId, Track, Transcript,
+    LeadScore, OrgId, PostCallSummary, Track, Transcript,
 };
 
 use crate::crypto::{FieldPlace, Keyring, Sealed};
@@ -32,6 +32,11 @@ const GROUP: &str = "winnerr-store";
 #[derive(Clone, Debug)]
 pub struct StoreWriter {
     store: Store,
+}
+
+/// A call's post-call summary as stored.
+pub(crate) fn summary_json(summary: &PostCallSummary) -> String {
+    serde_json::to_string(summary).expect("summaries serialize")
 }
 
 /// A call's talk signals as stored.
@@ -213,6 +218,7 @@ impl StoreWriter {
                     | Event::Transcript(Transcript { is_final: true, .. })
                     | Event::LeadScore(_)
                     | Event::CallSignals(_)
+                    | Event::CallSummary(_)
                     | Event::CallEnded(_)
             )
         })
@@ -292,9 +298,19 @@ struct CallChanges<'a> {
     scores: HashMap<(&'a str, u64), &'a LeadScore>,
     /// Talk signals per call: the latest on the call's clock.
     signals: HashMap<&'a str, &'a CallSignals>,
+    /// Post-call summaries: the last of each call.
+    summaries: HashMap<&'a str, &'a PostCallSummary>,
 }
 
 impl<'a> CallChanges<'a> {
+    /// Keeps `signals` for `call` if they are the latest on its clock.
+    fn signals_at(&mut self, call: &'a str, signals: &'a CallSignals) {
+        let latest = self.signals.entry(call).or_insert(signals);
+        if signals.at_ms >= latest.at_ms {
+            *latest = signals;
+        }
+    }
+
     fn gather(events: &[&'a Envelope]) -> Self {
         let mut changes = Self::default();
         for &event in events {
@@ -324,11 +340,10 @@ impl<'a> CallChanges<'a> {
                         .scores
                         .insert((score.lead_id.as_str(), event.ts_ms), score);
                 }
-                Event::CallSignals(signals) => {
-                    let latest = changes.signals.entry(call).or_insert(signals);
-                    if signals.at_ms >= latest.at_ms {
-                        *latest = signals;
-                    }
+                Event::CallSignals(signals) => changes.signals_at(call, signals),
+                Event::CallSummary(summary) => {
+                    changes.signals_at(call, &summary.signals);
+                    changes.summaries.insert(call, summary);
                 }
                 Event::Transcript(_) | Event::Alert(_) | Event::Presence(_) | Event::Unknown => {}
             }
@@ -447,6 +462,23 @@ async fn apply_all(
     }
     if !changes.utterances.is_empty() {
         write_utterances(tx, org, &changes.utterances, keys).await?;
+    }
+    if !changes.summaries.is_empty() {
+        let (ids, summaries): (Vec<&str>, Vec<String>) = changes
+            .summaries
+            .iter()
+            .map(|(call, summary)| (*call, summary_json(summary)))
+            .unzip();
+        sqlx::query(
+            "UPDATE calls c SET summary = u.summary::jsonb \
+             FROM unnest($2::text[], $3::text[]) AS u(id, summary) \
+             WHERE c.organization_id = $1 AND c.id = u.id",
+        )
+        .bind(org.as_str())
+        .bind(ids)
+        .bind(summaries)
+        .execute(&mut **tx)
+        .await?;
     }
     if !changes.signals.is_empty() {
         let (ids, signals): (Vec<&str>, Vec<String>) = changes

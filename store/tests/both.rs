@@ -142,8 +142,9 @@ on_both!(
     a_calls_latest_signals_are_stored_with_it,
 );
 
-/// A call's talk signals are stored with its row, the latest on the call's clock: an older
-/// report delivered later (a redelivery) does not replace it.
+/// A call's talk signals are stored with its row, the latest on the call's clock (its summary's
+/// at the end): an older report delivered later (a redelivery) does not replace it; the summary
+/// is stored whole.
 async fn a_calls_latest_signals_are_stored_with_it(kind: Kind) {
     use winnerr_events::{CallSignals, Envelope, Event};
     let fixture = Fixture::new(kind).await;
@@ -165,7 +166,22 @@ async fn a_calls_latest_signals_are_stored_with_it(kind: Kind) {
     let mut events = call_events(&ctx);
     let ended = events.pop().unwrap();
     events.push(report(10_000, false));
-    events.push(report(20_000, true));
+    let Event::CallSignals(at_end) = &report(20_000, true).event else {
+        unreachable!()
+    };
+    let summary = winnerr_events::PostCallSummary {
+        signals: at_end.clone(),
+        agent_sentiment: Some(winnerr_events::SentimentArc {
+            start: 0.2,
+            end: 0.6,
+        }),
+        customer_sentiment: None,
+        alerts: [("monologue".to_owned(), 1)].into(),
+    };
+    events.push(std::sync::Arc::new(Envelope::new(
+        &ctx,
+        Event::CallSummary(summary.clone()),
+    )));
     events.push(ended);
     writer.apply(&events).await.unwrap();
     writer.apply(&[report(10_000, false)]).await.unwrap();
@@ -185,6 +201,7 @@ async fn a_calls_latest_signals_are_stored_with_it(kind: Kind) {
         (signals.agent_talk_ratio, signals.agent_questions),
         (Some(0.5), 2)
     );
+    assert_eq!(stored.summary.expect("stored").0, summary);
     fixture.finish().await;
 }
 
@@ -557,6 +574,7 @@ fn spoken_call(ctx: &winnerr_events::CallContext) -> Vec<std::sync::Arc<winnerr_
             intercept: -0.2,
             factors: vec![ScoreFactor {
                 feature: "sentiment".into(),
+                label: "customer's sentiment".into(),
                 group: "engagement".into(),
                 value: 0.7,
                 contribution: 1.1,

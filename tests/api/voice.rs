@@ -417,8 +417,9 @@ async fn card_numbers_are_redacted_before_anything_leaves_the_voice_stage() {
 
 /// Talk signals and coaching (issue 21, item 2) over real sockets: an agent who talks while the
 /// customer says nothing gets a monologue alert on the manager's feed (the organization's
-/// threshold, 2 s here), and the call's last `call_signals` before its end says the agent did all
-/// the talking; another organization's calls, with coaching off, raise none.
+/// threshold, 2 s here); the call's summary before its end says the agent did all the talking and
+/// counts the alert, and the CRM's record of the call keeps both; another organization's calls,
+/// with coaching off, raise none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agents_monologue_raises_a_coaching_alert_and_the_signals_say_who_talked() {
     use winnerr_events::AlertKind;
@@ -448,10 +449,21 @@ async fn an_agents_monologue_raises_a_coaching_alert_and_the_signals_say_who_tal
             .collect();
         assert_eq!(monologues.len(), usize::from(coached), "{org}: {events:?}");
         assert!(monologues.iter().all(|&ms| ms > 2_000), "{monologues:?}");
-        let Some(Event::CallSignals(last)) = events.iter().rev().nth(1).map(|e| &e.event) else {
-            panic!("the call's signals come just before its end: {events:?}")
+        let Some(Event::CallSummary(summary)) = events.iter().rev().nth(1).map(|e| &e.event) else {
+            panic!("the call's summary comes just before its end: {events:?}")
         };
+        assert_eq!(
+            summary.alerts.get("monologue").copied(),
+            coached.then_some(1),
+            "{summary:?}"
+        );
+        assert_eq!(
+            summary.customer_sentiment, None,
+            "the customer said nothing"
+        );
+        let last = &summary.signals;
         assert!(last.last, "{last:?}");
+        assert_eq!((last.agent_turns, last.customer_turns), (1, 0), "{last:?}");
         assert!(last.agent_talk_ms > 2_000, "{last:?}");
         assert_eq!(last.customer_talk_ms, 0, "{last:?}");
         assert_eq!(last.agent_talk_ratio, Some(1.0), "{last:?}");
@@ -474,6 +486,11 @@ async fn an_agents_monologue_raises_a_coaching_alert_and_the_signals_say_who_tal
         assert_eq!(
             stored["signals"],
             serde_json::to_value(last).unwrap(),
+            "{stored}"
+        );
+        assert_eq!(
+            stored["summary"],
+            serde_json::to_value(summary).unwrap(),
             "{stored}"
         );
     }

@@ -108,6 +108,10 @@ struct CallRun {
     signals: crate::signals::Signals,
     /// The furthest the call's clock has come (ms from the stream's start).
     clock_ms: u64,
+    /// Each side's rolling sentiment after its first final and its last.
+    sentiment: [Option<winnerr_events::SentimentArc>; 2],
+    /// Alerts raised, by kind.
+    alerts_raised: std::collections::BTreeMap<String, u32>,
 }
 
 impl CallRun {
@@ -161,9 +165,13 @@ impl CallRun {
     }
 
     /// Publishes coaching alerts (no utterance raised them: no speech time to measure from).
-    async fn coach(&self, coached: Vec<crate::signals::Coached>) {
+    async fn coach(&mut self, coached: Vec<crate::signals::Coached>) {
         for coached in coached {
-            metrics::coaching_alert(coached.kind_label());
+            *self
+                .alerts_raised
+                .entry(coached.kind.name().to_owned())
+                .or_default() += 1;
+            metrics::coaching_alert(coached.kind.name());
             let alert = Alert {
                 track: coached.track,
                 utterance: 0,
@@ -294,8 +302,20 @@ impl CallRun {
                     last_voiced_at_ms,
                     sentiment,
                 };
+                if let Some(rolling) = event.sentiment.as_ref().map(|s| s.rolling) {
+                    let arc = &mut self.sentiment[track.index()];
+                    let start = arc.map_or(rolling, |arc| arc.start);
+                    *arc = Some(winnerr_events::SentimentArc {
+                        start,
+                        end: rolling,
+                    });
+                }
                 publish(self.bus.as_ref(), &self.call, Event::Transcript(event)).await;
                 for kind in alerts {
+                    *self
+                        .alerts_raised
+                        .entry(kind.name().to_owned())
+                        .or_default() += 1;
                     let alert = Alert {
                         track,
                         utterance: number,
@@ -349,6 +369,8 @@ async fn run_call(
         redaction: config.redaction.policy_for(&call_org),
         signals: crate::signals::Signals::new(*config.coaching.of(&call_org)),
         clock_ms: 0,
+        sentiment: [None; 2],
+        alerts_raised: Default::default(),
     };
     let transcribing = run.asr.is_some();
     let mut segmenters = Track::ALL
@@ -391,8 +413,13 @@ async fn run_call(
             }
         }
     }
-    let signals = run.signals.report(run.clock_ms, true);
-    publish(run.bus.as_ref(), &run.call, Event::CallSignals(signals)).await;
+    let summary = winnerr_events::PostCallSummary {
+        signals: run.signals.report(run.clock_ms, true),
+        agent_sentiment: run.sentiment[Track::Outbound.index()],
+        customer_sentiment: run.sentiment[Track::Inbound.index()],
+        alerts: std::mem::take(&mut run.alerts_raised),
+    };
+    publish(run.bus.as_ref(), &run.call, Event::CallSummary(summary)).await;
     publish(run.bus.as_ref(), &run.call, Event::CallEnded(ended)).await;
     metrics::call_ended();
 }

@@ -118,19 +118,6 @@ pub struct Coached {
     pub text: String,
 }
 
-impl Coached {
-    /// The alert's kind as a metric label.
-    pub fn kind_label(&self) -> &'static str {
-        match self.kind {
-            AlertKind::Monologue { .. } => "monologue",
-            AlertKind::TalkRatio { .. } => "talk_ratio",
-            AlertKind::CustomerSilent { .. } => "customer_silent",
-            AlertKind::Interruptions { .. } => "interruptions",
-            _ => "other",
-        }
-    }
-}
-
 /// A side's speech that started at `since` and may yet prove a backchannel.
 #[derive(Debug, Clone, Copy)]
 struct Claim {
@@ -155,6 +142,7 @@ pub struct Signals {
     turn_since: [Option<u64>; 2],
     last_end_ms: [u64; 2],
     longest_turn_ms: [u64; 2],
+    turns: [u32; 2],
     interruptions: [u32; 2],
     overlap_ms: u64,
     /// Both silent since (`None` while anyone speaks).
@@ -185,6 +173,7 @@ impl Signals {
             turn_since: [None; 2],
             last_end_ms: [0; 2],
             longest_turn_ms: [0; 2],
+            turns: [0; 2],
             interruptions: [0; 2],
             overlap_ms: 0,
             quiet_since: Some(0),
@@ -294,6 +283,7 @@ impl Signals {
             }
             self.floor = Some(side);
             self.turn_since[side] = Some(claim.since);
+            self.turns[side] += 1;
         }
         let mut alerts = Vec::new();
         let coaching = self.coaching;
@@ -410,6 +400,8 @@ impl Signals {
             agent_words_per_minute: rate(AGENT),
             customer_words_per_minute: rate(CUSTOMER),
             agent_questions: self.agent_questions,
+            agent_turns: self.turns[AGENT],
+            customer_turns: self.turns[CUSTOMER],
         }
     }
 }
@@ -481,6 +473,7 @@ mod tests {
         );
         assert_eq!(report.overlap_ms, 500 + 2_000);
         assert_eq!((report.silences, report.longest_silence_ms), (1, 4_000));
+        assert_eq!((report.agent_turns, report.customer_turns), (2, 2));
         assert!(report.last);
     }
 

@@ -105,6 +105,21 @@ pub(super) async fn apply_all(
         )
         .await?;
     }
+    if !changes.summaries.is_empty() {
+        let rows: Vec<Value> = changes
+            .summaries
+            .iter()
+            .map(|(call, summary)| json!([call, super::summary_json(summary)]))
+            .collect();
+        execute(
+            tx,
+            org,
+            rows,
+            "UPDATE calls SET summary = (u.value ->> 1) \
+             FROM json_each($2) AS u WHERE calls.organization_id = $1 AND calls.id = u.value ->> 0",
+        )
+        .await?;
+    }
     if !changes.signals.is_empty() {
         let rows: Vec<Value> = changes
             .signals
