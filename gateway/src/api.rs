@@ -149,6 +149,14 @@ impl Caller {
     fn only_agent(&self) -> Option<&UserId> {
         (!self.0.role.sees_whole_org()).then_some(&self.0.sub)
     }
+
+    /// Refuses an agent what `what` says is for managers and admins.
+    fn whole_org(&self, what: &'static str) -> Result<(), ApiError> {
+        match self.only_agent() {
+            Some(_) => Err(ApiError::Forbidden(what)),
+            None => Ok(()),
+        }
+    }
 }
 
 fn store(gateway: &Gateway) -> Result<&Store, ApiError> {
@@ -278,11 +286,7 @@ async fn export_call(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(id) = id?;
-    if caller.only_agent().is_some() {
-        return Err(ApiError::Forbidden(
-            "exporting calls is for managers and admins",
-        ));
-    }
+    caller.whole_org("exporting calls is for managers and admins")?;
     let store = store(&gateway)?;
     let id = path_id(&id)?;
     let call = store
@@ -462,11 +466,7 @@ async fn list_deals(
     query: Result<Query<DealQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
-    if caller.only_agent().is_some() {
-        return Err(ApiError::Forbidden(
-            "the pipeline is for managers and admins",
-        ));
-    }
+    caller.whole_org("the pipeline is for managers and admins")?;
     let person = query.person_id.as_deref().map(path_id).transpose()?;
     let deals = store(&gateway)?.list_deals(&caller.0.org, person).await?;
     Ok(Json(serde_json::json!({ "items": deals })).into_response())
@@ -504,11 +504,7 @@ async fn list_do_not_call(
     State(gateway): State<Gateway>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    if caller.only_agent().is_some() {
-        return Err(ApiError::Forbidden(
-            "the do-not-call list is for managers and admins",
-        ));
-    }
+    caller.whole_org("the do-not-call list is for managers and admins")?;
     let entries = store(&gateway)?.list_do_not_call(&caller.0.org).await?;
     Ok(Json(serde_json::json!({ "items": entries })).into_response())
 }
@@ -520,11 +516,7 @@ async fn remove_do_not_call(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(id) = id?;
-    if caller.only_agent().is_some() {
-        return Err(ApiError::Forbidden(
-            "the do-not-call list is for managers and admins",
-        ));
-    }
+    caller.whole_org("the do-not-call list is for managers and admins")?;
     let removed = store(&gateway)?
         .remove_do_not_call(&caller.0.org, path_id(&id)?, caller.0.sub.as_str())
         .await?;

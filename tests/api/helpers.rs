@@ -132,6 +132,25 @@ impl TestApp {
     }
 
     /// Waits until at least `count` streams are live.
+    /// `call_sid`'s record in the CRM (`GET /api/calls/{id}` as a manager of `org`) once the
+    /// store has its end.
+    pub async fn completed_call(&self, org: &str, call_sid: &str) -> Value {
+        let token = self.token(org, "manager-1", Role::Manager);
+        let path = format!("/api/calls/{call_sid}");
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match self.api().get(&token, &path).await {
+                    (status, call) if status == 200 && call["status"] == "completed" => {
+                        return call;
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        })
+        .await
+        .expect("the call is stored")
+    }
+
     pub async fn until_live(&self, count: usize) {
         tokio::time::timeout(WAIT, async {
             while self.app.ingest.live_streams() < count {

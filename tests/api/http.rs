@@ -514,20 +514,7 @@ async fn the_voice_webhook_discloses_recording_before_streaming_where_the_policy
         };
         assert_eq!(started.consent, expected, "{org}");
         // And the CRM's record of the call keeps it.
-        let token = test.token(org, "manager-1", Role::Manager);
-        let path = format!("/api/calls/{}", script.call_sid);
-        let stored = tokio::time::timeout(WAIT, async {
-            loop {
-                match test.api().get(&token, &path).await {
-                    (status, call) if status == 200 && call["status"] == "completed" => {
-                        return call;
-                    }
-                    _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-                }
-            }
-        })
-        .await
-        .expect("the call is stored");
+        let stored = test.completed_call(org, &script.call_sid).await;
         let expected = expected.map(|_| "disclosed");
         assert_eq!(stored["consent"].as_str(), expected, "{org}: {stored}");
     }
@@ -593,21 +580,7 @@ async fn only_a_caller_who_opts_in_is_streamed_transcribed_and_stored() {
             .any(|e| matches!(&e.event, Event::Transcript(t) if t.is_final)),
         "the call is transcribed after the opt-in: {events:?}"
     );
-    let token = test.token("acme", "manager-1", Role::Manager);
-    let stored = tokio::time::timeout(WAIT, async {
-        loop {
-            match test
-                .api()
-                .get(&token, &format!("/api/calls/{call_sid}"))
-                .await
-            {
-                (status, call) if status == 200 && call["status"] == "completed" => return call,
-                _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-            }
-        }
-    })
-    .await
-    .expect("the call is stored");
+    let stored = test.completed_call("acme", &call_sid).await;
     assert_eq!(stored["consent"], "opted_in", "{stored}");
 
     // A stream of the organization without the opt-in (a TwiML from before the policy, or one
@@ -618,6 +591,7 @@ async fn only_a_caller_who_opts_in_is_streamed_transcribed_and_stored() {
     let start = simulator.start_message(&unasked);
     let (code, _) = send_and_close(&simulator, vec![Message::Text(start.into())]).await;
     assert_eq!(code, 4010);
+    let token = test.token("acme", "manager-1", Role::Manager);
     let (status, _) = test
         .api()
         .get(&token, &format!("/api/calls/{}", unasked.call_sid))

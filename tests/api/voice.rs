@@ -469,20 +469,7 @@ async fn an_agents_monologue_raises_a_coaching_alert_and_the_signals_say_who_tal
         assert_eq!(last.agent_talk_ratio, Some(1.0), "{last:?}");
         assert!(last.longest_agent_turn_ms > 2_000, "{last:?}");
         // The CRM's record of the call keeps them.
-        let token = test.token(org, "manager-1", Role::Manager);
-        let path = format!("/api/calls/{}", script.call_sid);
-        let stored = tokio::time::timeout(WAIT, async {
-            loop {
-                match test.api().get(&token, &path).await {
-                    (status, call) if status == 200 && call["status"] == "completed" => {
-                        return call;
-                    }
-                    _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-                }
-            }
-        })
-        .await
-        .expect("the call is stored");
+        let stored = test.completed_call(org, &script.call_sid).await;
         assert_eq!(
             stored["signals"],
             serde_json::to_value(last).unwrap(),
