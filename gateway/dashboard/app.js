@@ -5,6 +5,9 @@
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "winnerr.token";
 
+// The feed's close codes, written in by the server from the protocol's own constants.
+const CLOSE = __FEED_CLOSE_CODES__;
+
 const state = {
   token: null,
   hello: null,
@@ -52,7 +55,7 @@ function connect() {
   socket.onclose = (event) => {
     if (state.socket !== socket) return;
     state.socket = null;
-    if (event.code === 4001) {
+    if (event.code === CLOSE.TOKEN_EXPIRED) {
       logout(`Signed out: ${event.reason || event.code}`);
       return;
     }

@@ -8,6 +8,17 @@ use axum::routing::get;
 
 const INDEX: &str = include_str!("../dashboard/index.html");
 const APP: &str = include_str!("../dashboard/app.js");
+
+/// The page's script with the feed's close codes written in, so it never hard-codes them.
+static APP_SERVED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    use winnerr_events::feed::close;
+    let codes = serde_json::json!({
+        "TOKEN_EXPIRED": close::TOKEN_EXPIRED,
+        "HEARTBEAT": close::HEARTBEAT,
+        "TOO_SLOW": close::TOO_SLOW,
+    });
+    APP.replace("__FEED_CLOSE_CODES__", &codes.to_string())
+});
 const STYLE: &str = include_str!("../dashboard/style.css");
 
 /// Scripts and styles from this origin only; the feed on this origin's WebSocket.
@@ -38,10 +49,23 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         )
         .route(
             "/dashboard/app.js",
-            get(|| async { asset("text/javascript; charset=utf-8", APP) }),
+            get(|| async { asset("text/javascript; charset=utf-8", APP_SERVED.as_str()) }),
         )
         .route(
             "/dashboard/style.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE) }),
         )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_script_is_served_with_the_protocols_close_codes() {
+        let served = super::APP_SERVED.as_str();
+        assert!(!served.contains("__FEED_CLOSE_CODES__"));
+        assert!(served.contains(&format!(
+            "\"TOKEN_EXPIRED\":{}",
+            winnerr_events::feed::close::TOKEN_EXPIRED
+        )));
+    }
 }
