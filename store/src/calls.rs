@@ -32,6 +32,46 @@ pub struct CallSummary {
     pub signals: Option<sqlx::types::Json<winnerr_events::CallSignals>>,
     /// What the call came to (its `call_summary`); absent before it ends.
     pub summary: Option<sqlx::types::Json<winnerr_events::PostCallSummary>>,
+    /// How the call moved its lead's score (one call's read only; absent without a lead or a
+    /// score during the call).
+    #[sqlx(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<ScoreChange>,
+}
+
+/// How a call moved its lead's score: the lead's last score before the call, its last by the
+/// call's end (the scorer's last comes just after it), and that score's top reasons in words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScoreChange {
+    pub before: Option<i16>,
+    pub after: i16,
+    /// What raises it most, largest first (at most three).
+    pub raising: Vec<String>,
+    /// What lowers it most, largest first (at most three).
+    pub lowering: Vec<String>,
+}
+
+/// How long after a call's end a score still counts as the call's.
+const SCORE_GRACE_MS: i64 = 30_000;
+
+/// The top `n` reasons of stored `factors` (ScoreFactor JSON) on the side `sign` (1: raising,
+/// -1: lowering), by their readable label (the id where a row predates labels).
+fn reasons(factors: &serde_json::Value, sign: f64, n: usize) -> Vec<String> {
+    let mut found: Vec<(f64, String)> = factors
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| {
+            let contribution = f["contribution"].as_f64()? * sign;
+            let label = f["label"]
+                .as_str()
+                .filter(|l| !l.is_empty())
+                .or(f["feature"].as_str())?;
+            (contribution > 0.0).then(|| (contribution, label.to_owned()))
+        })
+        .collect();
+    found.sort_by(|a, b| b.0.total_cmp(&a.0));
+    found.into_iter().take(n).map(|(_, label)| label).collect()
 }
 
 /// Which calls to list.
@@ -199,7 +239,7 @@ impl Store {
         only_agent: Option<&UserId>,
     ) -> Result<Option<CallSummary>, StoreError> {
         let mut tx = self.begin(org).await?;
-        let call = on_tx!(&mut tx, |conn, dialect| {
+        let call: Option<CallSummary> = on_tx!(&mut tx, |conn, dialect| {
             sqlx::query_as(GET_CALL.of(dialect))
                 .bind(org.as_str())
                 .bind(id)
@@ -207,8 +247,18 @@ impl Store {
                 .fetch_optional(conn)
                 .await?
         });
+        let Some(mut call) = call else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        if let (Some(lead), Some(start)) = (call.lead_id.clone(), call.started_at_ms) {
+            let end = call
+                .ended_at_ms
+                .map_or(i64::MAX, |end| end.saturating_add(SCORE_GRACE_MS));
+            call.score = score_change(&mut tx, org, &lead, start, end).await?;
+        }
         tx.commit().await?;
-        Ok(call)
+        Ok(Some(call))
     }
 
     /// A call's transcript, decrypted; the read is written to the audit log by `reader`.
@@ -339,4 +389,52 @@ impl Store {
         tx.commit().await?;
         Ok(deals)
     }
+}
+
+/// `lead`'s last score before `start_ms` and its last from then to `end_ms`, as a change.
+async fn score_change(
+    tx: &mut crate::Tx,
+    org: &OrgId,
+    lead: &str,
+    start_ms: i64,
+    end_ms: i64,
+) -> Result<Option<ScoreChange>, StoreError> {
+    const BEFORE: Sql = Sql {
+        postgres: "SELECT score, factors FROM lead_scores WHERE organization_id = $1 AND person_id = $2 \
+             AND scored_at < to_timestamp($3::float8 / 1000) ORDER BY scored_at DESC LIMIT 1",
+        sqlite: "SELECT score, factors FROM lead_scores WHERE organization_id = $1 AND person_id = $2 \
+             AND scored_at < $3 ORDER BY scored_at DESC LIMIT 1",
+    };
+    const DURING: Sql = Sql {
+        postgres: "SELECT score, factors FROM lead_scores WHERE organization_id = $1 AND person_id = $2 \
+             AND scored_at >= to_timestamp($3::float8 / 1000) AND scored_at <= to_timestamp($4::float8 / 1000) \
+             ORDER BY scored_at DESC LIMIT 1",
+        sqlite: "SELECT score, factors FROM lead_scores WHERE organization_id = $1 AND person_id = $2 \
+             AND scored_at >= $3 AND scored_at <= $4 ORDER BY scored_at DESC LIMIT 1",
+    };
+    // A live call's window is open: its newest score so far (clamped to the year 9999).
+    let end_ms = end_ms.min(253_402_300_799_000);
+    let before: Option<(i16, serde_json::Value)> = on_tx!(tx, |conn, dialect| {
+        sqlx::query_as(BEFORE.of(dialect))
+            .bind(org.as_str())
+            .bind(lead)
+            .bind(start_ms)
+            .fetch_optional(conn)
+            .await?
+    });
+    let during: Option<(i16, serde_json::Value)> = on_tx!(tx, |conn, dialect| {
+        sqlx::query_as(DURING.of(dialect))
+            .bind(org.as_str())
+            .bind(lead)
+            .bind(start_ms)
+            .bind(end_ms)
+            .fetch_optional(conn)
+            .await?
+    });
+    Ok(during.map(|(after, factors)| ScoreChange {
+        before: before.map(|(score, _)| score),
+        after,
+        raising: reasons(&factors, 1.0, 3),
+        lowering: reasons(&factors, -1.0, 3),
+    }))
 }

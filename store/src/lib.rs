@@ -28,7 +28,7 @@ use sqlx::{PgPool, Postgres, Sqlite, Transaction};
 use winnerr_events::OrgId;
 
 pub use audit::{AuditCheck, AuditEntry, AuditHead};
-pub use calls::{CallFilter, CallSummary, Deal, LeadScore, Page, Utterance};
+pub use calls::{CallFilter, CallSummary, Deal, LeadScore, Page, ScoreChange, Utterance};
 pub use crypto::{CryptoError, Keyring};
 pub use do_not_call::DoNotCallEntry;
 pub use erasure::{Erased, Erasure};

@@ -140,7 +140,87 @@ on_both!(
     retention_purges_old_calls_words_and_nothing_else,
     a_calls_consent_is_audited_once,
     a_calls_latest_signals_are_stored_with_it,
+    a_call_says_how_it_moved_its_leads_score,
 );
+
+/// One call's record says how it moved its lead's score: the last score before the call, the
+/// last by its end, and that score's top reasons in words; a call without a lead says nothing.
+async fn a_call_says_how_it_moved_its_leads_score(kind: Kind) {
+    use winnerr_events::{Envelope, Event, LeadScore, ScoreFactor};
+    let fixture = Fixture::new(kind).await;
+    let writer = StoreWriter::new(fixture.store.clone());
+    let ctx = call("acme", "CA-scored");
+    let factor = |feature: &str, label: &str, contribution: f32| ScoreFactor {
+        feature: feature.into(),
+        label: label.into(),
+        group: "timeline".into(),
+        value: 1.0,
+        contribution,
+    };
+    let score = |score: u8, at_ms: u64, factors: Vec<ScoreFactor>| {
+        let mut event = Envelope::new(
+            &ctx,
+            Event::LeadScore(LeadScore {
+                lead_id: ctx.lead_id.clone().unwrap(),
+                score,
+                probability: f32::from(score) / 100.0,
+                logit: 0.0,
+                intercept: 0.0,
+                factors,
+                model_version: "prior-1".into(),
+                cause: uuid::Uuid::now_v7(),
+                cause_ts_ms: at_ms,
+            }),
+        );
+        event.ts_ms = at_ms;
+        std::sync::Arc::new(event)
+    };
+    let events = call_events(&ctx);
+    let start = events[0].ts_ms;
+    let end = events.last().unwrap().ts_ms;
+    let mut all = vec![score(40, start - 60_000, Vec::new())];
+    all.extend(events);
+    all.push(score(
+        71,
+        end + 1_000,
+        vec![
+            factor("moves_soon", "plans to move soon", 0.9),
+            factor("urgency_cues", "urgency cues", 0.4),
+            factor("no_hurry", "in no hurry", -0.3),
+        ],
+    ));
+    writer.apply(&all).await.unwrap();
+    let acme: OrgId = "acme".parse().unwrap();
+    let stored = fixture
+        .store
+        .get_call(&acme, "CA-scored", None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.score,
+        Some(winnerr_store::ScoreChange {
+            before: Some(40),
+            after: 71,
+            raising: vec!["plans to move soon".into(), "urgency cues".into()],
+            lowering: vec!["in no hurry".into()],
+        })
+    );
+    let plain = call("acme", "CA-no-lead");
+    let plain = winnerr_events::CallContext {
+        lead_id: None,
+        ..plain
+    };
+    writer.apply(&call_events(&plain)).await.unwrap();
+    let stored = fixture
+        .store
+        .get_call(&acme, "CA-no-lead", None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.score, None);
+    fixture.finish().await;
+}
 
 /// A call's talk signals are stored with its row, the latest on the call's clock (its summary's
 /// at the end): an older report delivered later (a redelivery) does not replace it; the summary

@@ -145,6 +145,15 @@ async fn an_urgent_warm_call_raises_its_leads_score_on_the_feed_and_in_postgres(
     .expect("the scores are stored");
     assert_eq!(stored.len(), scores.len());
     assert_eq!(stored[0].score, i16::from(last.score));
+    // The CRM's record of the call says how it moved the score, and why, in words.
+    let call = test.completed_call("acme", &script.call_sid).await;
+    assert_eq!(call["score"]["after"], last.score, "{call}");
+    assert!(
+        call["score"]["raising"].as_array().is_some_and(|r| r
+            .iter()
+            .any(|l| l.as_str().is_some_and(|l| l.starts_with("urgency cues")))),
+        "{call}"
+    );
     test.app.shutdown().await;
 }
 
