@@ -152,7 +152,7 @@ pub fn describe(message: &FeedMessage) -> String {
                     let reasons =
                         |factors: &mut dyn Iterator<Item = &winnerr_events::ScoreFactor>| {
                             factors
-                                .map(|f| format!("{} {:+.2}", f.label, f.contribution))
+                                .map(|f| format!("{} {:+.2}", f.name(), f.contribution))
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         };

@@ -190,6 +190,18 @@ pub enum ConsentRecord {
     OptedIn,
 }
 
+impl ConsentRecord {
+    pub const ALL: [ConsentRecord; 2] = [ConsentRecord::Disclosed, ConsentRecord::OptedIn];
+
+    /// The record's name, as the wire, the store and the stream's signed parameter write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentRecord::Disclosed => "disclosed",
+            ConsentRecord::OptedIn => "opted_in",
+        }
+    }
+}
+
 /// Whether someone is speaking on a track.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -475,6 +487,15 @@ impl LeadScore {
 }
 
 impl ScoreFactor {
+    /// What a manager reads for it: its label, or its id where the score predates labels.
+    pub fn name(&self) -> &str {
+        if self.label.is_empty() {
+            &self.feature
+        } else {
+            &self.label
+        }
+    }
+
     /// Of `factors` sorted highest contribution first, the `n` that raise a score most.
     pub fn raising(factors: &[ScoreFactor], n: usize) -> impl Iterator<Item = &ScoreFactor> {
         factors.iter().filter(|f| f.contribution > 0.0).take(n)

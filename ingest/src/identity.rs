@@ -37,13 +37,6 @@ fn consent_mac(key: &str, call_sid: &str, record: &str) -> HmacSha256 {
     mac_of(key, &["consent-v1", call_sid, record])
 }
 
-fn record_name(record: ConsentRecord) -> &'static str {
-    match record {
-        ConsentRecord::Disclosed => "disclosed",
-        ConsentRecord::OptedIn => "opted_in",
-    }
-}
-
 /// Adds to a stream's `params` how its caller's consent was obtained on call `call_sid` (heard
 /// the disclosure, or pressed the digit).
 pub fn sign_consent(
@@ -52,7 +45,7 @@ pub fn sign_consent(
     call_sid: &str,
     record: ConsentRecord,
 ) {
-    let name = record_name(record);
+    let name = record.as_str();
     let mac = consent_mac(key, call_sid, name);
     params.insert(PARAM_CONSENT.to_owned(), name.to_owned());
     params.insert(
@@ -67,13 +60,14 @@ pub fn signed_consent(
     key: &str,
     call_sid: &str,
 ) -> Option<ConsentRecord> {
-    let record = [ConsentRecord::Disclosed, ConsentRecord::OptedIn]
+    let given = params.get(PARAM_CONSENT)?;
+    let record = ConsentRecord::ALL
         .into_iter()
-        .find(|r| params.get(PARAM_CONSENT).map(String::as_str) == Some(record_name(*r)))?;
+        .find(|r| r.as_str() == given)?;
     let signature = URL_SAFE_NO_PAD
         .decode(params.get(PARAM_CONSENT_SIGNATURE)?)
         .ok()?;
-    consent_mac(key, call_sid, record_name(record))
+    consent_mac(key, call_sid, record.as_str())
         .verify_slice(&signature)
         .is_ok()
         .then_some(record)

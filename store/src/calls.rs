@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
-use winnerr_events::{OrgId, UserId};
+use winnerr_events::{OrgId, ScoreFactor, UserId};
 
 use crate::audit::{self, AuditEntry};
 use crate::writer::open_utterance;
@@ -53,26 +53,6 @@ pub struct ScoreChange {
 
 /// How long after a call's end a score still counts as the call's.
 const SCORE_GRACE_MS: i64 = 30_000;
-
-/// The top `n` reasons of stored `factors` (ScoreFactor JSON) on the side `sign` (1: raising,
-/// -1: lowering), by their readable label (the id where a row predates labels).
-fn reasons(factors: &serde_json::Value, sign: f64, n: usize) -> Vec<String> {
-    let mut found: Vec<(f64, String)> = factors
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| {
-            let contribution = f["contribution"].as_f64()? * sign;
-            let label = f["label"]
-                .as_str()
-                .filter(|l| !l.is_empty())
-                .or(f["feature"].as_str())?;
-            (contribution > 0.0).then(|| (contribution, label.to_owned()))
-        })
-        .collect();
-    found.sort_by(|a, b| b.0.total_cmp(&a.0));
-    found.into_iter().take(n).map(|(_, label)| label).collect()
-}
 
 /// Which calls to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -400,9 +380,9 @@ async fn score_change(
     end_ms: i64,
 ) -> Result<Option<ScoreChange>, StoreError> {
     const BEFORE: Sql = Sql {
-        postgres: "SELECT score, factors FROM lead_scores WHERE organization_id = $1 AND person_id = $2 \
+        postgres: "SELECT score FROM lead_scores WHERE organization_id = $1 AND person_id = $2 \
              AND scored_at < to_timestamp($3::float8 / 1000) ORDER BY scored_at DESC LIMIT 1",
-        sqlite: "SELECT score, factors FROM lead_scores WHERE organization_id = $1 AND person_id = $2 \
+        sqlite: "SELECT score FROM lead_scores WHERE organization_id = $1 AND person_id = $2 \
              AND scored_at < $3 ORDER BY scored_at DESC LIMIT 1",
     };
     const DURING: Sql = Sql {
@@ -414,8 +394,8 @@ async fn score_change(
     };
     // A live call's window is open: its newest score so far (clamped to the year 9999).
     let end_ms = end_ms.min(253_402_300_799_000);
-    let before: Option<(i16, serde_json::Value)> = on_tx!(tx, |conn, dialect| {
-        sqlx::query_as(BEFORE.of(dialect))
+    let before: Option<i16> = on_tx!(tx, |conn, dialect| {
+        sqlx::query_scalar(BEFORE.of(dialect))
             .bind(org.as_str())
             .bind(lead)
             .bind(start_ms)
@@ -431,10 +411,18 @@ async fn score_change(
             .fetch_optional(conn)
             .await?
     });
-    Ok(during.map(|(after, factors)| ScoreChange {
-        before: before.map(|(score, _)| score),
-        after,
-        raising: reasons(&factors, 1.0, 3),
-        lowering: reasons(&factors, -1.0, 3),
+    // Stored as the score event had them: highest contribution first. A row that does not
+    // read as factors gives no reasons rather than failing the call's read.
+    let names = |factors: &mut dyn Iterator<Item = &ScoreFactor>| {
+        factors.map(|f| f.name().to_owned()).collect()
+    };
+    Ok(during.map(|(after, factors)| {
+        let factors: Vec<ScoreFactor> = serde_json::from_value(factors).unwrap_or_default();
+        ScoreChange {
+            before,
+            after,
+            raising: names(&mut ScoreFactor::raising(&factors, 3)),
+            lowering: names(&mut ScoreFactor::lowering(&factors, 3)),
+        }
     }))
 }

@@ -34,22 +34,9 @@ pub struct StoreWriter {
     store: Store,
 }
 
-/// A call's post-call summary as stored.
-pub(crate) fn summary_json(summary: &PostCallSummary) -> String {
-    serde_json::to_string(summary).expect("summaries serialize")
-}
-
-/// A call's talk signals as stored.
-pub(crate) fn signals_json(signals: &CallSignals) -> String {
-    serde_json::to_string(signals).expect("signals serialize")
-}
-
-/// How a call's consent is stored.
-pub(crate) fn consent(record: ConsentRecord) -> &'static str {
-    match record {
-        ConsentRecord::Disclosed => "disclosed",
-        ConsentRecord::OptedIn => "opted_in",
-    }
+/// An event's part (talk signals, a post-call summary) as the JSON text a column stores.
+pub(crate) fn json_text(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).expect("events always serialize")
 }
 
 fn status(reason: EndReason) -> &'static str {
@@ -115,7 +102,7 @@ impl StoreWriter {
                         actor: "caller",
                         action: "call.consent",
                         subject: event.call_id.as_str(),
-                        detail: serde_json::json!({ "consent": consent(*record) }).to_string(),
+                        detail: serde_json::json!({ "consent": record.as_str() }).to_string(),
                     };
                     crate::audit::append(&mut tx, org, &entry).await?;
                 }
@@ -396,7 +383,8 @@ async fn apply_all(
                 .push(event.agent_id.as_ref().map(|a| a.as_str()));
             rows.leads
                 .push(started.lead_id.as_ref().map(|l| l.as_str()));
-            rows.consents.push(started.consent.map(consent));
+            rows.consents
+                .push(started.consent.map(ConsentRecord::as_str));
             rows.at.push(seconds(event));
         }
         sqlx::query(
@@ -467,7 +455,7 @@ async fn apply_all(
         let (ids, summaries): (Vec<&str>, Vec<String>) = changes
             .summaries
             .iter()
-            .map(|(call, summary)| (*call, summary_json(summary)))
+            .map(|(call, summary)| (*call, json_text(summary)))
             .unzip();
         sqlx::query(
             "UPDATE calls c SET summary = u.summary::jsonb \
@@ -484,7 +472,7 @@ async fn apply_all(
         let (ids, signals): (Vec<&str>, Vec<String>) = changes
             .signals
             .iter()
-            .map(|(call, signals)| (*call, signals_json(signals)))
+            .map(|(call, signals)| (*call, json_text(signals)))
             .unzip();
         // A redelivered older report does not replace a newer one.
         sqlx::query(

@@ -9,9 +9,9 @@ use std::collections::HashSet;
 use serde_json::{Value, json};
 use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
-use winnerr_events::OrgId;
+use winnerr_events::{ConsentRecord, OrgId};
 
-use super::{CallChanges, consent, ms, seal_utterance, status, utterance_id};
+use super::{CallChanges, ms, seal_utterance, status, utterance_id};
 use crate::StoreError;
 use crate::audit::hex;
 use crate::crypto::Keyring;
@@ -55,7 +55,7 @@ pub(super) async fn apply_all(
                     event.agent_id.as_ref().map(|a| a.as_str()),
                     started.lead_id.as_ref().map(|l| l.as_str()),
                     ms(event.ts_ms),
-                    started.consent.map(consent),
+                    started.consent.map(ConsentRecord::as_str),
                 ])
             })
             .collect();
@@ -109,7 +109,7 @@ pub(super) async fn apply_all(
         let rows: Vec<Value> = changes
             .summaries
             .iter()
-            .map(|(call, summary)| json!([call, super::summary_json(summary)]))
+            .map(|(call, summary)| json!([call, super::json_text(summary)]))
             .collect();
         execute(
             tx,
@@ -124,7 +124,7 @@ pub(super) async fn apply_all(
         let rows: Vec<Value> = changes
             .signals
             .iter()
-            .map(|(call, signals)| json!([call, super::signals_json(signals)]))
+            .map(|(call, signals)| json!([call, super::json_text(signals)]))
             .collect();
         // A redelivered older report does not replace a newer one.
         execute(
