@@ -38,7 +38,7 @@ impl StoreDoNotCall {
             warn!(org_id = %attempt.org, "a refused dial's call id is not valid: no alert");
             return;
         };
-        let last4 = attempt.number[attempt.number.len().saturating_sub(4)..].to_owned();
+        let last4 = attempt.last4().to_owned();
         let ctx = CallContext {
             org_id: attempt.org.clone(),
             call_id,

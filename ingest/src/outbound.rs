@@ -16,6 +16,13 @@ pub struct DialAttempt<'a> {
     pub number: &'a str,
 }
 
+impl DialAttempt<'_> {
+    /// The number's last four digits, all that logs and alerts show of it.
+    pub fn last4(&self) -> &str {
+        &self.number[self.number.len().saturating_sub(4)..]
+    }
+}
+
 /// Decides whether a number may be dialed.
 pub trait DialCheck: Send + Sync {
     /// `Ok(true)`: dial; `Ok(false)`: refused (reporting it is the check's part); `Err`: it
@@ -36,7 +43,8 @@ pub fn outbound_number(params: &[(String, String)]) -> Option<&str> {
     ((8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())).then_some(to)
 }
 
-fn form_value<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+/// The value of form parameter `name` of a Twilio webhook.
+pub(crate) fn form_value<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(key, _)| key == name)

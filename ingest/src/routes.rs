@@ -233,7 +233,7 @@ impl Ingest {
             agent: identity.agent_id.as_ref(),
             number,
         };
-        let last4 = &number[number.len().saturating_sub(4)..];
+        let last4 = attempt.last4().to_owned();
         let call_sid: String = call_sid.chars().take(64).collect();
         let say = match check.may_dial(attempt).await {
             Ok(true) => return None,
@@ -249,13 +249,7 @@ impl Ingest {
             }
         };
         metrics::webhook("dial_refused");
-        Some(
-            (
-                [(CONTENT_TYPE, "text/xml; charset=utf-8")],
-                twiml::refuse(say),
-            )
-                .into_response(),
-        )
+        Some(twiml_response(twiml::refuse(say)))
     }
 
     /// The public base URL of this server for a request, as Twilio sees it.
@@ -318,6 +312,11 @@ const DO_NOT_CALL_SAY: &str = "This number is on the do-not-call list, so the ca
 /// What the caller hears when the list could not be checked.
 const UNCHECKED_SAY: &str =
     "The call was not placed: the do-not-call list could not be checked. Please try again.";
+
+/// A TwiML answer.
+fn twiml_response(xml: String) -> Response {
+    ([(CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response()
+}
 
 /// A request refused for its `X-Twilio-Signature`.
 struct Forbidden;
@@ -427,11 +426,9 @@ async fn voice_webhook(
                 .transpose()
                 .map_err(|e| e.to_string())?,
         };
-        let call_sid = params
-            .iter()
-            .find(|(name, _)| name == "CallSid")
-            .map(|(_, value)| value.clone())
-            .ok_or("form parameter `CallSid` is required")?;
+        let call_sid = outbound::form_value(&params, "CallSid")
+            .ok_or("form parameter `CallSid` is required")?
+            .to_owned();
         Ok((identity, call_sid))
     })();
     let (identity, call_sid) = match identity {
@@ -444,7 +441,8 @@ async fn voice_webhook(
     };
     let agent = identity.agent_id.as_ref().map(UserId::as_str);
     // A softphone's outbound call dials its `To`; any other call what is configured.
-    let dial = match outbound::outbound_number(&params) {
+    let outbound_to = outbound::outbound_number(&params);
+    let dial = match outbound_to {
         Some(number) => Dial::Number(number.to_owned()),
         None => ingest.config().dial.clone(),
     };
@@ -456,32 +454,25 @@ async fn voice_webhook(
         metrics::webhook(full.label());
         warn!(org_id = %identity.org_id, call_sid = %call_sid.chars().take(64).collect::<String>(), reason = full.label(), "voice webhook answered without a stream");
         let xml = twiml::dial_without_stream(ingest.config().full_say.as_deref(), &dial, agent);
-        return ([(CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response();
+        return twiml_response(xml);
     }
     let key = &ingest.config().auth_token;
     let mut parameters: BTreeMap<String, String> = identity.to_parameters(key, &call_sid);
     // The customer's number: whom an outbound call dials, else who calls in.
-    let customer = outbound::outbound_number(&params).or_else(|| {
-        params
-            .iter()
-            .find(|(name, value)| name == "From" && value.starts_with('+'))
-            .map(|(_, value)| value.as_str())
-    });
+    let customer = outbound_to
+        .or_else(|| outbound::form_value(&params, "From").filter(|from| from.starts_with('+')));
     let consent = ingest.config().consent.for_call(&identity.org_id, customer);
     if let Some((ask, digit)) = ingest.config().consent.ask(consent) {
         // Opt-in: ask first; Twilio posts the key pressed back here (same URL, so the same
         // organization, agent and lead), and only that key starts a stream.
-        let pressed = params
-            .iter()
-            .find(|(name, _)| name == "Digits")
-            .map(|(_, value)| value.as_str());
+        let pressed = outbound::form_value(&params, "Digits");
         match pressed {
             None => {
                 metrics::consent_opt_in("asked");
                 metrics::webhook("ok");
                 let action = uri.path_and_query().map_or(VOICE_PATH, |p| p.as_str());
                 let xml = twiml::ask_then_dial(&ask, action, &dial, agent);
-                return ([(CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response();
+                return twiml_response(xml);
             }
             Some(pressed) if pressed.chars().eq([digit]) => {
                 metrics::consent_opt_in("opted_in");
@@ -497,7 +488,7 @@ async fn voice_webhook(
                 metrics::webhook("ok");
                 info!(org_id = %identity.org_id, "caller did not opt in: connected without a stream");
                 let xml = twiml::dial_without_stream(None, &dial, agent);
-                return ([(CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response();
+                return twiml_response(xml);
             }
         }
     }
@@ -510,7 +501,7 @@ async fn voice_webhook(
     }
     let xml = twiml::stream_then_dial(disclosure, &stream_url, &parameters, &dial, agent);
     metrics::webhook("ok");
-    ([(CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response()
+    twiml_response(xml)
 }
 
 #[cfg(test)]
