@@ -1,7 +1,7 @@
 //! Per track: the rolling sentiment and the alerts a manager should see — a sentiment drop beyond
 //! a threshold, and phrases from the organization's watch list.
 
-use winnerr_events::{AlertKind, OrgId, PerOrg};
+use winnerr_events::{AlertKind, OrgId, PerOrg, SentimentArc};
 
 /// Alert settings.
 #[derive(Debug, Clone)]
@@ -59,6 +59,8 @@ impl AlertConfig {
 /// The rolling sentiment of one track.
 #[derive(Debug, Default)]
 pub struct Rolling {
+    /// After the first utterance, and now.
+    first: Option<f32>,
     value: Option<f32>,
     best: f32,
     alerted: bool,
@@ -75,6 +77,7 @@ impl Rolling {
                 (value, self.best.max(value))
             }
         };
+        self.first.get_or_insert(value);
         self.value = Some(value);
         self.best = best;
         let fall = self.best - value;
@@ -91,6 +94,14 @@ impl Rolling {
             None
         };
         (value, alert)
+    }
+
+    /// The rolling value after the track's first utterance and now; `None` before any.
+    pub fn arc(&self) -> Option<SentimentArc> {
+        Some(SentimentArc {
+            start: self.first?,
+            end: self.value?,
+        })
     }
 }
 
@@ -128,6 +139,22 @@ mod tests {
         );
         assert!(keywords_in("The cancellation policy is fine", &list).is_empty());
         assert!(keywords_in("it's expensive, too", &list).is_empty());
+    }
+
+    #[test]
+    fn the_arc_runs_from_the_first_rolling_value_to_the_latest() {
+        let config = AlertConfig::default();
+        let mut r = Rolling::default();
+        assert_eq!(r.arc(), None);
+        r.add(0.8, &config);
+        let (latest, _) = r.add(-0.4, &config);
+        assert_eq!(
+            r.arc(),
+            Some(SentimentArc {
+                start: 0.8,
+                end: latest
+            })
+        );
     }
 
     #[test]

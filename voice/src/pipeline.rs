@@ -108,8 +108,6 @@ struct CallRun {
     signals: crate::signals::Signals,
     /// The furthest the call's clock has come (ms from the stream's start).
     clock_ms: u64,
-    /// Each side's rolling sentiment after its first final and its last.
-    sentiment: [Option<winnerr_events::SentimentArc>; 2],
     /// Alerts raised, by kind.
     alerts_raised: std::collections::BTreeMap<String, u32>,
 }
@@ -167,10 +165,6 @@ impl CallRun {
     /// Publishes coaching alerts (no utterance raised them: no speech time to measure from).
     async fn coach(&mut self, coached: Vec<crate::signals::Coached>) {
         for coached in coached {
-            *self
-                .alerts_raised
-                .entry(coached.kind.name().to_owned())
-                .or_default() += 1;
             metrics::coaching_alert(coached.kind.name());
             let alert = Alert {
                 track: coached.track,
@@ -179,8 +173,17 @@ impl CallRun {
                 text: coached.text,
                 last_voiced_at_ms: 0,
             };
-            publish(self.bus.as_ref(), &self.call, Event::Alert(alert)).await;
+            self.raise(alert).await;
         }
+    }
+
+    /// Publishes `alert`, counted by kind for the call's summary.
+    async fn raise(&mut self, alert: Alert) {
+        *self
+            .alerts_raised
+            .entry(alert.kind.name().to_owned())
+            .or_default() += 1;
+        publish(self.bus.as_ref(), &self.call, Event::Alert(alert)).await;
     }
 
     fn submit(&self, track: Track, utterance: u32, kind: JobKind, audio: Vec<f32>) {
@@ -302,20 +305,8 @@ impl CallRun {
                     last_voiced_at_ms,
                     sentiment,
                 };
-                if let Some(rolling) = event.sentiment.as_ref().map(|s| s.rolling) {
-                    let arc = &mut self.sentiment[track.index()];
-                    let start = arc.map_or(rolling, |arc| arc.start);
-                    *arc = Some(winnerr_events::SentimentArc {
-                        start,
-                        end: rolling,
-                    });
-                }
                 publish(self.bus.as_ref(), &self.call, Event::Transcript(event)).await;
                 for kind in alerts {
-                    *self
-                        .alerts_raised
-                        .entry(kind.name().to_owned())
-                        .or_default() += 1;
                     let alert = Alert {
                         track,
                         utterance: number,
@@ -323,7 +314,7 @@ impl CallRun {
                         text: text.clone(),
                         last_voiced_at_ms,
                     };
-                    publish(self.bus.as_ref(), &self.call, Event::Alert(alert)).await;
+                    self.raise(alert).await;
                 }
             }
         }
@@ -369,7 +360,6 @@ async fn run_call(
         redaction: config.redaction.policy_for(&call_org),
         signals: crate::signals::Signals::new(*config.coaching.of(&call_org)),
         clock_ms: 0,
-        sentiment: [None; 2],
         alerts_raised: Default::default(),
     };
     let transcribing = run.asr.is_some();
@@ -415,8 +405,8 @@ async fn run_call(
     }
     let summary = winnerr_events::PostCallSummary {
         signals: run.signals.report(run.clock_ms, true),
-        agent_sentiment: run.sentiment[Track::Outbound.index()],
-        customer_sentiment: run.sentiment[Track::Inbound.index()],
+        agent_sentiment: run.tracks[Track::Outbound.index()].rolling.arc(),
+        customer_sentiment: run.tracks[Track::Inbound.index()].rolling.arc(),
         alerts: std::mem::take(&mut run.alerts_raised),
     };
     publish(run.bus.as_ref(), &run.call, Event::CallSummary(summary)).await;
