@@ -31,8 +31,8 @@ pub enum StoreCommand {
     Purge {
         #[arg(long = "org", required = true)]
         orgs: Vec<String>,
-        /// Keep this many days instead of the organization's retention.
-        #[arg(long)]
+        /// Keep this many days (at least one) instead of the organization's retention.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         days: Option<u32>,
         /// Only count what would go; change nothing.
         #[arg(long)]
@@ -90,11 +90,7 @@ pub async fn run(command: StoreCommand, config: Config) -> anyhow::Result<ExitCo
             let now = winnerr_events::now_ms();
             for org in orgs {
                 let org = OrgId::parse(&org)?;
-                let retention = match days {
-                    Some(days) => winnerr_store::Retention::parse(&format!("{days}d"))
-                        .map_err(anyhow::Error::msg)?,
-                    None => *policy.of(&org),
-                };
+                let retention = days.map_or(*policy.of(&org), winnerr_store::Retention::Days);
                 let Some(cutoff) = retention.cutoff_ms(now) else {
                     println!("{org}: retention is keep; nothing to purge (--days to choose)");
                     continue;
