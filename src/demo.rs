@@ -19,6 +19,25 @@ pub const DEMO_LEAD: &str = "lead-1";
 const CUSTOMER_WAV: &[u8] = include_bytes!("../assets/audio/demo_customer.wav");
 const AGENT_WAV: &[u8] = include_bytes!("../assets/audio/demo_agent.wav");
 
+/// The demo organization's keyterms, set when it has none: the words of its call that a general
+/// recognizer spells wrong ("Wither Realty", "the House on May 1st").
+pub const DEMO_KEYTERMS: &[&str] = &["Winnerr Realty", "Maple Street", "Sam"];
+
+/// Gives the demo organization its keyterms unless it has some (set over REST, say).
+pub async fn seed_keyterms(store: &winnerr_store::Store) {
+    let org = OrgId::parse(DEMO_ORG).expect("valid");
+    let seeded = async {
+        if store.keyterms(&org).await?.is_empty() {
+            let terms: Vec<String> = DEMO_KEYTERMS.iter().map(|t| t.to_string()).collect();
+            store.set_keyterms(&org, &terms, "demo").await?;
+        }
+        Ok::<_, winnerr_store::StoreError>(())
+    };
+    if let Err(err) = seeded.await {
+        warn!(error = %err, "the demo organization's keyterms were not set");
+    }
+}
+
 /// The demo call: the customer (inbound) and the agent (outbound) take turns; the customer
 /// presses 1 when the call starts.
 pub fn demo_script() -> Result<CallScript, SimError> {

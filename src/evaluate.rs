@@ -336,3 +336,58 @@ pub fn digit_strings_whole(text: &str, digits: &[String]) -> usize {
         .filter(|d| runs.iter().any(|r| r.contains(d.as_str())))
         .count()
 }
+
+/// One utterance of the keyterm test set (`assets/keyterms/manifest.tsv`) with the keyterms it
+/// holds (none for the sentences that must stay free of them).
+#[derive(Debug, Clone)]
+pub struct KeytermClip {
+    pub clip: Clip,
+    pub keyterms: Vec<String>,
+}
+
+/// The committed keyterm test set (`deploy/keyterms-audio.py` made it).
+pub fn keyterms_manifest() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/keyterms/manifest.tsv")
+}
+
+/// Where the keyterm test set's terms come from, as the engine gets them: what the CRM knows of a
+/// call (its lead's name, the streets of the homes the lead viewed) and the organization's list.
+#[derive(Debug, Clone, Default)]
+pub struct KeytermSources {
+    pub call: Vec<String>,
+    pub org: Vec<String>,
+}
+
+/// Reads the keyterm test set: the speech manifest's columns plus `keyterms` (`|`-separated),
+/// and the terms' sources beside it (`keyterms.tsv`: source `call` or `org`, term).
+pub fn read_keyterm_set(path: &Path) -> anyhow::Result<(Vec<KeytermClip>, KeytermSources)> {
+    let clips = read_manifest(path)?;
+    let tsv = Tsv::read(path)?;
+    let keyterms = tsv.column("keyterms")?;
+    let clips = clips
+        .into_iter()
+        .zip(&tsv.rows)
+        .map(|(clip, row)| {
+            Ok(KeytermClip {
+                keyterms: Tsv::field(row, keyterms)?
+                    .split('|')
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                clip,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let sources = Tsv::read(&path.with_file_name("keyterms.tsv"))?;
+    let (source, term) = (sources.column("source")?, sources.column("term")?);
+    let mut out = KeytermSources::default();
+    for row in &sources.rows {
+        let term = Tsv::field(row, term)?.to_string();
+        match Tsv::field(row, source)? {
+            "call" => out.call.push(term),
+            "org" => out.org.push(term),
+            other => anyhow::bail!("keyterm source {other:?} is neither call nor org"),
+        }
+    }
+    Ok((clips, out))
+}

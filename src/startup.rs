@@ -53,9 +53,9 @@ pub struct App {
 }
 
 impl App {
-    /// Binds, starts every stage in the order data flows (bus, voice, store, ingest, scoring,
-    /// gateway; the store before ingest, whose webhook checks numbers against it) and begins
-    /// serving; [`App::wait`] stops them in reverse.
+    /// Binds, starts every stage in the order data flows (bus, store, voice, ingest, scoring,
+    /// gateway; the store first, as voice reads each call's keyterms from it and ingest's webhook
+    /// checks numbers against it) and begins serving; [`App::wait`] stops them in reverse.
     pub async fn start(config: &Config) -> anyhow::Result<App> {
         config.validate().map_err(anyhow::Error::msg)?;
         // The recorder must exist before any stage describes its metrics.
@@ -68,7 +68,6 @@ impl App {
         let feeds = CancellationToken::new();
 
         let (bus, kafka) = start_bus(config).await?;
-        let voice = start_voice(config, bus.clone()).await?;
         let (store, writer) = match config.database() {
             Some(url) => {
                 let (store, writer) = start_store(config, url, bus.as_ref(), &shutdown).await?;
@@ -76,6 +75,7 @@ impl App {
             }
             None => (None, None),
         };
+        let voice = start_voice(config, bus.clone(), store.as_ref()).await?;
         let ingest = start_ingest(config, voice.calls, store.as_ref(), &bus, shutdown.clone())?;
         let scorer = start_scoring(config, store.as_ref(), &bus).await?;
         let gateway = start_gateway(config, &bus, store, voice.audio, feeds.clone()).await?;
@@ -222,8 +222,13 @@ struct VoiceStage {
     task: JoinHandle<()>,
 }
 
-/// The voice stage, with its speech workers and detector when this node has the voice role.
-async fn start_voice(config: &Config, bus: Arc<dyn Bus>) -> anyhow::Result<VoiceStage> {
+/// The voice stage, with its speech workers and detector when this node has the voice role, and
+/// each call's keyterms from the store (the trade's words without one).
+async fn start_voice(
+    config: &Config,
+    bus: Arc<dyn Bus>,
+    store: Option<&Store>,
+) -> anyhow::Result<VoiceStage> {
     let asr = if config.asr && config.has_role(NodeRole::Voice) {
         Some(start_speech_workers(config).await?)
     } else {
@@ -237,7 +242,13 @@ async fn start_voice(config: &Config, bus: Arc<dyn Bus>) -> anyhow::Result<Voice
     // Calls pass the listen-in tap on their way from ingest to voice.
     let audio = winnerr_events::AudioTap::new();
     let calls_rx = winnerr_voice::tap_calls(calls_rx, audio.clone(), config.call_queue);
-    let task = winnerr_voice::spawn(calls_rx, bus, voice_config, asr);
+    let keyterms: winnerr_voice::keyterms::Keyterms = match store {
+        Some(store) => Arc::new(crate::keyterms::StoreKeyterms {
+            store: store.clone(),
+        }),
+        None => Arc::new(winnerr_voice::keyterms::TradeTerms),
+    };
+    let task = winnerr_voice::spawn(calls_rx, bus, voice_config, asr, keyterms);
     Ok(VoiceStage { calls, audio, task })
 }
 

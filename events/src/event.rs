@@ -372,6 +372,10 @@ pub struct PostCallSummary {
     pub customer_sentiment: Option<SentimentArc>,
     /// Alerts raised in the call by kind (`sentiment_drop`, `keyword`, `monologue`, …).
     pub alerts: std::collections::BTreeMap<String, u32>,
+    /// The call's keyterms heard in its finals (its organization's words, the lead's and the
+    /// agent's names), in the order first heard.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keyterms: Vec<String>,
 }
 
 /// A side's rolling sentiment after its first final and after its last.

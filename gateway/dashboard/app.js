@@ -329,6 +329,10 @@ function onCallEvent(event) {
       break;
     case "call_summary":
       renderSignals(event.signals);
+      if (event.keyterms?.length) {
+        $("signals").append(el("dt", {}, "keyterms heard"),
+          el("dd", { "data-testid": "keyterms" }, event.keyterms.join(", ")));
+      }
       break;
     case "call_ended":
       $("transcript").append(el("li", { class: "ended" }, `call ended (${event.reason})`));

@@ -44,6 +44,7 @@ pub(crate) fn routes() -> Router<Gateway> {
             "/api/do-not-call/{id}",
             axum::routing::delete(remove_do_not_call),
         )
+        .route("/api/keyterms", get(get_keyterms).put(set_keyterms))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
@@ -470,6 +471,36 @@ async fn list_deals(
     let person = query.person_id.as_deref().map(path_id).transpose()?;
     let deals = store(&gateway)?.list_deals(&caller.0.org, person).await?;
     Ok(Json(serde_json::json!({ "items": deals })).into_response())
+}
+
+/// The organization's keyterms, in its order.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeytermsRequest {
+    terms: Vec<String>,
+}
+
+/// The organization's keyterms (anyone of it: they are its public words, not its data).
+async fn get_keyterms(
+    State(gateway): State<Gateway>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let terms = store(&gateway)?.keyterms(&caller.0.org).await?;
+    Ok(Json(serde_json::json!({ "terms": terms })).into_response())
+}
+
+/// Replaces the organization's keyterms (managers and admins); new calls decode with them.
+async fn set_keyterms(
+    State(gateway): State<Gateway>,
+    caller: Caller,
+    body: Result<Json<KeytermsRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body?;
+    caller.whole_org("keyterms are set by managers and admins")?;
+    let terms = store(&gateway)?
+        .set_keyterms(&caller.0.org, &request.terms, caller.0.sub.as_str())
+        .await?;
+    Ok(Json(serde_json::json!({ "terms": terms })).into_response())
 }
 
 /// A number to put on the organization's do-not-call list.

@@ -185,7 +185,7 @@ impl Gateway {
         crate::api::softphone_caller(self, claims, lead, track).await
     }
 
-    pub(crate) fn store(&self) -> Option<&Store> {
+    pub fn store(&self) -> Option<&Store> {
         self.0.store.as_ref()
     }
 

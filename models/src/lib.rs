@@ -17,7 +17,7 @@ pub use fetch::ModelDir;
 pub use leadscore::{LeadModel, Scored, TrainOptions};
 pub use sentiment::{Sentiment, SentimentLabel, SentimentModel};
 pub use vad::{SileroVad, VadRate, VadState};
-pub use whisper::{DecodeOptions, Transcript, Whisper};
+pub use whisper::{DecodeOptions, Prompt, Transcript, Whisper};
 
 /// The device models run on: the first CUDA GPU when built with `cuda` and one is present.
 pub fn device() -> candle_core::Device {

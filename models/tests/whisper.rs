@@ -82,7 +82,7 @@ fn our_decoder_matches_candle_transformers_on_the_converted_weights() {
     let mut state = ours.start(&stock_audio).unwrap();
     let mut logits = None;
     for &t in &tokens {
-        logits = Some(ours.decode(&mut state, &[t], false).unwrap().i(0).unwrap());
+        logits = Some(ours.decode(&mut state, &[t], None).unwrap().i(0).unwrap());
     }
     let logits = logits.unwrap();
     let argmax = |t: &Tensor| t.argmax(0).unwrap().to_scalar::<u32>().unwrap();

@@ -16,6 +16,9 @@ pub async fn run(config: Config, with_demo: bool) -> anyhow::Result<()> {
     let app = App::start(&config).await?;
     let stop = app.shutdown_token();
     if with_demo {
+        if let Some(store) = app.gateway.store() {
+            demo::seed_keyterms(store).await;
+        }
         let org = OrgId::parse(demo::DEMO_ORG)?;
         let manager = UserId::parse("manager-1")?;
         let token = app.gateway.auth().issue(

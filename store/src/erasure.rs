@@ -20,7 +20,9 @@ const LIVE_CALL_HOURS: i64 = 12;
 /// What an erasure removed (counts only: the audit row keeps these and nothing of the person).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Erased {
-    /// Calls with the person, kept as calls of no one (agent, times, status), their DTMF cleared.
+    /// Calls with the person, kept as calls of no one (agent, times, status), their DTMF and
+    /// their summary (which names the keyterms heard: the person's name, the homes they viewed)
+    /// cleared.
     pub calls: u64,
     pub utterances: u64,
     pub dead_letters: u64,
@@ -89,7 +91,7 @@ impl Store {
             ),
             (
                 &mut erased.calls,
-                "UPDATE calls SET lead_id = NULL, dtmf_digits = '' WHERE organization_id = $1 AND lead_id = $2"
+                "UPDATE calls SET lead_id = NULL, dtmf_digits = '', summary = NULL WHERE organization_id = $1 AND lead_id = $2"
                     .to_owned(),
             ),
             (

@@ -11,6 +11,7 @@ pub mod calls;
 pub mod crypto;
 pub mod do_not_call;
 pub mod erasure;
+pub mod keyterms;
 pub mod leads;
 mod metrics;
 pub mod people;

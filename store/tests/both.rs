@@ -141,7 +141,93 @@ on_both!(
     a_calls_consent_is_audited_once,
     a_calls_latest_signals_are_stored_with_it,
     a_call_says_how_it_moved_its_leads_score,
+    a_calls_keyterms_are_its_people_its_homes_and_its_organizations_words,
 );
+
+/// Keyterms (issue 21): an organization's list is kept in its order, each term once, audited;
+/// a call's terms are its lead's name, its agent's, the addresses the lead viewed (latest first),
+/// the organization's name, then its list; another organization's list and people stay out.
+async fn a_calls_keyterms_are_its_people_its_homes_and_its_organizations_words(kind: Kind) {
+    let fixture = Fixture::new(kind).await;
+    let store = &fixture.store;
+    let (acme, other): (OrgId, OrgId) = ("acme".parse().unwrap(), "other".parse().unwrap());
+    let list = |terms: &[&str]| terms.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+    let kept = store
+        .set_keyterms(
+            &acme,
+            &list(&["Maple Street", " HOA ", "maple street", "escrow"]),
+            "u-mgr",
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept, list(&["Maple Street", "HOA", "escrow"]));
+    store
+        .set_keyterms(&other, &list(&["Other Realty"]), "u-x")
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .set_keyterms(&acme, &list(&["bad\u{7}"]), "u-mgr")
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(
+        store.keyterms(&acme).await.unwrap(),
+        kept,
+        "a refused list changes nothing"
+    );
+
+    let mut owner = fixture.db.owner().await;
+    let at = |ms: i64| match kind {
+        Kind::Postgres => format!("to_timestamp({ms}::float8 / 1000)"),
+        Kind::Sqlite => ms.to_string(),
+    };
+    for sql in [
+        "UPDATE organizations SET name = 'Winnerr Realty' WHERE id = 'acme'".to_owned(),
+        "INSERT INTO users (organization_id, id, name, role) VALUES ('acme', 'u-ag', 'Priya Raghunathan', 'agent')".to_owned(),
+        "INSERT INTO users (organization_id, id, name, role) VALUES ('other', 'u-ag', 'Not Her', 'agent')".to_owned(),
+        "INSERT INTO people (organization_id, id, first_name, last_name) VALUES ('acme', 'p-1', 'Xiomara', 'Delacroix')".to_owned(),
+        "INSERT INTO people (organization_id, id, first_name, last_name) VALUES ('other', 'p-1', 'Someone', 'Else')".to_owned(),
+        "INSERT INTO properties (organization_id, id, address) VALUES ('acme', 'h-1', '12 Tuckahoe Lane')".to_owned(),
+        "INSERT INTO properties (organization_id, id, address) VALUES ('acme', 'h-2', '48 Saguaro Vista Drive')".to_owned(),
+        format!("INSERT INTO activity (organization_id, person_id, kind, property_id, at) VALUES ('acme', 'p-1', 'property_view', 'h-1', {})", at(1_000_000)),
+        format!("INSERT INTO activity (organization_id, person_id, kind, property_id, at) VALUES ('acme', 'p-1', 'property_view', 'h-2', {})", at(2_000_000)),
+        format!("INSERT INTO activity (organization_id, person_id, kind, property_id, at) VALUES ('acme', 'p-1', 'email_open', NULL, {})", at(3_000_000)),
+    ] {
+        raw!(&mut owner, |conn| sqlx::query(&sql).execute(conn).await.unwrap().rows_affected());
+    }
+    drop(owner);
+    assert_eq!(
+        store
+            .call_keyterms(&acme, Some("u-ag"), Some("p-1"))
+            .await
+            .unwrap(),
+        list(&[
+            "Xiomara Delacroix",
+            "Priya Raghunathan",
+            "48 Saguaro Vista Drive",
+            "12 Tuckahoe Lane",
+            "Winnerr Realty",
+            "Maple Street",
+            "HOA",
+            "escrow",
+        ])
+    );
+    // Ids that name no one add nothing; a call without them gets the organization's words.
+    assert_eq!(
+        store
+            .call_keyterms(&acme, Some("u-nobody"), Some("p-nobody"))
+            .await
+            .unwrap(),
+        list(&["Winnerr Realty", "Maple Street", "HOA", "escrow"])
+    );
+    assert_eq!(
+        store.call_keyterms(&other, None, None).await.unwrap(),
+        list(&["Other Realty"])
+    );
+    assert_eq!(store.verify_audit(&acme).await.unwrap().problem, None);
+    fixture.finish().await;
+}
 
 /// One call's record says how it moved its lead's score: the last score before the call, the
 /// last by its end, and that score's top reasons in words; a call without a lead says nothing.
@@ -257,6 +343,7 @@ async fn a_calls_latest_signals_are_stored_with_it(kind: Kind) {
         }),
         customer_sentiment: None,
         alerts: [("monologue".to_owned(), 1)].into(),
+        keyterms: vec!["Winnerr Realty".to_owned()],
     };
     events.push(std::sync::Arc::new(Envelope::new(
         &ctx,

@@ -8,6 +8,7 @@ mod feed;
 mod helpers;
 mod http;
 mod kafka;
+mod keyterms;
 mod lifecycle;
 mod listen;
 mod observability;

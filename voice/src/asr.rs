@@ -21,16 +21,27 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use winnerr_events::{CallId, OrgId, Track};
-use winnerr_models::{DecodeOptions, ModelError, Sentiment, SentimentModel, Whisper};
+use winnerr_models::{DecodeOptions, ModelError, Prompt, Sentiment, SentimentModel, Whisper};
 
 use crate::metrics;
 
 /// What the worker runs: speech to text, and text to sentiment.
 pub trait SpeechModels: Send + Sync + 'static {
-    /// Text of 16 kHz mono audio ("" for silence or noise).
-    fn transcribe(&self, audio: &[f32]) -> Result<String, ModelError>;
+    /// Text of 16 kHz mono audio ("" for silence or noise), expecting the words of `words`.
+    fn transcribe(&self, audio: &[f32], words: &Prompt) -> Result<String, ModelError>;
     fn sentiment(&self, text: &str) -> Result<Sentiment, ModelError>;
+    /// The words to expect on a call whose keyterms are `terms` (most important first); models
+    /// that take no hint give an empty prompt.
+    fn prompt(&self, _terms: &[String]) -> Result<Prompt, ModelError> {
+        Ok(Prompt::default())
+    }
 }
+
+/// How much of a call's keyterms goes into Whisper's prompt (the rest get the decoding bonus
+/// only): on the keyterm test set 64 tokens (the call's own names and the first of its
+/// organization's words) recalled as many terms as the whole 223, at a third of the prompt's cost
+/// (`benches/keyterms.rs`).
+pub const KEYTERM_PROMPT_TOKENS: usize = 64;
 
 /// Whisper and the sentiment model, loaded once per process.
 pub struct Models {
@@ -40,10 +51,14 @@ pub struct Models {
 }
 
 impl SpeechModels for Models {
-    fn transcribe(&self, audio: &[f32]) -> Result<String, ModelError> {
+    fn transcribe(&self, audio: &[f32], words: &Prompt) -> Result<String, ModelError> {
         self.whisper
-            .transcribe(audio, &self.options)
+            .transcribe_with(audio, &self.options, words)
             .map(|t| t.text)
+    }
+
+    fn prompt(&self, terms: &[String]) -> Result<Prompt, ModelError> {
+        self.whisper.keyterm_prompt(terms, KEYTERM_PROMPT_TOKENS)
     }
 
     fn sentiment(&self, text: &str) -> Result<Sentiment, ModelError> {
@@ -89,6 +104,8 @@ pub struct Job {
     pub reply: mpsc::UnboundedSender<AsrResult>,
     /// Cleared when the call ends: its waiting interims are skipped.
     pub live: Arc<AtomicBool>,
+    /// The words the call is expected to hold (its keyterms), shared by the call's jobs.
+    pub words: Arc<Prompt>,
     enqueued: Instant,
     /// The call's span, entered on the worker's thread while the job runs.
     span: tracing::Span,
@@ -110,9 +127,17 @@ impl Job {
             audio,
             reply,
             live,
+            words: Arc::default(),
             enqueued: Instant::now(),
             span: tracing::Span::current(),
         }
+    }
+}
+
+impl Job {
+    /// The job, expecting the words of `words`.
+    pub fn expecting(self, words: Arc<Prompt>) -> Self {
+        Self { words, ..self }
     }
 }
 
@@ -244,6 +269,7 @@ struct Shared {
 pub struct AsrWorker {
     shared: Arc<Shared>,
     config: AsrConfig,
+    models: Arc<dyn SpeechModels>,
     _threads: Arc<Threads>,
 }
 
@@ -289,8 +315,14 @@ impl AsrWorker {
         Self {
             shared: shared.clone(),
             config,
+            models,
             _threads: Arc::new(Threads { shared, handles }),
         }
+    }
+
+    /// The words to expect on a call with `terms` (see [`SpeechModels::prompt`]).
+    pub fn prompt(&self, terms: &[String]) -> Result<Prompt, ModelError> {
+        self.models.prompt(terms)
     }
 
     /// Queues a job under the policy above.
@@ -351,7 +383,7 @@ fn run(shared: &Shared, models: &dyn SpeechModels) {
         let _call = job.span.clone().entered();
         let waited = job.enqueued.elapsed();
         let started = Instant::now();
-        let text = models.transcribe(&job.audio);
+        let text = models.transcribe(&job.audio, &job.words);
         let sentiment = match (&text, job.kind) {
             (Ok(text), JobKind::Final) if !text.is_empty() => match models.sentiment(text) {
                 Ok(s) => Some(s),
@@ -392,7 +424,7 @@ mod tests {
     }
 
     impl SpeechModels for Gate {
-        fn transcribe(&self, audio: &[f32]) -> Result<String, ModelError> {
+        fn transcribe(&self, audio: &[f32], _: &Prompt) -> Result<String, ModelError> {
             let mut open = self.open.lock().unwrap();
             while !*open {
                 open = self.cv.wait(open).unwrap();

@@ -5,6 +5,7 @@
 pub mod activity;
 pub mod alerts;
 pub mod asr;
+pub mod keyterms;
 mod metrics;
 mod pipeline;
 pub mod redact;

@@ -15,6 +15,7 @@ const UTTERANCES: &str = "winnerr_voice_utterances_total";
 const UTTERANCE_SECONDS: &str = "winnerr_voice_utterance_seconds";
 const EMPTY_FINALS: &str = "winnerr_voice_empty_finals_total";
 const COACHING_ALERTS: &str = "winnerr_voice_coaching_alerts_total";
+const KEYTERM_FAILURES: &str = "winnerr_voice_keyterm_failures_total";
 const ASR_QUEUE: &str = "winnerr_voice_asr_queue_depth";
 const ASR_DROPPED: &str = "winnerr_voice_asr_dropped_total";
 const ASR_WAIT: &str = "winnerr_voice_asr_wait_seconds";
@@ -54,6 +55,10 @@ pub(crate) fn describe() {
         describe_counter!(
             COACHING_ALERTS,
             "Coaching alerts raised from calls' talk signals, by kind (monologue, talk_ratio, customer_silent, interruptions)"
+        );
+        describe_counter!(
+            KEYTERM_FAILURES,
+            "Calls whose keyterms could not be read or made into a prompt (they get the trade's words, or none)"
         );
         describe_gauge!(
             ASR_QUEUE,
@@ -112,6 +117,10 @@ pub(crate) fn utterance(track: &'static str, seconds: f64) {
 
 pub(crate) fn coaching_alert(kind: &'static str) {
     counter!(COACHING_ALERTS, "kind" => kind).increment(1);
+}
+
+pub(crate) fn keyterms_failed() {
+    counter!(KEYTERM_FAILURES).increment(1);
 }
 
 pub(crate) fn empty_final(track: &'static str) {

@@ -17,6 +17,7 @@ use winnerr_events::{
 
 use crate::alerts::{AlertConfig, Rolling, keywords_in};
 use crate::asr::{AsrResult, AsrWorker, Job, JobKind, UtteranceKey};
+use crate::keyterms::{self, Keyterms};
 use crate::metrics;
 use crate::utterance::{Segmented, Segmenter, StablePrefix, UtteranceConfig};
 use crate::vad::SpeechDetector;
@@ -37,17 +38,22 @@ pub struct VoiceConfig {
 /// The longest pause between two utterances of a card number read out.
 const CARD_PAUSE_MS: u64 = 5_000;
 
+/// How long a call waits for its keyterms before it goes on with the trade's words only.
+const KEYTERMS_DEADLINE: Duration = Duration::from_secs(2);
+
 /// How long a call's end waits for its last finals from the speech worker.
 const FINALS_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Runs the voice stage: every call that arrives on `calls` is processed on its own task until
-/// its `Ended`. Without a speech worker, calls get activity, DTMF, start and end only. Returns
-/// when `calls` closes and every call has finished.
+/// its `Ended`, its speech decoded expecting the words `keyterms` gives for it. Without a speech
+/// worker, calls get activity, DTMF, start and end only. Returns when `calls` closes and every
+/// call has finished.
 pub fn spawn(
     mut calls: mpsc::Receiver<CallAudio>,
     bus: Arc<dyn Bus>,
     config: VoiceConfig,
     asr: Option<AsrWorker>,
+    keyterms: Keyterms,
 ) -> JoinHandle<()> {
     metrics::describe();
     let config = Arc::new(config);
@@ -59,8 +65,8 @@ pub fn spawn(
                 org_id = %call.call.org_id,
                 call_id = %call.call.call_id
             );
-            running
-                .spawn(run_call(call, bus.clone(), config.clone(), asr.clone()).instrument(span));
+            let stage = (bus.clone(), config.clone(), asr.clone(), keyterms.clone());
+            running.spawn(run_call(call, stage).instrument(span));
             // Reap finished calls so the set does not grow with the process's lifetime.
             while running.try_join_next().is_some() {}
         }
@@ -110,6 +116,11 @@ struct CallRun {
     clock_ms: u64,
     /// Alerts raised, by kind.
     alerts_raised: std::collections::BTreeMap<String, u32>,
+    /// The words the call's speech is decoded expecting (empty until its keyterms are read)...
+    words: Arc<winnerr_models::Prompt>,
+    /// ...its keyterms, and those heard in its finals, in the order first heard.
+    keyterms: Vec<String>,
+    keyterms_heard: Vec<String>,
 }
 
 impl CallRun {
@@ -193,14 +204,17 @@ impl CallRun {
             track,
             utterance,
         };
-        asr.submit(Job::new(
-            self.call.org_id.clone(),
-            key,
-            kind,
-            audio,
-            self.results.clone(),
-            self.live.clone(),
-        ));
+        asr.submit(
+            Job::new(
+                self.call.org_id.clone(),
+                key,
+                kind,
+                audio,
+                self.results.clone(),
+                self.live.clone(),
+            )
+            .expecting(self.words.clone()),
+        );
     }
 
     fn pending_finals(&self) -> usize {
@@ -276,6 +290,11 @@ impl CallRun {
                     return;
                 }
                 self.signals.said(track, &text);
+                for term in keyterms::heard(&text, &self.keyterms) {
+                    if !self.keyterms_heard.iter().any(|t| t == term) {
+                        self.keyterms_heard.push(term.to_owned());
+                    }
+                }
                 let state = &mut self.tracks[track.index()];
                 let mut alerts = Vec::new();
                 let sentiment = result.sentiment.map(|s| {
@@ -333,11 +352,43 @@ fn redactions_of(text: &str) -> Vec<winnerr_events::Redaction> {
         .collect()
 }
 
+/// Reads the call's keyterms (the trade's words when they cannot be read in time) and makes
+/// them the words its speech is decoded expecting.
+async fn call_words(
+    call: CallContext,
+    source: Keyterms,
+    asr: AsrWorker,
+) -> (Vec<String>, winnerr_models::Prompt) {
+    let terms = match tokio::time::timeout(KEYTERMS_DEADLINE, source.keyterms(&call)).await {
+        Ok(Ok(terms)) => terms,
+        failed => {
+            let error = match failed {
+                Ok(Err(error)) => error,
+                _ => format!("not read in {KEYTERMS_DEADLINE:?}"),
+            };
+            metrics::keyterms_failed();
+            warn!(call_id = %call.call_id, org_id = %call.org_id, %error, "keyterms not read; the trade's words only");
+            keyterms::trade_terms()
+        }
+    };
+    match asr.prompt(&terms) {
+        Ok(prompt) => (terms, prompt),
+        Err(error) => {
+            metrics::keyterms_failed();
+            warn!(call_id = %call.call_id, %error, "keyterms not made into a prompt");
+            (terms, winnerr_models::Prompt::default())
+        }
+    }
+}
+
 async fn run_call(
     audio: CallAudio,
-    bus: Arc<dyn Bus>,
-    config: Arc<VoiceConfig>,
-    asr: Option<AsrWorker>,
+    (bus, config, asr, keyterm_source): (
+        Arc<dyn Bus>,
+        Arc<VoiceConfig>,
+        Option<AsrWorker>,
+        Keyterms,
+    ),
 ) {
     let CallAudio {
         call,
@@ -361,13 +412,33 @@ async fn run_call(
         signals: crate::signals::Signals::new(*config.coaching.of(&call_org)),
         clock_ms: 0,
         alerts_raised: Default::default(),
+        words: Arc::default(),
+        keyterms: Vec::new(),
+        keyterms_heard: Vec::new(),
     };
+    // The call's keyterms are read beside its audio: until they come, speech is decoded
+    // without them, and no frame waits.
+    let (words_tx, mut words) = tokio::sync::oneshot::channel();
+    if let Some(asr) = run.asr.clone() {
+        let call = run.call.clone();
+        tokio::spawn(async move {
+            let _ = words_tx.send(call_words(call, keyterm_source, asr).await);
+        });
+    }
+    let mut words_pending = run.asr.is_some();
     let transcribing = run.asr.is_some();
     let mut segmenters = Track::ALL
         .map(|track| Segmenter::with_audio(track, config.utterance, &config.speech, transcribing));
     let ended = loop {
         tokio::select! {
             biased;
+            read = &mut words, if words_pending => {
+                words_pending = false;
+                if let Ok((terms, prompt)) = read {
+                    run.keyterms = terms;
+                    run.words = Arc::new(prompt);
+                }
+            }
             Some(result) = results.recv() => run.result(result).await,
             input = inputs.recv() => match input {
                 Some(CallInput::Frame(frame)) => {
@@ -408,6 +479,7 @@ async fn run_call(
         agent_sentiment: run.tracks[Track::Outbound.index()].rolling.arc(),
         customer_sentiment: run.tracks[Track::Inbound.index()].rolling.arc(),
         alerts: std::mem::take(&mut run.alerts_raised),
+        keyterms: std::mem::take(&mut run.keyterms_heard),
     };
     publish(run.bus.as_ref(), &run.call, Event::CallSummary(summary)).await;
     publish(run.bus.as_ref(), &run.call, Event::CallEnded(ended)).await;

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use super::model::log_softmax;
-use super::{Whisper, mel, numbers};
+use super::{Prompt, Whisper, mel, numbers};
 use crate::error::{ModelError, Result};
 
 /// How much audio the encoder sees.
@@ -57,6 +57,33 @@ pub struct DecodeOptions {
     /// this of the end's (at most [`MAX_DOUBTED_ENDS`] times): a caller who pauses after "let
     /// me read it to you," is not done, and greedy decoding would stop there and lose the number.
     pub doubtful_end_margin: f32,
+    /// Give the expected words ([`super::Prompt`]) to the decoder as its previous text (each
+    /// prompt token costs about a tenth of a decoding step).
+    pub keyterm_prompt: bool,
+    /// The logit bonus for the expected words' tokens.
+    pub keyterm_bonus: KeytermBonus,
+}
+
+/// A bounded logit bonus for the expected words' tokens: `start` for a term's first token,
+/// `next` for the token that goes on with a term whose first tokens were just decoded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KeytermBonus {
+    pub start: f32,
+    pub next: f32,
+}
+
+impl KeytermBonus {
+    pub const NONE: Self = Self {
+        start: 0.0,
+        next: 0.0,
+    };
+    /// What did best on the keyterm test set (`benches/keyterms.rs`): no bonus to start a term
+    /// (one of 1 already put the prompt's names where none were said), 6 to go on with one the
+    /// model started ("Kin" → "nick" "inn" "ic" rather than "Kinacinic").
+    pub const DEFAULT: Self = Self {
+        start: 0.0,
+        next: 6.0,
+    };
 }
 
 /// How many doubtful ends one decode may pass over.
@@ -111,6 +138,8 @@ impl Default for DecodeOptions {
             temperatures: vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
             doubtful_end_prob: 0.7,
             doubtful_end_margin: 1.5,
+            keyterm_prompt: true,
+            keyterm_bonus: KeytermBonus::DEFAULT,
         }
     }
 }
@@ -207,6 +236,7 @@ pub(super) fn transcribe(
     whisper: &Whisper,
     samples: &[f32],
     options: &DecodeOptions,
+    prompt: &Prompt,
 ) -> Result<Transcript> {
     if let Some(bad) = samples.iter().position(|s| !s.is_finite()) {
         return Err(ModelError::Input(format!(
@@ -215,7 +245,7 @@ pub(super) fn transcribe(
     }
     let mut total: Option<Transcript> = None;
     for (i, window) in samples.chunks(WINDOW_SAMPLES).enumerate() {
-        let mut part = decode_window(whisper, window, options)?;
+        let mut part = decode_window(whisper, window, options, prompt)?;
         let offset = (i * WINDOW_SAMPLES) as f32 / mel::SAMPLE_RATE as f32;
         for s in &mut part.segments {
             s.start_s += offset;
@@ -263,6 +293,7 @@ fn decode_window(
     whisper: &Whisper,
     samples: &[f32],
     options: &DecodeOptions,
+    words: &Prompt,
 ) -> Result<Transcript> {
     let t = &whisper.tokens;
     let audio_s = samples.len() as f32 / mel::SAMPLE_RATE as f32;
@@ -276,7 +307,14 @@ fn decode_window(
     let encode_s = started.elapsed().as_secs_f32();
 
     let started = Instant::now();
-    let mut prompt = vec![t.sot];
+    // The previous-text prompt (the words to expect), then the start of the transcript.
+    let mut prompt = if options.keyterm_prompt {
+        words.tokens().to_vec()
+    } else {
+        Vec::new()
+    };
+    let sot_at = prompt.len();
+    prompt.push(t.sot);
     if let Some(english) = t.english {
         prompt.extend([english, t.transcribe]);
     }
@@ -287,13 +325,13 @@ fn decode_window(
     state.exact = !options.quantized_decoder;
     let all = whisper
         .model
-        .decode(&mut state, &prompt, true)?
+        .decode(&mut state, &prompt, Some(sot_at))?
         .squeeze(0)?;
     let no_speech_prob = {
         let first = log_softmax(&all.get(0)?.to_vec1::<f32>()?);
         first[t.no_speech as usize].exp()
     };
-    let first_logits = all.get(prompt.len() - 1)?.to_vec1::<f32>()?;
+    let first_logits = all.get(prompt.len() - 1 - sot_at)?.to_vec1::<f32>()?;
     // The last timestamp that still lies inside the real audio (plus a little slack).
     let last_timestamp =
         t.timestamp_begin + ((audio_s + 0.5) / SECONDS_PER_TIMESTAMP).ceil() as u32;
@@ -311,12 +349,13 @@ fn decode_window(
     for &temperature in temperatures {
         if attempts > 0 {
             state.reset_tokens();
-            whisper.model.decode(&mut state, &prompt, false)?;
+            whisper.model.decode(&mut state, &prompt, None)?;
         }
         attempts += 1;
         let run = Greedy {
             whisper,
             options,
+            words,
             prompt: &prompt,
             last_timestamp,
             temperature,
@@ -344,6 +383,7 @@ fn decode_window(
             break;
         }
     }
+    let all_looped = passed.is_none();
     let best = match (passed, greedy) {
         (Some(passed), _) => passed,
         // Every temperature looped: the greedy text up to its repetition, never the loop itself.
@@ -358,9 +398,12 @@ fn decode_window(
         (None, None) => unreachable!("at least one temperature is tried"),
     };
     let avg_logprob = best.avg_logprob;
+    // A decoder that loops at every temperature on audio the model likely hears no speech in
+    // is making words up: with a prompt of expected words, noise gets "aye, aye, aye" at a
+    // fair log-probability and a no-speech probability under the threshold alone.
     let no_speech = no_speech_prob > options.no_speech_alone_threshold
         || (no_speech_prob > options.no_speech_threshold
-            && avg_logprob < options.logprob_threshold);
+            && (avg_logprob < options.logprob_threshold || all_looped));
     let rejected = if no_speech {
         Some(Rejected::NoSpeech)
     } else if compression_ratio(&best.text) > options.compression_ratio_threshold {
@@ -452,6 +495,7 @@ impl Attempt {
 struct Greedy<'a> {
     whisper: &'a Whisper,
     options: &'a DecodeOptions,
+    words: &'a Prompt,
     prompt: &'a [u32],
     last_timestamp: u32,
     temperature: f32,
@@ -477,6 +521,12 @@ impl Greedy<'_> {
             if tokens.is_empty() {
                 suppress(&mut logits, &t.suppress_at_begin);
             }
+            boost(
+                &mut logits,
+                &tokens,
+                self.words.terms(),
+                options.keyterm_bonus,
+            );
             if options.timestamps {
                 timestamp_rules(
                     &mut logits,
@@ -527,11 +577,11 @@ impl Greedy<'_> {
                 break;
             }
             let step = if options.kv_cache {
-                whisper.model.decode(state, &[next], false)?
+                whisper.model.decode(state, &[next], None)?
             } else {
                 state.reset_tokens();
                 let all: Vec<u32> = self.prompt.iter().chain(&tokens).copied().collect();
-                whisper.model.decode(state, &all, false)?
+                whisper.model.decode(state, &all, None)?
             };
             logits = step.squeeze(0)?.to_vec1::<f32>()?;
         }
@@ -634,6 +684,36 @@ fn runaway(tokens: &[u32], eot: u32, min_repeats: usize, min_tokens: usize) -> b
             tail.chunks(block).all(|c| c == &tail[..block])
         }
     })
+}
+
+/// Adds `bonus` to the logits of the expected words' tokens: the next token of each term whose
+/// first tokens `tokens` ends with, else the term's first token (each token boosted once, by the
+/// larger bonus).
+fn boost(logits: &mut [f32], tokens: &[u32], terms: &[Vec<u32>], bonus: KeytermBonus) {
+    if bonus == KeytermBonus::NONE {
+        return;
+    }
+    let mut boosted: Vec<(u32, f32)> = Vec::new();
+    for term in terms.iter().filter(|t| !t.is_empty()) {
+        let mut matched = (term.len() - 1).min(tokens.len());
+        while matched > 0 && !tokens.ends_with(&term[..matched]) {
+            matched -= 1;
+        }
+        let (id, b) = if matched > 0 {
+            (term[matched], bonus.next)
+        } else {
+            (term[0], bonus.start)
+        };
+        match boosted.iter_mut().find(|(i, _)| *i == id) {
+            Some((_, best)) => *best = best.max(b),
+            None => boosted.push((id, b)),
+        }
+    }
+    for (id, b) in boosted {
+        if let Some(l) = logits.get_mut(id as usize) {
+            *l += b;
+        }
+    }
 }
 
 fn suppress(logits: &mut [f32], ids: &[u32]) {

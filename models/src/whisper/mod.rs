@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-pub use decode::{DecodeOptions, Rejected, Segment, Transcript, Window};
+pub use decode::{DecodeOptions, KeytermBonus, Rejected, Segment, Transcript, Window};
 use mel::MelSpectrogram;
 use model::WhisperModel;
 
@@ -70,7 +70,39 @@ pub struct Whisper {
     tokenizer: tokenizers::Tokenizer,
     mel: MelSpectrogram,
     tokens: SpecialTokens,
+    /// `<|startofprev|>`: what a previous-text prompt starts with.
+    start_of_prev: u32,
     name: String,
+}
+
+/// Words decoding should expect: given to Whisper as its previous-text prompt
+/// (`<|startofprev|>` and the words), after which the model spells names and terms it hears the
+/// way the prompt spells them, and as token sequences whose next token gets a bounded bonus
+/// while decoding (see [`DecodeOptions::keyterm_bonus`]). Empty: no words.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prompt {
+    tokens: Vec<u32>,
+    /// Each term's tokens as it is written inside a sentence (after a space).
+    terms: Vec<Vec<u32>>,
+}
+
+impl Prompt {
+    /// Whisper's limit on a prompt: half its text context, less one.
+    pub const MAX_TOKENS: usize = 223;
+
+    /// The tokens that go before `<|startoftranscript|>` (none for an empty prompt).
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// Each term's tokens as written inside a sentence.
+    pub fn terms(&self) -> &[Vec<u32>] {
+        &self.terms
+    }
 }
 
 impl Whisper {
@@ -97,10 +129,17 @@ impl Whisper {
         let tokenizer_path = files.path(WhisperFiles::TOKENIZER);
         let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path).map_err(|e| {
             ModelError::Tokenizer {
-                path: tokenizer_path,
+                path: tokenizer_path.clone(),
                 reason: e.to_string(),
             }
         })?;
+        let start_of_prev =
+            tokenizer
+                .token_to_id("<|startofprev|>")
+                .ok_or_else(|| ModelError::Tokenizer {
+                    path: tokenizer_path,
+                    reason: "has no <|startofprev|>".into(),
+                })?;
         let mel = MelSpectrogram::load(mel_filters, config.num_mel_bins)?;
         let name = dir
             .file_name()
@@ -110,6 +149,7 @@ impl Whisper {
             tokenizer,
             mel,
             tokens,
+            start_of_prev,
             name,
         })
     }
@@ -125,9 +165,67 @@ impl Whisper {
 
     /// Transcribes mono 16 kHz samples in [-1, 1]. Audio longer than 30 s is cut into 30 s windows.
     pub fn transcribe(&self, samples: &[f32], options: &DecodeOptions) -> Result<Transcript> {
-        let transcript = decode::transcribe(self, samples, options)?;
+        self.transcribe_with(samples, options, &Prompt::default())
+    }
+
+    /// [`Whisper::transcribe`] expecting the words of `prompt` (see [`Whisper::keyterm_prompt`]).
+    pub fn transcribe_with(
+        &self,
+        samples: &[f32],
+        options: &DecodeOptions,
+        prompt: &Prompt,
+    ) -> Result<Transcript> {
+        let transcript = decode::transcribe(self, samples, options, prompt)?;
         crate::metrics::transcribed(&self.name, &transcript);
         Ok(transcript)
+    }
+
+    /// The words of `terms` (names, places, the trade's words), most important first: as many
+    /// whole terms as fit in `prompt_tokens` (at most [`Prompt::MAX_TOKENS`]) go into the prompt,
+    /// written as a comma-separated list, and every term gets the decoding bonus. Blank terms
+    /// are skipped; no terms give an empty prompt.
+    pub fn keyterm_prompt<S: AsRef<str>>(
+        &self,
+        terms: &[S],
+        prompt_tokens: usize,
+    ) -> Result<Prompt> {
+        let limit = prompt_tokens.min(Prompt::MAX_TOKENS);
+        let mut tokens = vec![self.start_of_prev];
+        let mut sequences = Vec::new();
+        let mut full = false;
+        for term in terms
+            .iter()
+            .map(|t| t.as_ref().trim())
+            .filter(|t| !t.is_empty())
+        {
+            if !full {
+                let separator = if tokens.len() == 1 { " " } else { ", " };
+                let ids = self.tokenize(&format!("{separator}{term}"))?;
+                if tokens.len() + ids.len() <= limit {
+                    tokens.extend(ids);
+                } else {
+                    full = true;
+                }
+            }
+            sequences.push(self.tokenize(&format!(" {term}"))?);
+        }
+        if tokens.len() == 1 {
+            tokens.clear();
+        }
+        Ok(Prompt {
+            tokens,
+            terms: sequences,
+        })
+    }
+
+    fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
+        self.tokenizer
+            .encode(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| ModelError::Tokenizer {
+                path: self.name.clone().into(),
+                reason: e.to_string(),
+            })
     }
 
     /// Decodes token ids to text, leaving out special tokens.

@@ -364,13 +364,14 @@ impl WhisperModel {
     }
 
     /// Feeds `tokens` after those already in `state` and returns the logits [batch, vocab] that
-    /// predict the token after the last one. `all_positions` also returns the logits of every fed
-    /// position ([batch, tokens, vocab]) — the no-speech probability is read at the first.
+    /// predict the token after the last one. `positions_from: Some(i)` returns instead the logits
+    /// of every fed position from the `i`-th on ([batch, tokens - i, vocab]): the no-speech
+    /// probability is read at the start of the transcript, after any previous-text prompt.
     pub fn decode(
         &self,
         state: &mut DecoderState,
         tokens: &[u32],
-        all_positions: bool,
+        positions_from: Option<usize>,
     ) -> candle_core::Result<Tensor> {
         let d = &self.decoder;
         let q = !state.exact;
@@ -402,10 +403,9 @@ impl WhisperModel {
             x = (&x + cross.attend(&cross_ln.forward(&x)?, ck, cv, None, q)?)?;
             x = block.mlp(&x, q)?;
         }
-        let x = if all_positions {
-            x
-        } else {
-            x.narrow(1, n - 1, 1)?
+        let x = match positions_from {
+            Some(from) => x.narrow(1, from.min(n - 1), n - from.min(n - 1))?,
+            None => x.narrow(1, n - 1, 1)?,
         };
         let x = d.ln.forward(&x)?;
         let logits = if state.exact {
@@ -413,7 +413,7 @@ impl WhisperModel {
         } else {
             d.vocab_q8.forward(&x)?
         };
-        if all_positions {
+        if positions_from.is_some() {
             Ok(logits)
         } else {
             logits.squeeze(1)
