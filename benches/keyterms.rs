@@ -107,7 +107,10 @@ fn main() -> anyhow::Result<()> {
     let mut runs: Vec<(String, Vec<Prompt>, DecodeOptions)> = vec![
         ("without".into(), none, DecodeOptions::default()),
         (
-            format!("whole list as prompt ({} tokens), no bonus", Prompt::MAX_TOKENS),
+            format!(
+                "whole list as prompt ({} tokens), no bonus",
+                Prompt::MAX_TOKENS
+            ),
             prompts(Prompt::MAX_TOKENS)?,
             with(true, 0.0, 0.0),
         ),
@@ -133,7 +136,11 @@ fn main() -> anyhow::Result<()> {
         anyhow::ensure!(parts.len() == 3, "{spec:?} is not pTOKENS,START,NEXT");
         let size: usize = parts[0].trim_start_matches('p').parse()?;
         let (start, next): (f32, f32) = (parts[1].parse()?, parts[2].parse()?);
-        runs.push((spec.to_string(), prompts(size)?, with(size > 0, start, next)));
+        runs.push((
+            spec.to_string(),
+            prompts(size)?,
+            with(size > 0, start, next),
+        ));
     }
     let mut tallies = Vec::new();
     for (name, prompt, options) in &runs {

@@ -108,9 +108,14 @@ fn the_demo_call_names_its_brokerage_and_street() {
         .find(|&i| silent[i..].iter().take(10).all(|s| *s))
         .unwrap_or(silent.len());
     let first = &audio[start.saturating_sub(2) * 1600..(end * 1600).min(audio.len())];
-    let terms: Vec<String> = winnerr::demo::DEMO_KEYTERMS.iter().map(|t| t.to_string()).collect();
+    let terms: Vec<String> = winnerr::demo::DEMO_KEYTERMS
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
     let terms = keyterms::merged([&terms[..], &keyterms::trade_terms()[..]]);
-    let words = whisper.keyterm_prompt(&terms, KEYTERM_PROMPT_TOKENS).unwrap();
+    let words = whisper
+        .keyterm_prompt(&terms, KEYTERM_PROMPT_TOKENS)
+        .unwrap();
     let options = DecodeOptions::default();
     let stock = whisper.transcribe(first, &options).unwrap();
     let expecting = whisper.transcribe_with(first, &options, &words).unwrap();
