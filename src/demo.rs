@@ -1,5 +1,5 @@
 //! The demo call that `winnerr serve --demo` plays in a loop: a two-track real-estate call (an
-//! agent and a customer; synthetic voices made once with espeak-ng by `deploy/demo-audio.py`)
+//! agent and a customer, in a neural voice made once with Piper by `deploy/demo-audio.py`)
 //! with a keypress, streamed in real time through the Twilio protocol into the server.
 
 use std::io::Cursor;
