@@ -232,7 +232,19 @@ impl Simulator {
                 },
                 _ = tick(&mut ticker, script.pace) => {
                     for message in frames.next_frame() {
-                        sink.send(Message::Text(message.into())).await?;
+                        if let Err(err) = sink.send(Message::Text(message.into())).await {
+                            // The server may have closed while a frame was on its way (a
+                            // shutdown): its close frame, if it sent one, is still to be read.
+                            read_close(&mut source, &mut report, &mut on_message).await;
+                            if report.close.is_none() {
+                                return Err(err.into());
+                            }
+                            closed_early = true;
+                            break;
+                        }
+                    }
+                    if closed_early {
+                        break;
                     }
                 }
             }
@@ -264,6 +276,25 @@ impl Simulator {
         let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
         Ok(report)
     }
+}
+
+/// Reads what the server still sent (for at most a second) until its close frame.
+async fn read_close<S>(
+    source: &mut S,
+    report: &mut PlayReport,
+    on_message: &mut impl FnMut(&ServerMessage),
+) where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let read = async {
+        while let Some(Ok(message)) = source.next().await {
+            handle_server_message(message, report, on_message);
+            if report.close.is_some() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), read).await;
 }
 
 async fn tick(ticker: &mut tokio::time::Interval, pace: Pace) {
