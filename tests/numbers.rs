@@ -7,13 +7,7 @@ use winnerr_models::whisper::Window;
 use winnerr_models::{DecodeOptions, ModelDir, Whisper};
 
 fn whisper() -> Whisper {
-    let dir = ModelDir::from_env();
-    Whisper::load(
-        &dir.whisper("tiny.en"),
-        &dir.mel_filters(),
-        &winnerr_models::device(),
-    )
-    .expect("Whisper tiny.en (`make models`)")
+    Whisper::open(&ModelDir::from_env(), "tiny.en").expect("Whisper tiny.en (`make models`)")
 }
 
 fn number_clip(id: &str) -> Vec<f32> {

@@ -154,6 +154,12 @@ impl Whisper {
         })
     }
 
+    /// Whisper `name` (`tiny.en`) as `winnerr models fetch` wrote it into `dir`, with its mel
+    /// filters, on the default device.
+    pub fn open(dir: &crate::ModelDir, name: &str) -> Result<Self> {
+        Self::load(&dir.whisper(name), &dir.mel_filters(), &crate::device())
+    }
+
     /// The model folder's name, e.g. `whisper-tiny.en`.
     pub fn name(&self) -> &str {
         &self.name
