@@ -112,6 +112,20 @@ pub fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
     (previous[h.len()], r.len())
 }
 
+/// The words of `text` split at white space, lower case, letters and digits only: a word's marks
+/// dropped ("H.O.A." is "hoa", "pre-approved," is "preapproved", "O'Malley" is "omalley").
+pub fn bare_words(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .collect::<String>()
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

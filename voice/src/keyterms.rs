@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use winnerr_events::CallContext;
+use winnerr_models::text::bare_words;
 
 /// The trade's words every organization's list ends with: terms the recognizer gets wrong or
 /// splits without a hint ("pre-approved", "HOA", "escrow"). An organization's own terms go first.
@@ -75,28 +76,14 @@ pub fn merged<'a>(lists: impl IntoIterator<Item = &'a [String]>) -> Vec<String> 
         .collect()
 }
 
-/// The words of `text` as terms are compared: lower case, letters and digits only, a word's
-/// inner marks dropped ("H.O.A." is "hoa", "pre-approved" is "preapproved", "O'Malley" is
-/// "omalley").
-fn words(text: &str) -> Vec<String> {
-    text.split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '?' | '!' | '"' | '(' | ')'))
-        .map(|w| {
-            w.chars()
-                .filter(|c| c.is_alphanumeric())
-                .flat_map(char::to_lowercase)
-                .collect::<String>()
-        })
-        .filter(|w| !w.is_empty())
-        .collect()
-}
-
-/// The terms `text` holds, as whole words, in the order of `terms`.
+/// The terms `text` holds, as whole words compared bare (case and marks aside: "H.O.A." holds
+/// "HOA"), in the order of `terms`.
 pub fn heard<'a>(text: &str, terms: &'a [String]) -> Vec<&'a str> {
-    let said = words(text);
+    let said = bare_words(text);
     terms
         .iter()
         .filter(|term| {
-            let term = words(term);
+            let term = bare_words(term);
             !term.is_empty()
                 && said
                     .windows(term.len())

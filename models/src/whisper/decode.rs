@@ -651,16 +651,7 @@ fn sample(logits: &[f32], temperature: f32, rng: &mut XorShift) -> u32 {
 /// its tokens ("4 Queen of Claws, 4 queen of claws,"). Digit groups read out repeat less than
 /// that ("1111 1111 1111 1111").
 fn word_loop(text: &str) -> bool {
-    let words: Vec<String> = text
-        .split_whitespace()
-        .map(|w| {
-            w.chars()
-                .filter(|c| c.is_alphanumeric())
-                .flat_map(char::to_lowercase)
-                .collect::<String>()
-        })
-        .filter(|w| !w.is_empty())
-        .collect();
+    let words = crate::text::bare_words(text);
     (1..=8).any(|block| {
         let repeats = if block == 1 { 6 } else { 3 };
         let span = block * repeats;
