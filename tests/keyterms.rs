@@ -36,6 +36,12 @@ fn the_organizations_words_are_spelled_as_it_spells_them() {
         terms.len(),
         "every term gets the bonus"
     );
+    // The prompt is the first terms that fit, as a comma-separated list.
+    let said = whisper.detokenize(words.tokens()).unwrap();
+    let fitted = (1..=terms.len())
+        .rev()
+        .find(|&n| said.trim() == terms[..n].join(", "));
+    assert!(fitted.is_some_and(|n| n >= 3), "{said:?}");
     // "Thanks for calling Winnerr Realty, I can put you through to Priya Raghunathan."
     let clip = clips.iter().find(|c| c.clip.id == "keyterms_022").unwrap();
     let audio = evaluate::load_phone(&clip.clip.path).unwrap();

@@ -52,14 +52,7 @@ impl Store {
     /// `org`'s keyterms, in its order.
     pub async fn keyterms(&self, org: &OrgId) -> Result<Vec<String>, StoreError> {
         let mut tx = self.begin(org).await?;
-        let terms: Vec<String> = on_tx!(&mut tx, |conn, dialect| {
-            sqlx::query_scalar(
-                "SELECT term FROM keyterms WHERE organization_id = $1 ORDER BY position",
-            )
-            .bind(org.as_str())
-            .fetch_all(conn)
-            .await?
-        });
+        let terms = listed(&mut tx, org).await?;
         tx.commit().await?;
         Ok(terms)
     }
@@ -159,11 +152,21 @@ impl Store {
                 .await?
         });
         terms.extend(name.flatten());
+        terms.extend(listed(&mut tx, org).await?);
         tx.commit().await?;
-        terms.extend(self.keyterms(org).await?);
         terms.retain(|t| !t.trim().is_empty());
         Ok(terms)
     }
+}
+
+/// `org`'s keyterms in its order, read in `tx`.
+async fn listed(tx: &mut crate::Tx, org: &OrgId) -> Result<Vec<String>, StoreError> {
+    Ok(on_tx!(tx, |conn, dialect| {
+        sqlx::query_scalar("SELECT term FROM keyterms WHERE organization_id = $1 ORDER BY position")
+            .bind(org.as_str())
+            .fetch_all(conn)
+            .await?
+    }))
 }
 
 #[cfg(test)]

@@ -132,9 +132,7 @@ impl Job {
             span: tracing::Span::current(),
         }
     }
-}
 
-impl Job {
     /// The job, expecting the words of `words`.
     pub fn expecting(self, words: Arc<Prompt>) -> Self {
         Self { words, ..self }

@@ -119,8 +119,10 @@ pub(crate) fn coaching_alert(kind: &'static str) {
     counter!(COACHING_ALERTS, "kind" => kind).increment(1);
 }
 
-pub(crate) fn keyterms_failed() {
+/// A call's keyterms could not be read or made into a prompt: `what` it goes on with.
+pub(crate) fn keyterms_failed(call: &winnerr_events::CallContext, what: &str, error: &str) {
     counter!(KEYTERM_FAILURES).increment(1);
+    tracing::warn!(call_id = %call.call_id, org_id = %call.org_id, %error, "{what}");
 }
 
 pub(crate) fn empty_final(track: &'static str) {

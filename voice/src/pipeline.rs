@@ -65,8 +65,14 @@ pub fn spawn(
                 org_id = %call.call.org_id,
                 call_id = %call.call.call_id
             );
-            let stage = (bus.clone(), config.clone(), asr.clone(), keyterms.clone());
-            running.spawn(run_call(call, stage).instrument(span));
+            let run = run_call(
+                call,
+                bus.clone(),
+                config.clone(),
+                asr.clone(),
+                keyterms.clone(),
+            );
+            running.spawn(run.instrument(span));
             // Reap finished calls so the set does not grow with the process's lifetime.
             while running.try_join_next().is_some() {}
         }
@@ -121,6 +127,8 @@ struct CallRun {
     /// ...its keyterms, and those heard in its finals, in the order first heard.
     keyterms: Vec<String>,
     keyterms_heard: Vec<String>,
+    /// Finals cut while the keyterms are being read (`None` once they are, or without a worker).
+    held: Option<Vec<Job>>,
 }
 
 impl CallRun {
@@ -197,24 +205,42 @@ impl CallRun {
         publish(self.bus.as_ref(), &self.call, Event::Alert(alert)).await;
     }
 
-    fn submit(&self, track: Track, utterance: u32, kind: JobKind, audio: Vec<f32>) {
+    /// Sends an utterance to the speech worker; a final cut before the call's keyterms are read
+    /// waits for them (an interim, a preview, goes without).
+    fn submit(&mut self, track: Track, utterance: u32, kind: JobKind, audio: Vec<f32>) {
         let Some(asr) = &self.asr else { return };
         let key = UtteranceKey {
             call: self.call.call_id.clone(),
             track,
             utterance,
         };
-        asr.submit(
-            Job::new(
-                self.call.org_id.clone(),
-                key,
-                kind,
-                audio,
-                self.results.clone(),
-                self.live.clone(),
-            )
-            .expecting(self.words.clone()),
+        let job = Job::new(
+            self.call.org_id.clone(),
+            key,
+            kind,
+            audio,
+            self.results.clone(),
+            self.live.clone(),
         );
+        match &mut self.held {
+            Some(held) if kind == JobKind::Final => held.push(job),
+            _ => asr.submit(job.expecting(self.words.clone())),
+        }
+    }
+
+    /// The call's keyterms came (`None`: they could not be made): later utterances, and the
+    /// finals held for them, are decoded expecting them.
+    fn words_read(&mut self, read: Option<(Vec<String>, winnerr_models::Prompt)>) {
+        if let Some((terms, prompt)) = read {
+            self.keyterms = terms;
+            self.words = Arc::new(prompt);
+        }
+        let held = self.held.take().unwrap_or_default();
+        if let Some(asr) = &self.asr {
+            for job in held {
+                asr.submit(job.expecting(self.words.clone()));
+            }
+        }
     }
 
     fn pending_finals(&self) -> usize {
@@ -359,36 +385,26 @@ async fn call_words(
     source: Keyterms,
     asr: AsrWorker,
 ) -> (Vec<String>, winnerr_models::Prompt) {
-    let terms = match tokio::time::timeout(KEYTERMS_DEADLINE, source.keyterms(&call)).await {
-        Ok(Ok(terms)) => terms,
-        failed => {
-            let error = match failed {
-                Ok(Err(error)) => error,
-                _ => format!("not read in {KEYTERMS_DEADLINE:?}"),
-            };
-            metrics::keyterms_failed();
-            warn!(call_id = %call.call_id, org_id = %call.org_id, %error, "keyterms not read; the trade's words only");
+    let terms = tokio::time::timeout(KEYTERMS_DEADLINE, source.keyterms(&call))
+        .await
+        .unwrap_or_else(|_| Err(format!("not read in {KEYTERMS_DEADLINE:?}")))
+        .unwrap_or_else(|error| {
+            metrics::keyterms_failed(&call, "keyterms not read; the trade's words only", &error);
             keyterms::trade_terms()
-        }
-    };
-    match asr.prompt(&terms) {
-        Ok(prompt) => (terms, prompt),
-        Err(error) => {
-            metrics::keyterms_failed();
-            warn!(call_id = %call.call_id, %error, "keyterms not made into a prompt");
-            (terms, winnerr_models::Prompt::default())
-        }
-    }
+        });
+    let prompt = asr.prompt(&terms).unwrap_or_else(|error| {
+        metrics::keyterms_failed(&call, "keyterms not made into a prompt", &error.to_string());
+        winnerr_models::Prompt::default()
+    });
+    (terms, prompt)
 }
 
 async fn run_call(
     audio: CallAudio,
-    (bus, config, asr, keyterm_source): (
-        Arc<dyn Bus>,
-        Arc<VoiceConfig>,
-        Option<AsrWorker>,
-        Keyterms,
-    ),
+    bus: Arc<dyn Bus>,
+    config: Arc<VoiceConfig>,
+    asr: Option<AsrWorker>,
+    keyterm_source: Keyterms,
 ) {
     let CallAudio {
         call,
@@ -400,6 +416,7 @@ async fn run_call(
     publish(bus.as_ref(), &call, Event::CallStarted(started)).await;
     let (results_tx, mut results) = mpsc::unbounded_channel();
     let call_org = call.org_id.clone();
+    let transcribing = asr.is_some();
     let mut run = CallRun {
         call,
         bus,
@@ -415,9 +432,10 @@ async fn run_call(
         words: Arc::default(),
         keyterms: Vec::new(),
         keyterms_heard: Vec::new(),
+        held: transcribing.then(Vec::new),
     };
-    // The call's keyterms are read beside its audio: until they come, speech is decoded
-    // without them, and no frame waits.
+    // The call's keyterms are read beside its audio: no frame waits for them; interims until
+    // they come are decoded without them, finals wait for them.
     let (words_tx, mut words) = tokio::sync::oneshot::channel();
     if let Some(asr) = run.asr.clone() {
         let call = run.call.clone();
@@ -425,20 +443,12 @@ async fn run_call(
             let _ = words_tx.send(call_words(call, keyterm_source, asr).await);
         });
     }
-    let mut words_pending = run.asr.is_some();
-    let transcribing = run.asr.is_some();
     let mut segmenters = Track::ALL
         .map(|track| Segmenter::with_audio(track, config.utterance, &config.speech, transcribing));
     let ended = loop {
         tokio::select! {
             biased;
-            read = &mut words, if words_pending => {
-                words_pending = false;
-                if let Ok((terms, prompt)) = read {
-                    run.keyterms = terms;
-                    run.words = Arc::new(prompt);
-                }
-            }
+            read = &mut words, if run.held.is_some() => run.words_read(read.ok()),
             Some(result) = results.recv() => run.result(result).await,
             input = inputs.recv() => match input {
                 Some(CallInput::Frame(frame)) => {
@@ -463,6 +473,11 @@ async fn run_call(
     for (track, segmenter) in Track::ALL.into_iter().zip(&mut segmenters) {
         let outputs = segmenter.stop();
         run.segmented(track, outputs).await;
+    }
+    if run.held.is_some() {
+        // At most KEYTERMS_DEADLINE: the read gives up then.
+        let read = (&mut words).await.ok();
+        run.words_read(read);
     }
     let deadline = tokio::time::Instant::now() + FINALS_DEADLINE;
     while run.asr.is_some() && run.pending_finals() > 0 {

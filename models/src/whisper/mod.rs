@@ -196,6 +196,8 @@ impl Whisper {
         prompt_tokens: usize,
     ) -> Result<Prompt> {
         let limit = prompt_tokens.min(Prompt::MAX_TOKENS);
+        // ", B" is "," and " B": words are never merged with the punctuation before them.
+        let comma = self.tokenize(",")?;
         let mut tokens = vec![self.start_of_prev];
         let mut sequences = Vec::new();
         let mut full = false;
@@ -204,16 +206,15 @@ impl Whisper {
             .map(|t| t.as_ref().trim())
             .filter(|t| !t.is_empty())
         {
-            if !full {
-                let separator = if tokens.len() == 1 { " " } else { ", " };
-                let ids = self.tokenize(&format!("{separator}{term}"))?;
-                if tokens.len() + ids.len() <= limit {
-                    tokens.extend(ids);
-                } else {
-                    full = true;
-                }
+            let ids = self.tokenize(&format!(" {term}"))?;
+            let separator: &[u32] = if tokens.len() == 1 { &[] } else { &comma };
+            if !full && tokens.len() + separator.len() + ids.len() <= limit {
+                tokens.extend(separator);
+                tokens.extend(&ids);
+            } else {
+                full = true;
             }
-            sequences.push(self.tokenize(&format!(" {term}"))?);
+            sequences.push(ids);
         }
         if tokens.len() == 1 {
             tokens.clear();
