@@ -8,7 +8,7 @@ use winnerr_events::{LeadId, OrgId, UserId};
 use winnerr_models::LeadModel;
 use winnerr_models::leadscore::{auc, calibration_deciles};
 use winnerr_scoring::features::{
-    Activity, ActivityKind, CallRecord, PropertyFacts, features, source_rate,
+    Activity, ActivityKind, CallRecord, MessageRecord, PropertyFacts, features, source_rate,
 };
 use winnerr_scoring::model;
 use winnerr_scoring::synth::SyntheticOrg;
@@ -257,12 +257,22 @@ pub fn history(record: LeadRecord) -> LeadHistory {
             }
         })
         .collect();
+    let messages = record
+        .messages
+        .into_iter()
+        .map(|message| MessageRecord {
+            at_ms: message.received_ms.max(0) as u64,
+            sentiment: message.sentiment,
+            cues: TimelineCues::scan(&message.text),
+        })
+        .collect();
     LeadHistory {
         location: record.location,
         budget_min: record.budget_min,
         budget_max: record.budget_max,
         activity,
         calls,
+        messages,
         source_conversion: source_rate(
             count(record.source_won),
             count(record.source_lost),

@@ -5,6 +5,7 @@ pub mod config;
 pub mod demo;
 pub mod dial;
 pub mod evaluate;
+pub mod inbox;
 pub mod keyterms;
 pub mod leads;
 pub mod models_cli;

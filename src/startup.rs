@@ -46,6 +46,9 @@ pub struct App {
     /// Serving HTTPS and WSS.
     tls: bool,
     voice: JoinHandle<()>,
+    /// The voice stage's message analysis: done once ingest has closed and every message it
+    /// handed on is published.
+    messages: JoinHandle<()>,
     /// The store writer: it stops after the voice stage has drained.
     writer: Option<Worker>,
     /// The lead scorer: it scores the calls' last events, then stops.
@@ -76,7 +79,13 @@ impl App {
             None => (None, None),
         };
         let voice = start_voice(config, bus.clone(), store.as_ref()).await?;
-        let ingest = start_ingest(config, voice.calls, store.as_ref(), &bus, shutdown.clone())?;
+        let ingest = start_ingest(
+            config,
+            (voice.calls, voice.messages),
+            store.as_ref(),
+            &bus,
+            shutdown.clone(),
+        )?;
         let scorer = start_scoring(config, store.as_ref(), &bus).await?;
         let gateway = start_gateway(config, &bus, store, voice.audio, feeds.clone()).await?;
         let router = routes(config, &gateway, &ingest);
@@ -97,6 +106,7 @@ impl App {
             feeds,
             server,
             voice: voice.task,
+            messages: voice.messages_task,
             writer,
             scorer,
         })
@@ -153,6 +163,7 @@ impl App {
             ingest,
             server,
             voice,
+            messages,
             kafka,
             writer,
             scorer,
@@ -168,6 +179,12 @@ impl App {
         }
         if tokio::time::timeout(DRAIN_DEADLINE, voice).await.is_err() {
             warn!("voice stage did not drain before the deadline");
+        }
+        if tokio::time::timeout(DRAIN_DEADLINE, messages)
+            .await
+            .is_err()
+        {
+            warn!("messages were not all analysed before the deadline");
         }
         flush(kafka.as_ref(), "call events").await;
         // Every call event is published now; the scorer scores what it has, and its last
@@ -218,8 +235,12 @@ async fn start_bus(config: &Config) -> anyhow::Result<(Arc<dyn Bus>, Option<Kafk
 /// its task (done once every call it took has published its end).
 struct VoiceStage {
     calls: mpsc::Sender<winnerr_events::CallAudio>,
+    /// Where ingest hands inbound messages for analysis.
+    messages: mpsc::Sender<winnerr_events::InboundMessage>,
     audio: Arc<winnerr_events::AudioTap>,
     task: JoinHandle<()>,
+    /// Done once every message handed to it is published.
+    messages_task: JoinHandle<()>,
 }
 
 /// The voice stage, with its speech workers and detector when this node has the voice role, and
@@ -248,8 +269,19 @@ async fn start_voice(
         }),
         None => Arc::new(winnerr_voice::keyterms::TradeTerms),
     };
+    // Messages are scored for sentiment by the speech workers' model, where they run.
+    let (messages, messages_rx) = mpsc::channel(winnerr_voice::MESSAGE_QUEUE);
+    let sentiment = asr.as_ref().map(AsrWorker::models);
+    let messages_task =
+        winnerr_voice::spawn_messages(messages_rx, bus.clone(), voice_config.clone(), sentiment);
     let task = winnerr_voice::spawn(calls_rx, bus, voice_config, asr, keyterms);
-    Ok(VoiceStage { calls, audio, task })
+    Ok(VoiceStage {
+        calls,
+        messages,
+        audio,
+        task,
+        messages_task,
+    })
 }
 
 /// The speech workers, laid out as configured (or, embedded without `winnerr serve`'s kernel
@@ -362,11 +394,15 @@ async fn load_models(whisper_name: &str) -> anyhow::Result<Arc<dyn SpeechModels>
     Ok(models)
 }
 
-/// Ingest: Twilio's webhooks and streams, and the softphone, handing calls to `calls`; with a
-/// store, the numbers it dials are checked against the organizations' do-not-call lists.
+/// Ingest: Twilio's webhooks and streams, and the softphone, handing calls and messages to the
+/// voice stage; with a store, the numbers it dials are checked against the organizations'
+/// do-not-call lists, and inbound messages are recorded in it (without one, none are taken).
 fn start_ingest(
     config: &Config,
-    calls: mpsc::Sender<winnerr_events::CallAudio>,
+    (calls, messages): (
+        mpsc::Sender<winnerr_events::CallAudio>,
+        mpsc::Sender<winnerr_events::InboundMessage>,
+    ),
     store: Option<&Store>,
     bus: &Arc<dyn Bus>,
     shutdown: CancellationToken,
@@ -376,6 +412,10 @@ fn start_ingest(
             store: store.clone(),
             bus: bus.clone(),
         }) as Arc<dyn winnerr_ingest::DialCheck>
+    });
+    let intake = store.map(|store| winnerr_ingest::MessageIntake {
+        messages,
+        inbox: Arc::new(crate::inbox::StoreInbox::start(store.clone())),
     });
     let consent = config.consent().map_err(anyhow::Error::msg)?;
     Ok(Ingest::new(
@@ -392,6 +432,7 @@ fn start_ingest(
             consent,
         },
         calls,
+        intake,
         dial_check,
         shutdown,
     ))

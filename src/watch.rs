@@ -185,6 +185,18 @@ pub fn describe(message: &FeedMessage) -> String {
                     arc(summary.customer_sentiment),
                     summary.alerts
                 ),
+                Event::Message(message) => format!(
+                    "{} {} from {}: {}{}",
+                    message.direction.as_str(),
+                    message.channel.as_str(),
+                    message.lead_id.as_ref().map_or("?", |l| l.as_str()),
+                    message.text,
+                    message
+                        .sentiment
+                        .as_ref()
+                        .map(|s| format!(" [{} {:+.2}]", s.label, s.score))
+                        .unwrap_or_default()
+                ),
                 Event::Presence(_) | Event::Unknown => String::new(),
             };
             format!(

@@ -119,6 +119,8 @@ pub enum Event {
     CallSummary(PostCallSummary),
     CallEnded(CallEnded),
     LeadScore(LeadScore),
+    /// An SMS or email to or from a lead, analysed (see [`crate::message`]).
+    Message(crate::message::Message),
     /// Who is online on a gateway node: not a call event (see [`NodePresence`]).
     Presence(NodePresence),
     /// A kind this build does not know (written by a newer producer); skip it.
@@ -140,6 +142,7 @@ impl Event {
             Event::CallSummary(_) => "call_summary",
             Event::CallEnded(_) => "call_ended",
             Event::LeadScore(_) => "lead_score",
+            Event::Message(_) => "message",
             Event::Presence(_) => "presence",
             Event::Unknown => "unknown",
         }

@@ -17,13 +17,13 @@ pub const FEED_PROTOCOL_VERSION: u16 = 2;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Channel {
     /// `org`: the organization at a glance: calls starting and ending, final transcripts (for
-    /// their sentiment), alerts, lead scores, and presence.
+    /// their sentiment), alerts, lead scores, messages, and presence.
     Org,
     /// `calls`: every event of every call the subscriber may see, interim transcripts included.
     Calls,
     /// `call:<id>`: every event of one call.
     Call(CallId),
-    /// `lead:<id>`: a lead's score changes.
+    /// `lead:<id>`: a lead's score changes and messages.
     Lead(LeadId),
 }
 

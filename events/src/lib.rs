@@ -1,5 +1,5 @@
 //! The contract between Winnerr's stages: identifiers, call events and feed messages (serde,
-//! versioned), and the audio handed from ingest to voice inside one process. What carries the
+//! versioned), and the audio and messages handed from ingest to voice inside one process. What carries the
 //! events between stages is `winnerr-bus`, above this crate.
 
 pub mod audio;
@@ -8,6 +8,7 @@ pub mod feed;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod ids;
+pub mod message;
 pub mod per_org;
 
 pub use audio::{AudioFrame, AudioTap, CallAudio, CallInput, TapHandle};
@@ -22,4 +23,5 @@ pub use feed::{
     Position, PresenceChange, PresenceStatus,
 };
 pub use ids::{CallId, InvalidId, LeadId, OrgId, Role, UserId};
+pub use message::{Direction, InboundMessage, MAX_MESSAGE_CHARS, Message, MessageChannel};
 pub use per_org::PerOrg;

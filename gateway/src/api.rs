@@ -34,6 +34,7 @@ pub(crate) fn routes() -> Router<Gateway> {
             get(get_person).patch(update_person).delete(erase_person),
         )
         .route("/api/people/{id}/calls", get(person_calls))
+        .route("/api/people/{id}/timeline", get(person_timeline))
         .route("/api/people/{id}/scores", get(person_scores))
         .route("/api/deals", get(list_deals))
         .route(
@@ -440,6 +441,36 @@ async fn person_calls(
     let Query(query) = query?;
     let person = visible_person(&gateway, &caller, &id).await?;
     calls_page(&gateway, &caller, &query, Some(person.id)).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// A person's calls and messages, newest first (the calls an agent sees: their own).
+async fn person_timeline(
+    State(gateway): State<Gateway>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    let Query(query) = query?;
+    let person = visible_person(&gateway, &caller, &id).await?;
+    let page = store(&gateway)?
+        .person_timeline(
+            &caller.0.org,
+            &person.id,
+            caller.only_agent(),
+            query.limit.unwrap_or(50),
+            query.cursor.as_deref(),
+            caller.0.sub.as_str(),
+        )
+        .await?;
+    Ok(Json(page).into_response())
 }
 
 async fn person_scores(

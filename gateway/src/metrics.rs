@@ -70,7 +70,7 @@ pub(crate) fn describe() {
         describe_histogram!(
             SPEECH_DELAY,
             metrics::Unit::Seconds,
-            "Delay from an utterance's last voiced frame to its transcript or alert reaching a feed client, by type (finals include the end-of-utterance silence)"
+            "Delay from an utterance's last voiced frame to its transcript or alert reaching a feed client, by type (finals include the end-of-utterance silence); for a message, from its webhook's arrival"
         );
         describe_gauge!(
             BUILD_INFO,

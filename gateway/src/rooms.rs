@@ -32,7 +32,7 @@ pub struct EventItem {
     pub call_id: CallId,
     /// The agent whose call it is, for agents who see only their own calls.
     pub agent_id: Option<UserId>,
-    /// For a lead score: its lead.
+    /// For a lead score or a message: its lead.
     pub lead_id: Option<LeadId>,
     /// Whether the event belongs on the `org` channel.
     pub overview: bool,
@@ -64,6 +64,13 @@ impl EventItem {
                 (a.last_voiced_at_ms > 0).then_some((event.event.kind(), a.last_voiced_at_ms)),
             ),
             Event::LeadScore(score) => (true, false, Some(score.lead_id.clone()), None),
+            // Timed from the webhook that brought it in.
+            Event::Message(message) => (
+                true,
+                false,
+                message.lead_id.clone(),
+                Some((event.event.kind(), message.received_at_ms)),
+            ),
             Event::CallStarted(_) | Event::CallEnded(_) => (true, false, None, None),
             // A call's own view (its channel), not the organization's overview.
             Event::AudioActivity(_)

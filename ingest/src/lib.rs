@@ -1,4 +1,5 @@
-//! Twilio ingest: the Media Streams WebSocket and the TwiML voice webhook, as axum routes.
+//! Twilio ingest: the Media Streams WebSocket, the TwiML voice webhook and the Messaging (SMS)
+//! webhook, as axum routes.
 //!
 //! A stream is checked (signature, signed identity), decoded (base64, mu-law) and ordered per
 //! track, and handed to the voice stage as a [`winnerr_events::CallAudio`] through a bounded
@@ -16,6 +17,7 @@ pub mod routes;
 pub mod session;
 pub mod signature;
 pub mod simulator;
+pub mod sms;
 pub mod softphone;
 pub mod stream;
 pub mod twiml;
@@ -26,6 +28,7 @@ pub use identity::StreamIdentity;
 pub use outbound::{DialAttempt, DialCheck};
 pub use routes::{Ingest, IngestConfig, STREAM_PATH, SendError, VOICE_PATH};
 pub use simulator::{CallScript, Pace, PlayReport, Simulator};
+pub use sms::{Arrival, Inbox, InboxError, MessageIntake, Received, SMS_PATH, Sender};
 pub use softphone::{Caller, SOFTPHONE_PATH, Verifier};
 pub use stream::{Refusal, StreamCommand};
 pub use twiml::Dial;

@@ -21,6 +21,7 @@ const CONSENT_OPT_IN: &str = "winnerr_ingest_consent_opt_in_total";
 const CALLS_REFUSED: &str = "winnerr_ingest_calls_refused_total";
 const DIALS_REFUSED: &str = "winnerr_ingest_dials_refused_total";
 const CAPACITY_USED: &str = "winnerr_ingest_capacity_used";
+const SMS: &str = "winnerr_ingest_sms_total";
 
 pub(crate) fn describe() {
     static ONCE: Once = Once::new();
@@ -62,6 +63,10 @@ pub(crate) fn describe() {
         describe_counter!(
             CALLS_REFUSED,
             "Calls refused by admission control, by reason (node_full, org_limit)"
+        );
+        describe_counter!(
+            SMS,
+            "Inbound SMS webhooks answered, by outcome (ok, duplicate, bad_request, forbidden, unrecorded, unavailable)"
         );
         describe_gauge!(
             CAPACITY_USED,
@@ -130,4 +135,8 @@ pub(crate) fn capacity_used(calls: usize, capacity: usize) {
 
 pub(crate) fn dial_refused(reason: &'static str) {
     counter!(DIALS_REFUSED, "reason" => reason).increment(1);
+}
+
+pub(crate) fn sms(outcome: &'static str) {
+    counter!(SMS, "outcome" => outcome).increment(1);
 }

@@ -1,5 +1,6 @@
-//! The ingest service as axum routes: the Twilio Media Streams WebSocket (`/twilio/stream`) and
-//! the TwiML voice webhook (`/twilio/voice`), both checked with `X-Twilio-Signature`; plus the
+//! The ingest service as axum routes: the Twilio Media Streams WebSocket (`/twilio/stream`), the
+//! TwiML voice webhook (`/twilio/voice`) and the Messaging webhook (`/twilio/sms`), all checked
+//! with `X-Twilio-Signature`; plus the
 //! handle through which the rest of the process talks to live streams.
 
 use std::collections::BTreeMap;
@@ -100,17 +101,21 @@ struct Inner {
     admission: Arc<crate::admission::Admission>,
     /// What may refuse a number before the webhook dials it.
     dial_check: Option<Arc<dyn DialCheck>>,
+    /// Where inbound messages go (none: the SMS webhook answers 503); taken at
+    /// [`Ingest::close`], so the voice stage sees the end of new messages.
+    messages: std::sync::Mutex<Option<crate::sms::MessageIntake>>,
     shutdown: CancellationToken,
     /// Open stream connections, so shutdown can wait for their close frames.
     connections: TaskTracker,
 }
 
 impl Ingest {
-    /// New calls go to `calls` (the voice stage); `shutdown` ends every live stream; numbers
-    /// are dialed only when `dial_check` (if any) allows them.
+    /// New calls go to `calls` (the voice stage) and inbound messages to `messages`; `shutdown`
+    /// ends every live stream; numbers are dialed only when `dial_check` (if any) allows them.
     pub fn new(
         config: IngestConfig,
         calls: mpsc::Sender<CallAudio>,
+        messages: Option<crate::sms::MessageIntake>,
         dial_check: Option<Arc<dyn DialCheck>>,
         shutdown: CancellationToken,
     ) -> Self {
@@ -118,6 +123,7 @@ impl Ingest {
         Self(Arc::new(Inner {
             admission: crate::admission::Admission::new(config.limits),
             dial_check,
+            messages: std::sync::Mutex::new(messages),
             config,
             calls: std::sync::Mutex::new(Some(calls)),
             streams: DashMap::new(),
@@ -132,11 +138,21 @@ impl Ingest {
         Router::new()
             .route(STREAM_PATH, get(stream_upgrade))
             .route(VOICE_PATH, post(voice_webhook))
+            .route(crate::sms::SMS_PATH, post(crate::sms::sms_webhook))
             .with_state(self.clone())
     }
 
     pub fn config(&self) -> &IngestConfig {
         &self.0.config
+    }
+
+    /// Where inbound messages go, if this node takes them (and is not closed).
+    pub(crate) fn message_intake(&self) -> Option<crate::sms::MessageIntake> {
+        self.0
+            .messages
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Who decides whether a new call is served.
@@ -153,10 +169,16 @@ impl Ingest {
             .clone()
     }
 
-    /// Takes no new calls from now on; the voice stage finishes the live ones and then stops.
+    /// Takes no new calls or messages from now on; the voice stage finishes the live ones and
+    /// then stops.
     pub fn close(&self) {
         self.0
             .calls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        self.0
+            .messages
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
@@ -264,7 +286,7 @@ impl Ingest {
     }
 
     /// Refuses a request whose `X-Twilio-Signature` is missing or wrong (unless checks are off).
-    fn check_signature(
+    pub(crate) fn check_signature(
         &self,
         headers: &HeaderMap,
         uri: &Uri,
@@ -319,7 +341,7 @@ fn twiml_response(xml: String) -> Response {
 }
 
 /// A request refused for its `X-Twilio-Signature`.
-struct Forbidden;
+pub(crate) struct Forbidden;
 
 impl IntoResponse for Forbidden {
     fn into_response(self) -> Response {

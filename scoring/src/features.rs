@@ -82,7 +82,7 @@ pub const FEATURES: [Feature; 16] = [
         "days_since_active",
         "days since last active",
         Group::Behavioural,
-        "ln(1 + days since the last activity or call), at most ln(366)",
+        "ln(1 + days since the last activity, call or message from the lead), at most ln(366)",
     ),
     feature(
         "calls",
@@ -112,13 +112,13 @@ pub const FEATURES: [Feature; 16] = [
         "sentiment_mean",
         "customer's sentiment",
         Group::Engagement,
-        "mean sentiment (−1…1) of the customer's utterances over all calls",
+        "mean sentiment (−1…1) of the customer's utterances over all calls and of their messages",
     ),
     feature(
         "sentiment_trend",
         "sentiment trend",
         Group::Engagement,
-        "recent-weighted sentiment (EMA, α 0.3) minus the mean: rising or falling, within and across calls",
+        "recent-weighted sentiment (EMA, α 0.3) minus the mean: rising or falling, within and across calls and messages",
     ),
     feature(
         "budget_fit",
@@ -136,7 +136,7 @@ pub const FEATURES: [Feature; 16] = [
         "urgency_cues",
         "urgency cues (pre-approved, lease ends, …)",
         Group::Timeline,
-        "distinct urgency cues the customer said (pre-approved, lease ends, this weekend, …), at most 4",
+        "distinct urgency cues the customer said or wrote (pre-approved, lease ends, this weekend, …), at most 4",
     ),
     feature(
         "moves_soon",
@@ -225,7 +225,17 @@ pub struct CallRecord {
     pub live: bool,
 }
 
-/// What is known of a lead: CRM profile, activity, calls (the live one last).
+/// A message from the lead (SMS, email), as scoring needs it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub at_ms: u64,
+    /// Its sentiment score (−1…1), where it has one.
+    pub sentiment: Option<f32>,
+    /// What it says about the lead's timeline.
+    pub cues: TimelineCues,
+}
+
+/// What is known of a lead: CRM profile, activity, calls (the live one last), messages from them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeadHistory {
     pub location: Option<String>,
@@ -233,6 +243,9 @@ pub struct LeadHistory {
     pub budget_max: Option<i64>,
     pub activity: Vec<Activity>,
     pub calls: Vec<CallRecord>,
+    /// Messages from the lead, oldest first.
+    #[serde(default)]
+    pub messages: Vec<MessageRecord>,
     /// The organization's closing rate for leads of this lead's source (see [`source_rate`]).
     pub source_conversion: f32,
 }
@@ -247,6 +260,7 @@ impl Default for LeadHistory {
             budget_max: None,
             activity: Vec::new(),
             calls: Vec::new(),
+            messages: Vec::new(),
             source_conversion: UNKNOWN_SOURCE_RATE,
         }
     }
@@ -281,6 +295,7 @@ pub fn features(lead: &LeadHistory, now_ms: u64) -> [f32; WIDTH] {
         .iter()
         .map(|a| a.at_ms)
         .chain(lead.calls.iter().map(|c| c.started_ms))
+        .chain(lead.messages.iter().map(|m| m.at_ms))
         .max();
     let days_since_active = last_active.map_or(365.0, |at| {
         (now_ms.saturating_sub(at) / DAY_MS).min(365) as f32
@@ -301,9 +316,20 @@ pub fn features(lead: &LeadHistory, now_ms: u64) -> [f32; WIDTH] {
         Some(c.customer_talk_ms > 0)
     });
 
-    let scores = lead.calls.iter().flat_map(|c| &c.customer_sentiment);
+    // The customer's sentiment across channels, in time order: a call's utterances at its start.
+    let mut said: Vec<(u64, f32)> = lead
+        .calls
+        .iter()
+        .flat_map(|c| c.customer_sentiment.iter().map(|&s| (c.started_ms, s)))
+        .chain(
+            lead.messages
+                .iter()
+                .filter_map(|m| Some((m.at_ms, m.sentiment?))),
+        )
+        .collect();
+    said.sort_by_key(|&(at, _)| at);
     let (mut count, mut sum, mut ema) = (0usize, 0f32, 0f32);
-    for &score in scores {
+    for (_, score) in said {
         ema = if count == 0 {
             score
         } else {
@@ -340,6 +366,9 @@ pub fn features(lead: &LeadHistory, now_ms: u64) -> [f32; WIDTH] {
     let mut cues = TimelineCues::default();
     for call in &lead.calls {
         cues.merge(call.cues);
+    }
+    for message in &lead.messages {
+        cues.merge(message.cues);
     }
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
 
@@ -442,6 +471,36 @@ mod tests {
         assert_eq!(f[index("customer_share")], 0.25);
         assert_eq!(f[index("answered_share")], 1.0);
         assert!((f[index("sentiment_mean")] - 0.06).abs() < 1e-6);
+    }
+
+    #[test]
+    fn messages_count_with_calls_in_sentiment_activity_and_cues() {
+        let call = CallRecord {
+            started_ms: NOW - 10 * DAY_MS,
+            customer_talk_ms: 10_000,
+            customer_sentiment: vec![0.8, 0.6],
+            ..Default::default()
+        };
+        let calls_only = LeadHistory {
+            calls: vec![call],
+            ..Default::default()
+        };
+        let texted = LeadHistory {
+            messages: vec![MessageRecord {
+                at_ms: NOW - DAY_MS,
+                sentiment: Some(-0.9),
+                cues: TimelineCues::scan("we are pre-approved and need to move this month"),
+            }],
+            ..calls_only.clone()
+        };
+        let (before, after) = (features(&calls_only, NOW), features(&texted, NOW));
+        assert!(after[index("sentiment_mean")] < before[index("sentiment_mean")] - 0.4);
+        // In the trend's sequence, at its time: 0.8, 0.6 (the call), then −0.9.
+        let (mean, ema) = ((0.8 + 0.6 - 0.9) / 3.0, 0.74 + 0.3 * (-0.9 - 0.74));
+        assert!((after[index("sentiment_trend")] - (ema - mean)).abs() < 1e-5);
+        assert_eq!(after[index("days_since_active")], 1f32.ln_1p());
+        assert!(after[index("urgency_cues")] > before[index("urgency_cues")]);
+        assert_eq!(after[index("calls")], before[index("calls")]);
     }
 
     #[test]

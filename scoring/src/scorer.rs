@@ -1,6 +1,6 @@
 //! The live scorer: a transform on the bus. A call that starts with a lead loads what the CRM
 //! knows of the lead (and the organization's model); every final utterance, its sentiment and the
-//! call's end update the lead's features and re-score it; a [`LeadScore`] event goes back on the
+//! call's end update the lead's features and re-score it, as does a message from the lead; a [`LeadScore`] event goes back on the
 //! bus when the score or its reasons changed.
 //!
 //! State is keyed by organization and call or lead, never by a bare id: two organizations may
@@ -15,11 +15,12 @@ use futures_util::future::BoxFuture;
 use tracing::{debug, warn};
 use winnerr_bus::{Bus, Group, RecentIds, Worker, WorkerError};
 use winnerr_events::{
-    ActivityState, CallContext, CallId, Envelope, Event, LeadId, OrgId, Track, Transcript, UserId,
+    ActivityState, CallContext, CallId, Direction, Envelope, Event, LeadId, Message, OrgId, Track,
+    Transcript, UserId,
 };
 use winnerr_models::LeadModel;
 
-use crate::features::{CallRecord, LeadHistory, features};
+use crate::features::{CallRecord, LeadHistory, MessageRecord, features};
 use crate::metrics;
 use crate::model::{self, Explained};
 use crate::timeline::TimelineCues;
@@ -168,6 +169,13 @@ impl Scorer {
                 }
                 true
             }
+            Event::Message(message) if message.direction == Direction::Inbound => {
+                let lead = message.lead_id.clone()?;
+                metrics::received(event.event.kind());
+                let scored = self.message(event, message, lead).await;
+                metrics::scored(started.elapsed());
+                return scored;
+            }
             _ => false,
         };
         if !rescore {
@@ -182,26 +190,38 @@ impl Scorer {
         let lead_key = (event.org_id.clone(), call.lead.clone());
         let lead = self.leads.get_mut(&lead_key)?;
         let explained = model::explain(&lead.model, &features(&lead.history, event.ts_ms));
-        let published = publish_if_changed(lead, &explained).then(|| {
-            let ctx = CallContext {
-                org_id: event.org_id.clone(),
-                call_id: event.call_id.clone(),
-                agent_id: event.agent_id.clone(),
-                lead_id: Some(lead_key.1.clone()),
-            };
-            let score = explained.into_event(
-                lead_key.1.clone(),
-                lead.model.version.clone(),
-                event.id,
-                event.ts_ms,
-            );
-            Envelope::new(&ctx, Event::LeadScore(score))
-        });
+        let published = publish_if_changed(lead, &explained)
+            .then(|| score_event(event, &lead_key.1, &lead.model, explained));
         if matches!(event.event, Event::CallEnded(_)) {
             self.end_call(&call_key, &lead_key);
         }
         metrics::scored(started.elapsed());
         metrics::live_leads(self.leads.len());
+        published
+    }
+
+    /// A message from `lead`: it joins the lead's history (loaded for it unless the lead is on a
+    /// live call here, and let go again after) and the lead is scored.
+    async fn message(
+        &mut self,
+        event: &Envelope,
+        message: &Message,
+        lead: LeadId,
+    ) -> Option<Envelope> {
+        self.load_lead(event, &lead).await;
+        let lead_key = (event.org_id.clone(), lead);
+        let state = self.leads.get_mut(&lead_key)?;
+        state.history.messages.push(MessageRecord {
+            at_ms: message.received_at_ms,
+            sentiment: message.sentiment.as_ref().map(|s| s.score),
+            cues: TimelineCues::scan(&message.text),
+        });
+        let explained = model::explain(&state.model, &features(&state.history, event.ts_ms));
+        let published = publish_if_changed(state, &explained)
+            .then(|| score_event(event, &lead_key.1, &state.model, explained));
+        if state.live_calls == 0 {
+            self.leads.remove(&lead_key);
+        }
         published
     }
 
@@ -213,37 +233,46 @@ impl Scorer {
             .and_then(|lead| lead.history.calls.get_mut(live.record))
     }
 
+    /// Loads what the CRM knows of `lead` as of `event` (and its organization's model), unless
+    /// it is already live here.
+    async fn load_lead(&mut self, event: &Envelope, lead: &LeadId) {
+        let org = &event.org_id;
+        let lead_key = (org.clone(), lead.clone());
+        if self.leads.contains_key(&lead_key) {
+            return;
+        }
+        let model = self.model_of(org).await;
+        let loaded = Instant::now();
+        let as_of = i64::try_from(event.ts_ms).unwrap_or(i64::MAX);
+        let history = match self
+            .source
+            .history(org, lead, as_of, event.agent_id.as_ref())
+            .await
+        {
+            Ok(history) => history.unwrap_or_default(),
+            Err(err) => {
+                // Scored from this event alone rather than not at all.
+                metrics::history_failed();
+                warn!(org_id = %org, lead_id = %lead, error = %err, "lead history could not be loaded; scoring from this event only");
+                LeadHistory::default()
+            }
+        };
+        metrics::history_loaded(loaded.elapsed());
+        self.leads.insert(
+            lead_key,
+            LeadState {
+                history,
+                model,
+                live_calls: 0,
+                published: None,
+            },
+        );
+    }
+
     async fn start_call(&mut self, event: &Envelope, lead: LeadId) {
         let org = &event.org_id;
         let lead_key = (org.clone(), lead.clone());
-        if !self.leads.contains_key(&lead_key) {
-            let model = self.model_of(org).await;
-            let loaded = Instant::now();
-            let as_of = i64::try_from(event.ts_ms).unwrap_or(i64::MAX);
-            let history = match self
-                .source
-                .history(org, &lead, as_of, event.agent_id.as_ref())
-                .await
-            {
-                Ok(history) => history.unwrap_or_default(),
-                Err(err) => {
-                    // Scored from this call alone rather than not at all.
-                    metrics::history_failed();
-                    warn!(org_id = %org, lead_id = %lead, error = %err, "lead history could not be loaded; scoring from this call only");
-                    LeadHistory::default()
-                }
-            };
-            metrics::history_loaded(loaded.elapsed());
-            self.leads.insert(
-                lead_key.clone(),
-                LeadState {
-                    history,
-                    model,
-                    live_calls: 0,
-                    published: None,
-                },
-            );
-        }
+        self.load_lead(event, &lead).await;
         let state = self.leads.get_mut(&lead_key).expect("inserted above");
         state.history.calls.push(CallRecord {
             started_ms: event.ts_ms,
@@ -293,7 +322,7 @@ impl Scorer {
     }
 
     /// The scorer's consumer group: what moves a score (a call's start, speech, final
-    /// utterances, its end), never the scores it publishes itself.
+    /// utterances, its end; a message from a lead), never the scores it publishes itself.
     pub fn group() -> Group {
         Group::new(GROUP, MAX_BATCH).wanting(|event| {
             matches!(
@@ -302,6 +331,7 @@ impl Scorer {
                     | Event::AudioActivity(_)
                     | Event::Transcript(Transcript { is_final: true, .. })
                     | Event::CallEnded(_)
+                    | Event::Message(_)
             )
         })
     }
@@ -348,6 +378,23 @@ impl Worker for Publishing {
             Ok(())
         })
     }
+}
+
+/// The score event of `lead` that `event` moved, in the envelope of the event's call (or message).
+fn score_event(
+    event: &Envelope,
+    lead: &LeadId,
+    model: &LeadModel,
+    explained: Explained,
+) -> Envelope {
+    let ctx = CallContext {
+        org_id: event.org_id.clone(),
+        call_id: event.call_id.clone(),
+        agent_id: event.agent_id.clone(),
+        lead_id: Some(lead.clone()),
+    };
+    let score = explained.into_event(lead.clone(), model.version.clone(), event.id, event.ts_ms);
+    Envelope::new(&ctx, Event::LeadScore(score))
 }
 
 /// Whether `explained` differs from what was last published for `lead` (and remembers it).

@@ -320,6 +320,7 @@ pub fn generate(seed: u64, leads: usize, now_ms: u64) -> SyntheticOrg {
             budget_max: knows_budget.then_some(budget_mid + 50_000),
             activity,
             calls: calls.iter().map(SyntheticCall::record).collect(),
+            messages: Vec::new(),
             source_conversion: source.2,
         };
         let lead = SyntheticLead {

@@ -160,10 +160,15 @@ const GET_CALL: Sql = Sql {
 };
 
 fn encode_cursor(call: &CallSummary) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}:{}", call.started_at_ms.unwrap_or(0), call.id))
+    cursor_at(call.started_at_ms.unwrap_or(0), &call.id)
 }
 
-fn decode_cursor(cursor: &str) -> Result<(i64, String), StoreError> {
+/// The cursor of a page that ends on the item at `at_ms` with `id`.
+pub(crate) fn cursor_at(at_ms: i64, id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{at_ms}:{id}"))
+}
+
+pub(crate) fn decode_cursor(cursor: &str) -> Result<(i64, String), StoreError> {
     let invalid = || StoreError::Invalid("cursor is not one this API returned".into());
     let text = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     let text = String::from_utf8(text).map_err(|_| invalid())?;

@@ -1,5 +1,5 @@
 //! A person erased on request: their profile and what the CRM holds from them (the transcripts
-//! of their calls, events of those calls set aside, scores, activity, deals) deleted in one
+//! of their calls, events of those calls set aside, scores, activity, deals, messages) deleted in one
 //! transaction, with an audit row that says who erased whom and how much went.
 //!
 //! Rows are deleted, not crypto-shredded: field keys belong to an organization and rotate (one
@@ -29,6 +29,8 @@ pub struct Erased {
     pub scores: u64,
     pub activity: u64,
     pub deals: u64,
+    /// SMS and emails to and from them.
+    pub messages: u64,
 }
 
 /// The outcome of [`Store::erase_person`].
@@ -105,6 +107,10 @@ impl Store {
             (
                 &mut erased.deals,
                 "DELETE FROM deals WHERE organization_id = $1 AND person_id = $2".to_owned(),
+            ),
+            (
+                &mut erased.messages,
+                "DELETE FROM messages WHERE organization_id = $1 AND person_id = $2".to_owned(),
             ),
             (
                 &mut 0,

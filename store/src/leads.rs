@@ -1,4 +1,5 @@
-//! What the CRM knows of a lead, as lead scoring reads it when the lead's call starts, and the
+//! What the CRM knows of a lead, as lead scoring reads it when the lead's call starts (or a
+//! message from them comes), and the
 //! lead-score models trained per organization.
 
 use winnerr_events::OrgId;
@@ -13,8 +14,11 @@ mod import;
 const ACTIVITY_DAYS: i32 = 90;
 /// At most this many of a lead's past calls are read, newest first.
 const MAX_CALLS: i64 = 200;
+/// At most this many of a lead's messages are read, newest first.
+const MAX_MESSAGES: i64 = 200;
 
 /// A lead's record: profile, recent activity, finished calls and what the customer said on them,
+/// their messages,
 /// and the won/lost record of the organization's other leads, for the lead's source and overall.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LeadRecord {
@@ -24,6 +28,8 @@ pub struct LeadRecord {
     pub budget_max: Option<i64>,
     pub activity: Vec<ActivityRow>,
     pub calls: Vec<PastCall>,
+    /// Messages from the lead (SMS, email), oldest first.
+    pub messages: Vec<PastMessage>,
     pub source_won: i64,
     pub source_lost: i64,
     pub org_won: i64,
@@ -48,6 +54,17 @@ pub struct PastCall {
     pub outbound_talk_ms: i64,
     /// Text and sentiment score of each inbound utterance.
     pub customer: Vec<(String, Option<f32>)>,
+}
+
+/// A stored message of the lead as read: id, arrival, sealed body, key id, sentiment score.
+type MessageRow = (String, i64, Vec<u8>, String, Option<f32>);
+
+/// A message from the lead: when it came, its text and its sentiment score.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PastMessage {
+    pub received_ms: i64,
+    pub text: String,
+    pub sentiment: Option<f32>,
 }
 
 /// How a lead's deal closed.
@@ -223,15 +240,44 @@ impl Store {
                     .fetch_one(conn)
                     .await?
             });
+        let messages: Vec<MessageRow> = on_tx!(&mut tx, |conn, dialect| {
+            sqlx::query_as(
+                    "SELECT id, received_ms, body_ciphertext, body_key_id, sentiment_score FROM messages \
+                     WHERE organization_id = $1 AND person_id = $2 AND direction = 'inbound' \
+                       AND body_ciphertext IS NOT NULL AND received_ms < $4 \
+                     ORDER BY received_ms DESC LIMIT $3",
+                )
+                .bind(org.as_str())
+                .bind(lead_id)
+                .bind(MAX_MESSAGES)
+                .bind(as_of_ms)
+                .fetch_all(conn)
+                .await?
+        });
+        let messages_read = messages.len();
+        record.messages = messages
+            .into_iter()
+            .rev()
+            .filter_map(|(id, received_ms, bytes, key_id, sentiment)| {
+                let place = crate::messages::body_place(org, &id);
+                let text = self.keys().decrypt(&key_id, &bytes, place).ok()?;
+                Some(PastMessage {
+                    received_ms,
+                    text,
+                    sentiment,
+                })
+            })
+            .collect();
         record.calls = calls;
         (record.source_won, record.source_lost) = (source_won, source_lost);
         (record.org_won, record.org_lost) = (org_won, org_lost);
-        if read > 0 {
+        if read > 0 || messages_read > 0 {
             let entry = AuditEntry {
                 actor: reader,
                 action: "lead.history.read",
                 subject: lead_id,
-                detail: serde_json::json!({ "utterances": read }).to_string(),
+                detail: serde_json::json!({ "utterances": read, "messages": messages_read })
+                    .to_string(),
             };
             audit::append(&mut tx, org, &entry).await?;
         }

@@ -264,47 +264,9 @@ impl Store {
         fields: &PersonFields,
     ) -> Result<Person, StoreError> {
         fields.validate(true)?;
-        let id = format!("p_{}", uuid::Uuid::now_v7().simple());
-        let keys = self.keys();
-        let (email, email_key) = seal(keys, org, "email", &id, &fields.email);
-        let (phone, phone_key) = seal(keys, org, "phone", &id, &fields.phone);
-        let lookup = fields
-            .phone
-            .as_ref()
-            .map(|p| keys.lookup_hash(org.as_str(), &normalize_phone(p)));
         let mut tx = self.begin(org).await?;
         crate::ensure_organization(&mut tx, org).await?;
-        let sql = format!(
-            "INSERT INTO people (organization_id, id, first_name, last_name, email_ciphertext, email_key_id, \
-             phone_ciphertext, phone_key_id, phone_lookup, source, location, budget_min, budget_max, preferences, owner_user_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {PERSON_COLUMNS}"
-        );
-        let row: PersonRow = on_tx!(&mut tx, |conn, dialect| {
-            sqlx::query_as(&sql)
-                .bind(org.as_str())
-                .bind(&id)
-                .bind(fields.first_name.as_deref().unwrap_or_default().trim())
-                .bind(fields.last_name.as_deref().unwrap_or_default())
-                .bind(email)
-                .bind(email_key)
-                .bind(phone)
-                .bind(phone_key)
-                .bind(lookup)
-                .bind(&fields.source)
-                .bind(&fields.location)
-                .bind(fields.budget_min)
-                .bind(fields.budget_max)
-                .bind(
-                    fields
-                        .preferences
-                        .clone()
-                        .unwrap_or_else(|| serde_json::json!({})),
-                )
-                .bind(&fields.owner_user_id)
-                .fetch_one(conn)
-                .await?
-        });
-        let person = person_from(keys, org, row)?;
+        let person = insert_person(&mut tx, self.keys(), org, fields).await?;
         tx.commit().await?;
         Ok(person)
     }
@@ -404,22 +366,86 @@ impl Store {
         let lookup = self
             .keys()
             .lookup_hash(org.as_str(), &normalize_phone(phone));
-        let sql = format!(
-            "SELECT {PERSON_COLUMNS} FROM people WHERE organization_id = $1 AND phone_lookup = $2 ORDER BY id"
-        );
         let mut tx = self.begin(org).await?;
-        let rows: Vec<PersonRow> = on_tx!(&mut tx, |conn, dialect| {
-            sqlx::query_as(&sql)
-                .bind(org.as_str())
-                .bind(&lookup)
-                .fetch_all(conn)
-                .await?
-        });
+        let people = people_with_lookup(&mut tx, self.keys(), org, &[lookup]).await?;
         tx.commit().await?;
-        rows.into_iter()
-            .map(|row| person_from(self.keys(), org, row))
-            .collect()
+        Ok(people)
     }
+}
+
+/// Inserts a person of `org` (fields validated, organization ensured) in `tx`.
+pub(crate) async fn insert_person(
+    tx: &mut crate::Tx,
+    keys: &Keyring,
+    org: &OrgId,
+    fields: &PersonFields,
+) -> Result<Person, StoreError> {
+    let id = format!("p_{}", uuid::Uuid::now_v7().simple());
+    let (email, email_key) = seal(keys, org, "email", &id, &fields.email);
+    let (phone, phone_key) = seal(keys, org, "phone", &id, &fields.phone);
+    let lookup = fields
+        .phone
+        .as_ref()
+        .map(|p| keys.lookup_hash(org.as_str(), &normalize_phone(p)));
+    let sql = format!(
+        "INSERT INTO people (organization_id, id, first_name, last_name, email_ciphertext, email_key_id, \
+         phone_ciphertext, phone_key_id, phone_lookup, source, location, budget_min, budget_max, preferences, owner_user_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {PERSON_COLUMNS}"
+    );
+    let row: PersonRow = on_tx!(tx, |conn, dialect| {
+        sqlx::query_as(&sql)
+            .bind(org.as_str())
+            .bind(&id)
+            .bind(fields.first_name.as_deref().unwrap_or_default().trim())
+            .bind(fields.last_name.as_deref().unwrap_or_default())
+            .bind(email)
+            .bind(email_key)
+            .bind(phone)
+            .bind(phone_key)
+            .bind(lookup)
+            .bind(&fields.source)
+            .bind(&fields.location)
+            .bind(fields.budget_min)
+            .bind(fields.budget_max)
+            .bind(
+                fields
+                    .preferences
+                    .clone()
+                    .unwrap_or_else(|| serde_json::json!({})),
+            )
+            .bind(&fields.owner_user_id)
+            .fetch_one(conn)
+            .await?
+    });
+    person_from(keys, org, row)
+}
+
+/// The people of `org` with a phone number whose lookup hash is one of `lookups`, first created
+/// first.
+pub(crate) async fn people_with_lookup(
+    tx: &mut crate::Tx,
+    keys: &Keyring,
+    org: &OrgId,
+    lookups: &[Vec<u8>],
+) -> Result<Vec<Person>, StoreError> {
+    if lookups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (0..lookups.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!(
+        "SELECT {PERSON_COLUMNS} FROM people WHERE organization_id = $1 AND phone_lookup IN ({}) ORDER BY id",
+        placeholders.join(", ")
+    );
+    let rows: Vec<PersonRow> = on_tx!(tx, |conn, dialect| {
+        let mut query = sqlx::query_as(&sql).bind(org.as_str());
+        for lookup in lookups {
+            query = query.bind(lookup);
+        }
+        query.fetch_all(conn).await?
+    });
+    rows.into_iter()
+        .map(|row| person_from(keys, org, row))
+        .collect()
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use winnerr_bus::{Group, Worker, WorkerError};
 use winnerr_events::{
     ActivityState, CallEnded, CallSignals, CallStarted, ConsentRecord, EndReason, Envelope, Event,
-    LeadScore, OrgId, PostCallSummary, Track, Transcript,
+    LeadScore, Message, OrgId, PostCallSummary, Track, Transcript,
 };
 
 use crate::crypto::{FieldPlace, Keyring, Sealed};
@@ -207,6 +207,7 @@ impl StoreWriter {
                     | Event::CallSignals(_)
                     | Event::CallSummary(_)
                     | Event::CallEnded(_)
+                    | Event::Message(_)
             )
         })
     }
@@ -287,6 +288,8 @@ struct CallChanges<'a> {
     signals: HashMap<&'a str, &'a CallSignals>,
     /// Post-call summaries: the last of each call.
     summaries: HashMap<&'a str, &'a PostCallSummary>,
+    /// Messages analysed: their bodies and sentiment, by message id (the envelope's call id).
+    messages: Vec<(&'a Envelope, &'a Message)>,
 }
 
 impl<'a> CallChanges<'a> {
@@ -332,6 +335,7 @@ impl<'a> CallChanges<'a> {
                     changes.signals_at(call, &summary.signals);
                     changes.summaries.insert(call, summary);
                 }
+                Event::Message(message) => changes.messages.push((event, message)),
                 Event::Transcript(_) | Event::Alert(_) | Event::Presence(_) | Event::Unknown => {}
             }
         }
@@ -490,6 +494,9 @@ async fn apply_all(
     if !changes.scores.is_empty() {
         write_scores(tx, org, &changes.scores).await?;
     }
+    if !changes.messages.is_empty() {
+        write_messages(tx, org, &changes.messages, keys).await?;
+    }
     if !changes.ended.is_empty() {
         let mut rows = EndedRows::default();
         for (call, (event, ended)) in &changes.ended {
@@ -558,6 +565,86 @@ async fn write_scores(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Writes analysed messages: the row their webhook made gets the sealed body and sentiment (one
+/// with no row, from a node without the inbox, is inserted whole).
+async fn write_messages(
+    tx: &mut Transaction<'static, Postgres>,
+    org: &OrgId,
+    messages: &[(&Envelope, &Message)],
+    keys: &Keyring,
+) -> Result<(), StoreError> {
+    let rows = MessageRows::of(org, messages, keys);
+    sqlx::query(
+        "INSERT INTO messages (organization_id, id, channel, direction, person_id, agent_id, received_ms, \
+         body_ciphertext, body_key_id, sentiment, sentiment_score) \
+         SELECT $1, u.id, u.channel, u.direction, u.person, u.agent, u.received, u.ciphertext, u.key_id, u.label, u.score \
+         FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::bytea[], \
+                     $9::text[], $10::text[], $11::float4[]) \
+              AS u(id, channel, direction, person, agent, received, ciphertext, key_id, label, score) \
+         ON CONFLICT (organization_id, id) DO UPDATE SET body_ciphertext = EXCLUDED.body_ciphertext, \
+         body_key_id = EXCLUDED.body_key_id, sentiment = EXCLUDED.sentiment, sentiment_score = EXCLUDED.sentiment_score, \
+         person_id = COALESCE(messages.person_id, EXCLUDED.person_id), agent_id = COALESCE(messages.agent_id, EXCLUDED.agent_id)",
+    )
+    .bind(org.as_str())
+    .bind(rows.ids)
+    .bind(rows.channels)
+    .bind(rows.directions)
+    .bind(rows.people)
+    .bind(rows.agents)
+    .bind(rows.received)
+    .bind(rows.ciphertexts)
+    .bind(rows.key_ids)
+    .bind(rows.labels)
+    .bind(rows.scores)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Columns of the messages of a batch, bodies sealed.
+#[derive(Default)]
+pub(crate) struct MessageRows<'a> {
+    pub ids: Vec<&'a str>,
+    pub channels: Vec<&'static str>,
+    pub directions: Vec<&'static str>,
+    pub people: Vec<Option<&'a str>>,
+    pub agents: Vec<Option<&'a str>>,
+    pub received: Vec<i64>,
+    pub ciphertexts: Vec<Vec<u8>>,
+    pub key_ids: Vec<String>,
+    pub labels: Vec<Option<&'a str>>,
+    pub scores: Vec<Option<f32>>,
+}
+
+impl<'a> MessageRows<'a> {
+    pub(crate) fn of(
+        org: &OrgId,
+        messages: &[(&'a Envelope, &'a Message)],
+        keys: &Keyring,
+    ) -> Self {
+        let mut rows = Self::default();
+        for (event, message) in messages {
+            let id = event.call_id.as_str();
+            let sealed = crate::messages::seal_body(keys, org, id, &message.text);
+            rows.ids.push(id);
+            rows.channels.push(message.channel.as_str());
+            rows.directions.push(message.direction.as_str());
+            rows.people
+                .push(message.lead_id.as_ref().map(|l| l.as_str()));
+            rows.agents
+                .push(event.agent_id.as_ref().map(|a| a.as_str()));
+            rows.received.push(ms(message.received_at_ms));
+            rows.ciphertexts.push(sealed.bytes);
+            rows.key_ids.push(sealed.key_id);
+            rows.labels
+                .push(message.sentiment.as_ref().map(|s| s.label.as_str()));
+            rows.scores
+                .push(message.sentiment.as_ref().map(|s| s.score));
+        }
+        rows
+    }
 }
 
 /// An utterance's row id: its track and number, so a replayed final writes the same row.

@@ -142,7 +142,194 @@ on_both!(
     a_calls_latest_signals_are_stored_with_it,
     a_call_says_how_it_moved_its_leads_score,
     a_calls_keyterms_are_its_people_its_homes_and_its_organizations_words,
+    messages_are_recorded_once_sealed_and_merged_into_the_timeline,
 );
+
+/// Messages (issue 23): an inbound message is recorded once by its id, from the person with its
+/// number (or a new lead of source `sms`); the writer seals its body; the person's timeline
+/// merges calls and messages newest first, keyset-paged, its reads audited; an analysed message
+/// is not forgotten, a claimed one not yet analysed is; another organization sees none of it.
+async fn messages_are_recorded_once_sealed_and_merged_into_the_timeline(kind: Kind) {
+    use winnerr_events::fixtures::TestCall;
+    use winnerr_events::{Direction, Event, LeadId, Message, MessageChannel, SentimentScore};
+    use winnerr_store::TimelineItem;
+    let fixture = Fixture::new(kind).await;
+    let store = fixture.store.clone();
+    let writer = StoreWriter::new(store.clone());
+    let acme = OrgId::parse("acme").unwrap();
+    let globex = OrgId::parse("globex").unwrap();
+    let dana = store
+        .create_person(
+            &acme,
+            &winnerr_store::PersonFields {
+                first_name: Some("Dana".into()),
+                phone: Some("(555) 010-0142".into()),
+                owner_user_id: Some("agent-1".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let now = winnerr_events::now_ms();
+    let received = |id: &'static str, from: &'static str, at: u64| {
+        let store = store.clone();
+        let acme = acme.clone();
+        async move {
+            store
+                .receive_message(&acme, MessageChannel::Sms, id, from, at)
+                .await
+                .unwrap()
+        }
+    };
+    let first = received("SM1", "+1 555 010 0142", now - 3_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            first.person_id.as_str(),
+            first.agent_id.as_deref(),
+            first.created
+        ),
+        (dana.id.as_str(), Some("agent-1"), false)
+    );
+    assert_eq!(
+        received("SM1", "+15550100142", now - 3_000).await,
+        None,
+        "once"
+    );
+    assert!(received("SM2", "+15550100142", now - 1_000).await.is_some());
+    let stranger = received("SM3", "+15550100999", now - 2_000).await.unwrap();
+    assert!(stranger.created);
+    let new_lead = store
+        .get_person(&acme, &stranger.person_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (new_lead.source.as_deref(), new_lead.phone.as_deref()),
+        (Some("sms"), Some("+15550100999"))
+    );
+    assert!(
+        new_lead.first_name.ends_with("0999"),
+        "{}",
+        new_lead.first_name
+    );
+
+    let message = |id: &str, text: &str, at: u64| {
+        TestCall::new("acme", id)
+            .agent("agent-1")
+            .event(Event::Message(Message {
+                channel: MessageChannel::Sms,
+                direction: Direction::Inbound,
+                lead_id: Some(LeadId::parse(&dana.id).unwrap()),
+                text: text.into(),
+                redactions: Vec::new(),
+                sentiment: Some(SentimentScore {
+                    label: "negative".into(),
+                    probabilities: [0.8, 0.15, 0.05],
+                    score: -0.75,
+                    rolling: -0.75,
+                }),
+                received_at_ms: at,
+            }))
+    };
+    let call = TestCall::new("acme", "CA7").agent("agent-1").lead(&dana.id);
+    let events: Vec<_> = [
+        message("SM1", "we lost the house", now - 3_000),
+        message("SM2", "are there others nearby", now - 1_000),
+        call.started(),
+    ]
+    .into_iter()
+    .map(std::sync::Arc::new)
+    .collect();
+    assert_eq!(writer.apply(&events).await.unwrap(), 3);
+    assert_eq!(
+        writer.apply(&events).await.unwrap(),
+        0,
+        "a replay changes nothing"
+    );
+
+    let page = store
+        .person_timeline(&acme, &dana.id, None, 2, None, "manager-1")
+        .await
+        .unwrap();
+    let ids = |items: &[TimelineItem]| -> Vec<String> {
+        items
+            .iter()
+            .map(|item| match item {
+                TimelineItem::Call(call) => call.id.clone(),
+                TimelineItem::Message(message) => message.id.clone(),
+            })
+            .collect()
+    };
+    assert_eq!(ids(&page.items), ["CA7", "SM2"]);
+    let TimelineItem::Message(latest) = &page.items[1] else {
+        unreachable!()
+    };
+    assert_eq!(latest.text.as_deref(), Some("are there others nearby"));
+    assert_eq!(latest.sentiment.as_deref(), Some("negative"));
+    let rest = store
+        .person_timeline(
+            &acme,
+            &dana.id,
+            None,
+            2,
+            page.next_cursor.as_deref(),
+            "manager-1",
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&rest.items), ["SM1"]);
+    assert_eq!(rest.next_cursor, None);
+    let agent_2 = winnerr_events::UserId::parse("agent-2").unwrap();
+    let theirs = store
+        .person_timeline(&acme, &dana.id, Some(&agent_2), 10, None, "agent-2")
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&theirs.items),
+        ["SM2", "SM1"],
+        "another agent's call is not theirs to list"
+    );
+    let elsewhere = store
+        .person_timeline(&globex, &dana.id, None, 10, None, "manager-9")
+        .await
+        .unwrap();
+    assert!(elsewhere.items.is_empty());
+
+    // Sealed at rest; the reads audited; forgetting spares what was analysed.
+    let mut owner = fixture.db.owner().await;
+    let bodies: Vec<Vec<u8>> = raw!(&mut owner, |conn| sqlx::query_scalar(
+        "SELECT body_ciphertext FROM messages WHERE body_ciphertext IS NOT NULL"
+    )
+    .fetch_all(conn)
+    .await
+    .unwrap());
+    assert_eq!(bodies.len(), 2);
+    assert!(
+        bodies
+            .iter()
+            .all(|b| !String::from_utf8_lossy(b).contains("house"))
+    );
+    let reads: Vec<String> = raw!(&mut owner, |conn| sqlx::query_scalar(
+        "SELECT detail FROM audit_log WHERE action = 'messages.read' ORDER BY seq"
+    )
+    .fetch_all(conn)
+    .await
+    .unwrap());
+    assert_eq!(reads.len(), 3, "{reads:?}");
+    store.forget_message(&acme, "SM1").await.unwrap();
+    store.forget_message(&acme, "SM3").await.unwrap();
+    let left: Vec<String> = raw!(&mut owner, |conn| sqlx::query_scalar(
+        "SELECT id FROM messages ORDER BY id"
+    )
+    .fetch_all(conn)
+    .await
+    .unwrap());
+    assert_eq!(left, ["SM1", "SM2"]);
+    assert_eq!(store.verify_audit(&acme).await.unwrap().problem, None);
+    fixture.finish().await;
+}
 
 /// Keyterms (issue 21): an organization's list is kept in its order, each term once, audited;
 /// a call's terms are its lead's name, its agent's, the addresses the lead viewed (latest first),

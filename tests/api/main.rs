@@ -11,6 +11,7 @@ mod kafka;
 mod keyterms;
 mod lifecycle;
 mod listen;
+mod messages;
 mod observability;
 mod privacy;
 mod protocol;

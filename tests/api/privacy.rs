@@ -24,7 +24,7 @@ async fn an_erased_person_leaves_nothing_readable_and_the_audit_chain_holds_on_s
 }
 
 /// Erasure on request (issue 22): an admin's `DELETE /api/people/{id}` removes the person, the
-/// transcripts of their calls, their scores, activity and deals, and says how much; their calls
+/// transcripts of their calls, their scores, activity, deals and messages, and says how much; their calls
 /// stay as calls of no one; another person's records, and the audit chain, are untouched; it is
 /// for admins of the person's organization only, and waits while the person is on a live call.
 async fn an_erased_person_leaves_nothing_readable(db: TestDb) {
@@ -88,6 +88,10 @@ async fn an_erased_person_leaves_nothing_readable(db: TestDb) {
             ),
             "INSERT INTO deals (organization_id, id, person_id, stage) VALUES ('acme', 'd-' || $1, $1, 'lead')"
                 .to_owned(),
+            // An SMS from them (its body as the writer seals it does not matter here).
+            "INSERT INTO messages (organization_id, id, channel, direction, person_id, received_ms) \
+             VALUES ('acme', 'SM-' || $1, 'sms', 'inbound', $1, 1796032800000)"
+                .to_owned(),
         ] {
             raw!(&mut owner, |conn| sqlx::query(&sql)
                 .bind(person.as_str())
@@ -119,7 +123,7 @@ async fn an_erased_person_leaves_nothing_readable(db: TestDb) {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body["erased"],
-        json!({ "calls": 1, "utterances": 2, "dead_letters": 0, "scores": 1, "activity": 1, "deals": 1 })
+        json!({ "calls": 1, "utterances": 2, "dead_letters": 0, "scores": 1, "activity": 1, "deals": 1, "messages": 1 })
     );
 
     // Nothing of them is readable through the API...
@@ -168,7 +172,14 @@ async fn an_erased_person_leaves_nothing_readable(db: TestDb) {
         1
     );
     for (person, call, left) in [(&erased, &calls[0], 0), (&kept, &calls[1], 1)] {
-        for table in ["people", "lead_scores", "activity", "deals", "calls"] {
+        for table in [
+            "people",
+            "lead_scores",
+            "activity",
+            "deals",
+            "calls",
+            "messages",
+        ] {
             let column = match table {
                 "people" => "id",
                 "calls" => "lead_id",

@@ -30,6 +30,10 @@ pub trait SpeechModels: Send + Sync + 'static {
     /// Text of 16 kHz mono audio ("" for silence or noise), expecting the words of `words`.
     fn transcribe(&self, audio: &[f32], words: &Prompt) -> Result<String, ModelError>;
     fn sentiment(&self, text: &str) -> Result<Sentiment, ModelError>;
+    /// The sentiment of each of `texts`, in order (one model pass where the model batches).
+    fn sentiments(&self, texts: &[&str]) -> Result<Vec<Sentiment>, ModelError> {
+        texts.iter().map(|text| self.sentiment(text)).collect()
+    }
     /// The words to expect on a call whose keyterms are `terms` (most important first); models
     /// that take no hint give an empty prompt.
     fn prompt(&self, _terms: &[String]) -> Result<Prompt, ModelError> {
@@ -59,6 +63,10 @@ impl SpeechModels for Models {
 
     fn prompt(&self, terms: &[String]) -> Result<Prompt, ModelError> {
         self.whisper.keyterm_prompt(terms, KEYTERM_PROMPT_TOKENS)
+    }
+
+    fn sentiments(&self, texts: &[&str]) -> Result<Vec<Sentiment>, ModelError> {
+        self.sentiment.classify(texts)
     }
 
     fn sentiment(&self, text: &str) -> Result<Sentiment, ModelError> {
@@ -316,6 +324,11 @@ impl AsrWorker {
             models,
             _threads: Arc::new(Threads { shared, handles }),
         }
+    }
+
+    /// The models the workers run (for the sentiment of messages).
+    pub fn models(&self) -> Arc<dyn SpeechModels> {
+        self.models.clone()
     }
 
     /// The words to expect on a call with `terms` (see [`SpeechModels::prompt`]).

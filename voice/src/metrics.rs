@@ -24,6 +24,10 @@ const ASR_RTF: &str = "winnerr_voice_asr_real_time_factor";
 const ASR_ERRORS: &str = "winnerr_voice_asr_errors_total";
 const VAD_SECONDS: &str = "winnerr_voice_vad_seconds";
 const VAD_ERRORS: &str = "winnerr_voice_vad_errors_total";
+const MESSAGES: &str = "winnerr_voice_messages_total";
+const MESSAGE_BATCH_SECONDS: &str = "winnerr_voice_message_batch_seconds";
+const MESSAGE_SENTIMENT_ERRORS: &str = "winnerr_voice_message_sentiment_errors_total";
+const MESSAGES_UNSCORED: &str = "winnerr_voice_messages_unscored_total";
 
 pub(crate) fn describe() {
     static ONCE: Once = Once::new();
@@ -37,6 +41,20 @@ pub(crate) fn describe() {
         );
         describe_counter!(VAD_ERRORS, "Chunks the neural speech detector failed on");
         describe_counter!(EVENTS, "Events the voice stage published, by type");
+        describe_counter!(MESSAGES, "Inbound messages (SMS, email) analysed");
+        describe_histogram!(
+            MESSAGE_BATCH_SECONDS,
+            metrics::Unit::Seconds,
+            "Time to analyse one batch of inbound messages (redaction, sentiment, watch list)"
+        );
+        describe_counter!(
+            MESSAGES_UNSCORED,
+            "Inbound messages published without sentiment because too many were waiting for the model"
+        );
+        describe_counter!(
+            MESSAGE_SENTIMENT_ERRORS,
+            "Batches of messages published without sentiment because the model failed"
+        );
         describe_counter!(
             REDACTIONS,
             "Card numbers, social security numbers, phones and emails masked in transcripts before they left the voice stage, by kind and by transcript (interim, final)"
@@ -164,4 +182,17 @@ pub(crate) fn vad_chunk(took: Duration) {
 pub(crate) fn vad_failed(error: &str) {
     counter!(VAD_ERRORS).increment(1);
     tracing::warn!(%error, "speech detector failed on a chunk");
+}
+
+pub(crate) fn messages_analysed(count: usize, took: Duration) {
+    counter!(MESSAGES).increment(count as u64);
+    histogram!(MESSAGE_BATCH_SECONDS).record(took.as_secs_f64());
+}
+
+pub(crate) fn message_sentiment_failed() {
+    counter!(MESSAGE_SENTIMENT_ERRORS).increment(1);
+}
+
+pub(crate) fn messages_unscored(count: usize) {
+    counter!(MESSAGES_UNSCORED).increment(count as u64);
 }

@@ -80,7 +80,7 @@ pub fn spawn(
     })
 }
 
-async fn publish(bus: &dyn Bus, call: &CallContext, event: Event) {
+pub(crate) async fn publish(bus: &dyn Bus, call: &CallContext, event: Event) {
     let kind = event.kind();
     match bus.publish(Envelope::new(call, event)).await {
         Ok(()) => metrics::emitted(kind),
@@ -367,7 +367,7 @@ impl CallRun {
 }
 
 /// The redactions of a published text, as the event lists them.
-fn redactions_of(text: &str) -> Vec<winnerr_events::Redaction> {
+pub(crate) fn redactions_of(text: &str) -> Vec<winnerr_events::Redaction> {
     crate::redact::mask_spans(text)
         .into_iter()
         .map(|r| winnerr_events::Redaction {

@@ -11,7 +11,7 @@ use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 use winnerr_events::{ConsentRecord, OrgId};
 
-use super::{CallChanges, ms, seal_utterance, status, utterance_id};
+use super::{CallChanges, MessageRows, ms, seal_utterance, status, utterance_id};
 use crate::StoreError;
 use crate::audit::hex;
 use crate::crypto::Keyring;
@@ -198,6 +198,39 @@ pub(super) async fn apply_all(
              FROM json_each($2) WHERE true \
              ON CONFLICT (organization_id, person_id, scored_at) DO UPDATE SET score = excluded.score, \
              factors = excluded.factors, model_version = excluded.model_version",
+        )
+        .await?;
+    }
+    if !changes.messages.is_empty() {
+        let columns = MessageRows::of(org, &changes.messages, keys);
+        let rows: Vec<Value> = (0..columns.ids.len())
+            .map(|i| {
+                json!([
+                    columns.ids[i],
+                    columns.channels[i],
+                    columns.directions[i],
+                    columns.people[i],
+                    columns.agents[i],
+                    columns.received[i],
+                    hex(&columns.ciphertexts[i]),
+                    columns.key_ids[i],
+                    columns.labels[i],
+                    columns.scores[i],
+                ])
+            })
+            .collect();
+        execute(
+            tx,
+            org,
+            rows,
+            "INSERT INTO messages (organization_id, id, channel, direction, person_id, agent_id, received_ms, \
+             body_ciphertext, body_key_id, sentiment, sentiment_score) \
+             SELECT $1, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+                    unhex(value ->> 6), value ->> 7, value ->> 8, value ->> 9 \
+             FROM json_each($2) WHERE true \
+             ON CONFLICT (organization_id, id) DO UPDATE SET body_ciphertext = excluded.body_ciphertext, \
+             body_key_id = excluded.body_key_id, sentiment = excluded.sentiment, sentiment_score = excluded.sentiment_score, \
+             person_id = coalesce(messages.person_id, excluded.person_id), agent_id = coalesce(messages.agent_id, excluded.agent_id)",
         )
         .await?;
     }

@@ -1,0 +1,248 @@
+//! Inbound SMS: Twilio's Messaging webhook (`POST /twilio/sms?org=ID`), form-encoded as Twilio
+//! documents it (`MessageSid`, `AccountSid`, `From`, `To`, `Body`, `NumMedia`, …) and signed with
+//! `X-Twilio-Signature` like the voice webhook; the organization is the one the webhook URL names.
+//!
+//! The sender is found by the [`Inbox`] (the binary backs it with the store: the organization's
+//! person with that number, or a new lead), which also records the message's sid once, so that
+//! Twilio's redeliveries of one message change nothing. The message is then handed to the voice
+//! stage for analysis and the webhook answers with empty TwiML.
+
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+use tracing::{info, warn};
+use winnerr_events::{
+    CallContext, CallId, InboundMessage, LeadId, MAX_MESSAGE_CHARS, MessageChannel, OrgId, UserId,
+    now_ms,
+};
+
+use crate::metrics;
+use crate::outbound::form_value;
+use crate::routes::Ingest;
+
+/// Path of the Messaging webhook.
+pub const SMS_PATH: &str = "/twilio/sms";
+
+/// A message as it arrived, before anything is known of its sender.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival<'a> {
+    pub org: &'a OrgId,
+    pub channel: MessageChannel,
+    /// The provider's id of the message (Twilio's `MessageSid`).
+    pub id: &'a CallId,
+    /// The sender's address: an E.164 number for SMS.
+    pub from: &'a str,
+}
+
+/// Who sent a message that arrived for the first time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sender {
+    pub lead_id: LeadId,
+    /// The lead's agent (their owner in the CRM), if any.
+    pub agent_id: Option<UserId>,
+    /// No person had the address: the lead was created for this message.
+    pub new_lead: bool,
+}
+
+/// What the inbox made of an arrival.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// The first delivery of the message, from this sender.
+    First(Sender),
+    /// The message was received before: a redelivery, to be answered and otherwise ignored.
+    Again,
+}
+
+/// Why the inbox could not take a message (its store did not answer, or refused).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct InboxError(#[from] pub Box<dyn std::error::Error + Send + Sync>);
+
+/// Records messages once and finds their senders.
+pub trait Inbox: Send + Sync {
+    /// Records `arrival` unless its id was recorded before, and finds (or creates) its sender.
+    fn receive<'a>(&'a self, arrival: Arrival<'a>) -> BoxFuture<'a, Result<Received, InboxError>>;
+
+    /// Forgets message `id` of `org` (recorded, then not handed on: the server is stopping), so
+    /// that its redelivery is taken as new.
+    fn forget<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: &'a CallId,
+    ) -> BoxFuture<'a, Result<(), InboxError>>;
+}
+
+/// Where inbound messages go: the voice stage's queue, and the inbox that records them.
+#[derive(Clone)]
+pub struct MessageIntake {
+    pub messages: tokio::sync::mpsc::Sender<InboundMessage>,
+    pub inbox: std::sync::Arc<dyn Inbox>,
+}
+
+/// Who the messages are for, set in the webhook URL configured at Twilio (which Twilio signs).
+#[derive(Debug, Deserialize)]
+pub(crate) struct SmsQuery {
+    org: Option<String>,
+}
+
+/// A bad request, answered 400 with why.
+fn refused(outcome: &'static str, why: String) -> Response {
+    metrics::sms(outcome);
+    warn!(reason = %why, "SMS webhook refused");
+    (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response()
+}
+
+/// Empty TwiML: nothing to send back.
+fn empty_twiml() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>",
+    )
+        .into_response()
+}
+
+fn unavailable(why: &'static str) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response()
+}
+
+/// An SMS body as analysed: at most [`MAX_MESSAGE_CHARS`] characters, control characters other
+/// than line breaks and tabs taken out (no NUL can reach a database).
+pub fn clean_text(body: &str) -> String {
+    body.chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+        .take(MAX_MESSAGE_CHARS)
+        .collect()
+}
+
+/// An E.164 number: `+` and 8 to 15 digits.
+fn e164(number: &str) -> bool {
+    number.strip_prefix('+').is_some_and(|digits| {
+        (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+pub(crate) async fn sms_webhook(
+    State(ingest): State<Ingest>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Query(query): Query<SmsQuery>,
+    body: Bytes,
+) -> Response {
+    let received_at_ms = now_ms();
+    let Ok(params) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
+        return refused("bad_request", "body is not form-encoded".into());
+    };
+    if let Err(forbidden) = ingest.check_signature(&headers, &uri, &params, false) {
+        metrics::sms("forbidden");
+        return forbidden.into_response();
+    }
+    let Some(intake) = ingest.message_intake() else {
+        metrics::sms("unavailable");
+        warn!("SMS webhook: this node takes no messages (no store to record them in)");
+        return unavailable("this server takes no messages");
+    };
+    let org = match query.org.as_deref().map(OrgId::parse) {
+        Some(Ok(org)) => org,
+        Some(Err(err)) => return refused("bad_request", err.to_string()),
+        None => return refused("bad_request", "query parameter `org` is required".into()),
+    };
+    let id = match form_value(&params, "MessageSid").map(winnerr_events::message::message_id) {
+        Some(Ok(id)) => id,
+        Some(Err(err)) => return refused("bad_request", format!("MessageSid: {err}")),
+        None => {
+            return refused(
+                "bad_request",
+                "form parameter `MessageSid` is required".into(),
+            );
+        }
+    };
+    let from = match form_value(&params, "From") {
+        Some(from) if e164(from) => from,
+        Some(_) => return refused("bad_request", "From is not an E.164 number".into()),
+        None => return refused("bad_request", "form parameter `From` is required".into()),
+    };
+    let text = clean_text(form_value(&params, "Body").unwrap_or_default());
+    let arrival = Arrival {
+        org: &org,
+        channel: MessageChannel::Sms,
+        id: &id,
+        from,
+    };
+    let sender = match intake.inbox.receive(arrival).await {
+        Ok(Received::First(sender)) => sender,
+        Ok(Received::Again) => {
+            metrics::sms("duplicate");
+            info!(org_id = %org, message_id = %id, "SMS delivered again: ignored");
+            return empty_twiml();
+        }
+        Err(error) => {
+            metrics::sms("unrecorded");
+            warn!(org_id = %org, message_id = %id, %error, "SMS not recorded: the inbox failed");
+            return unavailable("the message could not be recorded");
+        }
+    };
+    if sender.new_lead {
+        info!(org_id = %org, message_id = %id, lead_id = %sender.lead_id, "SMS from an unknown number: a new lead");
+    }
+    let message = InboundMessage {
+        message: CallContext {
+            org_id: org.clone(),
+            call_id: id.clone(),
+            agent_id: sender.agent_id,
+            lead_id: Some(sender.lead_id),
+        },
+        channel: MessageChannel::Sms,
+        text,
+        received_at_ms,
+    };
+    // Recorded now: the hand-off must happen even if Twilio hangs up first, so it runs on its
+    // own task. Bounded: a burst waits here for the voice stage (Twilio holds its request)
+    // rather than queueing without end; it fails only once the stage has stopped.
+    let handed = tokio::spawn(async move {
+        let id = message.message.call_id.clone();
+        let org = message.message.org_id.clone();
+        if intake.messages.send(message).await.is_ok() {
+            return true;
+        }
+        warn!(org_id = %org, message_id = %id, "SMS not analysed: the server is stopping");
+        if let Err(error) = intake.inbox.forget(&org, &id).await {
+            warn!(org_id = %org, message_id = %id, %error, "SMS recorded but not analysed, and not forgotten: its redelivery will be ignored");
+        }
+        false
+    });
+    if !handed.await.unwrap_or(false) {
+        metrics::sms("unavailable");
+        return unavailable("the server is stopping");
+    }
+    metrics::sms("ok");
+    empty_twiml()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_is_cut_and_cleaned_before_analysis() {
+        assert_eq!(clean_text("a\u{0}b\r\nc\td"), "ab\nc\td");
+        let long = "é".repeat(MAX_MESSAGE_CHARS + 10);
+        assert_eq!(clean_text(&long).chars().count(), MAX_MESSAGE_CHARS);
+    }
+
+    #[test]
+    fn a_sender_is_an_e164_number() {
+        assert!(e164("+15550100199"));
+        for bad in [
+            "15550100199",
+            "+1555",
+            "+1555010019912345",
+            "+1555abc0199",
+            "whatsapp:+15550100199",
+        ] {
+            assert!(!e164(bad), "{bad}");
+        }
+    }
+}
