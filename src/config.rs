@@ -106,6 +106,11 @@ pub struct Config {
     #[arg(long, env = "TWILIO_INSECURE_SKIP_SIGNATURE")]
     pub twilio_insecure_skip_signature: bool,
 
+    /// Mailgun's webhook signing key: authenticates inbound email (`POST /email/inbound`).
+    /// Without it inbound email is off (503).
+    #[arg(long, env = "WINNERR_MAILGUN_SIGNING_KEY", hide_env_values = true)]
+    pub mailgun_signing_key: Option<SecretString>,
+
     /// Public URL Twilio reaches this server at, e.g. https://voice.example.com (for signatures
     /// behind a proxy and the stream URL in TwiML). Default: the request's Host header.
     #[arg(long, env = "WINNERR_PUBLIC_URL")]

@@ -430,6 +430,10 @@ fn start_ingest(
             limits: config.call_limits(),
             full_say: config.full_say.clone(),
             consent,
+            email_signing_key: config
+                .mailgun_signing_key
+                .as_ref()
+                .map(|key| key.expose_secret().clone()),
         },
         calls,
         intake,

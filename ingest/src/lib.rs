@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod caller_state;
 pub mod consent;
+pub mod email;
 pub mod identity;
 mod metrics;
 pub mod mulaw;
@@ -24,6 +25,7 @@ pub mod twiml;
 
 pub use admission::{CallLimits, Full};
 pub use consent::{Consent, ConsentPolicy};
+pub use email::EMAIL_PATH;
 pub use identity::StreamIdentity;
 pub use outbound::{DialAttempt, DialCheck};
 pub use routes::{Ingest, IngestConfig, STREAM_PATH, SendError, VOICE_PATH};

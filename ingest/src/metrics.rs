@@ -22,6 +22,7 @@ const CALLS_REFUSED: &str = "winnerr_ingest_calls_refused_total";
 const DIALS_REFUSED: &str = "winnerr_ingest_dials_refused_total";
 const CAPACITY_USED: &str = "winnerr_ingest_capacity_used";
 const SMS: &str = "winnerr_ingest_sms_total";
+const EMAIL: &str = "winnerr_ingest_email_total";
 
 pub(crate) fn describe() {
     static ONCE: Once = Once::new();
@@ -67,6 +68,10 @@ pub(crate) fn describe() {
         describe_counter!(
             SMS,
             "Inbound SMS webhooks answered, by outcome (ok, duplicate, bad_request, forbidden, unrecorded, unavailable)"
+        );
+        describe_counter!(
+            EMAIL,
+            "Inbound email webhooks answered, by outcome (ok, duplicate, bad_request, forbidden, stale, unrecorded, unavailable)"
         );
         describe_gauge!(
             CAPACITY_USED,
@@ -139,4 +144,8 @@ pub(crate) fn dial_refused(reason: &'static str) {
 
 pub(crate) fn sms(outcome: &'static str) {
     counter!(SMS, "outcome" => outcome).increment(1);
+}
+
+pub(crate) fn email(outcome: &'static str) {
+    counter!(EMAIL, "outcome" => outcome).increment(1);
 }

@@ -59,6 +59,9 @@ pub struct IngestConfig {
     pub full_say: Option<String>,
     /// What each organization's callers are told before their call is transcribed.
     pub consent: crate::ConsentPolicy,
+    /// The Mailgun webhook signing key that authenticates inbound email (none: the email
+    /// webhook answers 503).
+    pub email_signing_key: Option<String>,
 }
 
 impl Default for IngestConfig {
@@ -74,6 +77,7 @@ impl Default for IngestConfig {
             limits: crate::CallLimits::default(),
             full_say: None,
             consent: crate::ConsentPolicy::default(),
+            email_signing_key: None,
         }
     }
 }
@@ -139,6 +143,12 @@ impl Ingest {
             .route(STREAM_PATH, get(stream_upgrade))
             .route(VOICE_PATH, post(voice_webhook))
             .route(crate::sms::SMS_PATH, post(crate::sms::sms_webhook))
+            .route(
+                crate::email::EMAIL_PATH,
+                post(crate::email::email_webhook).layer(axum::extract::DefaultBodyLimit::max(
+                    crate::email::MAX_EMAIL_BYTES,
+                )),
+            )
             .with_state(self.clone())
     }
 

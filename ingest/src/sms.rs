@@ -139,11 +139,6 @@ pub(crate) async fn sms_webhook(
         metrics::sms("forbidden");
         return forbidden.into_response();
     }
-    let Some(intake) = ingest.message_intake() else {
-        metrics::sms("unavailable");
-        warn!("SMS webhook: this node takes no messages (no store to record them in)");
-        return unavailable("this server takes no messages");
-    };
     let org = match query.org.as_deref().map(OrgId::parse) {
         Some(Ok(org)) => org,
         Some(Err(err)) => return refused("bad_request", err.to_string()),
@@ -164,28 +159,72 @@ pub(crate) async fn sms_webhook(
         Some(_) => return refused("bad_request", "From is not an E.164 number".into()),
         None => return refused("bad_request", "form parameter `From` is required".into()),
     };
-    let text = clean_text(form_value(&params, "Body").unwrap_or_default());
+    let inbound = Inbound {
+        org,
+        channel: MessageChannel::Sms,
+        id,
+        from: from.to_owned(),
+        text: clean_text(form_value(&params, "Body").unwrap_or_default()),
+        received_at_ms,
+    };
+    let (outcome, response) = hand_on(&ingest, inbound).await;
+    metrics::sms(outcome);
+    response.unwrap_or_else(empty_twiml)
+}
+
+/// A message that passed its webhook's checks.
+pub(crate) struct Inbound {
+    pub org: OrgId,
+    pub channel: MessageChannel,
+    pub id: CallId,
+    /// The sender's number or address.
+    pub from: String,
+    /// Cleaned (see [`clean_text`]).
+    pub text: String,
+    pub received_at_ms: u64,
+}
+
+/// Records `inbound` once and hands it to the voice stage. Returns the outcome (for the
+/// webhook's metric) and the response where it is not the webhook's own "done" (a redelivery
+/// is done too: it changes nothing).
+pub(crate) async fn hand_on(ingest: &Ingest, inbound: Inbound) -> (&'static str, Option<Response>) {
+    let Some(intake) = ingest.message_intake() else {
+        warn!("this node takes no messages (no store to record them in)");
+        return (
+            "unavailable",
+            Some(unavailable("this server takes no messages")),
+        );
+    };
+    let Inbound {
+        org,
+        channel,
+        id,
+        from,
+        text,
+        received_at_ms,
+    } = inbound;
     let arrival = Arrival {
         org: &org,
-        channel: MessageChannel::Sms,
+        channel,
         id: &id,
-        from,
+        from: &from,
     };
     let sender = match intake.inbox.receive(arrival).await {
         Ok(Received::First(sender)) => sender,
         Ok(Received::Again) => {
-            metrics::sms("duplicate");
-            info!(org_id = %org, message_id = %id, "SMS delivered again: ignored");
-            return empty_twiml();
+            info!(org_id = %org, message_id = %id, channel = channel.as_str(), "message delivered again: ignored");
+            return ("duplicate", None);
         }
         Err(error) => {
-            metrics::sms("unrecorded");
-            warn!(org_id = %org, message_id = %id, %error, "SMS not recorded: the inbox failed");
-            return unavailable("the message could not be recorded");
+            warn!(org_id = %org, message_id = %id, %error, "message not recorded: the inbox failed");
+            return (
+                "unrecorded",
+                Some(unavailable("the message could not be recorded")),
+            );
         }
     };
     if sender.new_lead {
-        info!(org_id = %org, message_id = %id, lead_id = %sender.lead_id, "SMS from an unknown number: a new lead");
+        info!(org_id = %org, message_id = %id, lead_id = %sender.lead_id, channel = channel.as_str(), "message from someone unknown: a new lead");
     }
     let message = InboundMessage {
         message: CallContext {
@@ -194,31 +233,28 @@ pub(crate) async fn sms_webhook(
             agent_id: sender.agent_id,
             lead_id: Some(sender.lead_id),
         },
-        channel: MessageChannel::Sms,
+        channel,
         text,
         received_at_ms,
     };
-    // Recorded now: the hand-off must happen even if Twilio hangs up first, so it runs on its
-    // own task. Bounded: a burst waits here for the voice stage (Twilio holds its request)
-    // rather than queueing without end; it fails only once the stage has stopped.
+    // Recorded now: the hand-off must happen even if the sender hangs up first, so it runs on
+    // its own task. Bounded: a burst waits here for the voice stage (the provider holds its
+    // request) rather than queueing without end; it fails only once the stage has stopped.
     let handed = tokio::spawn(async move {
-        let id = message.message.call_id.clone();
-        let org = message.message.org_id.clone();
         if intake.messages.send(message).await.is_ok() {
             return true;
         }
-        warn!(org_id = %org, message_id = %id, "SMS not analysed: the server is stopping");
+        warn!(org_id = %org, message_id = %id, "message not analysed: the server is stopping");
         if let Err(error) = intake.inbox.forget(&org, &id).await {
-            warn!(org_id = %org, message_id = %id, %error, "SMS recorded but not analysed, and not forgotten: its redelivery will be ignored");
+            warn!(org_id = %org, message_id = %id, %error, "message recorded but not analysed, and not forgotten: its redelivery will be ignored");
         }
         false
     });
-    if !handed.await.unwrap_or(false) {
-        metrics::sms("unavailable");
-        return unavailable("the server is stopping");
+    if handed.await.unwrap_or(false) {
+        ("ok", None)
+    } else {
+        ("unavailable", Some(unavailable("the server is stopping")))
     }
-    metrics::sms("ok");
-    empty_twiml()
 }
 
 #[cfg(test)]

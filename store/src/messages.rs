@@ -10,7 +10,7 @@ use winnerr_events::{MessageChannel, OrgId, UserId};
 use crate::audit::{self, AuditEntry};
 use crate::calls::{CallFilter, CallSummary, Page, cursor_at, decode_cursor};
 use crate::crypto::{FieldPlace, Keyring, Sealed, normalize_phone};
-use crate::people::{PersonFields, insert_person, people_with_lookup};
+use crate::people::{Lookup, PersonFields, insert_person, normalize_email, people_with_lookup};
 use crate::{Sql, Store, StoreError, on_tx};
 
 /// Where a message's body lives, bound into its ciphertext.
@@ -35,7 +35,7 @@ pub struct Arrival<'a> {
     pub channel: MessageChannel,
     /// The provider's id.
     pub id: &'a str,
-    /// The sender's number, E.164.
+    /// The sender: an E.164 number (SMS) or an email address.
     pub from: &'a str,
     pub received_ms: u64,
 }
@@ -63,21 +63,39 @@ async fn receive_in(
     if claimed.is_none() {
         return Ok(None);
     }
-    let number = normalize_phone(arrival.from);
-    let lookups: Vec<Vec<u8>> = stored_forms(&number)
+    let (by, forms, fields) = match arrival.channel {
+        MessageChannel::Sms => {
+            let number = normalize_phone(arrival.from);
+            let last4 = &number[number.len().saturating_sub(4)..];
+            let fields = PersonFields {
+                first_name: Some(format!("{NEW_SMS_LEAD} …{last4}")),
+                phone: Some(number.clone()),
+                ..Default::default()
+            };
+            (Lookup::Phone, stored_forms(&number), fields)
+        }
+        MessageChannel::Email => {
+            let address = normalize_email(arrival.from);
+            let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+            let fields = PersonFields {
+                first_name: Some(format!("{NEW_EMAIL_LEAD} …@{domain}")),
+                email: Some(address.clone()),
+                ..Default::default()
+            };
+            (Lookup::Email, vec![address], fields)
+        }
+    };
+    let lookups: Vec<Vec<u8>> = forms
         .iter()
         .map(|form| keys.lookup_hash(org.as_str(), form))
         .collect();
-    let known = people_with_lookup(tx, keys, org, &lookups).await?;
+    let known = people_with_lookup(tx, keys, org, by, &lookups).await?;
     let (person, created) = match known.into_iter().next() {
         Some(person) => (person, false),
         None => {
-            let last4 = &number[number.len().saturating_sub(4)..];
             let fields = PersonFields {
-                first_name: Some(format!("{NEW_LEAD_NAME} …{last4}")),
-                phone: Some(number.clone()),
                 source: Some(arrival.channel.as_str().to_owned()),
-                ..Default::default()
+                ..fields
             };
             fields.validate(true)?;
             (insert_person(tx, keys, org, &fields).await?, true)
@@ -169,8 +187,10 @@ fn stored_forms(number: &str) -> Vec<String> {
     forms
 }
 
-/// How a lead created for a message is named, before their number's last four digits.
-const NEW_LEAD_NAME: &str = "Texted from";
+/// How a lead created for an SMS is named, before their number's last four digits; for an
+/// email, before their address's domain.
+const NEW_SMS_LEAD: &str = "Texted from";
+const NEW_EMAIL_LEAD: &str = "Emailed from";
 
 impl Store {
     /// Records inbound message `id` of `org` from the number `from`, once: `None` if it was

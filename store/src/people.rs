@@ -306,6 +306,9 @@ impl Store {
         let lookup = phone
             .as_ref()
             .map(|p| keys.lookup_hash(org.as_str(), &normalize_phone(p)));
+        let email_lookup = email
+            .as_ref()
+            .map(|e| keys.lookup_hash(org.as_str(), &normalize_email(e)));
         let budget_min = fields.budget_min.or(current.budget_min);
         let budget_max = fields.budget_max.or(current.budget_max);
         if let (Some(min), Some(max)) = (budget_min, budget_max) {
@@ -316,11 +319,11 @@ impl Store {
         const UPDATE: Sql = Sql {
             postgres: "UPDATE people SET first_name = $3, last_name = $4, email_ciphertext = $5, email_key_id = $6, \
              phone_ciphertext = $7, phone_key_id = $8, phone_lookup = $9, source = $10, location = $11, \
-             budget_min = $12, budget_max = $13, preferences = $14, owner_user_id = $15, updated_at = now() \
+             budget_min = $12, budget_max = $13, preferences = $14, owner_user_id = $15, email_lookup = $16, updated_at = now() \
              WHERE organization_id = $1 AND id = $2 RETURNING ",
             sqlite: "UPDATE people SET first_name = $3, last_name = $4, email_ciphertext = $5, email_key_id = $6, \
              phone_ciphertext = $7, phone_key_id = $8, phone_lookup = $9, source = $10, location = $11, \
-             budget_min = $12, budget_max = $13, preferences = $14, owner_user_id = $15, \
+             budget_min = $12, budget_max = $13, preferences = $14, owner_user_id = $15, email_lookup = $16, \
              updated_at = CAST(unixepoch('subsec') * 1000 AS INTEGER) \
              WHERE organization_id = $1 AND id = $2 RETURNING ",
         };
@@ -349,6 +352,7 @@ impl Store {
                 .bind(budget_max)
                 .bind(fields.preferences.clone().unwrap_or(current.preferences))
                 .bind(fields.owner_user_id.clone().or(current.owner_user_id))
+                .bind(email_lookup)
                 .fetch_optional(conn)
                 .await?
         });
@@ -367,7 +371,8 @@ impl Store {
             .keys()
             .lookup_hash(org.as_str(), &normalize_phone(phone));
         let mut tx = self.begin(org).await?;
-        let people = people_with_lookup(&mut tx, self.keys(), org, &[lookup]).await?;
+        let people =
+            people_with_lookup(&mut tx, self.keys(), org, Lookup::Phone, &[lookup]).await?;
         tx.commit().await?;
         Ok(people)
     }
@@ -387,10 +392,15 @@ pub(crate) async fn insert_person(
         .phone
         .as_ref()
         .map(|p| keys.lookup_hash(org.as_str(), &normalize_phone(p)));
+    let email_lookup = fields
+        .email
+        .as_ref()
+        .map(|e| keys.lookup_hash(org.as_str(), &normalize_email(e)));
     let sql = format!(
         "INSERT INTO people (organization_id, id, first_name, last_name, email_ciphertext, email_key_id, \
-         phone_ciphertext, phone_key_id, phone_lookup, source, location, budget_min, budget_max, preferences, owner_user_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {PERSON_COLUMNS}"
+         phone_ciphertext, phone_key_id, phone_lookup, source, location, budget_min, budget_max, preferences, owner_user_id, \
+         email_lookup) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING {PERSON_COLUMNS}"
     );
     let row: PersonRow = on_tx!(tx, |conn, dialect| {
         sqlx::query_as(&sql)
@@ -414,18 +424,40 @@ pub(crate) async fn insert_person(
                     .unwrap_or_else(|| serde_json::json!({})),
             )
             .bind(&fields.owner_user_id)
+            .bind(email_lookup)
             .fetch_one(conn)
             .await?
     });
     person_from(keys, org, row)
 }
 
-/// The people of `org` with a phone number whose lookup hash is one of `lookups`, first created
-/// first.
+/// How a person is looked up: by the keyed hash of their normalized phone number or email.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Lookup {
+    Phone,
+    Email,
+}
+
+impl Lookup {
+    fn column(self) -> &'static str {
+        match self {
+            Lookup::Phone => "phone_lookup",
+            Lookup::Email => "email_lookup",
+        }
+    }
+}
+
+/// An email address as its lookup hash is taken: trimmed, lower case.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// The people of `org` whose `by` lookup hash is one of `lookups`, first created first.
 pub(crate) async fn people_with_lookup(
     tx: &mut crate::Tx,
     keys: &Keyring,
     org: &OrgId,
+    by: Lookup,
     lookups: &[Vec<u8>],
 ) -> Result<Vec<Person>, StoreError> {
     if lookups.is_empty() {
@@ -433,7 +465,8 @@ pub(crate) async fn people_with_lookup(
     }
     let placeholders: Vec<String> = (0..lookups.len()).map(|i| format!("${}", i + 2)).collect();
     let sql = format!(
-        "SELECT {PERSON_COLUMNS} FROM people WHERE organization_id = $1 AND phone_lookup IN ({}) ORDER BY id",
+        "SELECT {PERSON_COLUMNS} FROM people WHERE organization_id = $1 AND {} IN ({}) ORDER BY id",
+        by.column(),
         placeholders.join(", ")
     );
     let rows: Vec<PersonRow> = on_tx!(tx, |conn, dialect| {

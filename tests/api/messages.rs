@@ -282,3 +282,109 @@ async fn an_sms_reaches_the_leads_feed_scored_and_sealed_once(db: TestDb) {
     test.app.shutdown().await;
     db.remove().await;
 }
+
+/// Posts a Mailgun inbound-route webhook of `fields` (plus its signature under `key`) to `url`,
+/// form-encoded as Mailgun posts a message without attachments; returns the status.
+async fn post_email(url: &str, key: &str, fields: &[(&str, &str)]) -> StatusCode {
+    let timestamp = (winnerr_events::now_ms() / 1000).to_string();
+    let token = format!("{:050x}", winnerr_events::now_ms());
+    let signature = winnerr_ingest::email::sign(key, &timestamp, &token);
+    let mut params: Vec<(String, String)> = fields
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    params.extend([
+        ("timestamp".to_owned(), timestamp),
+        ("token".to_owned(), token),
+        ("signature".to_owned(), signature),
+    ]);
+    reqwest::Client::new()
+        .post(url)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(&params).unwrap())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Inbound email (issue 23, item 3): a Mailgun webhook signed with the signing key reaches the
+/// lead's feed with the sentiment of its new text only (the angry quoted history and the
+/// signature are cut), from the person with that address; a redelivery of the same Message-Id
+/// changes nothing; a bad signature is 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_is_analysed_on_its_new_text_only() {
+    let key = "mailgun-signing-key-for-tests";
+    let test = spawn_app_with(|config| {
+        config.asr = true;
+        config.mailgun_signing_key = Some(key.to_owned().into());
+    })
+    .await;
+    let api = test.api();
+    let manager = test.token("acme", "manager-1", Role::Manager);
+    let (status, person) = api
+        .call(
+            Some(&manager),
+            reqwest::Method::POST,
+            "/api/people",
+            Some(r#"{"first_name":"Dana","email":"Dana.W@example.com","owner_user_id":"agent-1"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{person}");
+    let lead = person["id"].as_str().unwrap().to_owned();
+    let mut feed = test
+        .feed_unsubscribed("acme", "manager-1", Role::Manager)
+        .await;
+    feed.subscribe(&format!("lead:{lead}"), None).await;
+
+    let url = format!("{}/email/inbound?org=acme", test.app.http_url());
+    let headers =
+        r#"[["Message-Id", "<CAF1234@mail.example.com>"], ["Subject", "Re: the viewing"]]"#;
+    let body = "Thank you so much, Saturday at ten works wonderfully for us. We love the house!\n\n\
+                On Tue, Dec 1, 2026 at 9:00 AM Sam <sam@winnerr.example> wrote:\n\
+                > This is terrible, I am furious and I want to cancel everything.\n\n";
+    let fields = [
+        ("sender", "dana.w@example.com"),
+        ("from", "Dana W <dana.w@example.com>"),
+        ("recipient", "leads@winnerr.example"),
+        ("subject", "Re: the viewing"),
+        ("body-plain", body),
+        ("message-headers", headers),
+    ];
+    assert_eq!(post_email(&url, key, &fields).await, StatusCode::OK);
+    let message = next_event_within(&mut feed, Duration::from_secs(5))
+        .await
+        .expect("the email on the lead's feed");
+    let Event::Message(m) = &message.event else {
+        panic!("expected the message, got {message:?}");
+    };
+    assert_eq!(m.channel, MessageChannel::Email);
+    assert_eq!(m.lead_id.as_ref().map(|l| l.as_str()), Some(lead.as_str()));
+    assert!(m.text.starts_with("Thank you so much"), "{}", m.text);
+    assert!(
+        !m.text.contains("furious") && !m.text.contains("wrote:"),
+        "the quoted history is cut: {}",
+        m.text
+    );
+    assert_eq!(
+        m.sentiment.as_ref().map(|s| s.label.as_str()),
+        Some("positive"),
+        "the new text's sentiment, not the quote's"
+    );
+    assert!(message.call_id.as_str().starts_with("em"));
+
+    // Delivered again (a new token, the same Message-Id): nothing new. Forged: 403.
+    assert_eq!(post_email(&url, key, &fields).await, StatusCode::OK);
+    assert_eq!(
+        post_email(&url, "another-key", &fields).await,
+        StatusCode::FORBIDDEN
+    );
+    let again = next_event_within(&mut feed, Duration::from_secs(1)).await;
+    assert!(
+        again
+            .as_ref()
+            .is_none_or(|e| !matches!(e.event, Event::Message(_))),
+        "a redelivery is not a second message: {again:?}"
+    );
+    test.app.shutdown().await;
+}
