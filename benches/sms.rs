@@ -4,7 +4,8 @@
 //! in the first case, sentiment by the real model) and delivered to a manager's feed. Figures:
 //! messages a second from the first post to the last message on the feed, and the delay from each
 //! webhook's arrival to the feed (p50, p99). The same run without the sentiment model is the
-//! baseline in the same process (the path's cost without the model).
+//! baseline in the same process (the path's cost without the model); the same without the model
+//! on Postgres (the production store, several connections) is the third case.
 //!
 //! Target (issue 23): at least 2,000 inbound SMS a second to the feed on the development machine.
 //! `cargo bench -p winnerr-benches --bench sms`; `cargo test` runs a small version.
@@ -18,7 +19,7 @@ use tokio_tungstenite::tungstenite::Message;
 use winnerr::{App, Config};
 use winnerr_benches::{is_bench_run, machine, manager_feed, percentile, runtime};
 use winnerr_events::{Event, FeedMessage};
-use winnerr_testkit::TestSqlite;
+use winnerr_testkit::{TestDatabase, TestSqlite};
 
 const ORG: &str = "bench-org";
 /// Webhooks in flight at once.
@@ -56,10 +57,21 @@ struct Figures {
     with_sentiment: usize,
 }
 
-async fn run(sentiment: bool) -> Figures {
-    let file = TestSqlite::new();
+/// Where the engine stores: the embedded SQLite file, or a Postgres database.
+enum Db {
+    Sqlite(TestSqlite),
+    Postgres(TestDatabase),
+}
+
+async fn run(sentiment: bool, db: Db) -> Figures {
     let mut config = Config::local("127.0.0.1:0".parse().unwrap());
-    config.database_url = Some(file.url.clone());
+    match &db {
+        Db::Sqlite(file) => config.database_url = Some(file.url.clone()),
+        Db::Postgres(postgres) => {
+            config.database_url = Some(postgres.service_url.clone());
+            config.database_migration_url = Some(postgres.owner_url.clone());
+        }
+    }
     config.asr = sentiment;
     config.scoring = false;
     let app = App::start(&config).await.expect("the engine starts");
@@ -161,7 +173,10 @@ async fn run(sentiment: bool) -> Figures {
     delays.sort_by(f64::total_cmp);
     let last = answered.lock().unwrap().iter().max().copied().unwrap();
     app.shutdown().await;
-    file.remove();
+    match db {
+        Db::Sqlite(file) => file.remove(),
+        Db::Postgres(postgres) => postgres.drop_database().await,
+    }
     Figures {
         answered_per_second: total as f64 / (last - started).as_secs_f64(),
         per_second: total as f64 / elapsed,
@@ -179,7 +194,7 @@ fn main() {
         machine()
     );
     let models = winnerr_models::ModelDir::from_env().minilm().exists();
-    let baseline = runtime.block_on(run(false));
+    let baseline = runtime.block_on(run(false, Db::Sqlite(TestSqlite::new())));
     println!(
         "  without sentiment (baseline): {:.0} webhooks answered/s, {:.0} messages/s to the feed, delay p50 {:.0} ms p99 {:.0} ms",
         baseline.answered_per_second, baseline.per_second, baseline.p50_ms, baseline.p99_ms
@@ -189,7 +204,21 @@ fn main() {
         println!("  with sentiment: skipped (no models; `make models`)");
         return;
     }
-    let full = runtime.block_on(run(true));
+    match runtime.block_on(TestDatabase::try_create()) {
+        Ok(postgres) => {
+            let on_postgres = runtime.block_on(run(false, Db::Postgres(postgres)));
+            println!(
+                "  on Postgres, without sentiment: {:.0} webhooks answered/s, {:.0} messages/s to the feed ({:.2}x the baseline), delay p50 {:.0} ms p99 {:.0} ms",
+                on_postgres.answered_per_second,
+                on_postgres.per_second,
+                on_postgres.per_second / baseline.per_second,
+                on_postgres.p50_ms,
+                on_postgres.p99_ms
+            );
+        }
+        Err(err) => println!("  on Postgres: skipped ({err})"),
+    }
+    let full = runtime.block_on(run(true, Db::Sqlite(TestSqlite::new())));
     assert!(full.with_sentiment > 0, "the model scored none");
     println!(
         "  with sentiment: {:.0} webhooks answered/s, {:.0} messages/s to the feed ({:.2}x the baseline), delay p50 {:.0} ms p99 {:.0} ms; \

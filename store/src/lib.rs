@@ -279,16 +279,11 @@ async fn connect_postgres(url: &str, max_connections: u32) -> Result<PgPool, Sto
 /// Opens (creating if missing) and migrates the SQLite database at `url`. One connection: SQLite
 /// writes one transaction at a time anyway, and a single connection never meets a lock held by
 /// another of its own (an audit append reads the chain's end, then writes after it). An
-/// in-memory database lives as long as its connection, so that one is never closed. The WAL is
-/// synced at checkpoints, not at every commit (`synchronous=NORMAL`, SQLite's advice for WAL):
-/// the database stays consistent through a crash, and a power cut may lose the last commits
-/// (inbound SMS to the feed: 1,094 a second against 942 with a sync per commit,
-/// `benches/sms.rs`).
+/// in-memory database lives as long as its connection, so that one is never closed.
 async fn open_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(5));
     let file = options.get_filename();

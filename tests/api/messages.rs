@@ -66,6 +66,28 @@ async fn next_event_within(
     }
 }
 
+/// A lead of acme created by a manager with `person` (JSON), and a manager's feed following the
+/// lead's channel.
+async fn lead_followed(test: &TestApp, person: &str) -> (String, FeedClient) {
+    let manager = test.token("acme", "manager-1", Role::Manager);
+    let (status, created) = test
+        .api()
+        .call(
+            Some(&manager),
+            reqwest::Method::POST,
+            "/api/people",
+            Some(person),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let lead = created["id"].as_str().unwrap().to_owned();
+    let mut feed = test
+        .feed_unsubscribed("acme", "manager-1", Role::Manager)
+        .await;
+    feed.subscribe(&format!("lead:{lead}"), None).await;
+    (lead, feed)
+}
+
 /// The messages `feed` gets until it is quiet for `quiet`.
 async fn messages_within(feed: &mut FeedClient, quiet: Duration) -> Vec<std::sync::Arc<Envelope>> {
     let mut messages = Vec::new();
@@ -101,20 +123,11 @@ async fn an_sms_reaches_the_leads_feed_scored_and_sealed_once(db: TestDb) {
     .await;
     let api = test.api();
     let manager = test.token("acme", "manager-1", Role::Manager);
-    let (status, person) = api
-        .call(
-            Some(&manager),
-            reqwest::Method::POST,
-            "/api/people",
-            Some(r#"{"first_name":"Dana","phone":"(555) 010-0142","owner_user_id":"agent-1"}"#),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{person}");
-    let lead = person["id"].as_str().unwrap().to_owned();
-    let mut lead_feed = test
-        .feed_unsubscribed("acme", "manager-1", Role::Manager)
-        .await;
-    lead_feed.subscribe(&format!("lead:{lead}"), None).await;
+    let (lead, mut lead_feed) = lead_followed(
+        &test,
+        r#"{"first_name":"Dana","phone":"(555) 010-0142","owner_user_id":"agent-1"}"#,
+    )
+    .await;
     let (mut other_agent, _) = test.org_feed("acme", "agent-2", Role::Agent).await;
     let mut everything = test.feed("acme", "manager-1", Role::Manager).await;
 
@@ -320,22 +333,11 @@ async fn an_email_is_analysed_on_its_new_text_only() {
         config.mailgun_signing_key = Some(key.to_owned().into());
     })
     .await;
-    let api = test.api();
-    let manager = test.token("acme", "manager-1", Role::Manager);
-    let (status, person) = api
-        .call(
-            Some(&manager),
-            reqwest::Method::POST,
-            "/api/people",
-            Some(r#"{"first_name":"Dana","email":"Dana.W@example.com","owner_user_id":"agent-1"}"#),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{person}");
-    let lead = person["id"].as_str().unwrap().to_owned();
-    let mut feed = test
-        .feed_unsubscribed("acme", "manager-1", Role::Manager)
-        .await;
-    feed.subscribe(&format!("lead:{lead}"), None).await;
+    let (lead, mut feed) = lead_followed(
+        &test,
+        r#"{"first_name":"Dana","email":"Dana.W@example.com","owner_user_id":"agent-1"}"#,
+    )
+    .await;
 
     let url = format!("{}/email/inbound?org=acme", test.app.http_url());
     let headers =
