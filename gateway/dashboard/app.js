@@ -18,6 +18,10 @@ const state = {
   calls: new Map(),
   presence: new Map(),
   alerts: [],
+  // Recent messages (SMS, email) from leads, newest first; and the ids they travel under, so
+  // that their alerts and scores do not read as calls.
+  messages: [],
+  messageIds: new Set(),
   openCall: null,
   transcript: new Map(),
   series: { inbound: [], outbound: [] },
@@ -121,8 +125,11 @@ function forget(channel) {
   if (channel === "org") {
     state.calls.clear();
     state.alerts = [];
+    state.messages = [];
+    state.messageIds.clear();
     renderCalls();
     renderAlerts();
+    renderMessages();
   } else if (channel === `call:${state.openCall}`) {
     resetCallView();
   }
@@ -131,6 +138,14 @@ function forget(channel) {
 // ---- the organization ----
 
 function onOverview(event, offset) {
+  if (event.type === "message") {
+    onMessage(event);
+    return;
+  }
+  if (state.messageIds.has(event.call_id)) {
+    if (event.type === "alert") addAlert(event);
+    return;
+  }
   let call = state.calls.get(event.call_id);
   if (!call) {
     // `from`: the stream position just before the call's first message, to replay it from.
@@ -149,10 +164,7 @@ function onOverview(event, offset) {
       }
       break;
     case "alert":
-      state.alerts.unshift({ call: event.call_id, kind: event.alert, text: event.text,
-                             keyword: event.keyword, last4: event.last4, at: event.ts_ms });
-      state.alerts.length = Math.min(state.alerts.length, 30);
-      renderAlerts();
+      addAlert(event);
       break;
     case "lead_score":
       call.score = event.score;
@@ -166,6 +178,32 @@ function onOverview(event, offset) {
       break;
   }
   renderCalls();
+}
+
+function addAlert(event) {
+  state.alerts.unshift({ call: event.call_id, kind: event.alert, text: event.text,
+                         keyword: event.keyword, last4: event.last4, at: event.ts_ms });
+  state.alerts.length = Math.min(state.alerts.length, 30);
+  renderAlerts();
+}
+
+// A message from a lead: the latest 30 are listed, with their sentiment.
+function onMessage(event) {
+  state.messageIds.add(event.call_id);
+  state.messages.unshift({ id: event.call_id, channel: event.channel, lead: event.lead_id,
+                           text: event.text, sentiment: event.sentiment?.score ?? null });
+  for (const old of state.messages.splice(30)) state.messageIds.delete(old.id);
+  renderMessages();
+}
+
+function renderMessages() {
+  const list = $("messages");
+  list.replaceChildren();
+  for (const m of state.messages) {
+    list.append(el("li", { "data-message": m.id },
+      el("span", { class: "kind" }, m.channel === "email" ? "email" : "SMS"),
+      ` · ${m.lead ?? "–"} · `, gauge(m.sentiment), " ", el("q", {}, m.text)));
+  }
 }
 
 function gauge(value) {

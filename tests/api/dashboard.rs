@@ -1,7 +1,7 @@
 //! The dashboard in a real headless Chromium (Debian's `chromium`, driven by `playwright-core`
 //! from `tests/browser/`, both installed by `deploy/browser.sh`): a manager logs in with a token
-//! and watches a simulated call, transcribed by Whisper, while an agent comes online, and listens
-//! in on it (Opus, decoded by WebCodecs).
+//! and watches a simulated call, transcribed by Whisper, while an agent comes online and a lead
+//! texts, and listens in on it (Opus, decoded by WebCodecs).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -34,6 +34,7 @@ async fn a_manager_watches_a_live_call_and_presence_in_the_browser() {
         .env("SCREENSHOT", &screenshot)
         .env("EXPECT_TEXT", "forward")
         .env("EXPECT_USER", "agent-7")
+        .env("EXPECT_MESSAGE", "still for sale")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -64,6 +65,18 @@ async fn a_manager_watches_a_live_call_and_presence_in_the_browser() {
     script.outbound = Some(agent_speech());
     script.pace = Pace::RealTime;
     let call = test.play_in_background(&script);
+    // A lead texts during the call: the message is listed, and is not a call.
+    let url = format!("{}/twilio/sms?org=acme", test.app.http_url());
+    let sid = format!("SM{}", "d".repeat(32));
+    let token = secrecy::ExposeSecret::expose_secret(&test.config.twilio_auth_token).clone();
+    let body = "Is the house on Maple Street still for sale?";
+    let (status, answer) = crate::messages::post_sms(
+        &url,
+        &token,
+        &crate::messages::sms(&sid, "+15550100142", body),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{answer}");
 
     let finished = tokio::time::timeout(Duration::from_secs(120), async {
         while let Some(line) = lines.next_line().await.unwrap() {

@@ -14,7 +14,11 @@ use crate::helpers::*;
 
 /// Posts an SMS webhook of `fields` to `url`, signed with `token` (the app's own, or another);
 /// returns the status and body.
-async fn post_sms(url: &str, token: &str, fields: &[(&str, &str)]) -> (StatusCode, String) {
+pub(crate) async fn post_sms(
+    url: &str,
+    token: &str,
+    fields: &[(&str, &str)],
+) -> (StatusCode, String) {
     let params: Vec<(String, String)> = fields
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -35,7 +39,7 @@ async fn post_sms(url: &str, token: &str, fields: &[(&str, &str)]) -> (StatusCod
 type StoredRow = (String, Option<Vec<u8>>, Option<String>, Option<String>);
 
 /// Twilio's form for an inbound SMS.
-fn sms<'a>(sid: &'a str, from: &'a str, body: &'a str) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn sms<'a>(sid: &'a str, from: &'a str, body: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("MessageSid", sid),
         ("SmsSid", sid),

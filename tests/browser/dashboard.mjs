@@ -1,10 +1,11 @@
 // Drives the dashboard in headless Chromium for tests/api/dashboard.rs: logs in with a token,
 // waits for the feed, says READY (the Rust side then brings an agent online and plays a call),
-// and checks that presence, the live call, its transcript, sentiment and talk signals appear.
+// and checks that presence, the live call, its transcript, sentiment and talk signals appear, and
+// a lead's SMS in the messages list (not as a call).
 // Exits 0 on success; saves a screenshot either way.
 import { chromium } from "playwright-core";
 
-const { DASHBOARD_URL, TOKEN, SCREENSHOT, EXPECT_TEXT, EXPECT_USER } = process.env;
+const { DASHBOARD_URL, TOKEN, SCREENSHOT, EXPECT_TEXT, EXPECT_USER, EXPECT_MESSAGE } = process.env;
 const WAIT = { timeout: 60_000 };
 
 const browser = await chromium.launch({
@@ -70,6 +71,13 @@ try {
   const share = await page.getByTestId("signal").first().textContent();
   if (!/^\d+%$/.test(share)) throw new Error(`the agent's share shows as ${JSON.stringify(share)}`);
   console.log(`signals: agent's share ${share}`);
+
+  // The SMS a lead sent during the call is listed with its sentiment, and is not a call.
+  const message = page.locator("#messages li").filter({ hasText: EXPECT_MESSAGE });
+  await message.first().waitFor(WAIT);
+  console.log(`message: ${await message.first().textContent()}`);
+  const rows = await page.locator("#calls tr").count();
+  if (rows !== 1) throw new Error(`${rows} rows in the calls list: a message shows as a call`);
   if (problems.length) throw new Error(problems.join("; "));
 } catch (error) {
   failed = error;
