@@ -96,7 +96,7 @@ impl Inbox for StoreInbox {
                 channel: arrival.channel,
                 id: arrival.id.as_str().to_owned(),
                 from: arrival.from.to_owned(),
-                received_ms: winnerr_events::now_ms(),
+                received_ms: arrival.received_at_ms,
                 outcome,
             };
             self.waiting

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, OriginalUri, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
@@ -128,7 +128,7 @@ pub fn strip_quoted(text: &str) -> String {
 
 /// Whether `signature` is Mailgun's for `timestamp` and `token` under `key`.
 pub fn verify(key: &str, timestamp: &str, token: &str, signature: &str) -> bool {
-    let Ok(expected) = hex_bytes(signature.trim()) else {
+    let Ok(expected) = hex::decode(signature.trim()) else {
         return false;
     };
     let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key");
@@ -142,29 +142,14 @@ pub fn sign(key: &str, timestamp: &str, token: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key");
     mac.update(timestamp.as_bytes());
     mac.update(token.as_bytes());
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn hex_bytes(text: &str) -> Result<Vec<u8>, ()> {
-    if text.len() % 2 != 0 || text.len() > 128 {
-        return Err(());
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2).ok_or(())?, 16).map_err(|_| ()))
-        .collect()
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// The id an email travels under: `em` and the first 32 hex digits of the SHA-256 of its
 /// `Message-Id` (a header may hold any characters; ids may not).
 pub fn email_id(message_id: &str) -> CallId {
     let digest = Sha256::digest(message_id.as_bytes());
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    CallId::parse(format!("em{hex}")).expect("em and hex digits are an id")
+    CallId::parse(format!("em{}", hex::encode(&digest[..16]))).expect("em and hex digits are an id")
 }
 
 /// Reads Mailgun's post, form-encoded or multipart; attachments are skipped.
@@ -214,7 +199,6 @@ pub(crate) struct EmailQuery {
 
 pub(crate) async fn email_webhook(
     State(ingest): State<Ingest>,
-    OriginalUri(_uri): OriginalUri,
     Query(query): Query<EmailQuery>,
     request: Request,
 ) -> Response {

@@ -39,8 +39,14 @@ pub fn client_identity(params: &[(String, String)]) -> Option<&str> {
 pub fn outbound_number(params: &[(String, String)]) -> Option<&str> {
     client_identity(params)?;
     let to = form_value(params, "To")?;
-    let digits = to.strip_prefix('+')?;
-    ((8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())).then_some(to)
+    is_e164(to).then_some(to)
+}
+
+/// An E.164 number: `+` and 8 to 15 digits.
+pub(crate) fn is_e164(number: &str) -> bool {
+    number.strip_prefix('+').is_some_and(|digits| {
+        (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+    })
 }
 
 /// The value of form parameter `name` of a Twilio webhook.

@@ -20,7 +20,7 @@ use winnerr_events::{
 };
 
 use crate::metrics;
-use crate::outbound::form_value;
+use crate::outbound::{form_value, is_e164};
 use crate::routes::Ingest;
 
 /// Path of the Messaging webhook.
@@ -35,6 +35,8 @@ pub struct Arrival<'a> {
     pub id: &'a CallId,
     /// The sender's address: an E.164 number for SMS.
     pub from: &'a str,
+    /// When the webhook reached this server (ms since the Unix epoch).
+    pub received_at_ms: u64,
 }
 
 /// Who sent a message that arrived for the first time.
@@ -117,13 +119,6 @@ pub fn clean_text(body: &str) -> String {
         .collect()
 }
 
-/// An E.164 number: `+` and 8 to 15 digits.
-fn e164(number: &str) -> bool {
-    number.strip_prefix('+').is_some_and(|digits| {
-        (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
-    })
-}
-
 pub(crate) async fn sms_webhook(
     State(ingest): State<Ingest>,
     OriginalUri(uri): OriginalUri,
@@ -155,7 +150,7 @@ pub(crate) async fn sms_webhook(
         }
     };
     let from = match form_value(&params, "From") {
-        Some(from) if e164(from) => from,
+        Some(from) if is_e164(from) => from,
         Some(_) => return refused("bad_request", "From is not an E.164 number".into()),
         None => return refused("bad_request", "form parameter `From` is required".into()),
     };
@@ -208,6 +203,7 @@ pub(crate) async fn hand_on(ingest: &Ingest, inbound: Inbound) -> (&'static str,
         channel,
         id: &id,
         from: &from,
+        received_at_ms,
     };
     let sender = match intake.inbox.receive(arrival).await {
         Ok(Received::First(sender)) => sender,
@@ -270,7 +266,7 @@ mod tests {
 
     #[test]
     fn a_sender_is_an_e164_number() {
-        assert!(e164("+15550100199"));
+        assert!(is_e164("+15550100199"));
         for bad in [
             "15550100199",
             "+1555",
@@ -278,7 +274,7 @@ mod tests {
             "+1555abc0199",
             "whatsapp:+15550100199",
         ] {
-            assert!(!e164(bad), "{bad}");
+            assert!(!is_e164(bad), "{bad}");
         }
     }
 }

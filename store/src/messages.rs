@@ -216,9 +216,9 @@ impl Store {
 
     /// Records each inbound message once (`None` for one recorded before, in order), in one
     /// transaction: a burst of webhooks costs one commit, not one each. A message's sender is
-    /// its organization's person with that number (the first created, if several), or a new
-    /// lead (`source` the channel, named by the number's last digits); no message is recorded
-    /// without its sender.
+    /// its organization's person with that number or address (the first created, if several),
+    /// or a new lead (`source` the channel, named by the number's last digits or the address's
+    /// domain); no message is recorded without its sender.
     pub async fn receive_messages(
         &self,
         arrivals: &[Arrival<'_>],
