@@ -6,6 +6,7 @@ pub mod error;
 pub mod fetch;
 pub mod leadscore;
 pub mod metrics;
+pub(crate) mod ops;
 pub mod sentiment;
 pub mod text;
 pub mod vad;

@@ -135,9 +135,14 @@ impl BertLayer {
             &(x + self.attention_out.forward(&context)?)?,
             &self.attention_norm,
         )?;
-        let h = self
-            .output
-            .forward(&self.intermediate.forward(&x)?.gelu_erf()?)?;
+        let h = self.intermediate.forward(&x)?;
+        // Training needs the gradient, which only Candle's own GELU has.
+        let h = if self.differentiable {
+            h.gelu_erf()?
+        } else {
+            crate::ops::gelu(&h)?
+        };
+        let h = self.output.forward(&h)?;
         self.norm(&(x + h)?, &self.output_norm)
     }
 

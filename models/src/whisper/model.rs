@@ -12,6 +12,7 @@ use candle_nn::kv_cache::KvCache;
 use candle_nn::{Conv1d, Conv1dConfig, Embedding, LayerNorm, Linear, VarBuilder};
 
 use super::WhisperConfig;
+use crate::ops::gelu;
 
 /// A projection with f32 weights and, in the decoder, an 8-bit copy: one decoding step multiplies
 /// a single vector by each matrix, where Candle's f32 GEMM spends ~80 µs on a 384×384 product and
@@ -183,7 +184,7 @@ impl Block {
     }
 
     fn mlp(&self, x: &Tensor, q: bool) -> candle_core::Result<Tensor> {
-        let h = self.fc1.forward(&self.mlp_ln.forward(x)?, q)?.gelu_erf()?;
+        let h = gelu(&self.fc1.forward(&self.mlp_ln.forward(x)?, q)?)?;
         x + self.fc2.forward(&h, q)?
     }
 }
@@ -320,8 +321,8 @@ impl WhisperModel {
     /// Encodes a log-mel spectrogram [batch, n_mels, frames] (frames even, at most 3000).
     pub fn encode(&self, mel: &Tensor) -> candle_core::Result<Tensor> {
         let e = &self.encoder;
-        let x = e.conv1.forward(mel)?.gelu_erf()?;
-        let x = e.conv2.forward(&x)?.gelu_erf()?.transpose(1, 2)?;
+        let x = gelu(&e.conv1.forward(mel)?)?;
+        let x = gelu(&e.conv2.forward(&x)?)?.transpose(1, 2)?;
         let positions = e.positions.narrow(0, 0, x.dim(1)?)?;
         let mut x = x.broadcast_add(&positions)?;
         for block in &e.blocks {
