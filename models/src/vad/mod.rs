@@ -8,14 +8,13 @@
 //! their own weights; both come from the ONNX file (the two branches of its `If` on the rate) and
 //! are converted once into one safetensors file.
 
-pub mod onnx;
-
 use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
 use crate::error::{ModelError, Result};
+use crate::onnx;
 
 /// The rates the model has weights for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -75,6 +75,23 @@ impl MelSpectrogram {
     /// row-major [n_mels × frames]. With `compute_padding` every frame goes through the FFT (the
     /// reference behaviour, for comparison); otherwise frames of pure padding are filled.
     pub fn compute(&self, samples: &[f32], frames: usize, compute_padding: bool) -> Vec<f32> {
+        self.compute_with(samples, frames, compute_padding, false)
+    }
+
+    /// The spectrogram of exactly `samples` (16 kHz), every frame computed, reflect-padded at both
+    /// ends as Hugging Face's Whisper feature extractor pads (Smart Turn's features): row-major
+    /// [n_mels × frames].
+    pub fn compute_reflected(&self, samples: &[f32], frames: usize) -> Vec<f32> {
+        self.compute_with(samples, frames, true, true)
+    }
+
+    fn compute_with(
+        &self,
+        samples: &[f32],
+        frames: usize,
+        compute_padding: bool,
+        reflect_end: bool,
+    ) -> Vec<f32> {
         let mut mel = vec![ZERO_FRAME; self.n_mels * frames];
         let half = N_FFT / 2;
         // Frames whose window reaches a real sample; later ones see only padding.
@@ -83,10 +100,17 @@ impl MelSpectrogram {
         } else {
             ((samples.len() + half) / HOP + 1).min(frames)
         };
+        let last = samples.len() as isize - 1;
         let sample_at = |i: isize| -> f32 {
-            // Reflect padding at the start, zeros after the end (Whisper pads with zeros first).
+            // Reflect padding at the start; after the end zeros (Whisper pads with zeros first)
+            // or, for `reflect_end`, reflected samples.
             let i = if i < 0 { -i } else { i };
-            samples.get(i as usize).copied().unwrap_or(0.0)
+            let i = if reflect_end && i > last {
+                2 * last - i
+            } else {
+                i
+            };
+            samples.get(i.max(0) as usize).copied().unwrap_or(0.0)
         };
         let mut input = self.fft.make_input_vec();
         let mut spectrum = self.fft.make_output_vec();

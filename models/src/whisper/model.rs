@@ -189,13 +189,67 @@ impl Block {
     }
 }
 
-/// The audio encoder: two convolutions, sinusoidal positions, transformer blocks.
-struct Encoder {
+/// The audio encoder: two convolutions, sinusoidal positions, transformer blocks. Smart Turn's
+/// classifier runs the same encoder (Whisper tiny's shape, 400 positions) under its own head.
+pub(crate) struct Encoder {
     conv1: Conv1d,
     conv2: Conv1d,
     positions: Tensor,
     blocks: Vec<Block>,
     ln_post: LayerNorm,
+}
+
+impl Encoder {
+    /// An encoder of `c`'s shape from `vb`, the folder of `conv1`, `layers.N`, `layer_norm`.
+    pub(crate) fn load(vb: VarBuilder, c: &WhisperConfig) -> candle_core::Result<Self> {
+        let conv = |inp, stride, vb: VarBuilder| -> candle_core::Result<Conv1d> {
+            let cfg = Conv1dConfig {
+                padding: 1,
+                stride,
+                ..Default::default()
+            };
+            Ok(Conv1d::new(
+                vb.get((c.d_model, inp, 3), "weight")?,
+                Some(vb.get(c.d_model, "bias")?),
+                cfg,
+            ))
+        };
+        Ok(Self {
+            conv1: conv(c.num_mel_bins, 1, vb.pp("conv1"))?,
+            conv2: conv(c.d_model, 2, vb.pp("conv2"))?,
+            positions: vb.get(
+                (c.max_source_positions, c.d_model),
+                "embed_positions.weight",
+            )?,
+            blocks: (0..c.encoder_layers)
+                .map(|i| {
+                    Block::load(
+                        c.d_model,
+                        c.encoder_attention_heads,
+                        false,
+                        vb.pp(format!("layers.{i}")),
+                    )
+                })
+                .collect::<candle_core::Result<_>>()?,
+            ln_post: layer_norm(c.d_model, vb.pp("layer_norm"))?,
+        })
+    }
+
+    /// Encodes a log-mel spectrogram [batch, n_mels, frames] (frames even, at most twice the
+    /// positions): [batch, frames / 2, d_model].
+    pub(crate) fn forward(&self, mel: &Tensor) -> candle_core::Result<Tensor> {
+        let x = gelu(&self.conv1.forward(mel)?)?;
+        let x = gelu(&self.conv2.forward(&x)?)?.transpose(1, 2)?;
+        let positions = self.positions.narrow(0, 0, x.dim(1)?)?;
+        let mut x = x.broadcast_add(&positions)?;
+        for block in &self.blocks {
+            let h = block.attn_ln.forward(&x)?;
+            let (k, v) = block.attn.keys_values(&h, false)?;
+            x = (&x + block.attn.attend(&h, &k.t()?, &v, None, false)?)?;
+            x = block.mlp(&x, false)?;
+        }
+        self.ln_post.forward(&x)
+    }
 }
 
 /// The text decoder, tied output projection included.
@@ -245,38 +299,7 @@ impl WhisperModel {
     pub fn load(vb: VarBuilder, config: WhisperConfig) -> candle_core::Result<Self> {
         let device = vb.device().clone();
         let c = &config;
-        let vbe = vb.pp("model.encoder");
-        let conv = |inp, stride, vb: VarBuilder| -> candle_core::Result<Conv1d> {
-            let cfg = Conv1dConfig {
-                padding: 1,
-                stride,
-                ..Default::default()
-            };
-            Ok(Conv1d::new(
-                vb.get((c.d_model, inp, 3), "weight")?,
-                Some(vb.get(c.d_model, "bias")?),
-                cfg,
-            ))
-        };
-        let encoder = Encoder {
-            conv1: conv(c.num_mel_bins, 1, vbe.pp("conv1"))?,
-            conv2: conv(c.d_model, 2, vbe.pp("conv2"))?,
-            positions: vbe.get(
-                (c.max_source_positions, c.d_model),
-                "embed_positions.weight",
-            )?,
-            blocks: (0..c.encoder_layers)
-                .map(|i| {
-                    Block::load(
-                        c.d_model,
-                        c.encoder_attention_heads,
-                        false,
-                        vbe.pp(format!("layers.{i}")),
-                    )
-                })
-                .collect::<candle_core::Result<_>>()?,
-            ln_post: layer_norm(c.d_model, vbe.pp("layer_norm"))?,
-        };
+        let encoder = Encoder::load(vb.pp("model.encoder"), c)?;
         let vbd = vb.pp("model.decoder");
         let embedding = candle_nn::embedding(c.vocab_size, c.d_model, vbd.pp("embed_tokens"))?;
         let vocab_q8 = if c.d_model % GgmlDType::Q8_0.block_size() == 0 && device.is_cpu() {
@@ -320,18 +343,7 @@ impl WhisperModel {
 
     /// Encodes a log-mel spectrogram [batch, n_mels, frames] (frames even, at most 3000).
     pub fn encode(&self, mel: &Tensor) -> candle_core::Result<Tensor> {
-        let e = &self.encoder;
-        let x = gelu(&e.conv1.forward(mel)?)?;
-        let x = gelu(&e.conv2.forward(&x)?)?.transpose(1, 2)?;
-        let positions = e.positions.narrow(0, 0, x.dim(1)?)?;
-        let mut x = x.broadcast_add(&positions)?;
-        for block in &e.blocks {
-            let h = block.attn_ln.forward(&x)?;
-            let (k, v) = block.attn.keys_values(&h, false)?;
-            x = (&x + block.attn.attend(&h, &k.t()?, &v, None, false)?)?;
-            x = block.mlp(&x, false)?;
-        }
-        e.ln_post.forward(&x)
+        self.encoder.forward(mel)
     }
 
     /// A fresh decoding state over encoded audio: cross-attention keys and values, computed once.
