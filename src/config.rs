@@ -323,6 +323,27 @@ pub struct Config {
     #[arg(long, env = "WINNERR_VAD_THRESHOLD", default_value_t = 0.5)]
     pub vad_threshold: f32,
 
+    /// What ends an utterance at a pause: `off` (the default) the end-of-utterance silence
+    /// alone; `smart` (Smart Turn, the end-of-turn model; its weights come with `make models`)
+    /// asks at each pause whether the turn is over, with `WINNERR_TURN_FALLBACK_MS` as the
+    /// silence that ends it otherwise. Off by default: on a 2-core node each answer costs about
+    /// 250 ms of a core and made finals later, not sooner (benches/RESULTS.md, voice_noise).
+    #[arg(long, env = "WINNERR_TURN", default_value = "off", value_parser = ["smart", "off"])]
+    pub turn: String,
+
+    /// Non-speech (ms) after which the turn model is asked whether the turn is over.
+    #[arg(long, env = "WINNERR_TURN_PAUSE_MS", default_value_t = winnerr_voice::TurnConfig::default().pause_ms)]
+    pub turn_pause_ms: u64,
+
+    /// Probability of a complete turn (0–1) at which the utterance ends at the pause.
+    #[arg(long, env = "WINNERR_TURN_THRESHOLD", default_value_t = winnerr_voice::TurnConfig::default().threshold)]
+    pub turn_threshold: f32,
+
+    /// Silence (ms) that ends an utterance the turn model did not end (with `WINNERR_TURN=smart`;
+    /// without it `WINNERR_END_OF_UTTERANCE_MS` does).
+    #[arg(long, env = "WINNERR_TURN_FALLBACK_MS", default_value_t = winnerr_voice::TurnConfig::default().fallback_ms)]
+    pub turn_fallback_ms: u64,
+
     /// Watch lists for keyword alerts: `org=phrase|phrase;org2=…`, `*=` for everyone else
     /// (default: cancel, lawyer, attorney, too expensive, complaint, refund).
     #[arg(long, env = "WINNERR_ALERT_KEYWORDS")]
@@ -344,6 +365,18 @@ impl Config {
                 .map_err(|e| format!("WINNERR_REDACT: {e}"))?;
         }
         voice.utterance.activity.hangover_ms = self.end_of_utterance_ms;
+        if self.turn_pause_ms >= self.turn_fallback_ms {
+            return Err(format!(
+                "WINNERR_TURN_PAUSE_MS ({}) must be shorter than WINNERR_TURN_FALLBACK_MS ({})",
+                self.turn_pause_ms, self.turn_fallback_ms
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.turn_threshold) {
+            return Err(format!(
+                "WINNERR_TURN_THRESHOLD must lie in [0, 1], not {}",
+                self.turn_threshold
+            ));
+        }
         if let Some(spec) = &self.coaching {
             voice.coaching = winnerr_events::PerOrg::parse(
                 spec,
@@ -359,6 +392,15 @@ impl Config {
                 .map_err(|e| format!("WINNERR_ALERT_KEYWORDS: {e}"))?;
         }
         Ok(voice)
+    }
+
+    /// When the turn model is asked and how its answer is read.
+    pub fn turn_config(&self) -> winnerr_voice::TurnConfig {
+        winnerr_voice::TurnConfig {
+            pause_ms: self.turn_pause_ms,
+            threshold: self.turn_threshold,
+            fallback_ms: self.turn_fallback_ms,
+        }
     }
 
     /// The identity provider's keys, read and checked (none without `WINNERR_JWKS_FILE`).

@@ -16,10 +16,10 @@ use tracing::{info, warn};
 use winnerr_bus::{Bus, Group, InProcessBus, KafkaBus, run_group};
 use winnerr_gateway::{Gateway, GatewayConfig, telemetry};
 use winnerr_ingest::{Ingest, IngestConfig};
-use winnerr_models::{DecodeOptions, ModelDir, SentimentModel, SileroVad, Whisper};
+use winnerr_models::{DecodeOptions, ModelDir, SentimentModel, SileroVad, SmartTurn, Whisper};
 use winnerr_scoring::{LeadSource, NoCrm, Scorer};
 use winnerr_store::{Retention, Store, StoreWriter};
-use winnerr_voice::{AsrConfig, AsrWorker, Models, SpeechDetector, SpeechModels};
+use winnerr_voice::{AsrConfig, AsrWorker, Models, SpeechDetector, SpeechModels, TurnDetector};
 
 use crate::config::{Config, NodeRole};
 use crate::leads::StoreLeads;
@@ -258,6 +258,9 @@ async fn start_voice(
     let mut voice_config = config.voice().map_err(anyhow::Error::msg)?;
     if config.has_role(NodeRole::Voice) {
         voice_config.speech = speech_detector(config).await?;
+        if asr.is_some() {
+            voice_config.turn = turn_detector(config).await?;
+        }
     }
     let (calls, calls_rx) = mpsc::channel(winnerr_voice::NEW_CALL_QUEUE);
     // Calls pass the listen-in tap on their way from ingest to voice.
@@ -356,6 +359,45 @@ async fn speech_detector(config: &Config) -> anyhow::Result<SpeechDetector> {
         Err(error) => Err(anyhow::Error::new(error)
             .context("cannot load the speech detector (WINNERR_VAD=energy runs without it)")),
     }
+}
+
+/// The turn detector the settings name: Smart Turn from the model folder (loaded once per
+/// process, a detector thread per engine), or none.
+async fn turn_detector(config: &Config) -> anyhow::Result<Option<TurnDetector>> {
+    static LOADED: std::sync::OnceLock<Arc<SmartTurn>> = std::sync::OnceLock::new();
+    if config.turn == "off" {
+        info!(
+            turn = "off",
+            "turn detector: utterances end after the silence only"
+        );
+        return Ok(None);
+    }
+    let model = match LOADED.get() {
+        Some(model) => model.clone(),
+        None => {
+            let dir = ModelDir::from_env();
+            let loaded = tokio::task::spawn_blocking(move || {
+                SmartTurn::load(
+                    &dir.smart_turn(),
+                    &dir.mel_filters(),
+                    &winnerr_models::Device::Cpu,
+                )
+            })
+            .await
+            .context("loading the turn model")?
+            .context("cannot load the turn model (WINNERR_TURN=off runs without it)")?;
+            LOADED.get_or_init(|| Arc::new(loaded)).clone()
+        }
+    };
+    let turn = config.turn_config();
+    info!(
+        turn = "smart",
+        pause_ms = turn.pause_ms,
+        threshold = turn.threshold,
+        fallback_ms = turn.fallback_ms,
+        "turn detector"
+    );
+    Ok(Some(TurnDetector::start(model, turn)))
 }
 
 /// Loads Whisper and the sentiment model from the model folder, once per process (every engine

@@ -184,6 +184,34 @@ async fn line_noise_is_not_speech_to_the_neural_detector() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_in_background_noise_gets_one_final_per_utterance_with_sentiment() {
     let test = spawn_app_with(|c| c.asr = true).await;
+    noisy_call_gets_one_final_per_utterance(&test, Pace::Fast).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_turn_model_a_noisy_call_still_gets_one_final_per_utterance() {
+    let test = spawn_app_with(|c| {
+        c.asr = true;
+        c.turn = "smart".into();
+    })
+    .await;
+    // In real time, so the model's answers come before the fallback silence ends the utterances.
+    noisy_call_gets_one_final_per_utterance(&test, Pace::RealTime).await;
+    let metrics = test.metrics().await;
+    let decided = ["complete", "not_yet"].map(|o| {
+        metric(
+            &metrics,
+            &format!("winnerr_voice_turn_decisions_total{{outcome=\"{o}\"}}"),
+        )
+    });
+    assert!(
+        decided.iter().sum::<f64>() >= 3.0,
+        "the model heard each pause: {decided:?}"
+    );
+}
+
+/// Three clips with 1.5 s gaps over pink noise at 15 dB SNR: a final per clip, each covering its
+/// own clip's speech, with text and sentiment, on the organization's feed.
+async fn noisy_call_gets_one_final_per_utterance(test: &TestApp, pace: Pace) {
     let mut manager = test.feed("acme", "manager-1", Role::Manager).await;
     let mut speech = silence(1.0);
     let mut voiced = Vec::new();
@@ -201,7 +229,7 @@ async fn a_call_in_background_noise_gets_one_final_per_utterance_with_sentiment(
     let noise = winnerr_testkit::noise::pink(speech.len(), 3);
     let audio = winnerr_testkit::noise::mix(&speech, &voiced, &noise, 15.0);
     let mut script = CallScript::new(identity("acme", Some("agent-1"), None), audio);
-    script.pace = Pace::Fast;
+    script.pace = pace;
     test.simulator().play(&script, |_| {}).await.unwrap();
     let events = manager.call_events(&call_id(&script.call_sid)).await;
     let finals: Vec<&Transcript> = transcripts(&events)

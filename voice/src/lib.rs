@@ -13,6 +13,7 @@ pub mod redact;
 pub mod resample;
 pub mod signals;
 mod tap;
+pub mod turn;
 pub mod utterance;
 pub mod vad;
 
@@ -25,5 +26,6 @@ pub use redact::RedactionConfig;
 pub use resample::Upsampler;
 pub use signals::Coaching;
 pub use tap::{NEW_CALL_QUEUE, tap_calls};
+pub use turn::{TurnConfig, TurnDetector, TurnModel};
 pub use utterance::UtteranceConfig;
 pub use vad::SpeechDetector;

@@ -24,6 +24,10 @@ const ASR_RTF: &str = "winnerr_voice_asr_real_time_factor";
 const ASR_ERRORS: &str = "winnerr_voice_asr_errors_total";
 const VAD_SECONDS: &str = "winnerr_voice_vad_seconds";
 const VAD_ERRORS: &str = "winnerr_voice_vad_errors_total";
+const TURN_SECONDS: &str = "winnerr_voice_turn_seconds";
+const TURN_WAIT: &str = "winnerr_voice_turn_wait_seconds";
+const TURN_DECISIONS: &str = "winnerr_voice_turn_decisions_total";
+const TURN_ERRORS: &str = "winnerr_voice_turn_errors_total";
 const MESSAGES: &str = "winnerr_voice_messages_total";
 const MESSAGE_BATCH_SECONDS: &str = "winnerr_voice_message_batch_seconds";
 const MESSAGE_SENTIMENT_ERRORS: &str = "winnerr_voice_message_sentiment_errors_total";
@@ -40,6 +44,23 @@ pub(crate) fn describe() {
             "Time the neural speech detector took for one 32 ms chunk"
         );
         describe_counter!(VAD_ERRORS, "Chunks the neural speech detector failed on");
+        describe_histogram!(
+            TURN_SECONDS,
+            metrics::Unit::Seconds,
+            "Time the turn model took for one decision"
+        );
+        describe_histogram!(
+            TURN_WAIT,
+            metrics::Unit::Seconds,
+            "Time from a pause to the turn model's decision, waiting included"
+        );
+        describe_counter!(
+            TURN_DECISIONS,
+            "Pauses decided, by outcome: complete (the utterance ends), not_yet (it waits), \
+             fallback (the end-of-utterance silence ended it after a not_yet), superseded (a newer \
+             pause of the track came before the model answered)"
+        );
+        describe_counter!(TURN_ERRORS, "Pauses the turn model failed on");
         describe_counter!(EVENTS, "Events the voice stage published, by type");
         describe_counter!(MESSAGES, "Inbound messages (SMS, email) analysed");
         describe_histogram!(
@@ -182,6 +203,23 @@ pub(crate) fn vad_chunk(took: Duration) {
 pub(crate) fn vad_failed(error: &str) {
     counter!(VAD_ERRORS).increment(1);
     tracing::warn!(%error, "speech detector failed on a chunk");
+}
+
+/// The turn model answered a pause after waiting `waited` in all, of which `took` in the model.
+pub(crate) fn turn_decided(waited: Duration, took: Duration, outcome: &'static str) {
+    histogram!(TURN_SECONDS).record(took.as_secs_f64());
+    histogram!(TURN_WAIT).record(waited.as_secs_f64());
+    turn_decision(outcome);
+}
+
+pub(crate) fn turn_decision(outcome: &'static str) {
+    counter!(TURN_DECISIONS, "outcome" => outcome).increment(1);
+}
+
+/// The turn model failed on a pause (the fallback silence will end the utterance).
+pub(crate) fn turn_failed(call: &winnerr_events::CallId, error: &str) {
+    counter!(TURN_ERRORS).increment(1);
+    tracing::warn!(call_id = %call, %error, "turn model failed on a pause");
 }
 
 pub(crate) fn messages_analysed(count: usize, took: Duration) {

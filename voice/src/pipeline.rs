@@ -19,6 +19,7 @@ use crate::alerts::{AlertConfig, Rolling, keywords_in};
 use crate::asr::{AsrResult, AsrWorker, Job, JobKind, UtteranceKey};
 use crate::keyterms::{self, Keyterms};
 use crate::metrics;
+use crate::turn::{TurnDetector, TurnVerdict};
 use crate::utterance::{Segmented, Segmenter, StablePrefix, UtteranceConfig};
 use crate::vad::SpeechDetector;
 
@@ -29,6 +30,8 @@ pub struct VoiceConfig {
     pub alerts: AlertConfig,
     /// What finds speech in each track.
     pub speech: SpeechDetector,
+    /// What ends an utterance at a pause when the turn is over (`None`: the silence alone).
+    pub turn: Option<TurnDetector>,
     /// What each organization's transcripts have redacted before they leave the stage.
     pub redaction: crate::redact::RedactionConfig,
     /// When each organization's coaching alerts are raised.
@@ -100,6 +103,9 @@ struct TrackState {
     pending: std::collections::HashMap<u32, (u64, u64, u64)>,
     /// Times of the open utterance's latest interim snapshot.
     interim_times: Option<(u64, u64, u64)>,
+    /// The open utterance, when the turn model said "not yet" at its last pause: if the silence
+    /// ends it anyway, the fallback did.
+    not_yet: Option<u32>,
     /// The end (call clock) of the last final when it ended on a card's digits: the next
     /// utterance, soon after, may go on with them.
     card_open_at: Option<u64>,
@@ -112,6 +118,8 @@ struct CallRun {
     config: Arc<VoiceConfig>,
     asr: Option<AsrWorker>,
     results: mpsc::UnboundedSender<AsrResult>,
+    /// Where the turn model answers this call's pauses.
+    verdicts: mpsc::UnboundedSender<TurnVerdict>,
     live: Arc<AtomicBool>,
     tracks: [TrackState; 2],
     /// The call's organization's redaction policy.
@@ -155,10 +163,23 @@ impl CallRun {
                     state.interim_times = Some((start_ms, end_ms, last_voiced_at_ms));
                     self.submit(track, number, JobKind::Interim, audio);
                 }
+                Segmented::Pause {
+                    number,
+                    pause,
+                    audio,
+                } => {
+                    if let Some(turn) = &self.config.turn {
+                        let call = self.call.call_id.clone();
+                        turn.ask(call, track, number, pause, audio, self.verdicts.clone());
+                    }
+                }
                 Segmented::Final(u) => {
                     let state = &mut self.tracks[track.index()];
                     if state.open.as_ref().is_some_and(|(n, _)| *n == u.number) {
                         state.open = None;
+                    }
+                    if state.not_yet.take() == Some(u.number) {
+                        metrics::turn_decision("fallback");
                     }
                     state
                         .pending
@@ -241,6 +262,20 @@ impl CallRun {
                 asr.submit(job.expecting(self.words.clone()));
             }
         }
+    }
+
+    /// The turn model's answer about a pause of `segmenter`'s track.
+    async fn verdict(&mut self, verdict: TurnVerdict, segmenter: &mut Segmenter) {
+        let state = &mut self.tracks[verdict.track.index()];
+        if !verdict.complete {
+            state.not_yet = Some(verdict.utterance);
+            return;
+        }
+        let outputs = segmenter.end_turn(verdict.utterance, verdict.pause);
+        if !outputs.is_empty() {
+            state.not_yet = None;
+        }
+        self.segmented(verdict.track, outputs).await;
     }
 
     fn pending_finals(&self) -> usize {
@@ -415,6 +450,7 @@ async fn run_call(
     metrics::call_started();
     publish(bus.as_ref(), &call, Event::CallStarted(started)).await;
     let (results_tx, mut results) = mpsc::unbounded_channel();
+    let (verdicts_tx, mut verdicts) = mpsc::unbounded_channel();
     let call_org = call.org_id.clone();
     let transcribing = asr.is_some();
     let mut run = CallRun {
@@ -423,6 +459,7 @@ async fn run_call(
         config: config.clone(),
         asr,
         results: results_tx,
+        verdicts: verdicts_tx,
         live: Arc::new(AtomicBool::new(true)),
         tracks: Default::default(),
         redaction: config.redaction.policy_for(&call_org),
@@ -443,13 +480,23 @@ async fn run_call(
             let _ = words_tx.send(call_words(call, keyterm_source, asr).await);
         });
     }
+    // With a turn model the pause asks it, and the silence that ends speech is its fallback.
+    let mut utterance = config.utterance;
+    if let Some(turn) = &config.turn {
+        utterance.turn_pause_ms = Some(turn.config().pause_ms);
+        utterance.activity.hangover_ms = turn.config().fallback_ms;
+    }
     let mut segmenters = Track::ALL
-        .map(|track| Segmenter::with_audio(track, config.utterance, &config.speech, transcribing));
+        .map(|track| Segmenter::with_audio(track, utterance, &config.speech, transcribing));
     let ended = loop {
         tokio::select! {
             biased;
             read = &mut words, if run.held.is_some() => run.words_read(read.ok()),
             Some(result) = results.recv() => run.result(result).await,
+            Some(verdict) = verdicts.recv() => {
+                let segmenter = &mut segmenters[verdict.track.index()];
+                run.verdict(verdict, segmenter).await;
+            }
             input = inputs.recv() => match input {
                 Some(CallInput::Frame(frame)) => {
                     metrics::frame(frame.track.as_str());

@@ -1,7 +1,9 @@
 //! One track's audio cut into utterances: 8 kHz frames resampled to 16 kHz, speech found by the
 //! activity detector (its hangover is the end-of-utterance silence), a little audio from before
 //! the onset kept so first syllables are not clipped, interim snapshots about once a second, and a
-//! forced cut at a pause when an utterance grows too long.
+//! forced cut at a pause when an utterance grows too long. With a turn model, each pause of an
+//! open utterance is offered to it ([`Segmented::Pause`]); its "complete" ends the utterance at
+//! once ([`Segmenter::end_turn`]), before the hangover would.
 
 use std::collections::VecDeque;
 
@@ -26,6 +28,9 @@ pub struct UtteranceConfig {
     pub hard_cut_after_ms: u64,
     /// Audio kept from before the speech onset.
     pub pre_roll_ms: u64,
+    /// Non-speech in an open utterance after which it is offered to the turn model; `None`
+    /// without one (only the hangover ends utterances).
+    pub turn_pause_ms: Option<u64>,
 }
 
 impl Default for UtteranceConfig {
@@ -36,6 +41,7 @@ impl Default for UtteranceConfig {
             max_utterance_ms: 15_000,
             hard_cut_after_ms: 5_000,
             pre_roll_ms: 300,
+            turn_pause_ms: None,
         }
     }
 }
@@ -63,6 +69,14 @@ pub enum Segmented {
         last_voiced_at_ms: u64,
     },
     Final(Utterance),
+    /// The open utterance has paused: is the turn over? Answer with [`Segmenter::end_turn`].
+    Pause {
+        number: u32,
+        /// Which pause of the utterance (an answer about an earlier one is out of date).
+        pause: u32,
+        /// The utterance's 16 kHz audio so far, the pause included.
+        audio: Vec<f32>,
+    },
 }
 
 struct Open {
@@ -72,6 +86,9 @@ struct Open {
     last_voiced_ms: u64,
     last_voiced_wall_ms: u64,
     samples_at_last_interim: usize,
+    /// Pauses so far, and whether the current one has been offered to the turn model.
+    pauses: u32,
+    pause_offered: bool,
 }
 
 /// Cuts one track into utterances.
@@ -144,6 +161,11 @@ impl Segmenter {
                 if voiced {
                     open.last_voiced_ms = frame_end;
                     open.last_voiced_wall_ms = now_ms();
+                    if open.pause_offered {
+                        // The speaker went on: the offered pause is over, its answer moot.
+                        open.pauses += 1;
+                        open.pause_offered = false;
+                    }
                 }
             }
             None => {
@@ -176,6 +198,18 @@ impl Segmenter {
             // Cut here and go on with a new utterance: the speaker has not stopped.
             out.extend(self.close().map(Segmented::Final));
             self.open_utterance(frame_end, Vec::new(), frame_end);
+            return Ok(out);
+        }
+        let paused = self.config.turn_pause_ms.is_some_and(|pause_ms| {
+            !voiced && frame_end.saturating_sub(open.last_voiced_ms) >= pause_ms
+        });
+        if paused && !open.pause_offered {
+            open.pause_offered = true;
+            out.push(Segmented::Pause {
+                number: open.number,
+                pause: open.pauses,
+                audio: open.audio.clone(),
+            });
         } else if (open.audio.len() - open.samples_at_last_interim) as u64 * 1000 / MODEL_RATE
             >= self.config.interim_every_ms
         {
@@ -207,6 +241,22 @@ impl Segmenter {
         out
     }
 
+    /// The turn model's answer "complete" to pause `pause` of utterance `number`: if the
+    /// speaker has not gone on since, speech ends and the utterance is final now.
+    pub fn end_turn(&mut self, number: u32, pause: u32) -> Vec<Segmented> {
+        let current = self
+            .open
+            .as_ref()
+            .is_some_and(|o| o.number == number && o.pauses == pause && o.pause_offered);
+        if !current {
+            return Vec::new();
+        }
+        let change = self.detector.stop();
+        let mut out: Vec<Segmented> = self.close().map(Segmented::Final).into_iter().collect();
+        out.extend(change.map(Segmented::Activity));
+        out
+    }
+
     fn open_utterance(&mut self, start_ms: u64, audio: Vec<f32>, voiced_ms: u64) {
         let number = self.next_number;
         self.next_number += 1;
@@ -217,6 +267,8 @@ impl Segmenter {
             start_ms,
             last_voiced_ms: voiced_ms,
             last_voiced_wall_ms: now_ms(),
+            pauses: 0,
+            pause_offered: false,
         });
     }
 
@@ -295,6 +347,7 @@ mod tests {
             Segmented::Activity(a) => format!("{:?}@{}", a.state, a.at_ms),
             Segmented::Interim { number, end_ms, .. } => format!("interim#{number}@{end_ms}"),
             Segmented::Final(u) => format!("final#{}@{}-{}", u.number, u.start_ms, u.end_ms),
+            Segmented::Pause { number, pause, .. } => format!("pause#{number}.{pause}"),
         };
         out.iter().map(kind).collect::<Vec<_>>().join(", ")
     }
@@ -358,6 +411,79 @@ mod tests {
         assert!(
             matches!(out.last(), Some(Segmented::Activity(a)) if a.state == ActivityState::Silent)
         );
+    }
+
+    fn pauses(out: &[Segmented]) -> Vec<(u32, u32)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Segmented::Pause { number, pause, .. } => Some((*number, *pause)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_pause_is_offered_once_and_complete_ends_the_utterance_before_the_hangover() {
+        let config = UtteranceConfig {
+            turn_pause_ms: Some(200),
+            ..UtteranceConfig::default()
+        };
+        let mut s = Segmenter::new(Track::Inbound, config);
+        let mut levels = vec![0i16; 10];
+        levels.extend([8000; 50]); // 1 s speech
+        levels.extend([0; 12]); // 240 ms: the pause is offered at 200 ms, once
+        let out = run(&mut s, &levels);
+        assert_eq!(pauses(&out), vec![(1, 0)], "{}", kinds(&out));
+        assert!(
+            finals(&out).is_empty(),
+            "the hangover (600 ms) has not passed"
+        );
+        let Some(Segmented::Pause { audio, .. }) =
+            out.iter().find(|o| matches!(o, Segmented::Pause { .. }))
+        else {
+            unreachable!()
+        };
+        assert!(
+            audio.len() >= 16_000,
+            "the utterance so far: {}",
+            audio.len()
+        );
+        // An answer about another utterance or pause changes nothing.
+        assert!(s.end_turn(2, 0).is_empty());
+        assert!(s.end_turn(1, 1).is_empty());
+        let ended = s.end_turn(1, 0);
+        let ended = kinds(&ended);
+        assert!(
+            ended.starts_with("final#1@") && ended.ends_with("-1200, Silent@1200"),
+            "the utterance ends where its speech did: {ended}"
+        );
+        // Nothing is left to end: the hangover does not end it a second time.
+        let mut later = Vec::new();
+        for i in 72..120 {
+            later.extend(s.push(&frame(i, 0), 8000).unwrap());
+        }
+        assert!(later.is_empty(), "{}", kinds(&later));
+    }
+
+    #[test]
+    fn speech_after_a_pause_makes_its_answer_moot_and_the_next_pause_is_offered() {
+        let config = UtteranceConfig {
+            turn_pause_ms: Some(200),
+            ..UtteranceConfig::default()
+        };
+        let mut s = Segmenter::new(Track::Inbound, config);
+        let mut levels = vec![8000i16; 50];
+        levels.extend([0; 15]); // 300 ms: offered
+        levels.extend([8000; 25]); // the speaker goes on
+        levels.extend([0; 12]); // offered again
+        let out = run(&mut s, &levels);
+        assert_eq!(pauses(&out), vec![(1, 0), (1, 1)], "{}", kinds(&out));
+        assert!(s.end_turn(1, 0).is_empty(), "the first pause is over");
+        assert_eq!(finals(&s.end_turn(1, 1)).len(), 1);
+        // Without a turn model no pause is offered and the hangover ends the utterance.
+        let mut s = Segmenter::new(Track::Inbound, UtteranceConfig::default());
+        let out = run(&mut s, &levels);
+        assert!(pauses(&out).is_empty());
     }
 
     #[test]
