@@ -1,8 +1,8 @@
 //! Real audio (issue 17): the development clips back to back (1.5 s gaps) as the caller's track of
 //! real-time Twilio calls, over continuous noise synthesized here — pink noise (a car, a kitchen)
 //! and a babble of six other voices (an office) — at stated SNRs, through the real server and a
-//! manager's feed; the energy detector and the neural one (Silero VAD) side by side in the same
-//! run, one engine each. Per condition and detector: utterances that got their own final (a final
+//! manager's feed; the energy detector, the neural one (Silero VAD) and Silero with the turn model
+//! (Smart Turn asked at each pause) side by side in the same run, one engine each. Per condition and detector: utterances that got their own final (a final
 //! that spans one clip only), the word error rate over the call, and the delay from the end of
 //! each clip's speech as sent on the wire to its final on the feed, p50/p95. Then 60 s of noise
 //! only, of hold music and of DTMF tones: transcripts produced (should be none).
@@ -10,6 +10,9 @@
 //! SNR is speech power over noise power, both measured over the clips' voiced frames (the clean
 //! track) and the whole noise track. The wire time of a clip's end is the call's first frame's
 //! send time plus the clip's offset (the simulator paces frames at 20 ms).
+//!
+//! Hesitations: each clip with 400–700 ms of silence put into its quietest 20 ms in the middle
+//! third (between two words, as a speaker stops to think): clips split into two or more finals.
 //!
 //! `cargo bench -p winnerr-benches --bench voice_noise` (models from `make models`). Under
 //! `cargo test` it plays one clean call and one noisy call per detector.
@@ -148,11 +151,73 @@ fn vad_cost(samples: &[i16]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Each clip with a pause of 400–700 ms (by clip) put into its quietest frame in the middle third
+/// of its speech; the spans move with it.
+fn hesitating(track: &Track8k) -> Track8k {
+    let mut samples = Vec::new();
+    let mut clips = Vec::new();
+    let mut copied = 0;
+    for (i, (start, end, reference)) in track.clips.iter().enumerate() {
+        let third = (end - start) / 3;
+        let frames = (start + third..end - third).step_by(160);
+        let quietest = frames
+            .min_by_key(|&f| {
+                track.samples[f..f + 160]
+                    .iter()
+                    .map(|&s| i64::from(s).pow(2))
+                    .sum::<i64>()
+            })
+            .unwrap_or(start + third);
+        let pause = (400 + (i * 300 / track.clips.len().max(1))) * RATE / 1000;
+        samples.extend(&track.samples[copied..quietest]);
+        samples.extend(vec![0i16; pause]);
+        let at = samples.len() - quietest - pause;
+        let shifted = |x: usize| x + at + if x >= quietest { pause } else { 0 };
+        clips.push((shifted(*start), shifted(*end), reference.clone()));
+        copied = quietest;
+    }
+    samples.extend(&track.samples[copied..]);
+    Track8k { samples, clips }
+}
+
+fn turn_cost() -> anyhow::Result<()> {
+    let dir = winnerr_models::ModelDir::from_env();
+    let model = winnerr_models::SmartTurn::load(
+        &dir.smart_turn(),
+        &dir.mel_filters(),
+        &winnerr_models::Device::Cpu,
+    )?;
+    let audio: Vec<f32> = (0..16_000 * 8)
+        .map(|i| ((i as f32) * 0.01).sin() * 0.1)
+        .collect();
+    // One thread, as the engine's turn detector runs it.
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    let mut took = pool.install(|| -> anyhow::Result<Vec<f64>> {
+        model.probability(&audio)?; // warm
+        (0..20)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                model.probability(&audio)?;
+                Ok(started.elapsed().as_secs_f64() * 1e3)
+            })
+            .collect()
+    })?;
+    took.sort_by(f64::total_cmp);
+    println!(
+        "Smart Turn: {:.1} ms p50, {:.1} ms p95 per decision on one thread (20 decisions, 8 s window)",
+        percentile(&took, 0.5),
+        percentile(&took, 0.95)
+    );
+    Ok(())
+}
+
 /// One condition's outcome for one detector.
 #[derive(Default)]
 struct Outcome {
     utterances: usize,
     own_finals: usize,
+    /// Clips that two or more finals overlap.
+    split: usize,
     finals: usize,
     errors: usize,
     words: usize,
@@ -228,6 +293,9 @@ async fn play(app: &App, track: &Track8k, audio: &[i16], calls: usize, pace: Pac
         let words: Vec<&str> = finals.iter().map(|f| f.2.as_str()).collect();
         let reference: Vec<&str> = track.clips.iter().map(|c| c.2.as_str()).collect();
         let (errors, n) = word_errors(&reference.join(" "), &words.join(" "));
+        if std::env::var_os("WINNERR_BENCH_SHOW").is_some() {
+            eprintln!("{sid}: {errors} errors of {n}: {words:?}");
+        }
         outcome.errors += errors;
         outcome.words += n;
         outcome.finals += finals.iter().filter(|f| !f.2.is_empty()).count();
@@ -242,6 +310,9 @@ async fn play(app: &App, track: &Track8k, audio: &[i16], calls: usize, pace: Pac
                 .filter(|f| overlaps(f, clip))
                 .filter(|f| track.clips.iter().filter(|c| overlaps(f, c)).count() == 1)
                 .collect();
+            if finals.iter().filter(|f| overlaps(f, clip)).count() >= 2 {
+                outcome.split += 1;
+            }
             if let [f] = own[..] {
                 outcome.own_finals += 1;
                 let spoken_end_wall = start_wall + ms(clip.1);
@@ -260,12 +331,17 @@ fn main() -> anyhow::Result<()> {
     let rt = runtime();
     rt.block_on(async {
         let mut engines = Vec::new();
-        for vad in ["energy", "silero"] {
+        for (name, vad, turn) in [
+            ("energy", "energy", "off"),
+            ("silero", "silero", "off"),
+            ("silero+turn", "silero", "smart"),
+        ] {
             let mut config = Config::local("127.0.0.1:0".parse().unwrap());
             config.asr = true;
             config.vad = vad.into();
+            config.turn = turn.into();
             config.database_url = Some(winnerr::config::NO_DATABASE.into());
-            engines.push((vad, App::start(&config).await.expect("engine starts (`make models`)")));
+            engines.push((name, App::start(&config).await.expect("engine starts (`make models`)")));
         }
         let mut track = caller_track()?;
         if !full {
@@ -281,6 +357,7 @@ fn main() -> anyhow::Result<()> {
             n as f64 / RATE as f64
         );
         vad_cost(&track.samples)?;
+        turn_cost()?;
         let pink_noise = noise::pink(n, 7);
         let babble_noise = babble(n)?;
         let mut conditions: Vec<(String, Vec<i16>)> = Vec::new();
@@ -318,6 +395,25 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        let hesitations = hesitating(&track);
+        println!("\nHesitations: each clip with a 400–700 ms pause mid-sentence, clean, one call");
+        println!("| detector | clips split into 2+ finals | own finals | WER | end of speech → final p50 / p95 (ms) |");
+        println!("|---|---|---|---|---|");
+        for (vad, app) in &engines {
+            let o = play(app, &hesitations, &hesitations.samples, 1, Pace::RealTime).await;
+            let p = |q| if o.delays.is_empty() { f64::NAN } else { percentile(&o.delays, q) };
+            println!(
+                "| {vad} | {}/{} ({:.0}%) | {}/{} | {:.1}% | {:.0} / {:.0} |",
+                o.split,
+                o.utterances,
+                100.0 * o.split as f64 / o.utterances.max(1) as f64,
+                o.own_finals,
+                o.utterances,
+                100.0 * o.errors as f64 / o.words.max(1) as f64,
+                p(0.5),
+                p(0.95)
+            );
+        }
         if full {
             let seconds = 60 * RATE;
             let empty = Track8k { samples: Vec::new(), clips: Vec::new() };
@@ -327,8 +423,8 @@ fn main() -> anyhow::Result<()> {
                 p.iter().map(|s| (s / power * 1500.0) as i16).collect()
             };
             println!("\n60 s without speech (as fast as the socket takes it): transcripts produced");
-            println!("| audio | energy | silero |");
-            println!("|---|---|---|");
+            println!("| audio | energy | silero | silero+turn |");
+            println!("|---|---|---|---|");
             for (name, audio) in [
                 ("pink noise (-27 dBFS)", pink_only),
                 ("hold music (chords)", hold_music(seconds)),
