@@ -10,6 +10,7 @@ const REJECTED: &str = "winnerr_models_transcripts_rejected_total";
 const SENTIMENT_SECONDS: &str = "winnerr_models_sentiment_seconds";
 const FALLBACKS: &str = "winnerr_models_decode_fallbacks_total";
 const LOOPS_CUT: &str = "winnerr_models_loops_cut_total";
+const WITHOUT_PROMPT: &str = "winnerr_models_decoded_without_prompt_total";
 
 fn describe() {
     static ONCE: Once = Once::new();
@@ -35,6 +36,10 @@ fn describe() {
             LOOPS_CUT,
             "Transcriptions whose every temperature looped, cut after the first repetition"
         );
+        describe_counter!(
+            WITHOUT_PROMPT,
+            "Transcriptions decoded again without the call's words: with them a phrase came twice"
+        );
         describe_histogram!(
             SENTIMENT_SECONDS,
             metrics::Unit::Seconds,
@@ -56,6 +61,9 @@ pub(crate) fn transcribed(model: &str, transcript: &crate::Transcript) {
     }
     if transcript.loop_cut {
         counter!(LOOPS_CUT).increment(1);
+    }
+    if transcript.without_prompt {
+        counter!(WITHOUT_PROMPT).increment(1);
     }
     if let Some(reason) = transcript.rejected {
         let reason = match reason {

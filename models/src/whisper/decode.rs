@@ -200,6 +200,8 @@ pub struct Transcript {
     pub loop_cut: bool,
     /// The temperature of the decode whose text this is (0 unless a fallback was needed).
     pub temperature: f32,
+    /// The call's words were left out: decoded with them, the text said a phrase twice.
+    pub without_prompt: bool,
     /// Decodes run for this window (1 without a fallback).
     pub attempts: usize,
     pub audio_s: f32,
@@ -219,6 +221,7 @@ impl Transcript {
             rejected,
             loop_cut: false,
             temperature: 0.0,
+            without_prompt: false,
             attempts: 0,
             audio_s,
             encode_s: 0.0,
@@ -261,6 +264,7 @@ pub(super) fn transcribe(
                 t.tokens += part.tokens;
                 t.loop_cut |= part.loop_cut;
                 t.temperature = t.temperature.max(part.temperature);
+                t.without_prompt |= part.without_prompt;
                 t.attempts += part.attempts;
                 t.audio_s += part.audio_s;
                 t.encode_s += part.encode_s;
@@ -289,7 +293,48 @@ fn window_frames(window: Window, audio_s: f32) -> usize {
     frames + frames % 2 // the second convolution halves it
 }
 
+/// Decodes one window expecting the call's words; when that text says a phrase twice in a row,
+/// decodes it again without them and keeps that. A prompt of keyterms makes Whisper repeat
+/// itself on short utterances ("10 of clubs, 10 of clubs," for "ten of clubs"; gone without the
+/// prompt), and a phrase the caller did say twice is heard twice without it too.
 fn decode_window(
+    whisper: &Whisper,
+    samples: &[f32],
+    options: &DecodeOptions,
+    words: &Prompt,
+) -> Result<Transcript> {
+    let prompted = decode_window_with(whisper, samples, options, words)?;
+    if words.is_empty() || !says_a_phrase_twice(&prompted.text) {
+        return Ok(prompted);
+    }
+    let mut plain = decode_window_with(whisper, samples, options, &Prompt::default())?;
+    plain.without_prompt = true;
+    plain.attempts += prompted.attempts;
+    plain.encode_s += prompted.encode_s;
+    plain.decode_s += prompted.decode_s;
+    Ok(plain)
+}
+
+/// Whether the words of `text` hold a block of two to eight words said twice in a row, not all
+/// of them numbers (digits read out repeat: "five five", "1111 1111").
+fn says_a_phrase_twice(text: &str) -> bool {
+    const NUMBERS: [&str; 13] = [
+        "zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+        "ten", "double",
+    ];
+    let numeric =
+        |w: &String| w.chars().all(|c| c.is_ascii_digit()) || NUMBERS.contains(&w.as_str());
+    let words = crate::text::bare_words(text);
+    (2..=8).any(|block| {
+        2 * block <= words.len()
+            && (0..=words.len() - 2 * block).any(|start| {
+                let (first, second) = words[start..start + 2 * block].split_at(block);
+                first == second && !first.iter().all(numeric)
+            })
+    })
+}
+
+fn decode_window_with(
     whisper: &Whisper,
     samples: &[f32],
     options: &DecodeOptions,
@@ -433,6 +478,7 @@ fn decode_window(
         rejected,
         loop_cut: best.outcome != Outcome::Ended,
         temperature: best.temperature,
+        without_prompt: false,
         attempts,
         audio_s,
         encode_s,
@@ -903,6 +949,22 @@ mod tests {
         );
         assert_eq!(repeated_tail(&[7, 7, 7, 7], 100), Some(1));
         assert_eq!(repeated_tail(&[1, 2, 3, 4, 5, 6], 100), None);
+    }
+
+    #[test]
+    fn a_phrase_said_twice_is_told_from_numbers_and_words_read_out() {
+        assert!(says_a_phrase_twice("10 of clubs, 10 of clubs,"));
+        assert!(says_a_phrase_twice("Queen of close? Queen of close?"));
+        assert!(says_a_phrase_twice(
+            "seven of clubs, seven of clubs, 7 of clubs"
+        ));
+        assert!(!says_a_phrase_twice("5, 5, 5,"), "five five");
+        assert!(!says_a_phrase_twice(
+            "My card number is 4111 1111 1111 1111."
+        ));
+        assert!(!says_a_phrase_twice("one one one one, one one one one"));
+        assert!(!says_a_phrase_twice("no, no, I said no"));
+        assert!(!says_a_phrase_twice("Go forward 10 meters."));
     }
 
     #[test]
