@@ -7,7 +7,7 @@
 use winnerr_models::{ModelDir, SmartTurn, turn};
 
 mod common;
-use common::fetched;
+use common::{fetched, samples};
 
 /// How far our probabilities may be from onnxruntime's run of the same weights with float
 /// activations: the features' float rounding and summation order (measured: at most 0.015).
@@ -22,17 +22,6 @@ struct Reference {
     probability: f32,
     /// The same weights with float activations.
     float_probability: f32,
-}
-
-fn samples(clip: &str) -> Vec<f32> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(clip);
-    let mut reader = hound::WavReader::open(&path).unwrap();
-    reader
-        .samples::<i16>()
-        .map(|s| s.unwrap() as f32 / 32768.0)
-        .collect()
 }
 
 fn model() -> SmartTurn {

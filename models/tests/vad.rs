@@ -6,24 +6,13 @@
 use winnerr_models::{ModelDir, SileroVad, VadRate, VadState, vad};
 
 mod common;
-use common::fetched;
+use common::{fetched, samples};
 
 #[derive(serde::Deserialize)]
 struct Reference {
     clip: String,
     rate: u32,
     probabilities: Vec<f32>,
-}
-
-fn samples(clip: &str) -> Vec<f32> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(clip);
-    let mut reader = hound::WavReader::open(&path).unwrap();
-    reader
-        .samples::<i16>()
-        .map(|s| s.unwrap() as f32 / 32768.0)
-        .collect()
 }
 
 fn model() -> SileroVad {
