@@ -9,7 +9,7 @@ use winnerr_models::whisper::{WhisperConfig, WhisperFiles};
 use winnerr_models::{DecodeOptions, ModelDir, Whisper};
 
 mod common;
-use common::{fetched, max_difference};
+use common::{fetched, max_difference, samples};
 
 fn tiny() -> std::path::PathBuf {
     fetched(
@@ -26,17 +26,6 @@ fn vb(dir: &std::path::Path) -> candle_nn::VarBuilder<'static> {
     }
 }
 
-fn speech(name: &str) -> Vec<f32> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../assets/audio")
-        .join(name);
-    let mut reader = hound::WavReader::open(&path).unwrap();
-    reader
-        .samples::<i16>()
-        .map(|s| s.unwrap() as f32 / 32768.0)
-        .collect()
-}
-
 #[test]
 fn our_decoder_matches_candle_transformers_on_the_converted_weights() {
     let dir = tiny();
@@ -50,7 +39,7 @@ fn our_decoder_matches_candle_transformers_on_the_converted_weights() {
 
     let mel_filters = ModelDir::from_env().mel_filters();
     let mel = MelSpectrogram::load(&mel_filters, 80).unwrap();
-    let audio = speech("ps_goforward.wav");
+    let audio = samples("assets/audio/ps_goforward.wav");
     let frames = 3000;
     let mel = Tensor::from_vec(
         mel.compute(&audio, frames, true),
@@ -96,7 +85,10 @@ fn a_known_clip_decodes_to_its_transcript() {
     let whisper =
         Whisper::load(&tiny(), &ModelDir::from_env().mel_filters(), &Device::Cpu).unwrap();
     let t = whisper
-        .transcribe(&speech("ps_goforward.wav"), &DecodeOptions::default())
+        .transcribe(
+            &samples("assets/audio/ps_goforward.wav"),
+            &DecodeOptions::default(),
+        )
         .unwrap();
     assert_eq!(
         winnerr_models::text::word_errors("go forward ten meters", &t.text),
