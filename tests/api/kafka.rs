@@ -365,12 +365,16 @@ async fn in_group(
 async fn presence_is_shared_by_gateway_nodes_over_the_bus() {
     use winnerr_events::{ClientMessage, PresenceChange, PresenceStatus};
     let broker = Broker::start().await;
-    let fast_heartbeat = |config: &mut winnerr::Config| {
+    // Node presence is republished every heartbeat, which is what makes a join published before
+    // the other node's tail was assigned arrive at all; a feed not read for two heartbeats is
+    // closed, so each wait below reads the manager's feed while node B acts (before, a slow
+    // shutdown on a loaded machine left it unread past a 0.5 s heartbeat and the server closed it).
+    let quick_heartbeat = |config: &mut winnerr::Config| {
         on_kafka(config, &broker);
-        config.feed_heartbeat = 0.5;
+        config.feed_heartbeat = 2.0;
     };
-    let node_a = spawn_app_with(fast_heartbeat).await;
-    let node_b = spawn_app_with(fast_heartbeat).await;
+    let node_a = spawn_app_with(quick_heartbeat).await;
+    let node_b = spawn_app_with(quick_heartbeat).await;
     let (mut manager, _) = node_a.org_feed("acme", "manager-1", Role::Manager).await;
     // Waits for the next presence change of `user` on the manager's feed.
     async fn change_of(feed: &mut FeedClient, user: &str) -> (PresenceChange, PresenceStatus) {
@@ -382,13 +386,11 @@ async fn presence_is_shared_by_gateway_nodes_over_the_bus() {
         }
     }
 
-    let mut agent = node_b
-        .feed_unsubscribed("acme", "agent-1", Role::Agent)
-        .await;
-    assert_eq!(
-        change_of(&mut manager, "agent-1").await,
-        (PresenceChange::Join, PresenceStatus::Available)
+    let (mut agent, joined) = tokio::join!(
+        node_b.feed_unsubscribed("acme", "agent-1", Role::Agent),
+        change_of(&mut manager, "agent-1")
     );
+    assert_eq!(joined, (PresenceChange::Join, PresenceStatus::Available));
     agent
         .send(&ClientMessage::Presence {
             status: PresenceStatus::OnCall,
@@ -399,29 +401,23 @@ async fn presence_is_shared_by_gateway_nodes_over_the_bus() {
         change_of(&mut manager, "agent-1").await,
         (PresenceChange::Update, PresenceStatus::OnCall)
     );
-    agent.close().await;
-    assert_eq!(
-        change_of(&mut manager, "agent-1").await.0,
-        PresenceChange::Leave
+    let ((), left) = tokio::join!(agent.close(), change_of(&mut manager, "agent-1"));
+    assert_eq!(left.0, PresenceChange::Leave);
+    // Another organization's people on node B never show: the next change the manager sees is
+    // agent-2's, and `change_of` would skip only acme's other members.
+    let (_other, _leaving, joined) = tokio::join!(
+        node_b.feed_unsubscribed("globex", "agent-9", Role::Agent),
+        node_b.feed_unsubscribed("acme", "agent-2", Role::Agent),
+        async {
+            let (change, member) = manager.next_presence().await;
+            (change, member.user_id.as_str().to_owned())
+        }
     );
-    // Another organization's people on node B never show.
-    let _other = node_b
-        .feed_unsubscribed("globex", "agent-9", Role::Agent)
-        .await;
+    assert_eq!(joined, (PresenceChange::Join, "agent-2".to_owned()));
 
     // Node B stops with someone on it: they leave A's list.
-    let _leaving = node_b
-        .feed_unsubscribed("acme", "agent-2", Role::Agent)
-        .await;
-    assert_eq!(
-        change_of(&mut manager, "agent-2").await.0,
-        PresenceChange::Join
-    );
-    node_b.app.shutdown().await;
-    assert_eq!(
-        change_of(&mut manager, "agent-2").await.0,
-        PresenceChange::Leave
-    );
+    let ((), left) = tokio::join!(node_b.app.shutdown(), change_of(&mut manager, "agent-2"));
+    assert_eq!(left.0, PresenceChange::Leave);
     // Stopped while the broker still runs: a node left to the runtime's drop closes its Kafka
     // consumers after the broker is gone, and librdkafka's consumer close then waits forever
     // (seen: the test hung in BaseConsumer::drop under the store writer's group).
