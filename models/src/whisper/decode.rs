@@ -4,6 +4,8 @@
 use std::io::Write;
 use std::time::Instant;
 
+use candle_core::Tensor;
+
 use super::model::log_softmax;
 use super::{Prompt, Whisper, mel, numbers};
 use crate::error::{ModelError, Result};
@@ -294,25 +296,39 @@ fn window_frames(window: Window, audio_s: f32) -> usize {
 }
 
 /// Decodes one window expecting the call's words; when that text says a phrase twice in a row,
-/// decodes it again without them and keeps that. A prompt of keyterms makes Whisper repeat
-/// itself on short utterances ("10 of clubs, 10 of clubs," for "ten of clubs"; gone without the
-/// prompt), and a phrase the caller did say twice is heard twice without it too.
+/// decodes the same encoded audio again without them and keeps that. A prompt of keyterms makes
+/// Whisper repeat itself on short utterances ("10 of clubs, 10 of clubs," for "ten of clubs";
+/// gone without the prompt), and a phrase the caller did say twice is heard twice without it too.
 fn decode_window(
     whisper: &Whisper,
     samples: &[f32],
     options: &DecodeOptions,
     words: &Prompt,
 ) -> Result<Transcript> {
-    let prompted = decode_window_with(whisper, samples, options, words)?;
+    let audio_s = samples.len() as f32 / mel::SAMPLE_RATE as f32;
+    if loudest_dbfs(samples) < options.silence_dbfs {
+        return Ok(Transcript::empty(audio_s, Some(Rejected::NoSpeech)));
+    }
+    let started = Instant::now();
+    let frames = window_frames(options.window, audio_s);
+    let mel = whisper.mel_tensor(samples, frames, options.mel_over_padding)?;
+    let encoded = whisper.model.encode(&mel)?;
+    let encode_s = started.elapsed().as_secs_f32();
+    let prompted = Transcript {
+        encode_s,
+        ..decode_encoded(whisper, samples, &encoded, options, words)?
+    };
     if words.is_empty() || !says_a_phrase_twice(&prompted.text) {
         return Ok(prompted);
     }
-    let mut plain = decode_window_with(whisper, samples, options, &Prompt::default())?;
-    plain.without_prompt = true;
-    plain.attempts += prompted.attempts;
-    plain.encode_s += prompted.encode_s;
-    plain.decode_s += prompted.decode_s;
-    Ok(plain)
+    let plain = decode_encoded(whisper, samples, &encoded, options, &Prompt::default())?;
+    Ok(Transcript {
+        without_prompt: true,
+        attempts: plain.attempts + prompted.attempts,
+        encode_s,
+        decode_s: plain.decode_s + prompted.decode_s,
+        ..plain
+    })
 }
 
 /// Whether the words of `text` hold a block of two to eight words said twice in a row, not all
@@ -334,23 +350,17 @@ fn says_a_phrase_twice(text: &str) -> bool {
     })
 }
 
-fn decode_window_with(
+/// Decodes the window `samples`, whose encoder output is `audio`, expecting `words` (its
+/// `encode_s` is left at 0 for the caller, who encoded it).
+fn decode_encoded(
     whisper: &Whisper,
     samples: &[f32],
+    audio: &Tensor,
     options: &DecodeOptions,
     words: &Prompt,
 ) -> Result<Transcript> {
     let t = &whisper.tokens;
     let audio_s = samples.len() as f32 / mel::SAMPLE_RATE as f32;
-    if loudest_dbfs(samples) < options.silence_dbfs {
-        return Ok(Transcript::empty(audio_s, Some(Rejected::NoSpeech)));
-    }
-    let started = Instant::now();
-    let frames = window_frames(options.window, audio_s);
-    let mel = whisper.mel_tensor(samples, frames, options.mel_over_padding)?;
-    let audio = whisper.model.encode(&mel)?;
-    let encode_s = started.elapsed().as_secs_f32();
-
     let started = Instant::now();
     // The previous-text prompt (the words to expect), then the start of the transcript.
     let mut prompt = if options.keyterm_prompt {
@@ -366,7 +376,7 @@ fn decode_window_with(
     if !options.timestamps {
         prompt.push(t.no_timestamps);
     }
-    let mut state = whisper.model.start(&audio)?;
+    let mut state = whisper.model.start(audio)?;
     state.exact = !options.quantized_decoder;
     let all = whisper
         .model
@@ -481,7 +491,7 @@ fn decode_window_with(
         without_prompt: false,
         attempts,
         audio_s,
-        encode_s,
+        encode_s: 0.0,
         decode_s: started.elapsed().as_secs_f32(),
     })
 }
