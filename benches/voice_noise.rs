@@ -1,8 +1,10 @@
 //! Real audio (issue 17): the development clips back to back (1.5 s gaps) as the caller's track of
 //! real-time Twilio calls, over continuous noise synthesized here — pink noise (a car, a kitchen)
 //! and a babble of six other voices (an office) — at stated SNRs, through the real server and a
-//! manager's feed; the energy detector, the neural one (Silero VAD) and Silero with the turn model
-//! (Smart Turn asked at each pause) side by side in the same run, one engine each. Per condition and detector: utterances that got their own final (a final
+//! manager's feed; the energy detector, the neural one (Silero VAD), Silero without speculative
+//! finals (each final decoded once its utterance has ended: the baseline for them) and Silero with
+//! the turn model (Smart Turn asked at each pause) side by side in the same run, one engine each.
+//! Per condition and detector: utterances that got their own final (a final
 //! that spans one clip only), the word error rate over the call, and the delay from the end of
 //! each clip's speech as sent on the wire to its final on the feed, p50/p95. Then 60 s of noise
 //! only, of hold music and of DTMF tones: transcripts produced (should be none).
@@ -15,7 +17,9 @@
 //! third (between two words, as a speaker stops to think): clips split into two or more finals.
 //!
 //! `cargo bench -p winnerr-benches --bench voice_noise` (models from `make models`). Under
-//! `cargo test` it plays one clean call and one noisy call per detector.
+//! `cargo test` it plays one clean call and one noisy call per detector. `WINNERR_BENCH_ENGINES`
+//! (names, comma-separated) and `WINNERR_BENCH_CONDITIONS` (condition names as printed, e.g.
+//! `clean,pink 15 dB,hesitations,no speech`) run a part of it.
 
 use std::time::Duration;
 
@@ -330,16 +334,24 @@ fn main() -> anyhow::Result<()> {
     let full = is_bench_run();
     let rt = runtime();
     rt.block_on(async {
+        let chosen = |var: &str, name: &str| {
+            std::env::var(var).map_or(true, |list| list.split(',').any(|n| n.trim() == name))
+        };
         let mut engines = Vec::new();
-        for (name, vad, turn) in [
-            ("energy", "energy", "off"),
-            ("silero", "silero", "off"),
-            ("silero+turn", "silero", "smart"),
+        for (name, vad, turn, speculate_after_ms) in [
+            ("energy", "energy", "off", 200),
+            ("silero", "silero", "off", 200),
+            ("silero (no speculation)", "silero", "off", 0),
+            ("silero+turn", "silero", "smart", 200),
         ] {
+            if !chosen("WINNERR_BENCH_ENGINES", name) {
+                continue;
+            }
             let mut config = Config::local("127.0.0.1:0".parse().unwrap());
             config.asr = true;
             config.vad = vad.into();
             config.turn = turn.into();
+            config.speculate_after_ms = speculate_after_ms;
             config.database_url = Some(winnerr::config::NO_DATABASE.into());
             engines.push((name, App::start(&config).await.expect("engine starts (`make models`)")));
         }
@@ -378,6 +390,7 @@ fn main() -> anyhow::Result<()> {
         };
         println!("| condition | calls | detector | own finals / utterances | WER | end of speech → final p50 / p95 (ms) |");
         println!("|---|---|---|---|---|---|");
+        conditions.retain(|(name, _)| chosen("WINNERR_BENCH_CONDITIONS", name));
         for (name, audio) in &conditions {
             for &calls in call_counts(name) {
                 for (vad, app) in &engines {
@@ -399,7 +412,10 @@ fn main() -> anyhow::Result<()> {
         println!("\nHesitations: each clip with a 400–700 ms pause mid-sentence, clean, one call");
         println!("| detector | clips split into 2+ finals | own finals | WER | end of speech → final p50 / p95 (ms) |");
         println!("|---|---|---|---|---|");
-        for (vad, app) in &engines {
+        let hesitating_engines = engines
+            .iter()
+            .filter(|_| chosen("WINNERR_BENCH_CONDITIONS", "hesitations"));
+        for (vad, app) in hesitating_engines {
             let o = play(app, &hesitations, &hesitations.samples, 1, Pace::RealTime).await;
             let p = |q| if o.delays.is_empty() { f64::NAN } else { percentile(&o.delays, q) };
             println!(
@@ -414,7 +430,7 @@ fn main() -> anyhow::Result<()> {
                 p(0.95)
             );
         }
-        if full {
+        if full && chosen("WINNERR_BENCH_CONDITIONS", "no speech") {
             let seconds = 60 * RATE;
             let empty = Track8k { samples: Vec::new(), clips: Vec::new() };
             let pink_only: Vec<i16> = {
@@ -423,8 +439,9 @@ fn main() -> anyhow::Result<()> {
                 p.iter().map(|s| (s / power * 1500.0) as i16).collect()
             };
             println!("\n60 s without speech (as fast as the socket takes it): transcripts produced");
-            println!("| audio | energy | silero | silero+turn |");
-            println!("|---|---|---|---|");
+            let names: Vec<&str> = engines.iter().map(|(name, _)| *name).collect();
+            println!("| audio | {} |", names.join(" | "));
+            println!("|---|{}", "---|".repeat(names.len()));
             for (name, audio) in [
                 ("pink noise (-27 dBFS)", pink_only),
                 ("hold music (chords)", hold_music(seconds)),

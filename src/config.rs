@@ -313,6 +313,13 @@ pub struct Config {
     #[arg(long, env = "WINNERR_END_OF_UTTERANCE_MS", default_value_t = 600)]
     pub end_of_utterance_ms: u64,
 
+    /// Non-speech (ms) after which an utterance's final starts decoding, while a speech worker is
+    /// free, so that it is ready if the utterance ends in that pause (with `WINNERR_TURN=smart`,
+    /// its pause); 0: finals are decoded once the utterance has ended. Shorter than
+    /// `WINNERR_END_OF_UTTERANCE_MS`.
+    #[arg(long, env = "WINNERR_SPECULATE_AFTER_MS", default_value_t = 200)]
+    pub speculate_after_ms: u64,
+
     /// What finds speech in a track: `silero` (the neural detector; its weights come with
     /// `make models`) or `energy` (a level gate: fails in background noise). Without the weights
     /// and with `WINNERR_ASR=false`, `silero` falls back to `energy` with a warning.
@@ -365,6 +372,13 @@ impl Config {
                 .map_err(|e| format!("WINNERR_REDACT: {e}"))?;
         }
         voice.utterance.activity.hangover_ms = self.end_of_utterance_ms;
+        if self.speculate_after_ms >= self.end_of_utterance_ms {
+            return Err(format!(
+                "WINNERR_SPECULATE_AFTER_MS ({}) must be shorter than WINNERR_END_OF_UTTERANCE_MS ({})",
+                self.speculate_after_ms, self.end_of_utterance_ms
+            ));
+        }
+        voice.speculate_after_ms = (self.speculate_after_ms > 0).then_some(self.speculate_after_ms);
         if self.turn_pause_ms >= self.turn_fallback_ms {
             return Err(format!(
                 "WINNERR_TURN_PAUSE_MS ({}) must be shorter than WINNERR_TURN_FALLBACK_MS ({})",

@@ -251,6 +251,62 @@ async fn noisy_call_gets_one_final_per_utterance(test: &TestApp, pace: Pace) {
     }
 }
 
+/// A clip's speech without the quiet before and after it.
+fn speech_of(name: &str) -> Vec<i16> {
+    let clip = clip(name);
+    clip[winnerr_testkit::noise::speech_span(&clip)].to_vec()
+}
+
+/// Each pause starts the utterance's final (a speculation, while the worker has time): the one
+/// the caller goes on after (300 ms, under the end-of-utterance silence) is set aside, so the
+/// utterance's one final holds the words after it too; an utterance that ends in its pause is
+/// published from its speculation, with sentiment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_speculative_final_is_set_aside_when_the_caller_goes_on_after_the_pause() {
+    let test = spawn_app_with(|c| c.asr = true).await;
+    assert_eq!(test.config.speculate_after_ms, 200, "on by default");
+    let mut manager = test.feed("acme", "manager-1", Role::Manager).await;
+    let mut audio = silence(1.0);
+    audio.extend(speech_of("ps_goforward.wav")); // go forward ten meters
+    audio.extend(silence(0.3));
+    audio.extend(speech_of("ps_cards_003.wav")); // seven of clubs
+    audio.extend(silence(1.5));
+    audio.extend(speech_of("ps_cards_005.wav")); // eight of spades four of clubs seven of hearts
+    audio.extend(silence(1.5));
+    let mut script = CallScript::new(identity("acme", Some("agent-1"), None), audio);
+    script.pace = Pace::RealTime;
+    test.simulator().play(&script, |_| {}).await.unwrap();
+    let events = manager.call_events(&call_id(&script.call_sid)).await;
+    let finals: Vec<(String, bool)> = transcripts(&events)
+        .into_iter()
+        .filter(|t| t.is_final && t.track == Track::Inbound)
+        .map(|t| (t.text.to_lowercase(), t.sentiment.is_some()))
+        .collect();
+    assert_eq!(finals.len(), 2, "{finals:?}");
+    let (first, second) = (&finals[0].0, &finals[1].0);
+    assert!(
+        first.contains("forward") && first.contains("clubs"),
+        "the final holds the speech after the pause: {finals:?}"
+    );
+    assert!(
+        second.contains("spades") && !second.contains("forward"),
+        "{finals:?}"
+    );
+    assert!(finals.iter().all(|f| f.1), "sentiment on each: {finals:?}");
+    let metrics = test.metrics().await;
+    let outcome = |o: &str| {
+        metric(
+            &metrics,
+            &format!("winnerr_voice_speculative_finals_total{{outcome=\"{o}\"}}"),
+        )
+    };
+    assert!(
+        outcome("wasted") >= 1.0,
+        "the 300 ms pause was speculated on"
+    );
+    assert!(outcome("used") >= 1.0, "a final came from its pause");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_track_that_stops_mid_word_gets_its_final_at_stop() {
     let test = spawn_app_with(|c| c.asr = true).await;

@@ -7,6 +7,11 @@
 //! still live go before those of calls that have ended. Interims go oldest first: at most one
 //! interim per track waits (a newer one replaces it, a final removes it), and when more than
 //! `max_interims_waiting` wait, the oldest is dropped. Interims of calls that ended are skipped.
+//! Speculative finals (an utterance's final decoded from a pause, before the utterance has ended)
+//! are taken only while no final waits, at most one waiting per worker, and go between finals and
+//! interims; once the utterance ends in that pause, [`AsrWorker::promote`] makes a waiting one a
+//! final. One that is used costs nothing (it is the final); one whose speaker went on costs a
+//! decode the workers had time for.
 //!
 //! Layout: `workers` threads each run one utterance at a time, each on a Rayon pool of its own
 //! of `threads` threads (Candle's matrix and convolution kernels run on the pool of the thread
@@ -81,6 +86,10 @@ impl SpeechModels for Models {
 pub enum JobKind {
     Interim,
     Final,
+    /// The final of an utterance that may be over: its audio up to its pause `pause`.
+    Speculative {
+        pause: u32,
+    },
 }
 
 impl JobKind {
@@ -88,7 +97,13 @@ impl JobKind {
         match self {
             JobKind::Interim => "interim",
             JobKind::Final => "final",
+            JobKind::Speculative { .. } => "speculative",
         }
+    }
+
+    /// Whether the result is (or may become) an utterance's final: it gets sentiment.
+    pub fn is_final(self) -> bool {
+        !matches!(self, JobKind::Interim)
     }
 }
 
@@ -261,8 +276,95 @@ impl Finals {
 #[derive(Default)]
 struct Queue {
     finals: Finals,
+    speculative: VecDeque<Job>,
     interims: VecDeque<Job>,
+    /// Workers running a job now.
+    busy: usize,
     closed: bool,
+}
+
+impl Queue {
+    fn submit(&mut self, job: Job, max_interims_waiting: usize) {
+        let same_track = |j: &Job| j.key.call == job.key.call && j.key.track == job.key.track;
+        // Whatever interim of this track waits is out of date now.
+        let before = self.interims.len();
+        self.interims.retain(|j| !same_track(j));
+        for _ in self.interims.len()..before {
+            metrics::asr_dropped("superseded");
+        }
+        match job.kind {
+            JobKind::Final => {
+                // A speculation of the track that waits is moot: its utterance went on, or
+                // ended elsewhere than at its pause.
+                self.speculative.retain(|j| !same_track(j));
+                self.finals.push(job);
+            }
+            JobKind::Speculative { .. } => self.speculative.push_back(job),
+            JobKind::Interim => {
+                self.interims.push_back(job);
+                while self.interims.len() > max_interims_waiting {
+                    self.interims.pop_front();
+                    metrics::asr_dropped("overload");
+                }
+            }
+        }
+        self.report_depth();
+    }
+
+    fn speculate(&mut self, job: Job, workers: usize) -> bool {
+        debug_assert!(matches!(job.kind, JobKind::Speculative { .. }));
+        self.speculative
+            .retain(|j| !(j.key.call == job.key.call && j.key.track == job.key.track));
+        let queued = self.finals.len() == 0 && self.speculative.len() < workers;
+        if queued {
+            self.speculative.push_back(job);
+        }
+        self.report_depth();
+        queued
+    }
+
+    fn promote(&mut self, key: &UtteranceKey, pause: u32) {
+        let waiting = self
+            .speculative
+            .iter()
+            .position(|j| j.key == *key && j.kind == JobKind::Speculative { pause });
+        if let Some(job) = waiting.and_then(|index| self.speculative.remove(index)) {
+            self.finals.push(job);
+            self.report_depth();
+        }
+    }
+
+    /// The next job to run: finals, then speculations, then interims, skipping what no one
+    /// waits for any more. A speculation still runs once its call has ended (the call's last
+    /// utterance may have ended in its pause and wait for it); an interim does not.
+    fn take(&mut self) -> Option<Job> {
+        let wanted = |job: &Job| {
+            !job.reply.is_closed()
+                && (job.kind != JobKind::Interim || job.live.load(Ordering::Relaxed))
+        };
+        let mut next = self.finals.pop();
+        while next.is_none() {
+            let job = self
+                .speculative
+                .pop_front()
+                .or_else(|| self.interims.pop_front())?;
+            if wanted(&job) {
+                next = Some(job);
+            } else {
+                metrics::asr_dropped("call_ended");
+            }
+        }
+        self.report_depth();
+        next
+    }
+
+    fn report_depth(&self) {
+        metrics::asr_queue(
+            self.finals.len(),
+            self.speculative.len(),
+            self.interims.len(),
+        );
+    }
 }
 
 struct Shared {
@@ -339,48 +441,44 @@ impl AsrWorker {
     /// Queues a job under the policy above.
     pub fn submit(&self, job: Job) {
         let mut q = self.shared.queue.lock().expect("asr queue lock");
-        // Whatever interim of this track waits is out of date now.
-        let before = q.interims.len();
-        q.interims
-            .retain(|j| !(j.key.call == job.key.call && j.key.track == job.key.track));
-        for _ in q.interims.len()..before {
-            metrics::asr_dropped("superseded");
-        }
-        match job.kind {
-            JobKind::Final => q.finals.push(job),
-            JobKind::Interim => {
-                q.interims.push_back(job);
-                while q.interims.len() > self.config.max_interims_waiting {
-                    q.interims.pop_front();
-                    metrics::asr_dropped("overload");
-                }
-            }
-        }
-        metrics::asr_queue(q.finals.len(), q.interims.len());
+        q.submit(job, self.config.max_interims_waiting);
         drop(q);
         self.shared.ready.notify_one();
     }
 
-    /// Jobs waiting now (finals, interims).
+    /// Queues a speculative final if the workers have time for it (no final waits, and fewer
+    /// speculations than workers wait); false, and nothing queued, when they have not. A newer
+    /// speculation of the track replaces a waiting one.
+    pub fn speculate(&self, job: Job) -> bool {
+        let mut q = self.shared.queue.lock().expect("asr queue lock");
+        let queued = q.speculate(job, self.config.workers.max(1));
+        drop(q);
+        if queued {
+            self.shared.ready.notify_one();
+        }
+        queued
+    }
+
+    /// The utterance `key` ended in pause `pause`: its speculative final, if it still waits,
+    /// becomes a final (queued fairly as one); one that is running or done is left as it is.
+    pub fn promote(&self, key: &UtteranceKey, pause: u32) {
+        let mut q = self.shared.queue.lock().expect("asr queue lock");
+        q.promote(key, pause);
+    }
+
+    /// Jobs waiting now (finals; speculations and interims).
     pub fn waiting(&self) -> (usize, usize) {
         let q = self.shared.queue.lock().expect("asr queue lock");
-        (q.finals.len(), q.interims.len())
+        (q.finals.len(), q.speculative.len() + q.interims.len())
     }
 }
 
 fn next_job(shared: &Shared) -> Option<Job> {
     let mut q = shared.queue.lock().expect("asr queue lock");
     loop {
-        if let Some(job) = q.finals.pop() {
-            metrics::asr_queue(q.finals.len(), q.interims.len());
+        if let Some(job) = q.take() {
+            q.busy += 1;
             return Some(job);
-        }
-        while let Some(job) = q.interims.pop_front() {
-            if job.live.load(Ordering::Relaxed) && !job.reply.is_closed() {
-                metrics::asr_queue(q.finals.len(), q.interims.len());
-                return Some(job);
-            }
-            metrics::asr_dropped("call_ended");
         }
         if q.closed {
             return None;
@@ -395,8 +493,8 @@ fn run(shared: &Shared, models: &dyn SpeechModels) {
         let waited = job.enqueued.elapsed();
         let started = Instant::now();
         let text = models.transcribe(&job.audio, &job.words);
-        let sentiment = match (&text, job.kind) {
-            (Ok(text), JobKind::Final) if !text.is_empty() => match models.sentiment(text) {
+        let sentiment = match &text {
+            Ok(text) if job.kind.is_final() && !text.is_empty() => match models.sentiment(text) {
                 Ok(s) => Some(s),
                 Err(error) => {
                     tracing::warn!(call_id = %job.key.call, %error, "sentiment failed");
@@ -406,6 +504,7 @@ fn run(shared: &Shared, models: &dyn SpeechModels) {
             _ => None,
         };
         let took = started.elapsed();
+        shared.queue.lock().expect("asr queue lock").busy -= 1;
         let audio_s = job.audio.len() as f64 / 16_000.0;
         metrics::asr_done(job.kind.as_str(), waited, took, audio_s, text.is_err());
         if let Err(error) = &text {
@@ -586,5 +685,89 @@ mod tests {
             "{order:?}"
         );
         assert_eq!(order.last().unwrap(), "CA-ended", "{order:?}");
+    }
+
+    /// A speculative final is taken while no final waits, one waiting per worker, and is
+    /// served after finals and before interims, with its sentiment.
+    #[tokio::test]
+    async fn speculation_waits_behind_finals_ahead_of_interims_and_only_while_no_final_waits() {
+        let gate = Arc::new(Gate {
+            open: Mutex::new(false),
+            cv: Condvar::new(),
+        });
+        let worker = AsrWorker::start(gate.clone(), AsrConfig::default());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let live = Arc::new(AtomicBool::new(true));
+        let job =
+            |k, kind, n| Job::new(org("acme"), k, kind, vec![0.0; n], tx.clone(), live.clone());
+        let paused = JobKind::Speculative { pause: 0 };
+        // The first occupies the worker at the gate.
+        assert!(worker.speculate(job(key("CA1", Track::Inbound, 1), paused, 1)));
+        while worker.waiting() != (0, 0) {
+            tokio::task::yield_now().await;
+        }
+        assert!(worker.speculate(job(key("CA2", Track::Inbound, 1), paused, 2)));
+        assert!(
+            !worker.speculate(job(key("CA3", Track::Inbound, 1), paused, 3)),
+            "one waits for the one worker already"
+        );
+        worker.submit(job(key("CA4", Track::Inbound, 1), JobKind::Interim, 4));
+        worker.submit(job(key("CA5", Track::Inbound, 1), JobKind::Final, 5));
+        assert!(
+            !worker.speculate(job(key("CA2", Track::Outbound, 1), paused, 6)),
+            "a final waits"
+        );
+        *gate.open.lock().unwrap() = true;
+        gate.cv.notify_all();
+        let mut served = Vec::new();
+        for _ in 0..4 {
+            let r = rx.recv().await.unwrap();
+            assert_eq!(r.sentiment.is_some(), r.kind.is_final(), "{r:?}");
+            served.push((r.kind, r.text.unwrap()));
+        }
+        let samples = |n: usize| format!("{n} samples");
+        assert_eq!(
+            served,
+            vec![
+                (paused, samples(1)),
+                (JobKind::Final, samples(5)),
+                (paused, samples(2)),
+                (JobKind::Interim, samples(4)),
+            ]
+        );
+    }
+
+    /// Promotion itself, on the queue (a waiting speculation cannot be held waiting through the
+    /// threads): a promoted speculation goes before an interim queued ahead of it and keeps its
+    /// kind (its call knows it is the final); a final of the track sets a waiting one aside.
+    #[test]
+    fn a_promoted_speculation_waits_as_a_final_and_a_final_of_its_track_sets_one_aside() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let live = Arc::new(AtomicBool::new(true));
+        let job =
+            |k, kind, n| Job::new(org("acme"), k, kind, vec![0.0; n], tx.clone(), live.clone());
+        let paused = JobKind::Speculative { pause: 2 };
+        let mut q = Queue::default();
+        q.submit(job(key("CA1", Track::Inbound, 1), JobKind::Interim, 1), 8);
+        assert!(q.speculate(job(key("CA2", Track::Inbound, 4), paused, 2), 2));
+        assert!(
+            !q.speculate(job(key("CA3", Track::Inbound, 1), paused, 3), 1),
+            "the one worker's time is taken by the waiting speculation"
+        );
+        q.promote(&key("CA2", Track::Inbound, 4), 1); // another pause: nothing
+        assert_eq!((q.finals.len(), q.speculative.len()), (0, 1));
+        q.promote(&key("CA2", Track::Inbound, 4), 2);
+        assert_eq!((q.finals.len(), q.speculative.len()), (1, 0));
+        let order: Vec<_> = std::iter::from_fn(|| q.take())
+            .map(|j| (j.kind, j.audio.len()))
+            .collect();
+        assert_eq!(order, vec![(paused, 2), (JobKind::Interim, 1)]);
+
+        assert!(q.speculate(job(key("CA2", Track::Inbound, 5), paused, 5), 3));
+        q.submit(job(key("CA2", Track::Inbound, 6), JobKind::Final, 6), 8);
+        let order: Vec<_> = std::iter::from_fn(|| q.take())
+            .map(|j| (j.kind, j.audio.len()))
+            .collect();
+        assert_eq!(order, vec![(JobKind::Final, 6)]);
     }
 }

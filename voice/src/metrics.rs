@@ -28,6 +28,7 @@ const TURN_SECONDS: &str = "winnerr_voice_turn_seconds";
 const TURN_WAIT: &str = "winnerr_voice_turn_wait_seconds";
 const TURN_DECISIONS: &str = "winnerr_voice_turn_decisions_total";
 const TURN_ERRORS: &str = "winnerr_voice_turn_errors_total";
+const SPECULATIVE: &str = "winnerr_voice_speculative_finals_total";
 const MESSAGES: &str = "winnerr_voice_messages_total";
 const MESSAGE_BATCH_SECONDS: &str = "winnerr_voice_message_batch_seconds";
 const MESSAGE_SENTIMENT_ERRORS: &str = "winnerr_voice_message_sentiment_errors_total";
@@ -61,6 +62,11 @@ pub(crate) fn describe() {
              pause of the track came before the model answered)"
         );
         describe_counter!(TURN_ERRORS, "Pauses the turn model failed on");
+        describe_counter!(
+            SPECULATIVE,
+            "Finals decoded from a pause before the utterance ended, by outcome: used (it was the \
+             final), wasted (speech went on), busy (not started: the speech worker had work)"
+        );
         describe_counter!(EVENTS, "Events the voice stage published, by type");
         describe_counter!(MESSAGES, "Inbound messages (SMS, email) analysed");
         describe_histogram!(
@@ -101,7 +107,7 @@ pub(crate) fn describe() {
         );
         describe_gauge!(
             ASR_QUEUE,
-            "Speech jobs waiting for the worker, by kind (final, interim)"
+            "Speech jobs waiting for the worker, by kind (final, speculative, interim)"
         );
         describe_counter!(
             ASR_DROPPED,
@@ -168,8 +174,9 @@ pub(crate) fn empty_final(track: &'static str) {
     counter!(EMPTY_FINALS, "track" => track).increment(1);
 }
 
-pub(crate) fn asr_queue(finals: usize, interims: usize) {
+pub(crate) fn asr_queue(finals: usize, speculative: usize, interims: usize) {
     gauge!(ASR_QUEUE, "kind" => "final").set(finals as f64);
+    gauge!(ASR_QUEUE, "kind" => "speculative").set(speculative as f64);
     gauge!(ASR_QUEUE, "kind" => "interim").set(interims as f64);
 }
 
@@ -210,6 +217,11 @@ pub(crate) fn turn_decided(waited: Duration, took: Duration, outcome: &'static s
     histogram!(TURN_SECONDS).record(took.as_secs_f64());
     histogram!(TURN_WAIT).record(waited.as_secs_f64());
     turn_decision(outcome);
+}
+
+/// What became of a pause's speculative final.
+pub(crate) fn speculative(outcome: &'static str) {
+    counter!(SPECULATIVE, "outcome" => outcome).increment(1);
 }
 
 pub(crate) fn turn_decision(outcome: &'static str) {

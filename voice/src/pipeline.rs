@@ -32,6 +32,10 @@ pub struct VoiceConfig {
     pub speech: SpeechDetector,
     /// What ends an utterance at a pause when the turn is over (`None`: the silence alone).
     pub turn: Option<TurnDetector>,
+    /// Non-speech after which an utterance's final is decoded speculatively, while a worker is
+    /// free, so that it is ready when the utterance ends there (with a turn model, its pause);
+    /// `None`: finals are decoded once their utterance has ended.
+    pub speculate_after_ms: Option<u64>,
     /// What each organization's transcripts have redacted before they leave the stage.
     pub redaction: crate::redact::RedactionConfig,
     /// When each organization's coaching alerts are raised.
@@ -109,7 +113,26 @@ struct TrackState {
     /// The end (call clock) of the last final when it ended on a card's digits: the next
     /// utterance, soon after, may go on with them.
     card_open_at: Option<u64>,
+    /// The open utterance's final decoded from its latest pause, before it ended.
+    speculation: Option<Speculation>,
+    /// Utterances that ended in a pause whose speculation is still decoding: number → pause.
+    /// Its result is the utterance's final.
+    promoted: std::collections::HashMap<u32, u32>,
     rolling: Rolling,
+}
+
+/// A final decoded from a pause (see [`VoiceConfig::speculate_after_ms`]).
+struct Speculation {
+    utterance: u32,
+    pause: u32,
+    /// Its result, once the worker is done.
+    result: Option<AsrResult>,
+}
+
+impl Speculation {
+    fn is_of(&self, utterance: u32, pause: u32) -> bool {
+        (self.utterance, self.pause) == (utterance, pause)
+    }
 }
 
 struct CallRun {
@@ -168,6 +191,9 @@ impl CallRun {
                     pause,
                     audio,
                 } => {
+                    if self.config.speculate_after_ms.is_some() {
+                        self.speculate(track, number, pause, &audio);
+                    }
                     if let Some(turn) = &self.config.turn {
                         let call = self.call.call_id.clone();
                         turn.ask(call, track, number, pause, audio, self.verdicts.clone());
@@ -185,7 +211,36 @@ impl CallRun {
                         .pending
                         .insert(u.number, (u.start_ms, u.end_ms, u.last_voiced_at_ms));
                     metrics::utterance(track.as_str(), u.audio.len() as f64 / 16_000.0);
-                    self.submit(track, u.number, JobKind::Final, u.audio);
+                    let speculated = match (state.speculation.take(), u.ended_in_pause) {
+                        (Some(spec), Some(pause)) if spec.is_of(u.number, pause) => Some(spec),
+                        (Some(_), _) => {
+                            metrics::speculative("wasted");
+                            None
+                        }
+                        (None, _) => None,
+                    };
+                    match speculated {
+                        Some(Speculation {
+                            result: Some(result),
+                            ..
+                        }) => {
+                            metrics::speculative("used");
+                            self.result(AsrResult {
+                                kind: JobKind::Final,
+                                ..result
+                            })
+                            .await;
+                        }
+                        Some(spec) => {
+                            // Still decoding, or waiting: it is the final, and waits as one.
+                            if let Some(asr) = &self.asr {
+                                asr.promote(&self.key(track, u.number), spec.pause);
+                            }
+                            let state = &mut self.tracks[track.index()];
+                            state.promoted.insert(u.number, spec.pause);
+                        }
+                        None => self.submit(track, u.number, JobKind::Final, u.audio),
+                    }
                 }
             }
         }
@@ -226,26 +281,63 @@ impl CallRun {
         publish(self.bus.as_ref(), &self.call, Event::Alert(alert)).await;
     }
 
-    /// Sends an utterance to the speech worker; a final cut before the call's keyterms are read
-    /// waits for them (an interim, a preview, goes without).
-    fn submit(&mut self, track: Track, utterance: u32, kind: JobKind, audio: Vec<f32>) {
-        let Some(asr) = &self.asr else { return };
-        let key = UtteranceKey {
+    fn key(&self, track: Track, utterance: u32) -> UtteranceKey {
+        UtteranceKey {
             call: self.call.call_id.clone(),
             track,
             utterance,
-        };
-        let job = Job::new(
+        }
+    }
+
+    fn job(&self, track: Track, utterance: u32, kind: JobKind, audio: Vec<f32>) -> Job {
+        Job::new(
             self.call.org_id.clone(),
-            key,
+            self.key(track, utterance),
             kind,
             audio,
             self.results.clone(),
             self.live.clone(),
-        );
+        )
+    }
+
+    /// Sends an utterance to the speech worker; a final cut before the call's keyterms are read
+    /// waits for them (an interim, a preview, goes without).
+    fn submit(&mut self, track: Track, utterance: u32, kind: JobKind, audio: Vec<f32>) {
+        let Some(asr) = &self.asr else { return };
+        let job = self.job(track, utterance, kind, audio);
         match &mut self.held {
             Some(held) if kind == JobKind::Final => held.push(job),
             _ => asr.submit(job.expecting(self.words.clone())),
+        }
+    }
+
+    /// Starts decoding the final of `track`'s open utterance from its pause `pause`, if a worker
+    /// is free for it and the call's keyterms have been read; a speculation of an earlier pause
+    /// is moot (the speaker went on).
+    fn speculate(&mut self, track: Track, utterance: u32, pause: u32, audio: &[f32]) {
+        let Some(asr) = &self.asr else { return };
+        if self.tracks[track.index()].speculation.take().is_some() {
+            metrics::speculative("wasted");
+        }
+        if self.held.is_some() {
+            return;
+        }
+        let job = self
+            .job(
+                track,
+                utterance,
+                JobKind::Speculative { pause },
+                audio.to_vec(),
+            )
+            .expecting(self.words.clone());
+        if asr.speculate(job) {
+            self.tracks[track.index()].speculation = Some(Speculation {
+                utterance,
+                pause,
+                result: None,
+            });
+        } else {
+            metrics::speculative("busy");
         }
     }
 
@@ -285,6 +377,34 @@ impl CallRun {
     async fn result(&mut self, result: AsrResult) {
         let track = result.key.track;
         let number = result.key.utterance;
+        let result = match result.kind {
+            JobKind::Speculative { pause } => {
+                let state = &mut self.tracks[track.index()];
+                if state.promoted.get(&number) != Some(&pause) {
+                    // For the open utterance: kept until it ends, or goes on.
+                    let open = state
+                        .speculation
+                        .as_mut()
+                        .filter(|s| s.is_of(number, pause));
+                    match open {
+                        Some(spec) if result.text.is_ok() => spec.result = Some(result),
+                        Some(_) => {
+                            state.speculation = None; // its final is decoded when it ends
+                            metrics::speculative("wasted");
+                        }
+                        None => {} // moot: counted when it was set aside
+                    }
+                    return;
+                }
+                state.promoted.remove(&number);
+                metrics::speculative("used");
+                AsrResult {
+                    kind: JobKind::Final,
+                    ..result
+                }
+            }
+            _ => result,
+        };
         let Ok(text) = result.text else {
             self.tracks[track.index()].pending.remove(&number);
             return;
@@ -294,14 +414,14 @@ impl CallRun {
         let state = &self.tracks[track.index()];
         let starts_ms = match result.kind {
             JobKind::Interim => state.interim_times.map(|t| t.0),
-            JobKind::Final => state.pending.get(&number).map(|t| t.0),
+            JobKind::Final | JobKind::Speculative { .. } => state.pending.get(&number).map(|t| t.0),
         };
         let card_open = state
             .card_open_at
             .zip(starts_ms)
             .is_some_and(|(ended, starts)| starts.saturating_sub(ended) <= CARD_PAUSE_MS);
         let (text, redacted) = crate::redact::redact_continuing(&text, &self.redaction, card_open);
-        if result.kind == JobKind::Final {
+        if result.kind.is_final() {
             let ends_on_card = crate::redact::ends_on_a_card(&text, &redacted);
             let state = &mut self.tracks[track.index()];
             state.card_open_at = ends_on_card
@@ -341,7 +461,7 @@ impl CallRun {
                 };
                 publish(self.bus.as_ref(), &self.call, Event::Transcript(event)).await;
             }
-            JobKind::Final => {
+            JobKind::Final | JobKind::Speculative { .. } => {
                 let Some((start_ms, end_ms, last_voiced_at_ms)) = state.pending.remove(&number)
                 else {
                     return;
@@ -480,10 +600,12 @@ async fn run_call(
             let _ = words_tx.send(call_words(call, keyterm_source, asr).await);
         });
     }
-    // With a turn model the pause asks it, and the silence that ends speech is its fallback.
+    // With a turn model the pause asks it (and starts the speculative final), and the silence
+    // that ends speech is its fallback.
     let mut utterance = config.utterance;
+    utterance.pause_ms = config.speculate_after_ms;
     if let Some(turn) = &config.turn {
-        utterance.turn_pause_ms = Some(turn.config().pause_ms);
+        utterance.pause_ms = Some(turn.config().pause_ms);
         utterance.activity.hangover_ms = turn.config().fallback_ms;
     }
     let mut segmenters = Track::ALL

@@ -1,9 +1,11 @@
 //! One track's audio cut into utterances: 8 kHz frames resampled to 16 kHz, speech found by the
 //! activity detector (its hangover is the end-of-utterance silence), a little audio from before
 //! the onset kept so first syllables are not clipped, interim snapshots about once a second, and a
-//! forced cut at a pause when an utterance grows too long. With a turn model, each pause of an
-//! open utterance is offered to it ([`Segmented::Pause`]); its "complete" ends the utterance at
-//! once ([`Segmenter::end_turn`]), before the hangover would.
+//! forced cut at a pause when an utterance grows too long. Each pause of an open utterance can be
+//! reported ([`Segmented::Pause`]): to the turn model, whose "complete" ends the utterance at
+//! once ([`Segmenter::end_turn`]), before the hangover would, and to start the final's decode
+//! before the utterance has ended (a speculative final; [`Utterance::ended_in_pause`] says
+//! whether it still holds).
 
 use std::collections::VecDeque;
 
@@ -28,9 +30,9 @@ pub struct UtteranceConfig {
     pub hard_cut_after_ms: u64,
     /// Audio kept from before the speech onset.
     pub pre_roll_ms: u64,
-    /// Non-speech in an open utterance after which it is offered to the turn model; `None`
-    /// without one (only the hangover ends utterances).
-    pub turn_pause_ms: Option<u64>,
+    /// Non-speech in an open utterance after which the pause is reported (for the turn model
+    /// and speculative finals); `None`: pauses are not reported.
+    pub pause_ms: Option<u64>,
 }
 
 impl Default for UtteranceConfig {
@@ -41,7 +43,7 @@ impl Default for UtteranceConfig {
             max_utterance_ms: 15_000,
             hard_cut_after_ms: 5_000,
             pre_roll_ms: 300,
-            turn_pause_ms: None,
+            pause_ms: None,
         }
     }
 }
@@ -54,6 +56,9 @@ pub struct Utterance {
     pub start_ms: u64,
     pub end_ms: u64,
     pub last_voiced_at_ms: u64,
+    /// The reported pause it ended in (no speech since it was reported): the audio up to that
+    /// report holds all of the utterance's speech.
+    pub ended_in_pause: Option<u32>,
 }
 
 /// What a frame produced.
@@ -69,7 +74,8 @@ pub enum Segmented {
         last_voiced_at_ms: u64,
     },
     Final(Utterance),
-    /// The open utterance has paused: is the turn over? Answer with [`Segmenter::end_turn`].
+    /// The open utterance has paused: is the turn over (answer with [`Segmenter::end_turn`]),
+    /// and what is its text so far?
     Pause {
         number: u32,
         /// Which pause of the utterance (an answer about an earlier one is out of date).
@@ -86,9 +92,9 @@ struct Open {
     last_voiced_ms: u64,
     last_voiced_wall_ms: u64,
     samples_at_last_interim: usize,
-    /// Pauses so far, and whether the current one has been offered to the turn model.
+    /// Pauses so far, and whether the current one has been reported.
     pauses: u32,
-    pause_offered: bool,
+    pause_reported: bool,
 }
 
 /// Cuts one track into utterances.
@@ -161,10 +167,10 @@ impl Segmenter {
                 if voiced {
                     open.last_voiced_ms = frame_end;
                     open.last_voiced_wall_ms = now_ms();
-                    if open.pause_offered {
+                    if open.pause_reported {
                         // The speaker went on: the offered pause is over, its answer moot.
                         open.pauses += 1;
-                        open.pause_offered = false;
+                        open.pause_reported = false;
                     }
                 }
             }
@@ -200,11 +206,11 @@ impl Segmenter {
             self.open_utterance(frame_end, Vec::new(), frame_end);
             return Ok(out);
         }
-        let paused = self.config.turn_pause_ms.is_some_and(|pause_ms| {
+        let paused = self.config.pause_ms.is_some_and(|pause_ms| {
             !voiced && frame_end.saturating_sub(open.last_voiced_ms) >= pause_ms
         });
-        if paused && !open.pause_offered {
-            open.pause_offered = true;
+        if paused && !open.pause_reported {
+            open.pause_reported = true;
             out.push(Segmented::Pause {
                 number: open.number,
                 pause: open.pauses,
@@ -247,7 +253,7 @@ impl Segmenter {
         let current = self
             .open
             .as_ref()
-            .is_some_and(|o| o.number == number && o.pauses == pause && o.pause_offered);
+            .is_some_and(|o| o.number == number && o.pauses == pause && o.pause_reported);
         if !current {
             return Vec::new();
         }
@@ -268,7 +274,7 @@ impl Segmenter {
             last_voiced_ms: voiced_ms,
             last_voiced_wall_ms: now_ms(),
             pauses: 0,
-            pause_offered: false,
+            pause_reported: false,
         });
     }
 
@@ -280,6 +286,7 @@ impl Segmenter {
             audio: open.audio,
             start_ms: open.start_ms,
             last_voiced_at_ms: open.last_voiced_wall_ms,
+            ended_in_pause: open.pause_reported.then_some(open.pauses),
         })
     }
 }
@@ -425,7 +432,7 @@ mod tests {
     #[test]
     fn a_pause_is_offered_once_and_complete_ends_the_utterance_before_the_hangover() {
         let config = UtteranceConfig {
-            turn_pause_ms: Some(200),
+            pause_ms: Some(200),
             ..UtteranceConfig::default()
         };
         let mut s = Segmenter::new(Track::Inbound, config);
@@ -452,6 +459,7 @@ mod tests {
         assert!(s.end_turn(2, 0).is_empty());
         assert!(s.end_turn(1, 1).is_empty());
         let ended = s.end_turn(1, 0);
+        assert_eq!(finals(&ended)[0].ended_in_pause, Some(0));
         let ended = kinds(&ended);
         assert!(
             ended.starts_with("final#1@") && ended.ends_with("-1200, Silent@1200"),
@@ -468,7 +476,7 @@ mod tests {
     #[test]
     fn speech_after_a_pause_makes_its_answer_moot_and_the_next_pause_is_offered() {
         let config = UtteranceConfig {
-            turn_pause_ms: Some(200),
+            pause_ms: Some(200),
             ..UtteranceConfig::default()
         };
         let mut s = Segmenter::new(Track::Inbound, config);
@@ -479,11 +487,21 @@ mod tests {
         let out = run(&mut s, &levels);
         assert_eq!(pauses(&out), vec![(1, 0), (1, 1)], "{}", kinds(&out));
         assert!(s.end_turn(1, 0).is_empty(), "the first pause is over");
-        assert_eq!(finals(&s.end_turn(1, 1)).len(), 1);
-        // Without a turn model no pause is offered and the hangover ends the utterance.
+        let ended = s.end_turn(1, 1);
+        assert_eq!(
+            finals(&ended)
+                .iter()
+                .map(|u| u.ended_in_pause)
+                .collect::<Vec<_>>(),
+            vec![Some(1)],
+            "the final holds the speech up to the second pause's report"
+        );
+        // Without pauses reported none is offered and the hangover ends the utterance.
         let mut s = Segmenter::new(Track::Inbound, UtteranceConfig::default());
-        let out = run(&mut s, &levels);
+        let mut out = run(&mut s, &levels);
+        out.extend(s.stop());
         assert!(pauses(&out).is_empty());
+        assert_eq!(finals(&out)[0].ended_in_pause, None);
     }
 
     #[test]
