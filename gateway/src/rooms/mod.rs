@@ -1,13 +1,20 @@
 //! Per-organization rooms. One pump reads the bus, serializes each event once, numbers it in its
 //! organization's stream and hands it to the room, which keeps a bounded history for clients
-//! that reconnect and tracks who is online. A room lives while it has clients, and for
-//! [`IDLE_ROOM_TTL`] after its last one left, so a client that reconnects can still recover.
+//! that reconnect and tracks who is online. A room is built from parts without I/O — which events
+//! go where ([`item`]), the recovery log ([`log`]) and who is online ([`roster`]) — and adds the
+//! broadcast to its clients and the word to the other gateway nodes. A room lives while it has
+//! clients, and for [`IDLE_ROOM_TTL`] after its last one left, so a client that reconnects can
+//! still recover; and while other nodes have its organization's people online, so that what they
+//! said is kept in one place.
 
-use std::collections::{HashMap, VecDeque};
+mod item;
+mod log;
+mod roster;
+
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, mpsc};
@@ -16,135 +23,18 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 use winnerr_bus::{Delivery, RecentIds, Subscription};
 use winnerr_events::{
-    CallId, Channel, Envelope, Event, FeedMessage, LeadId, Member, NodePresence, OrgId, Position,
-    PresenceChange, PresenceStatus, UserId,
+    CallId, Channel, Envelope, Event, FeedMessage, Member, NodePresence, OrgId, Position,
+    PresenceStatus, UserId,
 };
+
+pub use item::{EventItem, FeedItem, channel_json};
+use log::RecoveryLog;
+use roster::{Changed, Changes, Roster};
 
 use crate::metrics;
 
 /// How long a room without clients keeps its history.
 pub const IDLE_ROOM_TTL: Duration = Duration::from_secs(600);
-
-/// One event of an organization's stream, serialized once for every client.
-#[derive(Debug)]
-pub struct EventItem {
-    pub offset: u64,
-    pub call_id: CallId,
-    /// The agent whose call it is, for agents who see only their own calls.
-    pub agent_id: Option<UserId>,
-    /// For a lead score or a message: its lead.
-    pub lead_id: Option<LeadId>,
-    /// Whether the event belongs on the `org` channel.
-    pub overview: bool,
-    /// An interim transcript: the first thing a slow client is spared.
-    pub interim: bool,
-    /// When the event was created (ms since the epoch), to measure delivery delay.
-    pub ts_ms: u64,
-    /// For transcripts and alerts: the kind and the wall-clock time of the utterance's last
-    /// voiced frame, which speech latency is measured from.
-    pub spoken: Option<(&'static str, u64)>,
-    /// The envelope as JSON.
-    envelope: String,
-}
-
-impl EventItem {
-    fn new(offset: u64, event: &Envelope) -> Self {
-        let (overview, interim, lead_id, spoken) = match &event.event {
-            Event::Transcript(t) => (
-                t.is_final,
-                !t.is_final,
-                None,
-                Some((event.event.kind(), t.last_voiced_at_ms)),
-            ),
-            // An alert no utterance raised (a refused dial) has no speech to time.
-            Event::Alert(a) => (
-                true,
-                false,
-                None,
-                (a.last_voiced_at_ms > 0).then_some((event.event.kind(), a.last_voiced_at_ms)),
-            ),
-            Event::LeadScore(score) => (true, false, Some(score.lead_id.clone()), None),
-            // Timed from the webhook that brought it in.
-            Event::Message(message) => (
-                true,
-                false,
-                message.lead_id.clone(),
-                Some((event.event.kind(), message.received_at_ms)),
-            ),
-            Event::CallStarted(_) | Event::CallEnded(_) => (true, false, None, None),
-            // A call's own view (its channel), not the organization's overview.
-            Event::AudioActivity(_)
-            | Event::Dtmf(_)
-            | Event::CallSignals(_)
-            | Event::CallSummary(_)
-            | Event::Presence(_)
-            | Event::Unknown => (false, false, None, None),
-        };
-        Self {
-            offset,
-            call_id: event.call_id.clone(),
-            agent_id: event.agent_id.clone(),
-            lead_id,
-            overview,
-            interim,
-            ts_ms: event.ts_ms,
-            spoken,
-            envelope: serde_json::to_string(event).expect("envelopes always serialize"),
-        }
-    }
-
-    /// Whether the event belongs on `channel`.
-    pub fn on(&self, channel: &Channel) -> bool {
-        match channel {
-            Channel::Org => self.overview,
-            Channel::Calls => true,
-            Channel::Call(call) => &self.call_id == call,
-            Channel::Lead(lead) => self.lead_id.as_ref() == Some(lead),
-        }
-    }
-
-    /// The [`FeedMessage::Event`] of this event on the channel whose name, as a JSON string, is
-    /// `channel` (see [`channel_json`]), without serializing the event again.
-    pub fn message(&self, channel: &str) -> Utf8Bytes {
-        format!(
-            r#"{{"type":"event","channel":{channel},"offset":{},"event":{}}}"#,
-            self.offset, self.envelope
-        )
-        .into()
-    }
-}
-
-/// A channel's name as a JSON string, for [`EventItem::message`].
-pub fn channel_json(channel: &Channel) -> String {
-    serde_json::to_string(&channel.to_string()).expect("strings serialize")
-}
-
-/// What a room hands its clients.
-#[derive(Debug)]
-pub enum FeedItem {
-    Event(EventItem),
-    /// A serialized [`FeedMessage::Presence`], for the `org` channel, at `offset`.
-    Presence {
-        offset: u64,
-        text: Utf8Bytes,
-    },
-    /// The gateway fell behind the bus and `missed` events were lost before they reached any
-    /// room: every client is told (`lagged`). Never kept in the history.
-    Lost {
-        missed: u64,
-    },
-}
-
-impl FeedItem {
-    pub fn offset(&self) -> u64 {
-        match self {
-            FeedItem::Event(event) => event.offset,
-            FeedItem::Presence { offset, .. } => *offset,
-            // Not a position in the room: a notice is never in the history.
-            FeedItem::Lost { .. } => 0,
-        }
-    }
-}
 
 /// Where a node's presence changes go: to the bus, for the other gateway nodes.
 pub type PresenceOutbox = mpsc::UnboundedSender<(OrgId, Vec<Member>)>;
@@ -152,28 +42,16 @@ pub type PresenceOutbox = mpsc::UnboundedSender<(OrgId, Vec<Member>)>;
 /// One organization's room.
 pub struct Room {
     org: OrgId,
-    epoch: u64,
     sender: broadcast::Sender<Arc<FeedItem>>,
     state: Mutex<RoomState>,
     outbox: Option<PresenceOutbox>,
 }
 
 struct RoomState {
-    /// Offset of the last item handed out (offsets start at 1).
-    head: u64,
-    /// The newest events, oldest first.
-    history: VecDeque<Arc<FeedItem>>,
-    history_limit: usize,
-    /// The highest offset no longer in the history (0: nothing lost yet).
-    evicted_through: u64,
+    log: RecoveryLog,
+    roster: Roster,
     /// The agent of each call seen, to refuse an agent a colleague's call.
     call_agents: HashMap<CallId, Option<UserId>>,
-    /// Who is online on this node, with their number of connections.
-    presence: HashMap<UserId, (Member, usize)>,
-    /// Who is online on other gateway nodes, by node.
-    remote: HashMap<String, Vec<Member>>,
-    /// What each person online here may still change of their presence.
-    budgets: HashMap<UserId, crate::presence::Budget>,
     clients: usize,
     idle_since: Option<Instant>,
 }
@@ -187,53 +65,23 @@ pub struct Start {
     pub members: Option<Vec<Member>>,
 }
 
-impl RoomState {
-    /// Everyone online, on any node (this node's view of a person wins).
-    fn online(&self) -> HashMap<UserId, Member> {
-        let mut online: HashMap<UserId, Member> = self
-            .remote
-            .values()
-            .flatten()
-            .map(|m| (m.user_id.clone(), m.clone()))
-            .collect();
-        online.extend(
-            self.presence
-                .iter()
-                .map(|(user, (member, _))| (user.clone(), member.clone())),
-        );
-        online
-    }
-
-    fn local_members(&self) -> Vec<Member> {
-        let mut members: Vec<Member> = self.presence.values().map(|(m, _)| m.clone()).collect();
-        members.sort_by(|a, b| a.user_id.cmp(&b.user_id));
-        members
-    }
-}
-
 impl Room {
     fn new(
         org: OrgId,
         capacity: usize,
         history_limit: usize,
-        remote: HashMap<String, Vec<Member>>,
         outbox: Option<PresenceOutbox>,
     ) -> Self {
+        // The random half of a fresh v7 UUID, below 2^53 so JavaScript reads it exactly.
+        let epoch = winnerr_events::EventId::now_v7().as_u64_pair().1 >> 11;
         Self {
             org,
             outbox,
-            // The random half of a fresh v7 UUID, below 2^53 so JavaScript reads it exactly.
-            epoch: winnerr_events::EventId::now_v7().as_u64_pair().1 >> 11,
             sender: broadcast::channel(capacity).0,
             state: Mutex::new(RoomState {
-                head: 0,
-                history: VecDeque::with_capacity(history_limit.min(4096)),
-                history_limit,
-                evicted_through: 0,
+                log: RecoveryLog::new(epoch, history_limit),
+                roster: Roster::default(),
                 call_agents: HashMap::new(),
-                presence: HashMap::new(),
-                remote,
-                budgets: HashMap::new(),
                 clients: 0,
                 idle_since: Some(Instant::now()),
             }),
@@ -247,7 +95,7 @@ impl Room {
     }
 
     pub fn epoch(&self) -> u64 {
-        self.epoch
+        self.state().log.epoch()
     }
 
     /// A receiver of the room's items from now on.
@@ -257,8 +105,8 @@ impl Room {
 
     fn publish(&self, event: &Envelope) {
         let mut state = self.state();
-        state.head += 1;
-        let item = Arc::new(FeedItem::Event(EventItem::new(state.head, event)));
+        let offset = state.log.advance();
+        let item = Arc::new(FeedItem::Event(EventItem::new(offset, event)));
         if matches!(event.event, Event::CallStarted(_))
             || !state.call_agents.contains_key(&event.call_id)
         {
@@ -269,12 +117,7 @@ impl Room {
                 .call_agents
                 .insert(event.call_id.clone(), event.agent_id.clone());
         }
-        state.history.push_back(item.clone());
-        while state.history.len() > state.history_limit {
-            if let Some(old) = state.history.pop_front() {
-                state.evicted_through = old.offset();
-            }
-        }
+        state.log.keep(item.clone());
         // Sent under the lock, so offsets reach receivers in order.
         let _ = self.sender.send(item);
     }
@@ -288,35 +131,20 @@ impl Room {
     /// the items after it, if they are all still there.
     pub fn start(&self, channel: &Channel, since: Option<Position>) -> Start {
         let state = self.state();
-        let position = Position {
-            epoch: self.epoch,
-            offset: state.head,
-        };
         let mut start = Start {
-            position,
+            position: state.log.position(),
             recovered: None,
             replay: Vec::new(),
-            members: (channel == &Channel::Org).then(|| {
-                let mut members: Vec<Member> = state.online().into_values().collect();
-                members.sort_by(|a, b| a.user_id.cmp(&b.user_id));
-                members
-            }),
+            members: (channel == &Channel::Org).then(|| state.roster.online()),
         };
         if let Some(since) = since {
-            let recoverable = since.epoch == self.epoch
-                && since.offset >= state.evicted_through
-                && since.offset <= state.head;
-            start.recovered = Some(recoverable);
-            metrics::recovery(recoverable);
-            if recoverable {
-                start.replay = state
-                    .history
-                    .iter()
-                    .filter(|item| item.offset() > since.offset)
-                    .filter(|item| matches!(&***item, FeedItem::Event(e) if e.on(channel)))
-                    .cloned()
-                    .collect();
-            }
+            let replay = state.log.since(
+                since,
+                |item| matches!(item, FeedItem::Event(e) if e.on(channel)),
+            );
+            start.recovered = Some(replay.is_some());
+            metrics::recovery(replay.is_some());
+            start.replay = replay.unwrap_or_default();
         }
         start
     }
@@ -324,155 +152,101 @@ impl Room {
     /// Someone connected: they are online (a join for everyone if it is their first connection
     /// on any node).
     pub fn join(&self, member: Member) {
-        self.change(|state| {
-            state.clients += 1;
-            state.idle_since = None;
-            let user = member.user_id.clone();
-            state.presence.entry(user).or_insert((member, 0)).1 += 1;
-            true
-        });
+        let mut state = self.state();
+        state.clients += 1;
+        state.idle_since = None;
+        let changed = state.roster.join(member);
+        self.changed(&mut state, changed);
     }
 
     /// Someone set their status (on every connection of theirs); false, and nothing changed,
     /// when they change it faster than a user may.
     pub fn update(&self, user: &UserId, status: PresenceStatus, call_id: Option<CallId>) -> bool {
-        let mut allowed = true;
-        self.change(|state| {
-            let Some((member, _)) = state.presence.get_mut(user) else {
-                return false;
-            };
-            if member.status == status && member.call_id == call_id {
-                return false;
-            }
-            let budget = state
-                .budgets
-                .entry(user.clone())
-                .or_insert_with(crate::presence::user_budget);
-            if !budget.take() {
-                allowed = false;
-                return false;
-            }
-            member.status = status;
-            member.call_id = call_id;
-            true
-        });
-        allowed
+        let mut state = self.state();
+        let Some(changed) = state.roster.update(user, status, call_id) else {
+            return false;
+        };
+        self.changed(&mut state, changed);
+        true
     }
 
     /// One of someone's connections closed: they leave when it was their last (and they are on
     /// no other node).
     pub fn leave(&self, user: &UserId) {
-        self.change(|state| {
-            state.clients = state.clients.saturating_sub(1);
-            if state.clients == 0 {
-                state.idle_since = Some(Instant::now());
-            }
-            let Some((_, connections)) = state.presence.get_mut(user) else {
-                return false;
-            };
-            *connections -= 1;
-            if *connections == 0 {
-                state.presence.remove(user);
-                state.budgets.remove(user);
-                return true;
-            }
-            false
-        });
-    }
-
-    /// Another gateway node said who is online there (`None`: the node is gone).
-    fn set_remote(&self, node: &str, members: Option<Vec<Member>>) {
         let mut state = self.state();
-        let before = state.online();
-        match members {
-            Some(members) if !members.is_empty() => {
-                state.remote.insert(node.to_owned(), members);
-            }
-            _ => {
-                state.remote.remove(node);
-            }
+        state.clients = state.clients.saturating_sub(1);
+        if state.clients == 0 {
+            state.idle_since = Some(Instant::now());
         }
-        self.announce_changes(&mut state, before);
+        let changed = state.roster.leave(user);
+        self.changed(&mut state, changed);
     }
 
-    /// Applies a change of this node's presence; `change` says whether it changed anyone's.
+    /// Another gateway node said who is online there (nobody: the node is gone).
+    fn node_said(&self, node: &str, members: Vec<Member>) {
+        let mut state = self.state();
+        let changes = state.roster.node_said(node, members, Instant::now());
+        self.announce(&mut state, changes);
+    }
+
+    /// Forgets the other nodes not heard from for `timeout`; the ones forgotten.
+    fn expire_nodes(&self, timeout: Duration) -> Vec<String> {
+        let mut state = self.state();
+        let (gone, changes) = state.roster.expire(timeout, Instant::now());
+        self.announce(&mut state, changes);
+        gone
+    }
+
     /// Clients hear what changed in the organization's presence, and the other nodes hear of
     /// this node's.
-    fn change(&self, change: impl FnOnce(&mut RoomState) -> bool) {
-        let mut state = self.state();
-        let before = state.online();
-        if !change(&mut state) {
-            return;
-        }
-        self.announce_changes(&mut state, before);
-        if let Some(outbox) = &self.outbox {
-            let _ = outbox.send((self.org.clone(), state.local_members()));
+    fn changed(&self, state: &mut RoomState, changed: Changed) {
+        self.announce(state, changed.changes);
+        if changed.local
+            && let Some(outbox) = &self.outbox
+        {
+            let _ = outbox.send((self.org.clone(), state.roster.local_members()));
         }
     }
 
-    fn announce_changes(&self, state: &mut RoomState, before: HashMap<UserId, Member>) {
-        let after = state.online();
-        let mut changes: Vec<(PresenceChange, Member)> = Vec::new();
-        for (user, member) in &after {
-            match before.get(user) {
-                None => changes.push((PresenceChange::Join, member.clone())),
-                Some(old) if old != member => {
-                    changes.push((PresenceChange::Update, member.clone()))
-                }
-                Some(_) => {}
-            }
-        }
-        for (user, member) in before {
-            if !after.contains_key(&user) {
-                changes.push((PresenceChange::Leave, member));
-            }
-        }
-        changes.sort_by(|a, b| a.1.user_id.cmp(&b.1.user_id));
+    fn announce(&self, state: &mut RoomState, changes: Changes) {
         for (change, member) in changes {
-            self.announce(state, change, member);
+            let offset = state.log.advance();
+            let text = serde_json::to_string(&FeedMessage::Presence { change, member })
+                .expect("feed messages always serialize");
+            let _ = self.sender.send(Arc::new(FeedItem::Presence {
+                offset,
+                text: text.into(),
+            }));
+            metrics::presence_changed(change);
         }
-    }
-
-    fn announce(&self, state: &mut RoomState, change: PresenceChange, member: Member) {
-        state.head += 1;
-        let text = serde_json::to_string(&FeedMessage::Presence { change, member })
-            .expect("feed messages always serialize");
-        let _ = self.sender.send(Arc::new(FeedItem::Presence {
-            offset: state.head,
-            text: text.into(),
-        }));
-        metrics::presence_changed(change);
     }
 
     /// Who is connected to this node.
     pub fn local_members(&self) -> Vec<Member> {
-        self.state().local_members()
+        self.state().roster.local_members()
     }
 
     fn members(&self) -> usize {
-        self.state().online().len()
+        self.state().roster.len()
     }
 
-    fn idle_for(&self) -> Option<Duration> {
-        self.state().idle_since.map(|since| since.elapsed())
+    /// Whether the room may go: no client for `ttl`, and nobody online on other nodes.
+    fn idle_past(&self, ttl: Duration) -> bool {
+        let state = self.state();
+        !state.roster.has_remote() && state.idle_since.is_some_and(|since| since.elapsed() >= ttl)
     }
 }
 
 /// Calls whose agent a room remembers; beyond that it forgets them all and starts again.
 const CALLS_REMEMBERED: usize = 100_000;
 
-/// Who is online on each other node in an organization, with when that node last said so.
-type NodesPresence = HashMap<String, (Instant, Vec<Member>)>;
-
-/// Rooms by organization, with what the other gateway nodes say of presence.
+/// The rooms of the organizations with clients here (or lately), or people on other nodes.
 pub struct Rooms {
     rooms: DashMap<OrgId, Arc<Room>>,
     capacity: usize,
     history: usize,
     /// This gateway node's name in presence messages.
     node: String,
-    /// Who is online on other nodes, by organization and node, with when it was last said.
-    remote: Mutex<HashMap<OrgId, NodesPresence>>,
     outbox: Option<PresenceOutbox>,
 }
 
@@ -491,7 +265,6 @@ impl Rooms {
             capacity: capacity.max(1),
             history: history.max(1),
             node,
-            remote: Mutex::new(HashMap::new()),
             outbox,
         }
     }
@@ -500,25 +273,11 @@ impl Rooms {
         &self.node
     }
 
-    fn remote(&self) -> MutexGuard<'_, HashMap<OrgId, NodesPresence>> {
-        self.remote.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// `org`'s room, created if needed (knowing who is online on the other nodes).
+    /// `org`'s room, created if needed.
     pub fn room(&self, org: &OrgId) -> Arc<Room> {
         if let Some(room) = self.rooms.get(org) {
             return room.clone();
         }
-        let remote: HashMap<String, Vec<Member>> = self
-            .remote()
-            .get(org)
-            .map(|nodes| {
-                nodes
-                    .iter()
-                    .map(|(node, (_, members))| (node.clone(), members.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
         let room = self
             .rooms
             .entry(org.clone())
@@ -527,7 +286,6 @@ impl Rooms {
                     org.clone(),
                     self.capacity,
                     self.history,
-                    remote,
                     self.outbox.clone(),
                 ))
             })
@@ -536,51 +294,30 @@ impl Rooms {
         room
     }
 
-    /// What another node says of who is online there; this node's own word is ignored.
+    /// What another node says of who is online there; this node's own word is ignored. The
+    /// organization's room keeps it (one is made for it if someone is online there).
     pub fn node_presence(&self, org: &OrgId, presence: &NodePresence) {
         if presence.node == self.node {
             return;
         }
-        {
-            let mut remote = self.remote();
-            let nodes = remote.entry(org.clone()).or_default();
-            if presence.members.is_empty() {
-                nodes.remove(&presence.node);
-            } else {
-                nodes.insert(
-                    presence.node.clone(),
-                    (Instant::now(), presence.members.clone()),
-                );
-            }
-            if nodes.is_empty() {
-                remote.remove(org);
-            }
-        }
-        if let Some(room) = self.rooms.get(org).map(|r| r.value().clone()) {
-            room.set_remote(&presence.node, Some(presence.members.clone()));
-        }
+        let room = match self.rooms.get(org).map(|r| r.value().clone()) {
+            Some(room) => room,
+            None if presence.members.is_empty() => return,
+            None => self.room(org),
+        };
+        room.node_said(&presence.node, presence.members.clone());
     }
 
     /// Forgets nodes not heard from for `timeout`: their people leave.
     pub fn expire_nodes(&self, timeout: Duration) {
-        let mut gone = Vec::new();
-        {
-            let mut remote = self.remote();
-            for (org, nodes) in remote.iter_mut() {
-                nodes.retain(|node, (heard, _)| {
-                    let alive = heard.elapsed() < timeout;
-                    if !alive {
-                        warn!(node, org_id = %org, "gateway node silent: its people leave presence");
-                        gone.push((org.clone(), node.clone()));
-                    }
-                    alive
-                });
-            }
-            remote.retain(|_, nodes| !nodes.is_empty());
-        }
-        for (org, node) in gone {
-            if let Some(room) = self.rooms.get(&org).map(|r| r.value().clone()) {
-                room.set_remote(&node, None);
+        let rooms: Vec<(OrgId, Arc<Room>)> = self
+            .rooms
+            .iter()
+            .map(|r| (r.key().clone(), r.value().clone()))
+            .collect();
+        for (org, room) in rooms {
+            for node in room.expire_nodes(timeout) {
+                warn!(node, org_id = %org, "gateway node silent: its people leave presence");
             }
         }
     }
@@ -594,8 +331,6 @@ impl Rooms {
             .collect()
     }
 
-    /// Hands one event to its organization's room, if the room exists (someone listens, or
-    /// listened lately).
     /// Tells every room's clients that `missed` events were lost on the way to the rooms.
     fn lost_everywhere(&self, missed: u64) {
         for room in self.rooms.iter() {
@@ -603,6 +338,8 @@ impl Rooms {
         }
     }
 
+    /// Hands one event to its organization's room, if the room exists (someone listens, or
+    /// listened lately).
     pub fn deliver(&self, event: &Envelope) {
         let Some(room) = self.rooms.get(&event.org_id).map(|r| r.value().clone()) else {
             return;
@@ -612,8 +349,7 @@ impl Rooms {
 
     /// Drops rooms idle for longer than `ttl`; updates the room and presence gauges.
     pub fn sweep(&self, ttl: Duration) {
-        self.rooms
-            .retain(|_, room| room.idle_for().is_none_or(|idle| idle < ttl));
+        self.rooms.retain(|_, room| !room.idle_past(ttl));
         metrics::rooms(self.rooms.len());
         metrics::presence(self.rooms.iter().map(|r| r.members()).sum());
     }
@@ -671,8 +407,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use winnerr_events::Role;
     use winnerr_events::fixtures::TestCall;
+    use winnerr_events::{PresenceChange, Role};
 
     fn ended(org: &str, call: &str) -> Envelope {
         TestCall::new(org, call).agent("agent-1").ended()
@@ -844,5 +580,44 @@ mod tests {
                 PresenceChange::Leave
             ]
         );
+    }
+
+    /// What other nodes say is kept in one place, the room: a room made for it stays while
+    /// their people are online, and may go once they have gone.
+    #[test]
+    fn a_room_kept_for_other_nodes_people_goes_once_they_have_gone() {
+        let rooms = Rooms::new(16, 8, "node-a".into(), None);
+        let org = OrgId::parse("acme").unwrap();
+        let says = |members| NodePresence {
+            node: "node-b".into(),
+            members,
+        };
+        rooms.node_presence(&org, &says(vec![]));
+        assert_eq!(rooms.rooms.len(), 0, "nobody there: no room");
+        let agent = Member {
+            user_id: UserId::parse("agent-2").unwrap(),
+            role: Role::Agent,
+            status: PresenceStatus::Available,
+            call_id: None,
+        };
+        rooms.node_presence(&org, &says(vec![agent]));
+        rooms.sweep(Duration::ZERO);
+        assert_eq!(
+            rooms.rooms.len(),
+            1,
+            "kept while node b's people are online"
+        );
+        assert_eq!(
+            rooms
+                .room(&org)
+                .start(&Channel::Org, None)
+                .members
+                .unwrap()
+                .len(),
+            1
+        );
+        rooms.node_presence(&org, &says(vec![]));
+        rooms.sweep(Duration::ZERO);
+        assert_eq!(rooms.rooms.len(), 0);
     }
 }
