@@ -13,8 +13,10 @@ pub const DEV_JWT_SECRET: &str = "winnerr-dev-jwt-secret";
 pub const DEV_TWILIO_AUTH_TOKEN: &str = "winnerr-dev-twilio-auth-token";
 
 /// Continuously talking calls one core serves with finals' p95 within 1.5 s after the endpoint
-/// (`benches/voice_load.rs`, RESULTS.md): what the default `WINNERR_MAX_CALLS` is made of.
-pub const CALLS_PER_CORE: usize = 8;
+/// (`benches/voice_load.rs`, RESULTS.md): what the default `WINNERR_MAX_CALLS` is made of. Eight
+/// until every decode carried the call's keyterm prompt (about 1.3x the decoder's work): then
+/// 16 calls on 2 cores reached a p95 of 5.6–6.2 s after the endpoint, 12 held 1.1–1.3 s.
+pub const CALLS_PER_CORE: usize = 6;
 
 /// The store when `DATABASE_URL` is not set: a SQLite file beside the engine's other local state.
 pub const EMBEDDED_DATABASE: &str = "sqlite://.run/winnerr.db";
