@@ -533,6 +533,21 @@ mod tests {
         cv: Condvar,
     }
 
+    impl Gate {
+        /// A model that holds every job until [`Gate::release`]; none when `open`.
+        fn new(open: bool) -> Arc<Self> {
+            Arc::new(Gate {
+                open: Mutex::new(open),
+                cv: Condvar::new(),
+            })
+        }
+
+        fn release(&self) {
+            *self.open.lock().unwrap() = true;
+            self.cv.notify_all();
+        }
+    }
+
     impl SpeechModels for Gate {
         fn transcribe(&self, audio: &[f32], _: &Prompt) -> Result<String, ModelError> {
             let mut open = self.open.lock().unwrap();
@@ -563,10 +578,7 @@ mod tests {
 
     #[tokio::test]
     async fn finals_go_first_interims_are_superseded_and_dropped_under_overload() {
-        let gate = Arc::new(Gate {
-            open: Mutex::new(false),
-            cv: Condvar::new(),
-        });
+        let gate = Gate::new(false);
         let worker = AsrWorker::start(
             gate.clone(),
             AsrConfig {
@@ -589,8 +601,7 @@ mod tests {
         worker.submit(job(key("CA3", Track::Outbound, 1), JobKind::Interim, 40)); // 20 dropped
         worker.submit(job(key("CA2", Track::Inbound, 1), JobKind::Final, 50)); // removes 30
         assert_eq!(worker.waiting(), (1, 1));
-        *gate.open.lock().unwrap() = true;
-        gate.cv.notify_all();
+        gate.release();
         let mut order = Vec::new();
         for _ in 0..3 {
             let r = rx.recv().await.unwrap();
@@ -608,10 +619,7 @@ mod tests {
 
     #[tokio::test]
     async fn interims_of_an_ended_call_are_skipped_but_finals_run() {
-        let gate = Arc::new(Gate {
-            open: Mutex::new(true),
-            cv: Condvar::new(),
-        });
+        let gate = Gate::new(true);
         let worker = AsrWorker::start(gate, AsrConfig::default());
         let (tx, mut rx) = mpsc::unbounded_channel();
         let live = Arc::new(AtomicBool::new(false));
@@ -644,10 +652,7 @@ mod tests {
     /// behind live calls' finals but still runs.
     #[tokio::test]
     async fn finals_are_fair_across_organizations_and_live_calls_go_first() {
-        let gate = Arc::new(Gate {
-            open: Mutex::new(false),
-            cv: Condvar::new(),
-        });
+        let gate = Gate::new(false);
         let worker = AsrWorker::start(gate.clone(), AsrConfig::default());
         let (tx, mut rx) = mpsc::unbounded_channel();
         let live = Arc::new(AtomicBool::new(true));
@@ -673,8 +678,7 @@ mod tests {
         }
         worker.submit(final_of("quiet", "CA-quiet", &live, 3));
         assert_eq!(worker.waiting(), (14, 0));
-        *gate.open.lock().unwrap() = true;
-        gate.cv.notify_all();
+        gate.release();
         let mut order = Vec::new();
         for _ in 0..15 {
             order.push(rx.recv().await.unwrap().key.call.to_string());
@@ -691,10 +695,7 @@ mod tests {
     /// served after finals and before interims, with its sentiment.
     #[tokio::test]
     async fn speculation_waits_behind_finals_ahead_of_interims_and_only_while_no_final_waits() {
-        let gate = Arc::new(Gate {
-            open: Mutex::new(false),
-            cv: Condvar::new(),
-        });
+        let gate = Gate::new(false);
         let worker = AsrWorker::start(gate.clone(), AsrConfig::default());
         let (tx, mut rx) = mpsc::unbounded_channel();
         let live = Arc::new(AtomicBool::new(true));
@@ -717,8 +718,7 @@ mod tests {
             !worker.speculate(job(key("CA2", Track::Outbound, 1), paused, 6)),
             "a final waits"
         );
-        *gate.open.lock().unwrap() = true;
-        gate.cv.notify_all();
+        gate.release();
         let mut served = Vec::new();
         for _ in 0..4 {
             let r = rx.recv().await.unwrap();
