@@ -10,6 +10,7 @@ pub mod fixtures;
 pub mod ids;
 pub mod message;
 pub mod per_org;
+pub mod throttle;
 
 pub use audio::{AudioFrame, AudioTap, CallAudio, CallInput, TapHandle};
 pub use event::{

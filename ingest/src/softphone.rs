@@ -248,7 +248,7 @@ async fn serve(
                 Err(err) => {
                     stats.bad_frames += 1;
                     metrics::bad_input("opus_packet", "skipped");
-                    warn!(call_id = %call.call_id, error = %err, bytes = packet.len(), "Opus packet skipped");
+                    winnerr_events::warn_throttled!(call_id = %call.call_id, error = %err, bytes = packet.len(), "Opus packet skipped");
                 }
             },
             Some(Ok(Message::Text(text))) => {

@@ -278,7 +278,7 @@ impl Connection {
                     Ok(MediaOutcome::Late) => metrics::frame_dropped("late"),
                     Err(err) => {
                         metrics::bad_input(err.reason(), "skipped");
-                        warn!(stream_sid = %live.session.stream_sid(), call_id = %live.call.call_id, error = %err, "media frame skipped");
+                        winnerr_events::warn_throttled!(stream_sid = %live.session.stream_sid(), call_id = %live.call.call_id, error = %err, "media frame skipped");
                     }
                 }
                 self.forward_due()

@@ -93,7 +93,7 @@ pub(crate) async fn publish(bus: &dyn Bus, call: &CallContext, event: Event) {
         Ok(()) => metrics::emitted(kind),
         Err(err) => {
             metrics::publish_failed(kind);
-            warn!(call_id = %call.call_id, org_id = %call.org_id, kind, error = %err, "event not published");
+            winnerr_events::warn_throttled!(call_id = %call.call_id, org_id = %call.org_id, kind, error = %err, "event not published");
         }
     }
 }
@@ -624,7 +624,7 @@ async fn run_call(
                     metrics::frame(frame.track.as_str());
                     match segmenters[frame.track.index()].push(&frame, sample_rate) {
                         Ok(outputs) => run.segmented(frame.track, outputs).await,
-                        Err(error) => warn!(call_id = %run.call.call_id, %error, "frame not resampled"),
+                        Err(error) => winnerr_events::warn_throttled!(call_id = %run.call.call_id, %error, "frame not resampled"),
                     }
                     run.tick(frame.timestamp_ms).await;
                 }
