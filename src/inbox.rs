@@ -132,7 +132,35 @@ impl Inbox for StoreInbox {
                 .map_err(inbox_error)
         })
     }
+
+    fn set_opted_out<'a>(
+        &'a self,
+        org: &'a OrgId,
+        from: &'a str,
+        opted_out: bool,
+    ) -> BoxFuture<'a, Result<(), InboxError>> {
+        Box::pin(async move { self.opt(org, from, opted_out).await.map_err(inbox_error) })
+    }
 }
+
+impl StoreInbox {
+    async fn opt(&self, org: &OrgId, from: &str, opted_out: bool) -> Result<(), StoreError> {
+        if opted_out {
+            self.store
+                .add_do_not_call(org, from, Some("texted an opt-out keyword"), SMS_ACTOR)
+                .await
+                .map(drop)
+        } else {
+            self.store
+                .remove_do_not_call_number(org, from, SMS_ACTOR)
+                .await
+                .map(drop)
+        }
+    }
+}
+
+/// Who changed the do-not-call list, in the audit log, when a number texted a keyword.
+const SMS_ACTOR: &str = "sms-keyword";
 
 /// A store error shared by every webhook of the batch it failed.
 #[derive(Debug, thiserror::Error)]

@@ -22,6 +22,7 @@ const CALLS_REFUSED: &str = "winnerr_ingest_calls_refused_total";
 const DIALS_REFUSED: &str = "winnerr_ingest_dials_refused_total";
 const CAPACITY_USED: &str = "winnerr_ingest_capacity_used";
 const SMS: &str = "winnerr_ingest_sms_total";
+const SMS_OPT: &str = "winnerr_ingest_sms_opt_keywords_total";
 const EMAIL: &str = "winnerr_ingest_email_total";
 
 pub(crate) fn describe() {
@@ -68,6 +69,10 @@ pub(crate) fn describe() {
         describe_counter!(
             SMS,
             "Inbound SMS webhooks answered, by outcome (ok, duplicate, bad_request, forbidden, unrecorded, unavailable)"
+        );
+        describe_counter!(
+            SMS_OPT,
+            "Opt-out and opt-in keywords texted (STOP, START, ...), by change (opted_out, opted_in): the do-not-call list updated"
         );
         describe_counter!(
             EMAIL,
@@ -144,6 +149,11 @@ pub(crate) fn dial_refused(reason: &'static str) {
 
 pub(crate) fn sms(outcome: &'static str) {
     counter!(SMS, "outcome" => outcome).increment(1);
+}
+
+pub(crate) fn sms_opt(opted_out: bool) {
+    let change = if opted_out { "opted_out" } else { "opted_in" };
+    counter!(SMS_OPT, "change" => change).increment(1);
 }
 
 pub(crate) fn email(outcome: &'static str) {

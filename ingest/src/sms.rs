@@ -75,6 +75,44 @@ pub trait Inbox: Send + Sync {
         org: &'a OrgId,
         id: &'a CallId,
     ) -> BoxFuture<'a, Result<(), InboxError>>;
+
+    /// `from` texted an opt-out keyword (`opted_out`) or an opt-in one: it goes on `org`'s
+    /// do-not-call list, or comes off it.
+    fn set_opted_out<'a>(
+        &'a self,
+        org: &'a OrgId,
+        from: &'a str,
+        opted_out: bool,
+    ) -> BoxFuture<'a, Result<(), InboxError>>;
+}
+
+/// Twilio's opt-out and opt-in keywords (its Messaging "Advanced Opt-Out" defaults): a message
+/// that is one of them, alone, any case, is the sender's word on being contacted.
+const OPT_OUT: [&str; 8] = [
+    "STOP",
+    "STOPALL",
+    "UNSUBSCRIBE",
+    "CANCEL",
+    "END",
+    "QUIT",
+    "REVOKE",
+    "OPTOUT",
+];
+const OPT_IN: [&str; 3] = ["START", "YES", "UNSTOP"];
+
+/// `Some(true)` for an opt-out keyword, `Some(false)` for an opt-in one, else `None`.
+pub(crate) fn opt_keyword(body: &str) -> Option<bool> {
+    let word = body
+        .trim()
+        .trim_end_matches(['.', '!'])
+        .to_ascii_uppercase();
+    if OPT_OUT.contains(&word.as_str()) {
+        Some(true)
+    } else if OPT_IN.contains(&word.as_str()) {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// Where inbound messages go: the voice stage's queue, and the inbox that records them.
@@ -222,6 +260,26 @@ pub(crate) async fn hand_on(ingest: &Ingest, inbound: Inbound) -> (&'static str,
     if sender.new_lead {
         info!(org_id = %org, message_id = %id, lead_id = %sender.lead_id, channel = channel.as_str(), "message from someone unknown: a new lead");
     }
+    let keyword = (channel == MessageChannel::Sms)
+        .then(|| opt_keyword(&text))
+        .flatten();
+    if let Some(opted_out) = keyword {
+        // Twilio itself stops delivering to a number that texted STOP; the list keeps the
+        // engine's own calls and dials from reaching it too.
+        match intake.inbox.set_opted_out(&org, &from, opted_out).await {
+            Ok(()) => {
+                metrics::sms_opt(opted_out);
+                info!(org_id = %org, message_id = %id, lead_id = %sender.lead_id, opted_out, "the sender's opt-out keyword: do-not-call list updated");
+            }
+            Err(error) => {
+                warn!(org_id = %org, message_id = %id, %error, "opt-out keyword not recorded");
+                return (
+                    "unrecorded",
+                    Some(unavailable("the opt-out could not be recorded")),
+                );
+            }
+        }
+    }
     let message = InboundMessage {
         message: CallContext {
             org_id: org.clone(),
@@ -262,6 +320,33 @@ mod tests {
         assert_eq!(clean_text("a\u{0}b\r\nc\td"), "ab\nc\td");
         let long = "é".repeat(MAX_MESSAGE_CHARS + 10);
         assert_eq!(clean_text(&long).chars().count(), MAX_MESSAGE_CHARS);
+    }
+
+    #[test]
+    fn opt_keywords_are_twilios_alone_in_any_case() {
+        for out in [
+            "STOP",
+            "stop",
+            " Stop. ",
+            "unsubscribe",
+            "Cancel",
+            "QUIT!",
+            "optout",
+        ] {
+            assert_eq!(opt_keyword(out), Some(true), "{out}");
+        }
+        for back in ["START", "yes", "Unstop"] {
+            assert_eq!(opt_keyword(back), Some(false), "{back}");
+        }
+        for neither in [
+            "stop calling me at work",
+            "please stop",
+            "HELP",
+            "",
+            "STOP STOP",
+        ] {
+            assert_eq!(opt_keyword(neither), None, "{neither}");
+        }
     }
 
     #[test]

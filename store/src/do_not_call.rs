@@ -145,6 +145,19 @@ impl Store {
         Ok(removed > 0)
     }
 
+    /// Takes `phone` off `org`'s list for `actor` (the number texted START); false when it was
+    /// not there.
+    pub async fn remove_do_not_call_number(
+        &self,
+        org: &OrgId,
+        phone: &str,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        let number = e164(phone)?;
+        let lookup = self.keys().lookup_hash(org.as_str(), &number);
+        self.remove_do_not_call(org, &hex(&lookup), actor).await
+    }
+
     /// `org`'s list, newest first.
     pub async fn list_do_not_call(&self, org: &OrgId) -> Result<Vec<DoNotCallEntry>, StoreError> {
         let mut tx = self.begin(org).await?;

@@ -394,3 +394,74 @@ async fn an_email_is_analysed_on_its_new_text_only() {
     );
     test.app.shutdown().await;
 }
+
+/// STOP and START (issue 23, item 2's opt-out keywords as Twilio handles them): a texted STOP, in
+/// any case, puts the sender's number on the organization's do-not-call list (so the engine's own
+/// dials to it are refused) and START takes it off; a message that merely contains "stop" does
+/// not; the keyword message itself is recorded and reaches the feed like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_texted_stop_puts_the_number_on_the_do_not_call_list_and_start_takes_it_off() {
+    let db = TestDb::sqlite();
+    let test = spawn_app_with(|config| on_db(config, &db)).await;
+    let api = test.api();
+    let manager = test.token("acme", "manager-1", Role::Manager);
+    let mut feed = test.feed("acme", "manager-1", Role::Manager).await;
+    let url = format!("{}/twilio/sms?org=acme", test.app.http_url());
+    let token = test.config.twilio_auth_token.expose_secret().clone();
+    let listed = || async {
+        let (status, list) = api.get(&manager, "/api/do-not-call").await;
+        assert_eq!(status, StatusCode::OK);
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let last4 = e["last4"].as_str().unwrap_or_default();
+                (
+                    last4.to_owned(),
+                    e["added_by"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let text = |n: u8, body: &'static str| {
+        let (url, token) = (&url, &token);
+        async move {
+            let sid = format!("SM{}", char::from(b'a' + n).to_string().repeat(32));
+            let (status, answer) = post_sms(url, token, &sms(&sid, "+15550100177", body)).await;
+            assert_eq!(status, StatusCode::OK, "{body}: {answer}");
+        }
+    };
+
+    text(0, "please stop calling me at work").await;
+    assert!(listed().await.is_empty(), "not a keyword");
+    text(1, " Stop ").await;
+    assert_eq!(
+        listed().await,
+        [("0177".to_owned(), "sms-keyword".to_owned())]
+    );
+    // The keyword is a message too: on the organization's feed.
+    let mut messages = 0;
+    while messages < 2 {
+        if let Event::Message(m) = &feed.next_event().await.event {
+            assert_eq!(m.channel, MessageChannel::Sms);
+            messages += 1;
+        }
+    }
+    // The engine's own dial to the number is refused while it is listed.
+    let voice = format!("{}/twilio/voice?org=acme", test.app.http_url());
+    let dial = [
+        ("CallSid", format!("CA{}", "e".repeat(32))),
+        ("From", "client:agent-1".to_owned()),
+        ("To", "+15550100177".to_owned()),
+    ];
+    let fields: Vec<(&str, &str)> = dial.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let xml = crate::http::twiml(&test, &voice, &fields).await;
+    assert!(
+        xml.contains("do-not-call list") && !xml.contains("<Dial"),
+        "{xml}"
+    );
+
+    text(2, "START").await;
+    assert!(listed().await.is_empty(), "START takes it off");
+}
