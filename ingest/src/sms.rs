@@ -243,12 +243,8 @@ pub(crate) async fn hand_on(ingest: &Ingest, inbound: Inbound) -> (&'static str,
         from: &from,
         received_at_ms,
     };
-    let sender = match intake.inbox.receive(arrival).await {
-        Ok(Received::First(sender)) => sender,
-        Ok(Received::Again) => {
-            info!(org_id = %org, message_id = %id, channel = channel.as_str(), "message delivered again: ignored");
-            return ("duplicate", None);
-        }
+    let received = match intake.inbox.receive(arrival).await {
+        Ok(received) => received,
         Err(error) => {
             warn!(org_id = %org, message_id = %id, %error, "message not recorded: the inbox failed");
             return (
@@ -257,28 +253,36 @@ pub(crate) async fn hand_on(ingest: &Ingest, inbound: Inbound) -> (&'static str,
             );
         }
     };
-    if sender.new_lead {
-        info!(org_id = %org, message_id = %id, lead_id = %sender.lead_id, channel = channel.as_str(), "message from someone unknown: a new lead");
-    }
+    // Applied on every delivery (it changes nothing the second time), so a redelivery after a
+    // failure here still records it; a late redelivery of a STOP after a START opts out again,
+    // the safer side for a number that asked not to be contacted.
     let keyword = (channel == MessageChannel::Sms)
         .then(|| opt_keyword(&text))
         .flatten();
     if let Some(opted_out) = keyword {
         // Twilio itself stops delivering to a number that texted STOP; the list keeps the
         // engine's own calls and dials from reaching it too.
-        match intake.inbox.set_opted_out(&org, &from, opted_out).await {
-            Ok(()) => {
-                metrics::sms_opt(opted_out);
-                info!(org_id = %org, message_id = %id, lead_id = %sender.lead_id, opted_out, "the sender's opt-out keyword: do-not-call list updated");
-            }
-            Err(error) => {
-                warn!(org_id = %org, message_id = %id, %error, "opt-out keyword not recorded");
-                return (
-                    "unrecorded",
-                    Some(unavailable("the opt-out could not be recorded")),
-                );
-            }
+        if let Err(error) = intake.inbox.set_opted_out(&org, &from, opted_out).await {
+            warn!(org_id = %org, message_id = %id, %error, "opt-out keyword not recorded");
+            return (
+                "unrecorded",
+                Some(unavailable("the opt-out could not be recorded")),
+            );
         }
+        if matches!(received, Received::First(_)) {
+            metrics::sms_opt(opted_out);
+            info!(org_id = %org, message_id = %id, opted_out, "the sender's opt-out keyword: do-not-call list updated");
+        }
+    }
+    let sender = match received {
+        Received::First(sender) => sender,
+        Received::Again => {
+            info!(org_id = %org, message_id = %id, channel = channel.as_str(), "message delivered again: ignored");
+            return ("duplicate", None);
+        }
+    };
+    if sender.new_lead {
+        info!(org_id = %org, message_id = %id, lead_id = %sender.lead_id, channel = channel.as_str(), "message from someone unknown: a new lead");
     }
     let message = InboundMessage {
         message: CallContext {

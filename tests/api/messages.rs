@@ -464,4 +464,7 @@ async fn a_texted_stop_puts_the_number_on_the_do_not_call_list_and_start_takes_i
 
     text(2, "START").await;
     assert!(listed().await.is_empty(), "START takes it off");
+    // A redelivery of the START changes nothing more.
+    text(2, "START").await;
+    assert!(listed().await.is_empty());
 }
