@@ -115,6 +115,13 @@ pub struct UtteranceKey {
     pub utterance: u32,
 }
 
+impl UtteranceKey {
+    /// Whether `other` is of the same call's same track.
+    fn same_track(&self, other: &UtteranceKey) -> bool {
+        self.call == other.call && self.track == other.track
+    }
+}
+
 /// One utterance (or its start, for an interim) to transcribe.
 pub struct Job {
     /// Whose call it is: finals are shared fairly between organizations.
@@ -278,14 +285,12 @@ struct Queue {
     finals: Finals,
     speculative: VecDeque<Job>,
     interims: VecDeque<Job>,
-    /// Workers running a job now.
-    busy: usize,
     closed: bool,
 }
 
 impl Queue {
     fn submit(&mut self, job: Job, max_interims_waiting: usize) {
-        let same_track = |j: &Job| j.key.call == job.key.call && j.key.track == job.key.track;
+        let same_track = |j: &Job| j.key.same_track(&job.key);
         // Whatever interim of this track waits is out of date now.
         let before = self.interims.len();
         self.interims.retain(|j| !same_track(j));
@@ -313,8 +318,7 @@ impl Queue {
 
     fn speculate(&mut self, job: Job, workers: usize) -> bool {
         debug_assert!(matches!(job.kind, JobKind::Speculative { .. }));
-        self.speculative
-            .retain(|j| !(j.key.call == job.key.call && j.key.track == job.key.track));
+        self.speculative.retain(|j| !j.key.same_track(&job.key));
         let queued = self.finals.len() == 0 && self.speculative.len() < workers;
         if queued {
             self.speculative.push_back(job);
@@ -477,7 +481,6 @@ fn next_job(shared: &Shared) -> Option<Job> {
     let mut q = shared.queue.lock().expect("asr queue lock");
     loop {
         if let Some(job) = q.take() {
-            q.busy += 1;
             return Some(job);
         }
         if q.closed {
@@ -504,7 +507,6 @@ fn run(shared: &Shared, models: &dyn SpeechModels) {
             _ => None,
         };
         let took = started.elapsed();
-        shared.queue.lock().expect("asr queue lock").busy -= 1;
         let audio_s = job.audio.len() as f64 / 16_000.0;
         metrics::asr_done(job.kind.as_str(), waited, took, audio_s, text.is_err());
         if let Err(error) = &text {
