@@ -408,27 +408,26 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        let hesitations = hesitating(&track);
-        println!("\nHesitations: each clip with a 400–700 ms pause mid-sentence, clean, one call");
-        println!("| detector | clips split into 2+ finals | own finals | WER | end of speech → final p50 / p95 (ms) |");
-        println!("|---|---|---|---|---|");
-        let hesitating_engines = engines
-            .iter()
-            .filter(|_| chosen("WINNERR_BENCH_CONDITIONS", "hesitations"));
-        for (vad, app) in hesitating_engines {
-            let o = play(app, &hesitations, &hesitations.samples, 1, Pace::RealTime).await;
-            let p = |q| if o.delays.is_empty() { f64::NAN } else { percentile(&o.delays, q) };
-            println!(
-                "| {vad} | {}/{} ({:.0}%) | {}/{} | {:.1}% | {:.0} / {:.0} |",
-                o.split,
-                o.utterances,
-                100.0 * o.split as f64 / o.utterances.max(1) as f64,
-                o.own_finals,
-                o.utterances,
-                100.0 * o.errors as f64 / o.words.max(1) as f64,
-                p(0.5),
-                p(0.95)
-            );
+        if chosen("WINNERR_BENCH_CONDITIONS", "hesitations") {
+            let hesitations = hesitating(&track);
+            println!("\nHesitations: each clip with a 400–700 ms pause mid-sentence, clean, one call");
+            println!("| detector | clips split into 2+ finals | own finals | WER | end of speech → final p50 / p95 (ms) |");
+            println!("|---|---|---|---|---|");
+            for (vad, app) in &engines {
+                let o = play(app, &hesitations, &hesitations.samples, 1, Pace::RealTime).await;
+                let p = |q| if o.delays.is_empty() { f64::NAN } else { percentile(&o.delays, q) };
+                println!(
+                    "| {vad} | {}/{} ({:.0}%) | {}/{} | {:.1}% | {:.0} / {:.0} |",
+                    o.split,
+                    o.utterances,
+                    100.0 * o.split as f64 / o.utterances.max(1) as f64,
+                    o.own_finals,
+                    o.utterances,
+                    100.0 * o.errors as f64 / o.words.max(1) as f64,
+                    p(0.5),
+                    p(0.95)
+                );
+            }
         }
         if full && chosen("WINNERR_BENCH_CONDITIONS", "no speech") {
             let seconds = 60 * RATE;
